@@ -1,0 +1,46 @@
+"""The pure core of the factory: job state machine, cluster, scheduler.
+
+Nothing here performs I/O, starts threads or reads the clock: every entry point
+takes the current time as an argument. Both the live shell and the twin drive it.
+"""
+
+from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.cluster import Cluster, Node
+from aifactory.core.errors import (
+    AifactoryError,
+    InvalidTransition,
+    NotFound,
+    SpecError,
+    UnknownName,
+)
+from aifactory.core.events import Cancel, Event, Finished, Submit, Tick
+from aifactory.core.factory import Factory
+from aifactory.core.job import Job, JobSpec, Placement
+from aifactory.core.project import Project
+from aifactory.core.states import JobState
+
+__all__ = [
+    "Action",
+    "AifactoryError",
+    "Cancel",
+    "Cluster",
+    "Event",
+    "Factory",
+    "Finished",
+    "InvalidTransition",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "Kill",
+    "Launch",
+    "Node",
+    "NotFound",
+    "Placement",
+    "Preempt",
+    "Project",
+    "SpecError",
+    "StateChanged",
+    "Submit",
+    "Tick",
+    "UnknownName",
+]

@@ -1,0 +1,136 @@
+"""Nodes, their GPUs, and the fraction-aware allocation map.
+
+Every GPU has 1000 milli-GPU of capacity. A whole-GPU job takes all 1000 of each
+GPU it holds; a fractional job takes part of one GPU. The map never hands out more
+than a GPU has: that is invariant 1, checked on every allocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from aifactory.core.errors import NotFound, SpecError
+from aifactory.core.job import MILLI, Placement
+
+
+@dataclass(slots=True)
+class Node:
+    name: str
+    gpu_count: int
+    gpu_model: str = "virtual"
+    gpu_memory_mib: int = 0
+    pool: str = "default"
+    cpu_milli: int = 0  # 0: not tracked
+    memory_mib: int = 0
+    free: list[int] = field(default_factory=list)  # milli free per GPU
+    # job id -> milli held, per GPU: who holds each GPU.
+    holders: list[dict[int, int]] = field(default_factory=list)
+    free_whole: int = 0  # GPUs with all 1000 milli free
+    up: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gpu_count < 0:
+            raise SpecError("gpu_count", f"node {self.name}: negative GPU count {self.gpu_count}")
+        if not self.free:
+            self.free = [MILLI] * self.gpu_count
+            self.holders = [{} for _ in range(self.gpu_count)]
+        self.free_whole = sum(1 for f in self.free if f == MILLI)
+
+    @property
+    def free_milli(self) -> int:
+        return sum(self.free)
+
+
+class Cluster:
+    """The nodes of the floor and which job holds which part of which GPU."""
+
+    def __init__(self, nodes: Iterable[Node]) -> None:
+        self.nodes: dict[str, Node] = {}
+        for node in nodes:
+            if node.name in self.nodes:
+                raise SpecError("nodes", f"duplicate node name {node.name!r}")
+            self.nodes[node.name] = node
+        self.allocations: dict[int, Placement] = {}
+        self._pools: dict[str, list[Node]] = {}
+        for node in self.nodes.values():
+            self._pools.setdefault(node.pool, []).append(node)
+
+    @classmethod
+    def virtual(cls, gpus: int, nodes: int = 1, model: str = "virtual", memory_mib: int = 0) -> Cluster:
+        """`nodes` nodes with `gpus` GPUs each (for `aifactory up --gpus N` and tests)."""
+        return cls(
+            Node(name=f"node{i}", gpu_count=gpus, gpu_model=model, gpu_memory_mib=memory_mib) for i in range(nodes)
+        )
+
+    # -- queries -----------------------------------------------------------------------
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise NotFound(f"unknown node {name!r}") from None
+
+    def pool_nodes(self, pool: str | None) -> list[Node]:
+        """Nodes a job bound to `pool` may use (all nodes when None)."""
+        if pool is None:
+            return list(self.nodes.values())
+        return self._pools.get(pool, [])
+
+    @property
+    def pools(self) -> list[str]:
+        return list(self._pools)
+
+    def total_gpus(self, pool: str | None = None) -> int:
+        return sum(n.gpu_count for n in self.pool_nodes(pool) if n.up)
+
+    def free_gpus(self, pool: str | None = None) -> float:
+        return sum(n.free_milli for n in self.pool_nodes(pool) if n.up) / MILLI
+
+    def largest_node(self, pool: str | None = None, model: str | None = None) -> int:
+        return max(
+            (n.gpu_count for n in self.pool_nodes(pool) if n.up and (model is None or n.gpu_model == model)),
+            default=0,
+        )
+
+    def models(self) -> set[str]:
+        return {n.gpu_model for n in self.nodes.values()}
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+    # -- the allocation map --------------------------------------------------------------
+
+    def allocate(self, job_id: int, placement: Placement) -> None:
+        """Give `placement` to `job_id`; refuse (and change nothing) if it over-commits."""
+        if job_id in self.allocations:
+            raise ValueError(f"job {job_id} already holds {self.allocations[job_id].describe()}")
+        milli = placement.milli
+        for name, idx in placement.parts:
+            node = self.node(name)
+            for g in idx:
+                if not 0 <= g < node.gpu_count:
+                    raise ValueError(f"node {name} has no GPU {g}")
+                if node.free[g] < milli:
+                    raise ValueError(f"GPU {name}:{g} has {node.free[g]} milli free, job {job_id} needs {milli}")
+        for name, idx in placement.parts:
+            node = self.nodes[name]
+            for g in idx:
+                if node.free[g] == MILLI:
+                    node.free_whole -= 1
+                node.free[g] -= milli
+                node.holders[g][job_id] = milli
+        self.allocations[job_id] = placement
+
+    def release(self, job_id: int) -> Placement | None:
+        placement = self.allocations.pop(job_id, None)
+        if placement is None:
+            return None
+        for name, idx in placement.parts:
+            node = self.nodes[name]
+            for g in idx:
+                node.free[g] += placement.milli
+                del node.holders[g][job_id]
+                if node.free[g] == MILLI:
+                    node.free_whole += 1
+        return placement

@@ -1,0 +1,43 @@
+"""Events: what happened. The shells feed them to Factory.handle with the time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aifactory.core.job import JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    job_id: int
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job's process exited (exit_code None: it was lost, e.g. its node died)."""
+
+    job_id: int
+    exit_code: int | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    job_id: int
+    reason: str = "cancelled by user"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A running job reports it has saved its progress (cheaper to preempt)."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed: enforce time limits and reconsider the queue."""
+
+
+Event = Submit | Finished | Cancel | Checkpoint | Tick

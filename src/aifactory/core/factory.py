@@ -1,0 +1,355 @@
+"""The Factory: the job state machine and the scheduler, as one pure object.
+
+`handle(event, now)` applies an event, runs a scheduling pass and returns the
+actions the shell must carry out. It never performs I/O or reads the clock, so
+the live shell (wall clock, real processes) and the twin (virtual clock,
+simulated executor) drive the very same decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.cluster import Cluster
+from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
+from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
+from aifactory.core.job import MILLI, Job, JobSpec, Placement
+from aifactory.core.placement import PlacementPolicy, eligible, get_placement
+from aifactory.core.policies import Policy, SchedulerView, get_policy
+from aifactory.core.project import Project
+from aifactory.core.states import JobState, check_transition
+
+TIME_LIMIT = "time limit"
+
+
+@dataclass(frozen=True, slots=True)
+class FactorySettings:
+    policy: str = "fifo"
+    placement: str = "pack"
+    kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
+    preempt_grace_s: float = 30.0  # time a victim gets to checkpoint
+    use_pools: bool = True  # False: ignore projects' node pools (the twin's --no-pools)
+
+
+class Factory:
+    def __init__(
+        self,
+        cluster: Cluster,
+        projects: Iterable[Project],
+        settings: FactorySettings | None = None,
+        policy: Policy | None = None,
+        placement: PlacementPolicy | None = None,
+    ) -> None:
+        self.settings = settings or FactorySettings()
+        self.cluster = cluster
+        self.projects: dict[str, Project] = {p.name: p for p in projects}
+        self.policy: Policy = policy or get_policy(self.settings.policy)
+        self.placement: PlacementPolicy = placement or get_placement(self.settings.placement)
+        self.jobs: dict[int, Job] = {}
+        # Pending jobs per pool key, each in queue (submission) order.
+        self.queues: dict[str | None, dict[int, Job]] = {}
+        self.running: dict[int, Job] = {}  # running or preempted: holding GPUs
+        self.usage: dict[str, float] = {name: 0.0 for name in self.projects}
+        self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
+        self._dirty: set[str | None] | None = None  # None: every queue needs a look
+
+    # -- configuration -------------------------------------------------------------------
+
+    def pool_of(self, project: str) -> str | None:
+        if not self.settings.use_pools:
+            return None
+        proj = self.projects.get(project)
+        return proj.pool if proj is not None else None
+
+    def set_project(self, project: Project) -> None:
+        """Add or change a project; every queue is looked at again on the next pass."""
+        self.projects[project.name] = project
+        self.usage.setdefault(project.name, 0.0)
+        self._dirty = None
+
+    # -- validation ----------------------------------------------------------------------
+
+    def check(self, spec: JobSpec) -> None:
+        """Raise SpecError naming the field if `spec` could never run here."""
+        if spec.project not in self.projects:
+            raise SpecError("project", str(UnknownName("project", spec.project, self.projects)))
+        if not spec.gpus > 0:
+            raise SpecError("gpus", f"must be positive, got {spec.gpus}")
+        if spec.gpus > 1 and spec.gpus != int(spec.gpus):
+            raise SpecError("gpus", f"more than one GPU must be a whole number, got {spec.gpus}")
+        if spec.time_limit_s is not None and not spec.time_limit_s > 0:
+            raise SpecError("time_limit", f"must be positive, got {spec.time_limit_s}")
+        pool = self.pool_of(spec.project)
+        nodes = [n for n in self.cluster.pool_nodes(pool) if eligible(spec, n)]
+        if spec.gpu_model is not None and not nodes:
+            known = sorted({n.gpu_model for n in self.cluster.pool_nodes(pool)})
+            raise SpecError("gpu_model", f"no GPU of model {spec.gpu_model!r} here (have: {', '.join(known)})")
+        where = f" in pool {pool!r}" if pool is not None else ""
+        if spec.fractional:
+            if spec.gpu_memory_mib is not None:
+                biggest = max((n.gpu_memory_mib for n in nodes), default=0)
+                if biggest and spec.gpu_memory_mib > biggest:
+                    raise SpecError(
+                        "gpu_memory", f"asks {spec.gpu_memory_mib} MiB, largest GPU{where} has {biggest} MiB"
+                    )
+            if not nodes:
+                raise SpecError("gpus", f"no GPU{where} to run on")
+            return
+        largest = max((n.gpu_count for n in nodes), default=0)
+        total = sum(n.gpu_count for n in nodes)
+        if spec.multi_node:
+            if spec.whole_gpus > total:
+                raise SpecError("gpus", f"asks {spec.whole_gpus} GPUs, the cluster{where} has {total}")
+        elif spec.whole_gpus > largest:
+            raise SpecError(
+                "gpus",
+                f"asks {spec.whole_gpus} GPUs on one node, the largest node{where} has {largest}"
+                + (f" (the cluster has {total}; set multi_node to span nodes)" if spec.whole_gpus <= total else ""),
+            )
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        out: list[Action] = []
+        if isinstance(event, Submit):
+            self._submit(event, now, out)
+        elif isinstance(event, Finished):
+            self._finished(event, now, out)
+        elif isinstance(event, Cancel):
+            self._cancel(event, now, out)
+        elif isinstance(event, Checkpoint):
+            self.job(event.job_id).checkpoint_at = now
+            return out
+        elif not isinstance(event, Tick):
+            raise TypeError(f"not an event: {event!r}")
+        self._enforce_time_limits(now, out)
+        self._schedule(now, out)
+        return out
+
+    def job(self, job_id: int) -> Job:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise NotFound(f"no job {job_id}") from None
+
+    def _move(self, job: Job, new: JobState, now: float, reason: str, out: list[Action]) -> None:
+        check_transition(job.id, job.state, new)
+        out.append(StateChanged(job.id, job.state, new, now, reason))
+        job.state = new
+        job.reason = reason
+        if new.terminal:
+            job.finished_at = now
+
+    def _enqueue(self, job: Job) -> None:
+        key = self.pool_of(job.spec.project)
+        queue = self.queues.setdefault(key, {})
+        queue[job.id] = job
+        if len(queue) > 1 and job.id < next(reversed(queue)):
+            # A requeued job keeps its place by submission order.
+            self.queues[key] = dict(sorted(queue.items()))
+        self._mark_dirty(key)
+
+    def _dequeue(self, job: Job) -> None:
+        key = self.pool_of(job.spec.project)
+        self.queues.get(key, {}).pop(job.id, None)
+        self._mark_dirty(key)
+
+    def _mark_dirty(self, key: str | None) -> None:
+        if self._dirty is not None:
+            self._dirty.add(key)
+
+    def _submit(self, event: Submit, now: float, out: list[Action]) -> None:
+        if event.job_id in self.jobs:
+            raise SpecError("id", f"job {event.job_id} exists already")
+        self.check(event.spec)
+        job = Job(id=event.job_id, spec=event.spec, submitted_at=now, queued_at=now)
+        self.jobs[job.id] = job
+        out.append(StateChanged(job.id, None, JobState.QUEUED, now, "submitted"))
+        self._enqueue(job)
+
+    def _release(self, job: Job, now: float) -> None:
+        placement = self.cluster.release(job.id)
+        self.running.pop(job.id, None)
+        if placement is not None:
+            self.usage[job.spec.project] = max(0.0, self.usage[job.spec.project] - placement.gpus)
+            for name in placement.nodes:
+                self._mark_dirty(self.cluster.nodes[name].pool)
+            self._mark_dirty(None)
+        if job.started_at is not None:
+            job.done_s += now - job.started_at
+
+    def _finished(self, event: Finished, now: float, out: list[Action]) -> None:
+        job = self.job(event.job_id)
+        if job.state not in (JobState.RUNNING, JobState.PREEMPTED):
+            return  # a late or repeated report about a job already settled: nothing to do
+        self._release(job, now)
+        job.exit_code = event.exit_code
+        stop = job.stop_reason
+        job.stop_reason = None
+        if job.state is JobState.PREEMPTED:
+            if stop is not None and not stop.startswith("preempted"):
+                self._move(job, JobState.CANCELLED, now, stop, out)
+            else:
+                job.queued_at = now
+                job.checkpoint_at = None
+                self._move(job, JobState.QUEUED, now, stop or "preempted", out)
+                self._enqueue(job)
+        elif stop == TIME_LIMIT:
+            self._move(job, JobState.FAILED, now, TIME_LIMIT, out)
+        elif stop is not None:
+            self._move(job, JobState.CANCELLED, now, stop, out)
+        elif event.exit_code == 0:
+            self._move(job, JobState.SUCCEEDED, now, "exit code 0", out)
+        elif event.exit_code is None:
+            self._move(job, JobState.FAILED, now, event.reason or "process lost", out)
+        else:
+            self._move(job, JobState.FAILED, now, event.reason or f"exit code {event.exit_code}", out)
+
+    def _cancel(self, event: Cancel, now: float, out: list[Action]) -> None:
+        job = self.job(event.job_id)
+        if job.state is JobState.QUEUED:
+            self._dequeue(job)
+            self._move(job, JobState.CANCELLED, now, event.reason, out)
+        elif job.state is JobState.RUNNING:
+            if job.stop_reason is None:
+                job.stop_reason = event.reason
+                out.append(Kill(job.id, event.reason, self.settings.kill_grace_s))
+        elif job.state is JobState.PREEMPTED:
+            job.stop_reason = event.reason  # already stopping; it ends cancelled, not requeued
+        else:
+            raise InvalidTransition(f"job {job.id} is already {job.state.value}")
+
+    def _enforce_time_limits(self, now: float, out: list[Action]) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, job_id, attempt = heapq.heappop(heap)
+            job = self.jobs.get(job_id)
+            if job is None or job.state is not JobState.RUNNING or job.attempts != attempt:
+                continue
+            if job.stop_reason is None:
+                job.stop_reason = TIME_LIMIT
+                out.append(Kill(job.id, TIME_LIMIT, self.settings.kill_grace_s))
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time the core needs a Tick (a time limit runs out), if any."""
+        heap = self._deadlines
+        while heap:
+            deadline, job_id, attempt = heap[0]
+            job = self.jobs.get(job_id)
+            if job is not None and job.state is JobState.RUNNING and job.attempts == attempt:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _schedule(self, now: float, out: list[Action]) -> None:
+        if not any(self.queues.values()):
+            self._dirty = set()
+            return
+        view = SchedulerView(self, now, self._dirty)
+        try:
+            plan = self.policy.schedule(view)
+        except Exception:
+            for job_id in view.reserved:
+                self.cluster.release(job_id)
+            raise
+        started = {s.job_id for s in plan.starts}
+        for job_id in view.reserved:
+            if job_id not in started:
+                self.cluster.release(job_id)
+        for job_id, reason in plan.preempt:
+            self._preempt(self.job(job_id), reason, now, out)
+        for start in plan.starts:
+            self._start(self.job(start.job_id), start.placement, now, out, reserved=start.job_id in view.reserved)
+        for job_id, reason in plan.reasons.items():
+            job = self.jobs.get(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                job.pending_reason = reason
+        self._dirty = set()
+
+    def _start(self, job: Job, placement: Placement, now: float, out: list[Action], reserved: bool) -> None:
+        if not reserved:
+            self.cluster.allocate(job.id, placement)
+        self._dequeue(job)
+        job.placement = placement
+        job.started_at = now
+        job.attempts += 1
+        job.pending_reason = ""
+        self.running[job.id] = job
+        self.usage[job.spec.project] = self.usage.get(job.spec.project, 0.0) + placement.gpus
+        self._move(job, JobState.RUNNING, now, f"on {placement.describe()}", out)
+        out.append(Launch(job.id, job.spec, placement))
+        if job.spec.time_limit_s is not None:
+            heapq.heappush(self._deadlines, (now + job.spec.time_limit_s, job.id, job.attempts))
+
+    def _preempt(self, job: Job, reason: str, now: float, out: list[Action]) -> None:
+        if job.state is not JobState.RUNNING or job.stop_reason is not None:
+            return
+        job.stop_reason = f"preempted: {reason}"
+        self._move(job, JobState.PREEMPTED, now, job.stop_reason, out)
+        out.append(Preempt(job.id, reason, self.settings.preempt_grace_s))
+
+    # -- explanations --------------------------------------------------------------------
+
+    def fit_reason(self, job: Job) -> str:
+        """Why `job` does not fit on the free GPUs right now, in one line."""
+        spec = job.spec
+        pool = self.pool_of(spec.project)
+        nodes = [n for n in self.cluster.pool_nodes(pool) if eligible(spec, n)]
+        where = f" in pool {pool}" if pool else ""
+        if spec.fractional:
+            best = max((f for n in nodes for f in n.free), default=0)
+            return f"needs {spec.milli_on(nodes[0].gpu_memory_mib if nodes else 0) / MILLI:.2f} of a GPU{where}; most free on one GPU is {best / MILLI:.2f}"
+        block = max((n.free_whole for n in nodes), default=0)
+        if spec.multi_node:
+            free = sum(n.free_whole for n in nodes)
+            return f"needs {spec.whole_gpus} GPUs{where}; {free} free"
+        return f"needs {spec.whole_gpus} GPUs on one node{where}; largest free block is {block}"
+
+    def pending_reason(self, job_id: int) -> str:
+        """Why a queued job waits: the policy's reason, or the jobs ahead of it."""
+        job = self.job(job_id)
+        if job.state is not JobState.QUEUED:
+            return ""
+        if job.pending_reason:
+            return job.pending_reason
+        queue = self.queues.get(self.pool_of(job.spec.project), {})
+        ahead = 0
+        for other in queue:
+            if other == job_id:
+                break
+            ahead += 1
+        return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"
+
+    # -- restart -------------------------------------------------------------------------
+
+    def restore(self, job: Job) -> None:
+        """Put back a job record loaded from the store (the live shell's restart).
+
+        Queued jobs rejoin their queue; running and preempted jobs take back the
+        GPUs they hold; terminal jobs are only remembered.
+        """
+        if job.id in self.jobs:
+            raise SpecError("id", f"job {job.id} exists already")
+        self.jobs[job.id] = job
+        if job.state is JobState.QUEUED:
+            self._enqueue(job)
+        elif job.state in (JobState.RUNNING, JobState.PREEMPTED):
+            if job.placement is None:
+                raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
+            self.cluster.allocate(job.id, job.placement)
+            self.running[job.id] = job
+            self.usage[job.spec.project] = self.usage.get(job.spec.project, 0.0) + job.placement.gpus
+            if job.spec.time_limit_s is not None and job.started_at is not None:
+                heapq.heappush(self._deadlines, (job.started_at + job.spec.time_limit_s, job.id, job.attempts))
+        self._dirty = None
+
+    def forget(self, job_id: int) -> None:
+        """Drop a terminal job from memory (the store keeps it)."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.state.terminal:
+            del self.jobs[job_id]

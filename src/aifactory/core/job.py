@@ -1,0 +1,105 @@
+"""Job spec (what the user asked for) and job record (what became of it)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from aifactory.core.states import JobState
+
+MILLI = 1000  # one whole GPU in milli-GPU, the unit of the allocation map
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A request for GPUs and a command to run on them.
+
+    `gpus` is a whole number of GPUs (>= 1) or a fraction of one GPU (0 < gpus < 1);
+    `gpu_memory_mib` asks for a fraction by memory instead, converted on the node it
+    lands on. A multi-GPU job stays on one node unless `multi_node` allows a gang
+    across nodes.
+    """
+
+    command: tuple[str, ...]
+    project: str = "default"
+    user: str = "anonymous"
+    gpus: float = 1.0
+    gpu_memory_mib: int | None = None
+    gpu_model: str | None = None
+    multi_node: bool = False
+    priority: int = 0
+    priority_class: str = "train"
+    time_limit_s: float | None = None
+    name: str | None = None
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # Known run time: the twin's simulated executor and oracle policies (srtf) use it.
+    duration_s: float | None = None
+
+    @property
+    def whole_gpus(self) -> int:
+        """GPUs held exclusively (0 for a fractional job)."""
+        return int(self.gpus) if self.gpus >= 1 else 0
+
+    @property
+    def fractional(self) -> bool:
+        return self.gpu_memory_mib is not None or self.gpus < 1
+
+    def milli_on(self, gpu_memory_mib: int) -> int:
+        """Milli-GPU this job takes on one GPU of the given memory size (fractional jobs)."""
+        if self.gpu_memory_mib is not None:
+            return min(MILLI, math.ceil(MILLI * self.gpu_memory_mib / max(gpu_memory_mib, 1)))
+        if self.gpus < 1:
+            return max(1, round(self.gpus * MILLI))
+        return MILLI
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a job's GPUs are: per node, the GPU indices, each with `milli` of it."""
+
+    parts: tuple[tuple[str, tuple[int, ...]], ...]
+    milli: int = MILLI
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(node for node, _ in self.parts)
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(len(idx) for _, idx in self.parts)
+
+    @property
+    def gpus(self) -> float:
+        """GPUs held, a fraction counting as its fraction (what quotas count)."""
+        return self.gpu_count * self.milli / MILLI
+
+    def describe(self) -> str:
+        """`node0:0,1` or `node0:2@0.50` for a fraction."""
+        frac = "" if self.milli == MILLI else f"@{self.milli / MILLI:.2f}"
+        return " ".join(f"{n}:{','.join(map(str, idx))}{frac}" for n, idx in self.parts)
+
+
+@dataclass(slots=True)
+class Job:
+    """The core's record of one job. Mutated only by the Factory."""
+
+    id: int
+    spec: JobSpec
+    submitted_at: float
+    state: JobState = JobState.QUEUED
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    placement: Placement | None = None
+    attempts: int = 0  # times the job has been started
+    # Set when the core has asked the executor to stop the job; decides its end state.
+    stop_reason: str | None = None
+    pending_reason: str = ""
+    # Seconds of work done in earlier attempts (twin: work left after a preemption).
+    done_s: float = 0.0
+    # Time of the job's last checkpoint, where the job reports one (preemption cost).
+    checkpoint_at: float | None = None
+    # Time the job was (last) queued: first submit or the end of its last preemption.
+    queued_at: float = 0.0

@@ -1,0 +1,135 @@
+"""Where a job's GPUs go: placement policies, found by name in a registry.
+
+A placement policy looks at the candidate nodes (already filtered to the job's
+pool) and returns a Placement or None; it never changes the cluster. Multi-GPU
+jobs stay on one node when one has room; a `multi_node` job that fits on no single
+node is spread over the fewest nodes (largest free blocks first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from aifactory.core.cluster import Node
+from aifactory.core.errors import UnknownName
+from aifactory.core.job import MILLI, JobSpec, Placement
+
+
+class PlacementPolicy(Protocol):
+    name: str
+
+    def place(self, spec: JobSpec, nodes: Sequence[Node]) -> Placement | None: ...
+
+
+def eligible(spec: JobSpec, node: Node) -> bool:
+    return node.up and node.gpu_count > 0 and (spec.gpu_model is None or spec.gpu_model == node.gpu_model)
+
+
+def lowest_free(node: Node, count: int) -> tuple[int, ...]:
+    """The `count` lowest-indexed fully free GPUs of a node."""
+    out: list[int] = []
+    for g, f in enumerate(node.free):
+        if f == MILLI:
+            out.append(g)
+            if len(out) == count:
+                break
+    return tuple(out)
+
+
+def gang(spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
+    """A multi-node gang on the fewest nodes: largest free blocks first, all or nothing."""
+    need = spec.whole_gpus
+    chosen: list[tuple[str, tuple[int, ...]]] = []
+    for node in sorted((n for n in nodes if eligible(spec, n)), key=lambda n: -n.free_whole):
+        if node.free_whole == 0:
+            break
+        take = min(need, node.free_whole)
+        chosen.append((node.name, lowest_free(node, take)))
+        need -= take
+        if need == 0:
+            return Placement(tuple(chosen))
+    return None
+
+
+class _ScoredPlacement:
+    """Best node by a score over (free whole GPUs) or (free milli on a GPU); ties to the first."""
+
+    name = "base"
+
+    def node_key(self, free_whole: int) -> int:
+        raise NotImplementedError
+
+    def gpu_key(self, free: int) -> int:
+        raise NotImplementedError
+
+    def place(self, spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
+        if spec.fractional:
+            return self._place_fraction(spec, nodes)
+        need = spec.whole_gpus
+        best: Node | None = None
+        best_key = 0
+        for node in nodes:
+            if node.free_whole >= need and eligible(spec, node):
+                key = self.node_key(node.free_whole)
+                if best is None or key < best_key:
+                    best, best_key = node, key
+        if best is not None:
+            return Placement(((best.name, lowest_free(best, need)),))
+        if spec.multi_node:
+            return gang(spec, nodes)
+        return None
+
+    def _place_fraction(self, spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
+        best: tuple[str, int, int] | None = None  # node, gpu, milli
+        best_key = 0
+        for node in nodes:
+            if not eligible(spec, node):
+                continue
+            milli = spec.milli_on(node.gpu_memory_mib)
+            for g, free in enumerate(node.free):
+                if free >= milli:
+                    key = self.gpu_key(free)
+                    if best is None or key < best_key:
+                        best, best_key = (node.name, g, milli), key
+        if best is None:
+            return None
+        return Placement(((best[0], (best[1],)),), milli=best[2])
+
+
+class Pack(_ScoredPlacement):
+    """Least fragmentation: the fullest node (or GPU) that still fits the job."""
+
+    name = "pack"
+
+    def node_key(self, free_whole: int) -> int:
+        return free_whole
+
+    def gpu_key(self, free: int) -> int:
+        return free
+
+
+class Spread(_ScoredPlacement):
+    """Balance load: the emptiest node (or GPU)."""
+
+    name = "spread"
+
+    def node_key(self, free_whole: int) -> int:
+        return -free_whole
+
+    def gpu_key(self, free: int) -> int:
+        return -free
+
+
+PLACEMENTS: dict[str, Callable[[], PlacementPolicy]] = {"pack": Pack, "spread": Spread}
+
+
+def register_placement(name: str, factory: Callable[[], PlacementPolicy]) -> None:
+    PLACEMENTS[name] = factory
+
+
+def get_placement(name: str) -> PlacementPolicy:
+    try:
+        return PLACEMENTS[name]()
+    except KeyError:
+        raise UnknownName("placement policy", name, PLACEMENTS) from None

@@ -1,0 +1,29 @@
+"""Scheduling policies, one module each, found by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aifactory.core.errors import UnknownName
+from aifactory.core.policies.base import Plan, Policy, SchedulerView, Start
+from aifactory.core.policies.fifo import Fifo
+from aifactory.core.policies.priority import PriorityPolicy
+
+POLICIES: dict[str, Callable[[], Policy]] = {
+    Fifo.name: Fifo,
+    PriorityPolicy.name: PriorityPolicy,
+}
+
+
+def register_policy(name: str, factory: Callable[[], Policy]) -> None:
+    POLICIES[name] = factory
+
+
+def get_policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise UnknownName("policy", name, POLICIES) from None
+
+
+__all__ = ["POLICIES", "Plan", "Policy", "SchedulerView", "Start", "get_policy", "register_policy"]

@@ -1,0 +1,87 @@
+"""The one signature every scheduling policy has, and what it sees.
+
+A pass reads like the papers' figure: admit -> order -> place -> execute. The
+policy orders the queue and asks the view to place jobs; `view.try_place` finds
+room with the configured placement policy and reserves it for this pass. The
+plan it returns must list every reservation it made as a start (the Factory
+releases any it forgot) and may name running jobs to preempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from aifactory.core.job import Job, Placement
+
+if TYPE_CHECKING:
+    from aifactory.core.factory import Factory
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    job_id: int
+    placement: Placement
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    starts: list[Start] = field(default_factory=list)
+    preempt: list[tuple[int, str]] = field(default_factory=list)  # (job id, reason)
+    reasons: dict[int, str] = field(default_factory=dict)  # pending job id -> why it waits
+
+
+class SchedulerView:
+    """What a policy may look at during one pass, plus the one thing it may do: reserve."""
+
+    def __init__(self, factory: Factory, now: float, dirty: set[str | None] | None) -> None:
+        self._f = factory
+        self.now = now
+        self.cluster = factory.cluster
+        self.projects = factory.projects
+        self.running = factory.running
+        self.usage = factory.usage  # project -> GPUs held (fractions count as fractions)
+        self.reserved: dict[int, Placement] = {}
+        self._dirty = dirty
+
+    def queue_keys(self, only_dirty: bool = True) -> list[str | None]:
+        """Pool keys with pending jobs; by default only those whose situation changed."""
+        keys = [k for k, q in self._f.queues.items() if q]
+        if only_dirty and self._dirty is not None:
+            keys = [k for k in keys if k in self._dirty]
+        return keys
+
+    def queue(self, key: str | None) -> Iterator[Job]:
+        """Pending jobs bound to pool `key`, in submission order."""
+        yield from list(self._f.queues.get(key, {}).values())
+
+    def pending(self) -> Iterable[Job]:
+        for q in self._f.queues.values():
+            yield from q.values()
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(q) for q in self._f.queues.values())
+
+    def pool_of(self, job: Job) -> str | None:
+        return self._f.pool_of(job.spec.project)
+
+    def try_place(self, job: Job) -> Placement | None:
+        """Find room for `job` now and reserve it for this pass (None: no room)."""
+        nodes = self.cluster.pool_nodes(self.pool_of(job))
+        placement = self._f.placement.place(job.spec, nodes)
+        if placement is not None:
+            self.cluster.allocate(job.id, placement)
+            self.reserved[job.id] = placement
+        return placement
+
+    def why_not(self, job: Job) -> str:
+        """A one-line reason the job does not fit right now."""
+        return self._f.fit_reason(job)
+
+
+class Policy(Protocol):
+    name: ClassVar[str]
+
+    def schedule(self, view: SchedulerView) -> Plan: ...

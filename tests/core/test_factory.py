@@ -1,0 +1,181 @@
+"""The Factory driven through events with an explicit clock: no processes, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from aifactory.core import (
+    Cancel,
+    Cluster,
+    Factory,
+    Finished,
+    InvalidTransition,
+    JobSpec,
+    JobState,
+    Kill,
+    Launch,
+    NotFound,
+    Project,
+    SpecError,
+    StateChanged,
+    Submit,
+    Tick,
+)
+from aifactory.core.factory import FactorySettings
+from aifactory.core.job import Placement
+
+
+def make(gpus: int = 4, nodes: int = 1, policy: str = "fifo") -> Factory:
+    return Factory(
+        Cluster.virtual(gpus, nodes),
+        [Project("default", quota=gpus * nodes), Project("vision")],
+        FactorySettings(policy=policy),
+    )
+
+
+def spec(gpus: float = 1, **kw: object) -> JobSpec:
+    return JobSpec(command=("true",), gpus=gpus, **kw)  # type: ignore[arg-type]
+
+
+def launches(actions: list) -> list[int]:
+    return [a.job_id for a in actions if isinstance(a, Launch)]
+
+
+def test_submit_starts_when_room_and_records_transitions() -> None:
+    f = make()
+    acts = f.handle(Submit(1, spec(2)), now=5.0)
+    assert launches(acts) == [1]
+    changes = [(a.old, a.new, a.at) for a in acts if isinstance(a, StateChanged)]
+    assert changes == [(None, JobState.QUEUED, 5.0), (JobState.QUEUED, JobState.RUNNING, 5.0)]
+    job = f.job(1)
+    assert job.state is JobState.RUNNING and job.started_at == 5.0 and job.attempts == 1
+    assert job.placement == Placement((("node0", (0, 1)),))
+
+
+def test_fifo_head_blocks_and_queue_drains_in_order() -> None:
+    f = make()
+    f.handle(Submit(1, spec(3)), 0)
+    assert launches(f.handle(Submit(2, spec(2)), 1)) == []
+    assert launches(f.handle(Submit(3, spec(1)), 2)) == []  # 1 GPU free, but job 2 is first
+    assert f.pending_reason(2) == "needs 2 GPUs on one node; largest free block is 1"
+    assert f.pending_reason(3) == "1 job ahead in the queue"
+    acts = f.handle(Finished(1, 0), 10)
+    assert launches(acts) == [2, 3]
+    assert f.job(1).state is JobState.SUCCEEDED
+    assert f.cluster.free_gpus() == 1
+
+
+def test_priority_policy_orders_by_priority_then_submission() -> None:
+    f = make(policy="priority")
+    f.handle(Submit(1, spec(4)), 0)
+    for i, prio in [(2, 0), (3, 5), (4, 5)]:
+        f.handle(Submit(i, spec(4, priority=prio)), i)
+    order = []
+    for done in (1, 3, 4):
+        order += launches(f.handle(Finished(done, 0), 10 + done))
+    assert order == [3, 4, 2]
+
+
+def test_multi_gpu_job_stays_on_one_node_when_it_fits() -> None:
+    f = make(gpus=4, nodes=2)
+    f.handle(Submit(1, spec(2)), 0)  # node0: 2 of 4 busy
+    f.handle(Submit(2, spec(3)), 0)  # does not fit node0's 2 free: goes whole to node1
+    assert f.job(2).placement is not None and f.job(2).placement.nodes == ("node1",)
+    f.handle(Submit(3, spec(2)), 0)  # pack: fills node0 rather than splitting
+    assert f.job(3).placement == Placement((("node0", (2, 3)),))
+
+
+def test_multi_node_gang_is_all_or_nothing() -> None:
+    f = make(gpus=4, nodes=2)
+    f.handle(Submit(1, spec(1)), 0)
+    f.handle(Submit(2, spec(8, multi_node=True)), 0)
+    assert f.job(2).state is JobState.QUEUED  # 7 free, never a partial start
+    f.handle(Finished(1, 0), 1)
+    assert f.job(2).state is JobState.RUNNING and f.job(2).placement.gpu_count == 8
+
+
+def test_fractions_share_a_gpu_without_overcommit() -> None:
+    f = make(gpus=1)
+    for i in range(1, 4):
+        f.handle(Submit(i, spec(0.4)), 0)
+    assert [f.job(i).state for i in (1, 2, 3)] == [JobState.RUNNING, JobState.RUNNING, JobState.QUEUED]
+    assert f.cluster.nodes["node0"].free == [200]
+    assert f.job(1).placement.milli == 400
+
+
+def test_exit_codes_decide_success_or_failure() -> None:
+    f = make()
+    f.handle(Submit(1, spec()), 0)
+    f.handle(Submit(2, spec()), 0)
+    f.handle(Finished(1, 3), 1)
+    f.handle(Finished(2, None, reason="process lost while the server was down"), 1)
+    assert (f.job(1).state, f.job(1).reason) == (JobState.FAILED, "exit code 3")
+    assert (f.job(2).state, f.job(2).reason) == (JobState.FAILED, "process lost while the server was down")
+
+
+def test_cancel_queued_is_immediate_and_running_asks_for_a_kill() -> None:
+    f = make(gpus=1)
+    f.handle(Submit(1, spec()), 0)
+    f.handle(Submit(2, spec()), 0)
+    f.handle(Cancel(2), 1)
+    assert f.job(2).state is JobState.CANCELLED
+    acts = f.handle(Cancel(1), 2)
+    assert [a for a in acts if isinstance(a, Kill)] == [Kill(1, "cancelled by user", 10.0)]
+    assert f.job(1).state is JobState.RUNNING  # until its process has really exited
+    f.handle(Finished(1, -15), 3)
+    assert f.job(1).state is JobState.CANCELLED
+    with pytest.raises(InvalidTransition):
+        f.handle(Cancel(1), 4)
+
+
+def test_time_limit_kills_and_fails_with_reason() -> None:
+    f = make()
+    f.handle(Submit(1, spec(time_limit_s=30)), 100)
+    assert f.next_wakeup() == 130
+    assert not [a for a in f.handle(Tick(), 129) if isinstance(a, Kill)]
+    kills = [a for a in f.handle(Tick(), 130) if isinstance(a, Kill)]
+    assert kills == [Kill(1, "time limit", 10.0)]
+    f.handle(Finished(1, -15), 131)
+    assert (f.job(1).state, f.job(1).reason) == (JobState.FAILED, "time limit")
+    assert f.next_wakeup() is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (spec(0), "gpus"),
+        (spec(-1), "gpus"),
+        (spec(1.5), "gpus"),
+        (spec(5), "gpus"),
+        (spec(9, multi_node=True), "gpus"),
+        (spec(project="nope"), "project"),
+        (spec(gpu_model="H100"), "gpu_model"),
+        (spec(time_limit_s=0), "time_limit"),
+    ],
+)
+def test_bad_specs_name_the_field_and_change_nothing(bad: JobSpec, field: str) -> None:
+    f = make(gpus=4, nodes=2)
+    with pytest.raises(SpecError) as err:
+        f.handle(Submit(1, bad), 0)
+    assert err.value.field == field
+    assert f.jobs == {} and f.cluster.free_gpus() == 8
+
+
+def test_unknown_job_and_stale_reports() -> None:
+    f = make()
+    with pytest.raises(NotFound):
+        f.handle(Cancel(99), 0)
+    f.handle(Submit(1, spec()), 0)
+    f.handle(Finished(1, 0), 1)
+    assert f.handle(Finished(1, 0), 2) == []  # a repeated report changes nothing
+
+
+def test_restore_reattaches_running_jobs_and_requeues_queued() -> None:
+    f = make()
+    f.handle(Submit(1, spec(3)), 0)
+    f.handle(Submit(2, spec(2)), 0)
+    g = make()
+    for job in f.jobs.values():
+        g.restore(job)
+    assert g.cluster.free_gpus() == 1 and list(g.queues[None]) == [2]
+    assert launches(g.handle(Finished(1, 0), 5)) == [2]
