@@ -1,0 +1,197 @@
+"""Replay a scenario on the twin: the live Factory, a virtual clock, a simulated executor.
+
+Nothing here decides anything: trace arrivals become `Submit` events, the Factory's
+actions go to the SimExecutor (Launch/Kill/Preempt) and the Recorder (StateChanged),
+exits come back as `Finished`, and a `Tick` is scheduled at `factory.next_wakeup()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aifactory.core.actions import Kill, Launch, Preempt, StateChanged
+from aifactory.core.cluster import Cluster, Node
+from aifactory.core.errors import SpecError
+from aifactory.core.events import Event, Finished, Submit, Tick
+from aifactory.core.factory import Factory, FactorySettings
+from aifactory.core.job import JobSpec
+from aifactory.twin.executor import ExecutorSettings, SimExecutor
+from aifactory.twin.kernel import SAMPLE, SUBMIT, TICK, Kernel
+from aifactory.twin.metrics import Recorder, Samples, sample, summarize
+from aifactory.twin.traces.format import CostModel, Scenario, TraceJob
+
+Progress = Callable[[int, int], None]  # (jobs submitted so far, jobs in the trace)
+
+
+@dataclass(frozen=True, slots=True)
+class TwinSettings:
+    factory: FactorySettings = field(default_factory=FactorySettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    sample_every_s: float = 3600.0  # virtual seconds between samples of the time series
+    progress_every_s: float = 86400.0  # virtual seconds between progress callbacks
+
+
+@dataclass(slots=True)
+class RunResult:
+    name: str
+    settings: TwinSettings
+    summary: dict[str, Any]
+    recorder: Recorder
+    samples: Samples
+    durations: list[float]
+    rejected: dict[int, str]  # job index -> why the Factory refused it
+    events: int  # kernel entries processed
+    wall_s: float
+
+
+def fresh_nodes(nodes: list[Node]) -> list[Node]:
+    """Empty copies of the scenario's nodes (a Node carries its allocation map)."""
+    return [
+        Node(
+            name=n.name,
+            gpu_count=n.gpu_count,
+            gpu_model=n.gpu_model,
+            gpu_memory_mib=n.gpu_memory_mib,
+            pool=n.pool,
+            cpu_milli=n.cpu_milli,
+            memory_mib=n.memory_mib,
+        )
+        for n in nodes
+    ]
+
+
+def spec_of(job: TraceJob, duration: float) -> JobSpec:
+    return JobSpec(
+        command=(),
+        project=job.project,
+        user=job.user,
+        gpus=job.gpus,
+        gpu_model=job.gpu_model,
+        multi_node=job.multi_node,
+        priority=job.priority,
+        priority_class=job.priority_class,
+        time_limit_s=job.time_limit_s,
+        duration_s=duration,
+    )
+
+
+def durations_of(jobs: list[TraceJob], cost_model: CostModel | None) -> list[float]:
+    """Run time (s) of each job: the trace's, or the cost model's where the trace gives work."""
+    out = []
+    for i, job in enumerate(jobs):
+        if job.duration_s is not None:
+            out.append(job.duration_s)
+        elif cost_model is None:
+            raise SpecError("duration_s", f"job {i} gives work but no duration, and no cost model was given")
+        else:
+            out.append(float(cost_model(job)))
+    return out
+
+
+class Twin:
+    """One replay: build with a scenario and settings, then `run()`."""
+
+    def __init__(
+        self, scenario: Scenario, settings: TwinSettings | None = None, cost_model: CostModel | None = None
+    ) -> None:
+        self.scenario = scenario
+        self.settings = settings or TwinSettings()
+        self.jobs = scenario.jobs
+        self.durations = durations_of(self.jobs, cost_model)
+        self.kernel = Kernel()
+        self.cluster = Cluster(fresh_nodes(scenario.nodes))
+        projects = [replace(p) for p in scenario.projects]
+        self.factory = Factory(self.cluster, projects, self.settings.factory)
+        self.executor = SimExecutor(self.kernel, self._finished, self.durations.__getitem__, self.settings.executor)
+        self.recorder = Recorder([j.gpus for j in self.jobs], [j.project for j in self.jobs], self.cluster.total_gpus())
+        self.samples = Samples(self.settings.sample_every_s)
+        self.rejected: dict[int, str] = {}
+        self.submitted = 0
+        self._tick_at: float | None = None
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            StateChanged: self.recorder.record,
+            Launch: self.executor.launch,
+            Kill: self.executor.kill,
+            Preempt: self.executor.preempt,
+        }
+
+    # -- event plumbing ------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        now = self.kernel.now
+        dispatch = self._dispatch
+        for action in self.factory.handle(event, now):
+            dispatch[type(action)](action)
+        wake = self.factory.next_wakeup()
+        if wake is not None and (self._tick_at is None or wake < self._tick_at or self._tick_at < now):
+            self._tick_at = wake
+            self.kernel.schedule(max(wake, now), TICK, self._tick)
+
+    def _submit(self, i: int) -> None:
+        self.submitted += 1
+        try:
+            self._handle(Submit(i, spec_of(self.jobs[i], self.durations[i])))
+        except SpecError as exc:
+            self.rejected[i] = str(exc)  # the core refused it and changed nothing
+
+    def _finished(self, event: Finished) -> None:
+        self._handle(event)
+
+    def _tick(self, _: object) -> None:
+        if self._tick_at is not None and self._tick_at <= self.kernel.now:
+            self._tick_at = None
+        self._handle(Tick())
+
+    def _sample(self, _: object) -> None:
+        f = self.factory
+        sample(self.samples, self.kernel.now, self.cluster, f.usage, sum(len(q) for q in f.queues.values()))
+        if self.kernel.peek() is not None:
+            self.kernel.schedule(self.kernel.now + self.samples.period_s, SAMPLE, self._sample)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self, progress: Progress | None = None) -> RunResult:
+        t0 = time.perf_counter()
+        kernel = self.kernel
+        kernel.schedule_many([(job.submit_time, SUBMIT, self._submit, i) for i, job in enumerate(self.jobs)])
+        if self.jobs:
+            kernel.schedule(self.jobs[0].submit_time, SAMPLE, self._sample)
+        n = len(self.jobs)
+        while kernel.peek() is not None:
+            if progress is None:
+                kernel.run()
+            else:
+                kernel.run(until=kernel.now + self.settings.progress_every_s)
+                progress(self.submitted, n)
+        quotas = {p.name: p.quota for p in self.factory.projects.values()}
+        summary = summarize(self.recorder, self.durations, quotas)
+        summary["rejected"] = len(self.rejected)
+        summary["preemptions"] = self.executor.preemptions
+        summary["lost_gpu_hours"] = self.executor.lost_gpu_s / 3600
+        if self.samples.fragmentation:
+            summary["fragmentation_mean"] = sum(self.samples.fragmentation) / len(self.samples.fragmentation)
+        wall = time.perf_counter() - t0
+        return RunResult(
+            self.scenario.name,
+            self.settings,
+            summary,
+            self.recorder,
+            self.samples,
+            self.durations,
+            self.rejected,
+            kernel.steps,
+            wall,
+        )
+
+
+def replay(
+    scenario: Scenario,
+    settings: TwinSettings | None = None,
+    cost_model: CostModel | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Replay `scenario` under `settings` and return its figures."""
+    return Twin(scenario, settings, cost_model).run(progress)
