@@ -1,0 +1,248 @@
+"""The store's tables (SQLAlchemy Core) and the frozen rows read back from them.
+
+Times are float seconds since the epoch (the shell's clock), so the twin can replay
+the event log as a trace without conversions. The schema itself is created only by
+the Alembic migrations in `migrations/versions`; these Table objects must match them
+(a test compares the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from aifactory.core.job import MILLI, Job, JobSpec, Placement
+from aifactory.core.states import JobState
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("user", sa.String(200), nullable=False, index=True),
+    sa.Column("project", sa.String(200), nullable=False, index=True),
+    sa.Column("submitted_at", sa.Double, nullable=False),
+    sa.Column("queued_at", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("stop_reason", sa.Text),
+    sa.Column("placement", sa.JSON),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_s", sa.Double, nullable=False, server_default="0"),
+    sa.Column("pending_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("pid", sa.Integer),
+    sa.Column("pgid", sa.Integer),
+    sa.Column("log_path", sa.Text),
+    sqlite_autoincrement=True,
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("old", sa.String(16)),
+    sa.Column("new", sa.String(16), nullable=False),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("quota", sa.Double, nullable=False),
+    sa.Column("weight", sa.Double, nullable=False),
+    sa.Column("limit", sa.Double),
+    sa.Column("pool", sa.String(200)),
+    sa.Column("department", sa.String(200)),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("gpu_count", sa.Integer, nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=False),
+    sa.Column("gpu_memory_mib", sa.Integer, nullable=False),
+    sa.Column("pool", sa.String(200), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("projects", sa.JSON, nullable=False),  # list of project names, or "*"
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+# -- JSON forms of the core's value objects ----------------------------------------------
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    data = asdict(spec)
+    data["command"] = list(spec.command)
+    return data
+
+
+def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
+    fields = dict(data)
+    fields["command"] = tuple(fields["command"])
+    fields["env"] = dict(fields.get("env") or {})
+    return JobSpec(**fields)
+
+
+def placement_to_json(placement: Placement | None) -> dict[str, Any] | None:
+    if placement is None:
+        return None
+    return {"parts": [[node, list(idx)] for node, idx in placement.parts], "milli": placement.milli}
+
+
+def placement_from_json(data: Mapping[str, Any] | None) -> Placement | None:
+    if data is None:
+        return None
+    parts = tuple((str(node), tuple(int(g) for g in idx)) for node, idx in data["parts"])
+    return Placement(parts, milli=int(data.get("milli", MILLI)))
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One job as stored: the core's spec plus every column."""
+
+    id: int
+    spec: JobSpec
+    state: JobState
+    user: str
+    project: str
+    submitted_at: float
+    queued_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str
+    stop_reason: str | None
+    placement: Placement | None
+    attempts: int
+    done_s: float
+    pending_reason: str
+    pid: int | None
+    pgid: int | None
+    log_path: str | None
+
+    @classmethod
+    def from_db(cls, row: sa.Row[Any]) -> JobRow:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            spec=spec_from_json(m["spec"]),
+            state=JobState(m["state"]),
+            user=m["user"],
+            project=m["project"],
+            submitted_at=m["submitted_at"],
+            queued_at=m["queued_at"],
+            started_at=m["started_at"],
+            finished_at=m["finished_at"],
+            exit_code=m["exit_code"],
+            reason=m["reason"],
+            stop_reason=m["stop_reason"],
+            placement=placement_from_json(m["placement"]),
+            attempts=m["attempts"],
+            done_s=m["done_s"],
+            pending_reason=m["pending_reason"],
+            pid=m["pid"],
+            pgid=m["pgid"],
+            log_path=m["log_path"],
+        )
+
+    def to_job(self) -> Job:
+        """The core record, for Factory.restore after a restart."""
+        return Job(
+            id=self.id,
+            spec=self.spec,
+            submitted_at=self.submitted_at,
+            state=self.state,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            exit_code=self.exit_code,
+            reason=self.reason,
+            placement=self.placement,
+            attempts=self.attempts,
+            stop_reason=self.stop_reason,
+            pending_reason=self.pending_reason,
+            done_s=self.done_s,
+            queued_at=self.queued_at,
+        )
+
+    @property
+    def wait_s(self) -> float | None:
+        """Seconds from submission to the (last) start, None while never started."""
+        return None if self.started_at is None else self.started_at - self.submitted_at
+
+    @property
+    def runtime_s(self) -> float | None:
+        """Seconds of the last attempt, None while never started (open-ended while running)."""
+        if self.started_at is None:
+            return None
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+def job_columns(job: Job) -> dict[str, Any]:
+    """The mutable columns of a job row, from the core's record."""
+    return {
+        "state": job.state.value,
+        "queued_at": job.queued_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "exit_code": job.exit_code,
+        "reason": job.reason,
+        "stop_reason": job.stop_reason,
+        "placement": placement_to_json(job.placement),
+        "attempts": job.attempts,
+        "done_s": job.done_s,
+        "pending_reason": job.pending_reason,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One state transition of one job: the twin's trace of the floor."""
+
+    seq: int
+    job_id: int
+    old: JobState | None
+    new: JobState
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    user: str
+    is_admin: bool
+    projects: tuple[str, ...] | Literal["*"]
+    created_at: float
+
+    def may_use(self, project: str) -> bool:
+        return self.is_admin or self.projects == "*" or project in self.projects

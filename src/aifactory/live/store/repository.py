@@ -1,0 +1,326 @@
+"""The store: SQLite (WAL, busy timeout) by default, PostgreSQL by URL.
+
+Every write method is one transaction. The schema is created and upgraded only by
+running the Alembic migrations at `open()`; nothing calls `metadata.create_all`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from aifactory.core.actions import StateChanged
+from aifactory.core.cluster import Node
+from aifactory.core.errors import AifactoryError, NotFound
+from aifactory.core.job import Job, JobSpec
+from aifactory.core.project import Project
+from aifactory.core.states import JobState
+from aifactory.live.store import models as m
+from aifactory.live.store.models import EventRow, JobRow, TokenInfo
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """Jobs, the append-only event log, projects, nodes, tokens and meta, by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: sa.Engine | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> Store:
+        """Connect and run the migrations up to head (creates the schema on first open)."""
+        if self._engine is not None:
+            return self
+        url = sa.make_url(self.url)
+        kwargs: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        try:
+            engine = sa.create_engine(url, **kwargs)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise AifactoryError(f"db_url: cannot use {self.url!r}: {exc}") from None
+        if url.get_backend_name() == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            with engine.begin() as conn:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise AifactoryError(
+                f"db_url: cannot open {url.render_as_string(hide_password=True)}: {exc.orig}"
+            ) from None
+        self._engine = engine
+        return self
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Store:
+        return self.open()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            raise AifactoryError("store is not open")
+        return self._engine
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec, now: float) -> int:
+        """Insert a queued job and its first event in one transaction; return its id."""
+        with self.engine.begin() as conn:
+            job_id = conn.execute(
+                m.jobs.insert().returning(m.jobs.c.id),
+                {
+                    "spec": m.spec_to_json(spec),
+                    "state": JobState.QUEUED.value,
+                    "user": spec.user,
+                    "project": spec.project,
+                    "submitted_at": now,
+                    "queued_at": now,
+                    "reason": "submitted",
+                },
+            ).scalar_one()
+            conn.execute(
+                m.events.insert(),
+                {"job_id": job_id, "old": None, "new": JobState.QUEUED.value, "at": now, "reason": "submitted"},
+            )
+        return int(job_id)
+
+    def apply(self, changes: Sequence[StateChanged], jobs: Mapping[int, Job]) -> None:
+        """Append the transitions to the event log and save the jobs' current fields, atomically."""
+        if not changes and not jobs:
+            return
+        with self.engine.begin() as conn:
+            if changes:
+                conn.execute(
+                    m.events.insert(),
+                    [
+                        {
+                            "job_id": c.job_id,
+                            "old": None if c.old is None else c.old.value,
+                            "new": c.new.value,
+                            "at": c.at,
+                            "reason": c.reason,
+                        }
+                        for c in changes
+                    ],
+                )
+            if jobs:
+                conn.execute(
+                    sa.update(m.jobs).where(m.jobs.c.id == sa.bindparam("_id")),
+                    [{"_id": job_id, **m.job_columns(job)} for job_id, job in jobs.items()],
+                )
+
+    def set_process(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(m.jobs)
+                .where(m.jobs.c.id == job_id)
+                .values(pid=pid, pgid=pgid, log_path=None if log_path is None else str(log_path))
+            )
+
+    def load_active(self) -> list[Job]:
+        """Queued, running and preempted jobs as core records, in id order (for restore)."""
+        return [row.to_job() for row in self._select_jobs(m.jobs.c.state.in_(ACTIVE))]
+
+    def active_rows(self) -> list[JobRow]:
+        """Queued, running and preempted jobs with their process columns (for re-attach)."""
+        return self._select_jobs(m.jobs.c.state.in_(ACTIVE))
+
+    def get_job(self, job_id: int) -> JobRow:
+        rows = self._select_jobs(m.jobs.c.id == job_id)
+        if not rows:
+            raise NotFound(f"no job {job_id}")
+        return rows[0]
+
+    def list_jobs(
+        self,
+        project: str | None = None,
+        state: JobState | str | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobRow]:
+        """Jobs matching every filter given, newest first (`limit`: the newest N)."""
+        where = []
+        if project is not None:
+            where.append(m.jobs.c.project == project)
+        if state is not None:
+            where.append(m.jobs.c.state == JobState(state).value)
+        if user is not None:
+            where.append(m.jobs.c.user == user)
+        return self._select_jobs(*where, newest_first=True, limit=limit)
+
+    def _select_jobs(self, *where: Any, newest_first: bool = False, limit: int | None = None) -> list[JobRow]:
+        order = m.jobs.c.id.desc() if newest_first else m.jobs.c.id
+        query = sa.select(m.jobs).where(*where).order_by(order).limit(limit)
+        with self.engine.connect() as conn:
+            return [JobRow.from_db(row) for row in conn.execute(query)]
+
+    # -- the event log ---------------------------------------------------------------------
+
+    def events(
+        self, job_id: int | None = None, since: float | None = None, until: float | None = None
+    ) -> list[EventRow]:
+        """Transitions in the order they happened; `since` inclusive, `until` exclusive."""
+        query = sa.select(m.events).order_by(m.events.c.seq)
+        if job_id is not None:
+            query = query.where(m.events.c.job_id == job_id)
+        if since is not None:
+            query = query.where(m.events.c.at >= since)
+        if until is not None:
+            query = query.where(m.events.c.at < until)
+        with self.engine.connect() as conn:
+            return [
+                EventRow(
+                    seq=r.seq,
+                    job_id=r.job_id,
+                    old=None if r.old is None else JobState(r.old),
+                    new=JobState(r.new),
+                    at=r.at,
+                    reason=r.reason,
+                )
+                for r in conn.execute(query)
+            ]
+
+    # -- projects and nodes ------------------------------------------------------------------
+
+    def save_projects(self, projects: Iterable[Project]) -> None:
+        """Insert or replace the given projects (others are kept)."""
+        rows = [
+            {
+                "name": p.name,
+                "quota": p.quota,
+                "weight": p.weight,
+                "limit": p.limit,
+                "pool": p.pool,
+                "department": p.department,
+            }
+            for p in projects
+        ]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(m.projects.delete().where(m.projects.c.name.in_([r["name"] for r in rows])))
+                conn.execute(m.projects.insert(), rows)
+
+    def load_projects(self) -> list[Project]:
+        with self.engine.connect() as conn:
+            return [
+                Project(
+                    name=r.name, quota=r.quota, weight=r.weight, limit=r.limit, pool=r.pool, department=r.department
+                )
+                for r in conn.execute(sa.select(m.projects).order_by(m.projects.c.name))
+            ]
+
+    def save_nodes(self, nodes: Iterable[Node]) -> None:
+        """Replace the node table with the cluster as it is now."""
+        rows = [
+            {
+                "name": n.name,
+                "gpu_count": n.gpu_count,
+                "gpu_model": n.gpu_model,
+                "gpu_memory_mib": n.gpu_memory_mib,
+                "pool": n.pool,
+            }
+            for n in nodes
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(m.nodes.delete())
+            if rows:
+                conn.execute(m.nodes.insert(), rows)
+
+    def load_nodes(self) -> list[Node]:
+        with self.engine.connect() as conn:
+            return [
+                Node(
+                    name=r.name,
+                    gpu_count=r.gpu_count,
+                    gpu_model=r.gpu_model,
+                    gpu_memory_mib=r.gpu_memory_mib,
+                    pool=r.pool,
+                )
+                for r in conn.execute(sa.select(m.nodes).order_by(m.nodes.c.name))
+            ]
+
+    # -- tokens and meta ---------------------------------------------------------------------
+
+    def add_token(
+        self,
+        token: str,
+        user: str,
+        is_admin: bool = False,
+        projects: Iterable[str] | Literal["*"] = "*",
+        now: float | None = None,
+    ) -> None:
+        """Store a token by its SHA-256 only (the token itself is never written)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                m.tokens.insert(),
+                {
+                    "sha256": token_hash(token),
+                    "user": user,
+                    "is_admin": is_admin,
+                    "projects": "*" if projects == "*" else sorted(projects),
+                    "created_at": time.time() if now is None else now,
+                },
+            )
+
+    def token_info(self, token: str) -> TokenInfo | None:
+        query = sa.select(m.tokens).where(m.tokens.c.sha256 == token_hash(token))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        projects = row.projects
+        return TokenInfo(
+            user=row.user,
+            is_admin=bool(row.is_admin),
+            projects="*" if projects == "*" else tuple(projects),
+            created_at=row.created_at,
+        )
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(m.meta.c.value).where(m.meta.c.key == key)).scalar_one_or_none()
+        return default if value is None else value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.meta.delete().where(m.meta.c.key == key))
+            conn.execute(m.meta.insert(), {"key": key, "value": value})

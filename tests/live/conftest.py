@@ -1,0 +1,49 @@
+"""Fixtures for the live shell: a store URL on SQLite and on PostgreSQL (skipped where absent)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
+
+
+def _pg_connect():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    try:
+        return psycopg.connect(**PG, connect_timeout=2, autocommit=True)
+    except psycopg.OperationalError:
+        return None
+
+
+@pytest.fixture
+def live_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private AIFACTORY_HOME for one test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("AIFACTORY_HOME", str(path))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own (xdist-safe)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'factory.db'}"
+        return
+    conn = _pg_connect()
+    if conn is None:
+        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}/{PG['dbname']}"
+            f"?options=-csearch_path%3D{schema}"
+        )
+    finally:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.close()
