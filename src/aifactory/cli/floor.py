@@ -1,9 +1,317 @@
-"""CLI commands of the floor (filled in by its issue)."""
+"""The floor's commands: run the server (`up`), submit and watch jobs, see nodes and projects.
+
+Everything but `up` talks HTTP to the server through aifactory.live.client; the
+commands only parse, call and print. Imports of httpx, pydantic and rich happen
+inside the commands so `aifactory --help` stays instant.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from aifactory.core.errors import SpecError
+
+if TYPE_CHECKING:
+    from aifactory.live.client import Client
+
+ACTIVE_STATES = ["queued", "running", "preempted"]
+token_app = typer.Typer(no_args_is_help=True, help="Per-user API tokens (admin only).")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the top-level app."""
+    """Add the floor's commands to the top-level app."""
+    app.command()(up)
+    app.command(context_settings={"allow_interspersed_args": False})(submit)
+    app.command()(jobs)
+    app.command()(show)
+    app.command()(logs)
+    app.command()(cancel)
+    app.command()(nodes)
+    app.command()(projects)
+    app.add_typer(token_app, name="token")
+
+
+def _client() -> Client:
+    from aifactory.live.client import Client
+
+    return Client.from_env()
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def up(
+    gpus: int | None = typer.Option(None, help="Declare N virtual GPUs per node (default: discover with NVML)."),
+    nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
+    port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    policy: str = typer.Option("fifo", help="Scheduling policy by name."),
+    placement: str = typer.Option("pack", help="Placement policy by name."),
+    db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
+) -> None:
+    """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
+    from aifactory.live.api.server import run, settings_from
+
+    if gpus is not None and gpus < 1:
+        raise SpecError("gpus", f"must be at least 1, got {gpus}")
+    if nodes < 1:
+        raise SpecError("nodes", f"must be at least 1, got {nodes}")
+    run(settings_from(None, gpus, nodes, host, port, policy, placement, db))
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError("file", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("file", f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError("file", f"{path}: must be a mapping of job fields (command, project, gpus, ...)")
+    return data
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SpecError("env", f"expected KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def submit(
+    args: list[str] = typer.Argument(None, help="The command to run (after --), or one job YAML file."),
+    project: str | None = typer.Option(None, help="Project to charge (default: default)."),
+    gpus: float | None = typer.Option(None, help="GPUs: a whole number, or a fraction of one GPU (0.5)."),
+    gpu_memory: str | None = typer.Option(None, help="A fraction of one GPU by memory, e.g. 20GiB."),
+    time_limit: str | None = typer.Option(None, help="Kill the job after this long, e.g. 30m, 1h30m."),
+    priority: int | None = typer.Option(None, help="Higher runs first under the priority policy."),
+    name: str | None = typer.Option(None, help="A name to recognise the job by."),
+    env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
+    workdir: str | None = typer.Option(None, help="Working directory of the job (on the server's machine)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
+) -> None:
+    """Submit a job: `submit --gpus 2 -- python train.py` or `submit job.yaml`."""
+    args = args or []
+    if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
+        body = _read_job_file(Path(args[0]))
+    else:
+        body = {"command": args}
+    options = {
+        "project": project,
+        "gpus": gpus,
+        "gpu_memory": gpu_memory,
+        "time_limit": time_limit,
+        "priority": priority,
+        "name": name,
+        "workdir": workdir,
+    }
+    body |= {k: v for k, v in options.items() if v is not None}
+    if env:
+        from_file = body.get("env") or {}
+        if not isinstance(from_file, dict):
+            raise SpecError("env", f"must be a mapping of KEY: VALUE, got {from_file!r}")
+        body["env"] = {**from_file, **_parse_env(env)}
+    with _client() as client:
+        job = client.submit(body)
+    if quiet:
+        typer.echo(job.id)
+    else:
+        typer.echo(f"job {job.id} submitted to {job.project}: {job.state}")
+
+
+def duration(seconds: float | None) -> str:
+    """`850ms`, `42s`, `3m05s`, `2h01m`: short enough for a table cell."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _clock(at: float | None) -> str:
+    from datetime import datetime
+
+    return "-" if at is None else datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _gpus(value: float) -> str:
+    return f"{value:g}"
+
+
+STATE_STYLE = {"queued": "yellow", "running": "cyan", "preempted": "magenta", "succeeded": "green"}
+STATE_STYLE |= {"failed": "red", "cancelled": "dim"}
+
+
+def _note(job: Any) -> str:
+    """What a reader wants to know next to the state: why it waits, or how it ended."""
+    if job.state == "queued":
+        return job.pending_reason
+    if job.state in ("failed", "cancelled"):
+        return job.reason
+    return ""
+
+
+def jobs(
+    project: str | None = typer.Option(None, help="Only this project."),
+    state: str | None = typer.Option(None, help="Only this state (queued, running, succeeded, ...)."),
+    user: str | None = typer.Option(None, help="Only this user's jobs."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Finished jobs too (default: queued and running only)."),
+) -> None:
+    """The queue: id, project, user, state, GPUs, where, wait, runtime, and why a queued job waits."""
+    from rich.table import Table
+
+    states = [state] if state else (None if all_ else ACTIVE_STATES)
+    with _client() as client:
+        rows = sorted(client.jobs(project=project, state=states, user=user), key=lambda j: j.id)
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "NAME", "PROJECT", "USER", "STATE", "GPUS", "WHERE", "WAIT", "RUNTIME", "NOTE"):
+        table.add_column(col, no_wrap=col != "NOTE", justify="right" if col in ("ID", "GPUS") else "left")
+    for j in rows:
+        table.add_row(
+            str(j.id),
+            j.name or Path(j.command[0]).name,
+            j.project,
+            j.user,
+            f"[{STATE_STYLE.get(j.state, '')}]{j.state}[/]",
+            _gpus(j.gpus),
+            j.placement or "-",
+            duration(j.wait_s),
+            duration(j.runtime_s),
+            _note(j),
+        )
+    console = _console()
+    console.print(table)
+    if not rows:
+        console.print("no jobs" + ("" if all_ or state else " queued or running (--all shows finished ones)"))
+
+
+def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+    """One job: its spec, state history with times, exit code and reason."""
+    from rich.table import Table
+
+    with _client() as client:
+        j = client.job(job_id)
+    console = _console()
+    console.print(f"[bold]job {j.id}[/]" + (f" ({j.name})" if j.name else "") + f": {j.state}")
+    spec = {k: v for k, v in j.spec.items() if k != "command" and v not in (None, {}, False)}
+    lines = [
+        ("command", " ".join(j.command)),
+        ("project", j.project),
+        ("user", j.user),
+        *((k, str(v)) for k, v in spec.items() if k not in ("project", "user")),
+        ("placement", j.placement or "-"),
+        ("attempts", str(j.attempts)),
+        ("wait", duration(j.wait_s)),
+        ("runtime", duration(j.runtime_s)),
+        ("exit code", "-" if j.exit_code is None else str(j.exit_code)),
+        ("reason", j.reason or "-"),
+    ]
+    if j.state == "queued":
+        lines.append(("pending", j.pending_reason))
+    for key, value in lines:
+        console.print(f"  {key:<12} {value}")
+    history = Table(title="history", box=None, header_style="bold", title_justify="left")
+    for col in ("TIME", "FROM", "TO", "REASON"):
+        history.add_column(col)
+    for e in j.history or []:
+        history.add_row(_clock(e.at), e.old or "-", e.new, e.reason)
+    console.print(history)
+
+
+def logs(
+    job_id: int = typer.Argument(..., help="Job id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    tail: int | None = typer.Option(None, help="Only the last N lines."),
+) -> None:
+    """A job's stdout and stderr."""
+    out = sys.stdout.buffer
+    with _client() as client:
+        if follow:
+            for chunk in client.follow(job_id, tail):
+                out.write(chunk)
+                out.flush()
+        else:
+            out.write(client.logs(job_id, tail).encode())
+    out.flush()
+
+
+def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+    """Cancel a job: a queued one at once, a running one with SIGTERM (then SIGKILL after a grace period)."""
+    with _client() as client:
+        j = client.cancel(job_id)
+    typer.echo(f"job {j.id}: {j.state}" + (" (stopping)" if j.state in ("running", "preempted") else ""))
+
+
+def _holders(gpu: Any) -> str:
+    if not gpu.holders:
+        return "[green]free[/]"
+    parts = []
+    for h in gpu.holders:
+        share = "" if h.milli == 1000 else f" ({h.milli / 1000:.2f})"
+        parts.append(f"job {h.job_id} {h.user}/{h.project}{share}")
+    return ", ".join(parts)
+
+
+def nodes() -> None:
+    """Nodes and their GPUs (model, memory), and which job holds each GPU."""
+    from rich.table import Table
+
+    with _client() as client:
+        rows = client.nodes()
+    table = Table(box=None, header_style="bold")
+    for col in ("NODE", "POOL", "GPU", "MODEL", "MEMORY", "HELD BY"):
+        table.add_column(col)
+    for n in rows:
+        for g in n.gpus:
+            memory = f"{g.memory_mib / 1024:g} GiB" if g.memory_mib else "-"
+            table.add_row(n.name, n.pool, str(g.index), g.model, memory, _holders(g))
+    _console().print(table)
+
+
+def projects() -> None:
+    """Projects: quota, weight, limit, pool, and the GPUs and jobs each has now."""
+    from rich.table import Table
+
+    with _client() as client:
+        rows = client.projects()
+    table = Table(box=None, header_style="bold")
+    for col in ("PROJECT", "QUOTA", "WEIGHT", "LIMIT", "POOL", "IN USE", "RUNNING", "QUEUED"):
+        table.add_column(col, justify="left" if col in ("PROJECT", "POOL") else "right")
+    for p in rows:
+        limit = "-" if p.limit is None else _gpus(p.limit)
+        cells = (_gpus(p.quota), _gpus(p.weight), limit, p.pool or "-", _gpus(p.in_use), str(p.running), str(p.queued))
+        table.add_row(p.name, *cells)
+    _console().print(table)
+
+
+@token_app.command("create")
+def token_create(
+    user: str = typer.Option(..., help="Whom the token acts for: the user of the jobs it submits."),
+    project: list[str] = typer.Option(..., help="A project the token may use (repeatable)."),
+    admin: bool = typer.Option(False, help="An admin token: every project, may create tokens."),
+) -> None:
+    """Create a token for USER bound to PROJECTs; printed once, the server keeps only its hash."""
+    with _client() as client:
+        t = client.create_token(user, project, admin)
+    typer.echo(t.token)

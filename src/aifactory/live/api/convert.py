@@ -1,0 +1,57 @@
+"""From the service's records to wire types (times are the server's clock, unix seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from aifactory.live.wire import EventOut, JobOut
+
+
+def spec_dict(spec: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(spec)
+    out["command"] = list(spec.command)
+    return out
+
+
+def job_out(row: Any, history: list[Any] | None = None, pending: str | None = None, now: float | None = None) -> JobOut:
+    now = time.time() if now is None else now
+    spec = row.spec
+    started, finished = row.started_at, row.finished_at
+    # A job that ended without ever starting waited until it ended.
+    waited_until = started if started is not None else (finished if finished is not None else now)
+    return JobOut(
+        id=row.id,
+        name=spec.name,
+        project=row.project,
+        user=row.user,
+        state=str(row.state),
+        gpus=spec.gpus,
+        gpu_memory_mib=spec.gpu_memory_mib,
+        command=list(spec.command),
+        priority=spec.priority,
+        submitted_at=row.submitted_at,
+        started_at=started,
+        finished_at=finished,
+        wait_s=max(0.0, waited_until - row.submitted_at),
+        runtime_s=None if started is None else max(0.0, (finished if finished is not None else now) - started),
+        exit_code=row.exit_code,
+        reason=row.reason or "",
+        placement=row.placement.describe() if row.placement is not None else None,
+        attempts=row.attempts,
+        pending_reason=pending if pending is not None else (row.pending_reason or ""),
+        spec=spec_dict(spec),
+        history=None if history is None else [event_out(e) for e in history],
+    )
+
+
+def event_out(event: Any) -> EventOut:
+    return EventOut(
+        seq=event.seq,
+        job_id=event.job_id,
+        old=None if event.old is None else str(event.old),
+        new=str(event.new),
+        at=event.at,
+        reason=event.reason or "",
+    )

@@ -1,0 +1,67 @@
+"""Reading a job's log file: the last N lines, or follow it until the job is over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aifactory.core.states import JobState
+
+POLL_S = 0.1  # how often a followed log is checked for new bytes
+CHUNK = 64 << 10
+TAIL_WINDOW = 8 << 20  # a tail looks at most at the last 8 MiB of a log
+
+
+def _tail_offset(path: Path, lines: int | None) -> int:
+    """Byte offset where the last `lines` lines start (0: the whole file)."""
+    if lines is None or not path.is_file():
+        return 0
+    size = path.stat().st_size
+    start = max(0, size - TAIL_WINDOW)
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read()
+    if lines == 0:
+        return size
+    cut = len(data)
+    if data.endswith(b"\n"):
+        cut -= 1
+    for _ in range(lines):
+        cut = data.rfind(b"\n", 0, cut)
+        if cut < 0:
+            return start
+    return start + cut + 1
+
+
+def tail_log(path: Path, lines: int | None) -> str:
+    if not path.is_file():
+        return ""
+    with path.open("rb") as f:
+        f.seek(_tail_offset(path, lines))
+        return f.read().decode(errors="replace")
+
+
+def _terminal(service: Any, job_id: int) -> bool:
+    return JobState(str(service.job(job_id).state)).terminal
+
+
+async def follow_log(service: Any, job_id: int, path: Path, lines: int | None) -> AsyncIterator[bytes]:
+    """Yield the log as it grows; stop once the job is terminal and nothing more is left to read."""
+    offset = _tail_offset(path, lines)
+    while True:
+        # Read the state before the bytes: a job that ended before this read has written all it will.
+        done = _terminal(service, job_id)
+        chunk = b""
+        if path.is_file():
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read(CHUNK)
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+            continue
+        if done:
+            return
+        await asyncio.sleep(POLL_S)

@@ -1,0 +1,42 @@
+"""/api/nodes: the nodes, their GPUs, and who holds each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from aifactory.live.api.deps import CallerDep, ServiceDep
+from aifactory.live.wire import GpuOut, HolderOut, NodeOut
+
+router = APIRouter(tags=["nodes"])
+
+
+def _holder(service: Any, job_id: int, milli: int) -> HolderOut:
+    row = service.job(job_id)
+    return HolderOut(job_id=job_id, milli=milli, user=row.user, project=row.project)
+
+
+def node_out(service: Any, view: Any) -> NodeOut:
+    gpus = [
+        GpuOut(
+            index=i,
+            model=view.gpu_model,
+            memory_mib=view.gpu_memory_mib,
+            holders=[_holder(service, job_id, milli) for job_id, milli in sorted(held.items())],
+        )
+        for i, held in enumerate(view.holders)
+    ]
+    return NodeOut(
+        name=view.name,
+        pool=view.pool,
+        gpu_count=view.gpu_count,
+        gpu_model=view.gpu_model,
+        gpu_memory_mib=view.gpu_memory_mib,
+        gpus=gpus,
+    )
+
+
+@router.get("/nodes", response_model=list[NodeOut])
+async def list_nodes(service: ServiceDep, caller: CallerDep) -> list[NodeOut]:
+    return [node_out(service, v) for v in service.nodes()]

@@ -1,0 +1,157 @@
+"""Run the API server in the foreground: `aifactory up` or `python -m aifactory.live.api.server`.
+
+The listening socket is bound here (port 0 picks a free one), so the real URL is
+known before uvicorn starts; it goes to `$AIFACTORY_HOME/server.json` with our
+pid once the server accepts connections, and is removed on a clean exit.
+SIGINT/SIGTERM stop the server but not the jobs: they run in their own process
+groups and are re-attached by the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from aifactory.core.errors import AifactoryError
+from aifactory.live.api.app import create_app
+from aifactory.live.api.auth import ensure_admin_token
+from aifactory.live.service import FactoryService
+from aifactory.live.settings import LiveSettings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the stop signal after shutdown (we still have to close the service)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _announce(server: uvicorn.Server, server_file: Path, url: str) -> None:
+    """Write server.json once uvicorn accepts connections, so clients that find it can connect."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.02)
+    tmp = server_file.with_name(f".{server_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    os.replace(tmp, server_file)
+    print(f"aifactory: serving on {url} (token in {server_file.parent / 'token'}); Ctrl-C stops", file=sys.stderr)
+
+
+def _remove_if_ours(server_file: Path) -> None:
+    try:
+        if json.loads(server_file.read_text()).get("pid") == os.getpid():
+            server_file.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+async def serve(settings: LiveSettings, executor: str = "local") -> None:
+    """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
+    sock = _bind(settings.host, settings.port)
+    service = await FactoryService.open(settings, executor)
+    try:
+        ensure_admin_token(service.store, settings.token_path, getpass.getuser())
+        config = uvicorn.Config(
+            create_app(service),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+        server = _Server(config)
+        url = _url(settings.host, sock.getsockname()[1])
+        announce = asyncio.create_task(_announce(server, settings.server_file, url))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            announce.cancel()
+            _remove_if_ours(settings.server_file)
+    finally:
+        await service.close()
+        sock.close()
+
+
+def run(settings: LiveSettings, executor: str = "local") -> None:
+    asyncio.run(serve(settings, executor))
+
+
+def parse_args(argv: list[str] | None = None) -> LiveSettings:
+    p = argparse.ArgumentParser(prog="python -m aifactory.live.api.server", description=__doc__.splitlines()[0])
+    p.add_argument("--home", type=Path, help="data directory (default: $AIFACTORY_HOME or ~/.aifactory)")
+    p.add_argument("--gpus", type=int, help="virtual GPUs per node (default: discover with NVML)")
+    p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8470, help="0: any free port")
+    p.add_argument("--policy", default="fifo")
+    p.add_argument("--placement", default="pack")
+    p.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default: SQLite under home)")
+    a = p.parse_args(argv)
+    return settings_from(a.home, a.gpus, a.nodes, a.host, a.port, a.policy, a.placement, a.db_url)
+
+
+def settings_from(
+    home: Path | None,
+    gpus: int | None,
+    nodes: int,
+    host: str,
+    port: int,
+    policy: str,
+    placement: str,
+    db_url: str | None,
+) -> LiveSettings:
+    fields: dict[str, object] = {
+        "gpus": gpus,
+        "nodes": nodes,
+        "host": host,
+        "port": port,
+        "policy": policy,
+        "placement": placement,
+        "db_url": db_url,
+    }
+    if home is not None:
+        fields["home"] = home
+    return LiveSettings(**fields)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run(parse_args(argv))
+    except AifactoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The HTTP client of the factory's API (the CLI's only way to the server).
+
+It finds the server through `AIFACTORY_URL` and `AIFACTORY_TOKEN`, or else
+`$AIFACTORY_HOME/server.json` (written by `aifactory up`) and `$AIFACTORY_HOME/token`.
+Every failure becomes an AifactoryError with one readable line: the server's
+message naming the field for bad input, or where it looked for an unreachable server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aifactory.core.errors import AifactoryError
+from aifactory.live.wire import JobOut, NodeOut, ProjectOut, TokenOut
+
+
+class ServerUnreachable(AifactoryError):
+    """No server answers at the URL the client found."""
+
+
+class ApiError(AifactoryError):
+    """The server refused a request; `status` is the HTTP status, the message is the server's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AIFACTORY_HOME") or Path.home() / ".aifactory")
+
+
+def error_message(response: httpx.Response) -> str:
+    """One line from an error body: `field: message` for each field the server named."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            loc = [str(p) for p in item.get("loc", []) if p not in ("body", "query", "path")]
+            parts.append(f"{'.'.join(loc)}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+        return "; ".join(parts)
+    if isinstance(detail, str):
+        return detail
+    return f"HTTP {response.status_code} {response.reason_phrase}"
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_env(cls, home: Path | None = None, timeout: float = 30.0) -> Client:
+        home = home or default_home()
+        url = os.environ.get("AIFACTORY_URL")
+        if not url:
+            try:
+                url = json.loads((home / "server.json").read_text())["url"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise ServerUnreachable(
+                    f"no factory server found: {home / 'server.json'} is missing "
+                    "(start one with `aifactory up`, or set AIFACTORY_URL)"
+                ) from None
+        token = os.environ.get("AIFACTORY_TOKEN")
+        if not token:
+            try:
+                token = (home / "token").read_text().strip()
+            except OSError:
+                token = None
+        return cls(str(url), token, timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot reach the factory at {self.url} ({type(exc).__name__}: {exc})") from None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, error_message(response))
+        return response
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/api/health").json()
+
+    def submit(self, body: dict[str, Any]) -> JobOut:
+        return JobOut.model_validate(self._request("POST", "/api/jobs", json=body).json())
+
+    def jobs(
+        self,
+        project: str | None = None,
+        state: str | list[str] | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobOut]:
+        """Jobs newest first; a list of states selects jobs in any of them."""
+        params = {k: v for k, v in {"project": project, "state": state, "user": user, "limit": limit}.items() if v}
+        return [JobOut.model_validate(j) for j in self._request("GET", "/api/jobs", params=params).json()]
+
+    def job(self, job_id: int) -> JobOut:
+        return JobOut.model_validate(self._request("GET", f"/api/jobs/{job_id}").json())
+
+    def cancel(self, job_id: int) -> JobOut:
+        return JobOut.model_validate(self._request("POST", f"/api/jobs/{job_id}/cancel").json())
+
+    def logs(self, job_id: int, tail: int | None = None) -> str:
+        params = {"tail": tail} if tail is not None else {}
+        return self._request("GET", f"/api/jobs/{job_id}/logs", params=params).text
+
+    def follow(self, job_id: int, tail: int | None = None) -> Iterator[bytes]:
+        """The log as it grows, until the job has ended and its log is drained."""
+        params: dict[str, Any] = {"follow": "true"}
+        if tail is not None:
+            params["tail"] = tail
+        try:
+            with self._http.stream("GET", f"/api/jobs/{job_id}/logs", params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, error_message(response))
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"lost the factory at {self.url} ({type(exc).__name__}: {exc})") from None
+
+    def nodes(self) -> list[NodeOut]:
+        return [NodeOut.model_validate(n) for n in self._request("GET", "/api/nodes").json()]
+
+    def projects(self) -> list[ProjectOut]:
+        return [ProjectOut.model_validate(p) for p in self._request("GET", "/api/projects").json()]
+
+    def create_token(self, user: str, projects: list[str], admin: bool = False) -> TokenOut:
+        body = {"user": user, "projects": projects, "admin": admin}
+        return TokenOut.model_validate(self._request("POST", "/api/tokens", json=body).json())

@@ -1,0 +1,237 @@
+"""Every type that crosses the wire between the API server and its clients.
+
+Submissions are validated strictly here (pydantic, at the edge); the core then
+checks what only it can know (project exists, the GPUs exist). Sizes and
+durations are accepted the way people write them ("20GiB", "1h30m") and stored
+in the core's units (MiB, seconds).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from aifactory.core.job import JobSpec
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request body the server reads
+
+_MEMORY_UNITS_MIB = {"": 1, "m": 1, "mb": 1, "mi": 1, "mib": 1, "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024}
+_MEMORY_UNITS_MIB |= {"t": 1 << 20, "tb": 1 << 20, "ti": 1 << 20, "tib": 1 << 20}
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_memory_mib(value: str | int) -> int:
+    """`20GiB` -> 20480; a bare number is MiB. Raises ValueError naming the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a memory size: {value!r}")
+    if isinstance(value, int):
+        mib = value
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        unit = m.group(2).lower() if m else ""
+        if m is None or unit not in _MEMORY_UNITS_MIB:
+            raise ValueError(f"not a memory size: {value!r} (write e.g. 20GiB or 512MiB)")
+        mib = round(float(m.group(1)) * _MEMORY_UNITS_MIB[unit])
+    if mib <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return mib
+
+
+def parse_duration_s(value: str | float) -> float:
+    """`1h30m` -> 5400.0; a bare number is seconds. Raises ValueError naming the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f"not a duration: {value!r} (write e.g. 90s, 30m, 1h30m)") from None
+            seconds = sum(float(n) * _DURATION_UNITS_S[u] for n, u in parts)
+    if not seconds > 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobSubmit(_Strict):
+    """A job as a user writes it: the body of POST /api/jobs and the fields of a job YAML."""
+
+    command: list[str] = Field(min_length=1, max_length=4096)
+    project: str = Field("default", min_length=1, max_length=128)
+    gpus: float = Field(1.0, gt=0, le=4096, allow_inf_nan=False)
+    gpu_memory: str | StrictInt | None = None  # "20GiB" or MiB: a fraction of one GPU by memory
+    gpu_model: str | None = Field(None, min_length=1, max_length=128)
+    multi_node: StrictBool = False
+    priority: StrictInt = Field(0, ge=-1_000_000, le=1_000_000)
+    time_limit: str | float | None = None  # "1h30m" or seconds
+    name: str | None = Field(None, min_length=1, max_length=256)
+    workdir: str | None = Field(None, min_length=1, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict, max_length=1024)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_string_command(cls, value: Any) -> Any:
+        # YAML files often write the command as one string.
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty_program(cls, value: list[str]) -> list[str]:
+        if not value[0].strip():
+            raise ValueError("the program to run (first word) is empty")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {value!r}")
+        return value
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_memory_mib(value)
+        return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration_s(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"not an environment variable name: {key!r}")
+        return value
+
+    def to_spec(self, user: str) -> JobSpec:
+        return JobSpec(
+            command=tuple(self.command),
+            project=self.project,
+            user=user,
+            gpus=self.gpus,
+            gpu_memory_mib=parse_memory_mib(self.gpu_memory) if self.gpu_memory is not None else None,
+            gpu_model=self.gpu_model,
+            multi_node=self.multi_node,
+            priority=self.priority,
+            time_limit_s=parse_duration_s(self.time_limit) if self.time_limit is not None else None,
+            name=self.name,
+            workdir=self.workdir,
+            env=dict(self.env),
+        )
+
+
+class EventOut(BaseModel):
+    seq: int
+    job_id: int
+    old: str | None
+    new: str
+    at: float  # unix seconds
+    reason: str
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str | None
+    project: str
+    user: str
+    state: str
+    gpus: float
+    gpu_memory_mib: int | None
+    command: list[str]
+    priority: int
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    wait_s: float  # queued time so far (until the first start, or now)
+    runtime_s: float | None  # time since the start (until the end, or now)
+    exit_code: int | None
+    reason: str
+    placement: str | None  # `node0:0,1`, `node0:2@0.50` for a fraction
+    attempts: int
+    pending_reason: str
+    spec: dict[str, Any]
+    history: list[EventOut] | None = None  # only on GET /api/jobs/{id}
+
+
+class HolderOut(BaseModel):
+    job_id: int
+    milli: int  # share of the GPU held, in 1/1000 of a GPU
+    user: str
+    project: str
+
+
+class GpuOut(BaseModel):
+    index: int
+    model: str
+    memory_mib: int
+    holders: list[HolderOut]
+
+
+class NodeOut(BaseModel):
+    name: str
+    pool: str
+    gpu_count: int
+    gpu_model: str
+    gpu_memory_mib: int
+    gpus: list[GpuOut]
+
+
+class ProjectOut(BaseModel):
+    name: str
+    quota: float
+    weight: float
+    limit: float | None
+    pool: str | None
+    department: str | None
+    in_use: float  # GPUs held now
+    running: int
+    queued: int
+
+
+class TokenCreate(_Strict):
+    user: str = Field(min_length=1, max_length=128)
+    projects: list[str] = Field(min_length=1, max_length=1024)
+    admin: StrictBool = False
+
+
+class TokenOut(BaseModel):
+    token: str
+    user: str
+    projects: list[str] | Literal["*"]
+    admin: bool
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str = "value_error"
+
+
+class ErrorOut(BaseModel):
+    """Every error body: `detail` is a list naming fields (422) or one sentence (401, 403, 404, 409, 413)."""
+
+    detail: list[ErrorItem] | str
