@@ -11,6 +11,7 @@ import sys
 import typer
 
 from aifactory.cli import floor, line, plan, twin
+from aifactory.cli import serve as serve_cli
 from aifactory.core.errors import AifactoryError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 floor.register(app)
 line.register(app)
+serve_cli.register(app)
 app.add_typer(twin.app, name="twin", help="Replay traces on the digital twin and compare what-ifs.")
 app.add_typer(plan.app, name="plan", help="The arithmetic of AI compute: cost, energy, carbon, scaling laws.")
 

@@ -1,0 +1,325 @@
+"""The prediction log and the labels that come back later (feedback).
+
+Every row the server answers is logged with its request id, the model version that answered
+and the input; shadow answers go in the same table with role "shadow". Labels posted later
+point at the live prediction they label. The line's flywheel reads labelled rows with
+`labelled_since(cursor)` and watches `recent_accuracy(model, window)`.
+
+Storage: SQLAlchemy 2, SQLite under `$AIFACTORY_HOME/predictions.db` by default (WAL, safe
+for the server and the pipeline at once) or any URL (PostgreSQL); the schema is created only
+by this package's Alembic migration, with its own version table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from aifactory.core.errors import AifactoryError, NotFound, SpecError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LIVE, SHADOW = "live", "shadow"
+
+_meta = sa.MetaData()
+predictions = sa.Table(
+    "serve_predictions",
+    _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("input", sa.LargeBinary, nullable=False),  # 64 float32, 8x8 row-major
+    sa.Column("predicted", sa.Integer, nullable=False),
+    sa.Column("probs", sa.LargeBinary, nullable=False),  # 10 float32
+    sa.Column("created_at", sa.Float, nullable=False),  # unix seconds
+)
+feedback = sa.Table(
+    "serve_feedback",
+    _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # the flywheel's cursor
+    sa.Column("prediction_id", sa.Integer, nullable=False, unique=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("label", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+class Conflict(AifactoryError):
+    """The thing asked for exists already (a label posted twice) -> 409."""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One answered row. `x`: (64,) pixels; `probs`: (10,) class probabilities."""
+
+    request_id: str
+    row: int
+    role: str
+    model: str
+    version: int
+    x: np.ndarray
+    probs: np.ndarray
+    created_at: float
+
+    @staticmethod
+    def batch(
+        request_id: str, role: str, model: str, version: int, x: np.ndarray, probs: np.ndarray, now: float
+    ) -> list[PredictionRecord]:
+        """Records for every row of one request: x (n, 64), probs (n, 10)."""
+        return [PredictionRecord(request_id, i, role, model, version, x[i], probs[i], now) for i in range(len(x))]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """A logged answer as read back (shadow log, audits)."""
+
+    request_id: str
+    row: int
+    role: str
+    model: str
+    version: int
+    predicted: int
+    probs: np.ndarray  # (10,)
+    created_at: float
+
+
+def default_url(home: Path) -> str:
+    return f"sqlite:///{Path(home) / 'predictions.db'}"
+
+
+class FeedbackLog:
+    """Prediction log + feedback labels in one database; usable from several threads and processes."""
+
+    def __init__(self, home: Path, url: str | None = None) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.url = url or default_url(self.home)
+        self.engine = _engine(self.url)
+        self._migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _migrate(self) -> None:
+        """Run the Alembic migration; a lock keeps two processes opening the log at once from racing."""
+        from alembic import command
+        from alembic.config import Config
+
+        with self._migration_lock() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(hashtext('aifactory.serve.migrate'))"))
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext('aifactory.serve.migrate'))"))
+                    conn.commit()
+            return
+        with open(self.home / ".predictions.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with self.engine.connect() as conn:
+                yield conn
+
+    def log(self, records: Sequence[PredictionRecord]) -> None:
+        """Insert answered rows in one transaction."""
+        if not records:
+            return
+        rows = [
+            {
+                "request_id": r.request_id,
+                "row": r.row,
+                "role": r.role,
+                "model": r.model,
+                "version": r.version,
+                "input": np.asarray(r.x, dtype="<f4").tobytes(),
+                "predicted": int(np.argmax(r.probs)),
+                "probs": np.asarray(r.probs, dtype="<f4").tobytes(),
+                "created_at": r.created_at,
+            }
+            for r in records
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(predictions.insert(), rows)
+
+    def add_feedback(self, request_id: str, labels: Sequence[int], now: float | None = None) -> int:
+        """Label the live answer(s) of `request_id`, one label per row; returns how many rows were labelled."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            ids = self._live_ids(conn, request_id)
+            if not ids:
+                raise NotFound(f"unknown request_id {request_id!r}: no prediction was logged under it")
+            if len(labels) != len(ids):
+                raise SpecError("labels", f"request {request_id!r} had {len(ids)} row(s), got {len(labels)} label(s)")
+            done = conn.execute(sa.select(feedback.c.row).where(feedback.c.prediction_id.in_(ids.values()))).first()
+            if done is not None:
+                raise Conflict(f"request {request_id!r} row {done.row} is already labelled")
+            conn.execute(
+                feedback.insert(),
+                [
+                    {
+                        "prediction_id": ids[row],
+                        "request_id": request_id,
+                        "row": row,
+                        "label": int(lab),
+                        "created_at": now,
+                    }
+                    for row, lab in enumerate(labels)
+                ],
+            )
+        return len(labels)
+
+    @staticmethod
+    def _live_ids(conn: Connection, request_id: str) -> dict[int, int]:
+        """row -> id of the latest live prediction logged under request_id."""
+        q = sa.select(predictions.c.row, sa.func.max(predictions.c.id)).where(
+            predictions.c.request_id == request_id, predictions.c.role == LIVE
+        )
+        return {row: pid for row, pid in conn.execute(q.group_by(predictions.c.row))}
+
+    def labelled_since(self, cursor: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+        """Labelled rows posted after `cursor`: X (N, 64) float32, y (N,) int64, and the cursor to pass next."""
+        q = (
+            sa.select(feedback.c.id, predictions.c.input, feedback.c.label)
+            .join(predictions, predictions.c.id == feedback.c.prediction_id)
+            .where(feedback.c.id > cursor)
+            .order_by(feedback.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return np.zeros((0, 64), dtype=np.float32), np.zeros((0,), dtype=np.int64), cursor
+        x = np.stack([np.frombuffer(r.input, dtype="<f4") for r in rows]).astype(np.float32)
+        y = np.array([r.label for r in rows], dtype=np.int64)
+        return x, y, int(rows[-1].id)
+
+    def recent_accuracy(self, model: str, window: int = 200, version: int | None = None) -> float | None:
+        """Share of the last `window` labelled live answers of `model` (and `version`) that were right; None if none."""
+        if window < 1:
+            raise SpecError("window", f"must be >= 1, got {window}")
+        q = (
+            sa.select(predictions.c.predicted, feedback.c.label)
+            .join(predictions, predictions.c.id == feedback.c.prediction_id)
+            .where(predictions.c.model == model)
+        )
+        if version is not None:
+            q = q.where(predictions.c.version == version)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(feedback.c.id.desc()).limit(window)).all()
+        if not rows:
+            return None
+        return sum(r.predicted == r.label for r in rows) / len(rows)
+
+    def answers(
+        self, request_id: str | None = None, role: str | None = None, limit: int = 10_000
+    ) -> list[LoggedAnswer]:
+        """Logged answers, oldest first, optionally of one request and/or one role ("live" or "shadow")."""
+        q = sa.select(predictions).order_by(predictions.c.id).limit(limit)
+        if request_id is not None:
+            q = q.where(predictions.c.request_id == request_id)
+        if role is not None:
+            q = q.where(predictions.c.role == role)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            LoggedAnswer(
+                r.request_id,
+                r.row,
+                r.role,
+                r.model,
+                r.version,
+                r.predicted,
+                np.frombuffer(r.probs, "<f4"),
+                r.created_at,
+            )
+            for r in rows
+        ]
+
+    def count(self, role: str = LIVE) -> int:
+        """How many rows were answered in `role`."""
+        with self.engine.connect() as conn:
+            q = sa.select(sa.func.count()).select_from(predictions).where(predictions.c.role == role)
+            return int(conn.execute(q).scalar_one())
+
+
+def _engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")  # readers (the flywheel) never block the server's writes
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine
+
+
+class LogWriter:
+    """Writes prediction records on a background thread, many per transaction, off the request path."""
+
+    def __init__(self, log: FeedbackLog, max_queue: int = 100_000) -> None:
+        self.log = log
+        self.dropped = 0  # records lost because the queue was full (the log fell behind)
+        self.errors = 0
+        self._queue: queue.Queue[list[PredictionRecord] | None] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def put(self, records: list[PredictionRecord]) -> None:
+        try:
+            self._queue.put_nowait(records)
+        except queue.Full:
+            self.dropped += len(records)
+
+    def flush(self) -> None:
+        """Block until every record put so far is in the database."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            items = [first]
+            while len(items) < 1000:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for chunk in items if chunk for r in chunk]
+            try:
+                self.log.log(records)
+            except Exception:  # a failed write must not stop logging; counted and visible in /v1/models
+                self.errors += 1
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+            if any(chunk is None for chunk in items):
+                return

@@ -1,0 +1,352 @@
+"""The model server: FastAPI app, its runtime (batcher, hot swap, shadow, prediction log), and a runner.
+
+Endpoints (see docs/serving.md):
+  POST /v1/models/{name}/predict  (also POST /api/predict)   -> PredictResponse
+  POST /v1/feedback                                          -> FeedbackResponse
+  GET  /v1/models, /v1/models/{name}                         -> ModelInfo
+  GET  /healthz                                              -> Health (no token needed)
+
+Run as a plain process the floor can launch as a job:
+  python -m aifactory.serve.server --model digits@champion --port 8500 --home ~/.aifactory
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from aifactory.core.errors import AifactoryError, NotFound, SpecError, UnknownName
+from aifactory.serve.batching import BatchSettings, DynamicBatcher
+from aifactory.serve.feedback import LIVE, Conflict, FeedbackLog, LogWriter, PredictionRecord
+from aifactory.serve.guard import Guard
+from aifactory.serve.shadow import Shadow
+from aifactory.serve.swap import AliasWatcher, ModelSlot, ModelSource, RegistrySource, Served, load_version
+from aifactory.serve.wire import (
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+)
+
+log = logging.getLogger("aifactory.serve")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AIFACTORY_HOME") or Path.home() / ".aifactory")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Everything `aifactory serve` can set; defaults are the documented ones."""
+
+    ref: str = "digits@champion"
+    home: Path = Path(".aifactory")
+    host: str = "127.0.0.1"
+    port: int = 8500
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    shadow_ref: str | None = None
+    token: str | None = None
+    poll_s: float = 0.5  # how often the registry alias is checked for a new version
+    max_body_bytes: int = 1 << 20  # 1 MiB: ~3,000 rows of 64 pixels in JSON
+    threads: int = 1  # torch intra-op threads; the event loop and the log writer need the other core
+    log_url: str | None = None  # prediction log database; default SQLite under home
+
+
+class Serving:
+    """The runtime behind the app: live slot + watcher + batcher, optional shadow, prediction log."""
+
+    def __init__(self, config: ServeConfig, source: ModelSource) -> None:
+        self.config = config
+        self.slot = ModelSlot(load_version(source, source.resolve(config.ref)))
+        self.watcher = AliasWatcher(source, config.ref, self.slot, config.poll_s)
+        self.batcher: DynamicBatcher[Served] = DynamicBatcher(self.slot.run, config.batch, name="live")
+        self.feedback = FeedbackLog(config.home, config.log_url)
+        self.writer = LogWriter(self.feedback)
+        self.shadow: Shadow | None = None
+        if config.shadow_ref:
+            self.shadow = Shadow(source, config.shadow_ref, self.writer, config.batch, config.poll_s)
+            self.shadow.load()
+        self.requests = 0
+
+    @property
+    def served(self) -> Served:
+        served = self.slot.current
+        assert served is not None, "the live slot is filled at construction"
+        return served
+
+    async def start(self) -> None:
+        self.batcher.start()
+        self.watcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
+
+    async def close(self) -> None:
+        await self.watcher.close()
+        await self.batcher.close()
+        if self.shadow is not None:
+            await self.shadow.close()
+        self.writer.close()
+        self.feedback.close()
+
+    def check_name(self, name: str) -> None:
+        """The path names the model; this server serves exactly one."""
+        if name != self.served.model:
+            raise UnknownName("model", name, [self.served.model])
+
+    async def predict(self, body: PredictRequest) -> PredictResponse:
+        x = np.asarray(body.inputs, dtype=np.float32)  # (B, 64), already validated by the wire type
+        probs, served = await self.batcher.submit(x)
+        request_id = body.request_id or uuid.uuid4().hex
+        self.requests += 1
+        self.writer.put(PredictionRecord.batch(request_id, LIVE, served.model, served.version, x, probs, time.time()))
+        if self.shadow is not None:
+            self.shadow.offer(request_id, x)
+        return PredictResponse(
+            request_id=request_id,
+            model=served.model,
+            version=served.version,
+            predictions=probs.argmax(axis=1).tolist(),
+            probabilities=np.round(probs, 6).tolist(),
+        )
+
+    def add_feedback(self, body: FeedbackRequest) -> FeedbackResponse:
+        self.writer.flush()  # the prediction being labelled may still be on its way to the log
+        labelled = self.feedback.add_feedback(body.request_id, body.as_list())
+        return FeedbackResponse(request_id=body.request_id, labelled=labelled)
+
+    def info(self) -> ModelInfo:
+        served, stats = self.served, self.batcher.stats
+        return ModelInfo(
+            model=served.model,
+            ref=self.config.ref,
+            version=served.version,
+            checkpoint=served.checkpoint,
+            metrics=served.metrics,
+            max_batch=self.config.batch.max_batch,
+            max_wait_ms=self.config.batch.max_wait_s * 1000,
+            batching=self.config.batch.max_batch > 1,
+            shadow_ref=self.config.shadow_ref,
+            shadow_version=self.shadow.version if self.shadow else None,
+            swaps=self.slot.swaps,
+            requests=self.requests,
+            batches=stats.batches,
+            mean_batch_rows=stats.rows / stats.batches if stats.batches else 0.0,
+            shadow_answered=self.shadow.answered if self.shadow else 0,
+            shadow_dropped=self.shadow.dropped if self.shadow else 0,
+            log_dropped=self.writer.dropped,
+        )
+
+
+def _json(model: PredictResponse | FeedbackResponse | ModelInfo | Health, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _error(status: int, detail: object) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(serving: Serving) -> FastAPI:
+    """The HTTP API; handlers are thin: parse (wire types), call `serving`, answer."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await serving.start()
+        try:
+            yield
+        finally:
+            await serving.close()
+
+    app = FastAPI(title="aifactory serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    _add_error_handlers(app)
+
+    @app.post("/v1/models/{name}/predict", response_model=PredictResponse)
+    async def predict(name: str, body: PredictRequest) -> Response:
+        serving.check_name(name)
+        return _json(await serving.predict(body))
+
+    @app.post("/api/predict", response_model=PredictResponse)
+    async def predict_default(body: PredictRequest) -> Response:
+        return _json(await serving.predict(body))
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse)
+    def feedback(body: FeedbackRequest) -> Response:
+        return _json(serving.add_feedback(body))
+
+    @app.get("/v1/models", response_model=list[ModelInfo])
+    async def models() -> list[ModelInfo]:
+        return [serving.info()]
+
+    @app.get("/v1/models/{name}", response_model=ModelInfo)
+    async def model_info(name: str) -> Response:
+        serving.check_name(name)
+        return _json(serving.info())
+
+    @app.get("/healthz", response_model=Health)
+    @app.get("/v1/health", response_model=Health)
+    async def health() -> Response:
+        served = serving.served
+        return _json(Health(status="ok", model=served.model, version=served.version))
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Errors the package raises on purpose get their status code and a message, never a traceback."""
+
+    @app.exception_handler(SpecError)
+    async def _spec(_r: Request, exc: SpecError) -> JSONResponse:
+        return _error(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_r: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(AifactoryError)
+    async def _other(_r: Request, exc: AifactoryError) -> JSONResponse:
+        return _error(503, str(exc))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (read it back with getsockname)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path | None = None) -> None:
+    """Load the model, bind, and serve until SIGINT/SIGTERM. Raises AifactoryError before binding if it cannot."""
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(max(1, config.threads))
+    serving = Serving(config, source or RegistrySource(config.home))
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    app = Guard(create_app(serving), config.max_body_bytes, config.token)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    served = serving.served
+    print(f"serving {config.ref} (v{served.version}) at {url}", flush=True)
+    if ready_file is not None:
+        info = {"url": url, "pid": os.getpid(), "model": served.model, "version": served.version}
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(ready_file)
+    server.run(sockets=[sock])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | None]:
+    p = argparse.ArgumentParser(prog="python -m aifactory.serve.server", description="Serve a registered model.")
+    p.add_argument("--model", default="digits@champion", help="registry reference, e.g. digits@champion or digits@3")
+    p.add_argument("--home", type=Path, default=None, help="factory home (default $AIFACTORY_HOME or ~/.aifactory)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8500, help="0 picks a free port")
+    p.add_argument("--max-batch", type=int, default=32, help="rows per model call")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--no-batching", action="store_true", help="run every request alone")
+    p.add_argument("--shadow", default=None, help="challenger reference to shadow, e.g. digits@challenger")
+    p.add_argument("--token-file", type=Path, default=None, help="require 'Authorization: Bearer <token in file>'")
+    p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap (0: never)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--ready-file", type=Path, default=None, help="write {url, pid, model, version} here once bound")
+    a = p.parse_args(argv)
+    config = make_config(
+        ref=a.model,
+        home=a.home,
+        host=a.host,
+        port=a.port,
+        max_batch=a.max_batch,
+        max_wait_ms=a.max_wait_ms,
+        batching=not a.no_batching,
+        shadow=a.shadow,
+        token_file=a.token_file,
+        poll_s=a.poll_s,
+        threads=a.threads,
+    )
+    return config, a.ready_file
+
+
+def make_config(
+    *,
+    ref: str,
+    home: Path | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_wait_ms: float,
+    batching: bool,
+    shadow: str | None,
+    token_file: Path | None,
+    poll_s: float,
+    threads: int,
+) -> ServeConfig:
+    """Check command-line values (SpecError naming the option) and build the config."""
+    if not 0 <= port <= 65535:
+        raise SpecError("port", f"must be within 0..65535, got {port}")
+    if poll_s < 0:
+        raise SpecError("poll_s", f"must be >= 0, got {poll_s}")
+    if threads < 1:
+        raise SpecError("threads", f"must be >= 1, got {threads}")
+    batch = BatchSettings(max_batch, max_wait_ms / 1000) if batching else BatchSettings.off()
+    return ServeConfig(
+        ref=ref,
+        home=home or default_home(),
+        host=host,
+        port=port,
+        batch=batch,
+        shadow_ref=shadow,
+        token=read_token(token_file) if token_file else None,
+        poll_s=poll_s,
+        threads=threads,
+    )
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in `path` (the factory's `$AIFACTORY_HOME/token` or a per-user token file)."""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise SpecError("token_file", f"cannot read {path}: {exc.strerror}") from None
+    if not token:
+        raise SpecError("token_file", f"{path} is empty")
+    return token
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m aifactory.serve.server`: exit 2 with a one-line error on bad input."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config, ready_file = parse_args(argv)
+        run(config, ready_file=ready_file)
+    except AifactoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

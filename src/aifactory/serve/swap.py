@@ -1,0 +1,163 @@
+"""Which model answers, and hot swap when its registry alias moves.
+
+A `ModelSlot` holds the model being served. The batcher reads the slot once per batch, so a
+batch that started on the old model finishes on it, and the next batch runs on the new one:
+the swap is one reference assignment, and no request is dropped or answered by a half-loaded
+model. An `AliasWatcher` polls the registry (every 0.5 s by default), loads and warms up the
+new version on its own thread, then swaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from aifactory.core.errors import AifactoryError, NotFound, SpecError
+from aifactory.serve.wire import N_FEATURES
+
+log = logging.getLogger("aifactory.serve")
+
+
+class Predictor(Protocol):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """x (B, 64) float pixels 0..16 -> (B, 10) class probabilities."""
+        ...
+
+
+class Version(Protocol):
+    """What the registry resolves a reference to (`aifactory.line.registry.ModelVersion`)."""
+
+    model: str
+    version: int
+    checkpoint_path: Any
+    metrics: Any
+
+
+class ModelSource(Protocol):
+    """Resolves references like "digits@champion" and loads checkpoints."""
+
+    def resolve(self, ref: str) -> Version: ...
+
+    def load(self, checkpoint_path: Path) -> Predictor: ...
+
+
+class RegistrySource:
+    """The line's model registry under `home` and its checkpoint loader."""
+
+    def __init__(self, home: Path) -> None:
+        from aifactory.line.registry import Registry
+
+        self.registry = Registry(Path(home))
+
+    def resolve(self, ref: str) -> Version:
+        return self.registry.resolve(ref)
+
+    def load(self, checkpoint_path: Path) -> Predictor:
+        from aifactory.line.digits_model import load_checkpoint
+
+        return load_checkpoint(Path(checkpoint_path))
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One loaded model version, ready to answer."""
+
+    model: str
+    version: int
+    checkpoint: str
+    metrics: dict[str, Any]
+    predictor: Predictor = field(repr=False)
+
+
+def load_version(source: ModelSource, mv: Version) -> Served:
+    """Load a resolved version and run one warm-up row, so its first real batch is not slow."""
+    predictor = source.load(Path(mv.checkpoint_path))
+    probs = np.asarray(predictor.predict_proba(np.zeros((1, N_FEATURES), dtype=np.float32)))
+    if probs.shape != (1, 10):
+        raise SpecError("checkpoint", f"{mv.checkpoint_path}: model answers shape {probs.shape}, expected (1, 10)")
+    metrics = dict(mv.metrics) if isinstance(mv.metrics, dict) else {}
+    return Served(mv.model, int(mv.version), str(mv.checkpoint_path), metrics, predictor)
+
+
+class ModelSlot:
+    """The model currently answering; `run` is the batcher's runner."""
+
+    def __init__(self, served: Served | None = None) -> None:
+        self._served = served
+        self.swaps = 0
+
+    @property
+    def current(self) -> Served | None:
+        return self._served
+
+    def swap(self, served: Served) -> None:
+        self._served = served  # one reference assignment: batches read it once, so it is atomic for them
+        self.swaps += 1
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, Served]:
+        """Answer rows x (B, 64) with the model in the slot now; returns (probs (B, 10), who answered)."""
+        served = self._served
+        if served is None:
+            raise NotFound("no model is loaded in this slot yet")
+        return np.asarray(served.predictor.predict_proba(x), dtype=np.float32), served
+
+
+class AliasWatcher:
+    """Polls `ref` in the registry; when it resolves to another version, loads it and swaps the slot."""
+
+    def __init__(self, source: ModelSource, ref: str, slot: ModelSlot, poll_s: float = 0.5) -> None:
+        self.source, self.ref, self.slot, self.poll_s = source, ref, slot, poll_s
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # one load at a time, even if check() is also called directly
+
+    def start(self) -> None:
+        if self._task is None and self.poll_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            await asyncio.to_thread(self.check)
+
+    def check(self) -> bool:
+        """Resolve the reference once; swap if it names another version. Returns whether it swapped.
+
+        Errors (alias removed, checkpoint unreadable) keep the current model serving and are kept
+        in `last_error`; the next poll tries again.
+        """
+        with self._lock:
+            try:
+                mv = self.source.resolve(self.ref)
+                current = self.slot.current
+                if current is not None and (current.version, current.checkpoint) == (
+                    int(mv.version),
+                    str(mv.checkpoint_path),
+                ):
+                    self.last_error = None
+                    return False
+                served = load_version(self.source, mv)
+            except (AifactoryError, OSError, RuntimeError, ValueError) as exc:
+                if str(exc) != self.last_error:
+                    log.warning("cannot swap %s: %s", self.ref, exc)
+                self.last_error = str(exc)
+                return False
+            old = self.slot.current
+            self.slot.swap(served)
+            self.last_error = None
+            log.info("swapped %s: v%s -> v%s", self.ref, old.version if old else None, served.version)
+            return True
