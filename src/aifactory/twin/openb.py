@@ -1,0 +1,366 @@
+"""The openb GPU-allocation experiment of the FGD paper (ATC'23, Fig. 9a), on our placement scoring.
+
+The published protocol (see `../shared/data/traces/openb/README.md`): the 8152 pods of
+the default workload, shuffled, then random clones appended until the GPU demand is
+130 % of the 6212 GPUs; pods arrive one after another, never leave, and each is tried
+once on the 1213 nodes. After every pod we record the demand that has arrived and the
+GPU milli allocated; the curve is the mean allocation % per arrived-demand % bucket.
+
+The experiment keeps its own state in NumPy arrays (free CPU, memory, per-GPU milli),
+with nodes in the per-seed random rank order so that "first maximum" is the simulator's
+tie-break, and scores nodes with the very functions the factory's `bestfit` and `fgd`
+placement policies use. Any PRNG reproduces the distribution (per-seed parity with the
+Go original is impossible); we use NumPy's default generator.
+
+    python -m aifactory.twin.openb --policy bestfit --policy fgd --seeds 42-51
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aifactory.core.errors import AifactoryError, SpecError, UnknownName
+from aifactory.core.job import MILLI
+from aifactory.core.placement_bestfit import Demand, bestfit_gpus, bestfit_scores
+from aifactory.core.placement_fgd import FragModel, fgd_scores, typical_pods
+
+DEFAULT_DIR = Path("../shared/data/traces/openb")
+NODES_CSV = "openb_node_list_gpu_node.csv"
+PODS_CSV = "openb_pod_list_default.csv"
+EXPECTED_CSV = "expected_alloc_default.csv"
+TUNE = 1.3  # arrived GPU demand is grown to 130 % of capacity
+XS = 131  # curve points x = 0..130 (% of GPU capacity arrived)
+WIDTH = 8  # GPUs of the widest node: state arrays are (N, 8), padded with 0
+PUBLISHED = {
+    "random": "01-Random",
+    "dotprod": "02-DotProd",
+    "gpuclustering": "03-GpuClustering",
+    "gpupacking": "04-GpuPacking",
+    "bestfit": "05-BestFit",
+    "fgd": "06-FGD",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Nodes:
+    """The node list, sorted by name: CPU (millicores), memory (MiB), GPU count, per node."""
+
+    names: tuple[str, ...]
+    cpu: np.ndarray
+    memory: np.ndarray
+    gpus: np.ndarray
+
+    @property
+    def capacity(self) -> int:
+        """GPU capacity in milli-GPU."""
+        return int(self.gpus.sum()) * MILLI
+
+
+@dataclass(frozen=True, slots=True)
+class Pods:
+    """The original pods, sorted by name: CPU, memory, GPU count and per-GPU milli per pod."""
+
+    names: tuple[str, ...]
+    cpu: np.ndarray
+    memory: np.ndarray
+    count: np.ndarray
+    milli: np.ndarray  # 0 for CPU-only pods
+
+    def demand(self, i: int) -> Demand:
+        return Demand(int(self.cpu[i]), int(self.milli[i]), int(self.count[i]))
+
+    @property
+    def total(self) -> np.ndarray:
+        """(P,) GPU milli each pod asks for (count * milli)."""
+        return self.count * self.milli
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise SpecError("data", f"missing file {path}")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if not rows or missing:
+        raise SpecError("data", f"{path.name}: no rows or missing columns {missing}")
+    return sorted(rows, key=lambda r: r[columns[0]])
+
+
+def _ints(rows: list[dict[str, str]], column: str, path: Path) -> np.ndarray:
+    try:
+        return np.array([int(r[column]) for r in rows], dtype=np.int64)
+    except ValueError as e:
+        raise SpecError(column, f"{path.name}: not an integer ({e})") from None
+
+
+def load_nodes(folder: Path = DEFAULT_DIR) -> Nodes:
+    path = folder / NODES_CSV
+    rows = _read_csv(path, ("sn", "cpu_milli", "memory_mib", "gpu"))
+    gpus = _ints(rows, "gpu", path)
+    if gpus.min() < 1 or gpus.max() > WIDTH:
+        raise SpecError("gpu", f"{path.name}: GPUs per node must be 1..{WIDTH}")
+    names = tuple(r["sn"] for r in rows)
+    return Nodes(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), gpus)
+
+
+def load_pods(folder: Path = DEFAULT_DIR) -> Pods:
+    path = folder / PODS_CSV
+    rows = _read_csv(path, ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"))
+    count = _ints(rows, "num_gpu", path)
+    milli = np.where(count > 0, np.clip(_ints(rows, "gpu_milli", path), 0, MILLI), 0)
+    names = tuple(r["name"] for r in rows)
+    pods = Pods(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), count, milli)
+    for i in range(len(names)):
+        pods.demand(i)  # raises SpecError on a shape the experiment cannot place
+    return pods
+
+
+def typical_model(pods: Pods) -> FragModel:
+    """FGD's target workload: the original pods' shapes with the 95 % popularity cut."""
+    return FragModel(typical_pods(Counter(pods.demand(i) for i in range(len(pods.names)))))
+
+
+def arrivals(pods: Pods, nodes: Nodes, seed: int, tune: float = TUNE) -> tuple[np.ndarray, np.ndarray]:
+    """The arrival sequence (indices into `pods`) and the node rank of one seed.
+
+    Originals in a uniformly random order, then clones drawn with replacement until
+    adding a clone's *per-GPU* milli would pass `tune` x capacity (the simulator's stop
+    rule, first failing draw ends it). The rank is a uniform permutation of the nodes:
+    score ties go to the smallest rank.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pods.names))
+    demand, target = int(pods.total.sum()), tune * nodes.capacity
+    clones: list[int] = []
+    stopped = False
+    while not stopped:
+        for j in rng.integers(0, len(pods.names), size=1024).tolist():
+            if demand + int(pods.milli[j]) > target:
+                stopped = True
+                break
+            clones.append(j)
+            demand += int(pods.total[j])
+    return np.concatenate([order, np.array(clones, dtype=np.int64)]), rng.permutation(len(nodes.names))
+
+
+class State:
+    """Free resources of every node, in rank order (position 0 = rank 0): the experiment's cluster."""
+
+    def __init__(self, nodes: Nodes, rank: np.ndarray) -> None:
+        order = np.argsort(rank)  # node indices by rank
+        self.names = [nodes.names[i] for i in order]
+        self.cpu = nodes.cpu[order].astype(np.float64)  # (N,) free millicores
+        self.memory = nodes.memory[order].copy()  # (N,) free MiB
+        self.gpu = np.zeros((len(order), WIDTH), dtype=np.int64)  # (N, 8) free milli per GPU
+        for pos, i in enumerate(order):
+            self.gpu[pos, : nodes.gpus[i]] = MILLI
+        self.total = self.gpu.sum(axis=1)  # (N,) free milli per node
+        self.whole = (self.gpu == MILLI).sum(axis=1)  # (N,) fully free GPUs
+        self.largest = self.gpu.max(axis=1)  # (N,) most free milli on one GPU
+
+    def feasible(self, demand: Demand, memory: int) -> np.ndarray:
+        """Positions of the nodes that can take the pod (CPU, memory and GPU filters)."""
+        ok = (self.cpu >= demand.cpu) & (self.memory >= memory)
+        if demand.sharing:
+            ok &= self.largest >= demand.milli
+        elif not demand.gpu_free:
+            ok &= self.whole >= demand.count
+        return np.flatnonzero(ok)
+
+    def commit(self, pos: int, demand: Demand, memory: int, gpus: tuple[int, ...]) -> None:
+        self.cpu[pos] -= demand.cpu
+        self.memory[pos] -= memory
+        row = self.gpu[pos]
+        for k in gpus:
+            row[k] -= demand.milli
+        self.total[pos] = row.sum()
+        self.whole[pos] = (row == MILLI).sum()
+        self.largest[pos] = row.max()
+
+
+# A policy of the experiment: (state, feasible positions (F,) with F >= 1, demand) -> (position, GPUs).
+Chooser = Callable[[State, np.ndarray, Demand], tuple[int, tuple[int, ...]]]
+
+
+def choose_bestfit(st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
+    pos = int(idx[0])
+    if idx.size > 1:
+        pos = int(idx[np.argmax(bestfit_scores(st.cpu[idx], st.total[idx], demand))])
+    return pos, bestfit_gpus(st.gpu[pos], demand)
+
+
+class ChooseFgd:
+    """FGD over the typical workload of the original pods."""
+
+    def __init__(self, model: FragModel) -> None:
+        self.model = model
+
+    def __call__(self, st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
+        if idx.size == 1 and not demand.sharing:  # a single feasible node is taken unscored
+            pos = int(idx[0])
+            return pos, bestfit_gpus(st.gpu[pos], demand)
+        scores, device = fgd_scores(self.model, st.cpu[idx], st.gpu[idx], demand)
+        best = int(np.argmax(scores))  # first maximum = smallest rank
+        pos = int(idx[best])
+        return pos, ((int(device[best]),) if demand.sharing else bestfit_gpus(st.gpu[pos], demand))
+
+
+def chooser(policy: str, pods: Pods) -> Chooser:
+    if policy == "bestfit":
+        return choose_bestfit
+    if policy == "fgd":
+        return ChooseFgd(typical_model(pods))
+    raise UnknownName("openb policy", policy, ["bestfit", "fgd"])
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One replay: per arrival event, cumulative arrived and allocated GPU milli."""
+
+    policy: str
+    seed: int
+    arrived: np.ndarray  # (E,) milli, failed pods included
+    used: np.ndarray  # (E,) milli allocated after the event
+    failed: int
+    wall_s: float
+
+    def curve(self, capacity: int) -> np.ndarray:
+        return alloc_curve(self.arrived, self.used, capacity)
+
+
+def run(policy: str, nodes: Nodes, pods: Pods, seed: int, tune: float = TUNE) -> Run:
+    """Replay the seeded arrival sequence under one policy; no pod departs, none is retried."""
+    start = time.perf_counter()
+    choose = chooser(policy, pods)
+    sequence, rank = arrivals(pods, nodes, seed, tune)
+    st = State(nodes, rank)
+    demands = [pods.demand(i) for i in range(len(pods.names))]
+    arrived = np.cumsum(pods.total[sequence])
+    used = np.zeros(sequence.size, dtype=np.int64)
+    allocated, failed = 0, 0
+    for e, i in enumerate(sequence.tolist()):
+        demand, memory = demands[i], int(pods.memory[i])
+        idx = st.feasible(demand, memory)
+        if idx.size == 0:
+            failed += 1
+        else:
+            pos, gpus = choose(st, idx, demand)
+            st.commit(pos, demand, memory, gpus)
+            allocated += demand.total
+        used[e] = allocated
+    return Run(policy, seed, arrived, used, failed, time.perf_counter() - start)
+
+
+def alloc_curve(arrived: np.ndarray, used: np.ndarray, capacity: int) -> np.ndarray:
+    """(131,) mean allocation % over the events whose arrived demand rounds to x % (x = 0..130).
+
+    Python's round (halves to even) as the original analysis; an empty bucket takes the
+    events of x-1..x+1, and NaN where even those are empty.
+    """
+    x_of = [round(a / capacity * 100) for a in arrived.tolist()]
+    pct = [round(u / capacity * 100, 2) for u in used.tolist()]
+    buckets: dict[int, list[float]] = {}
+    for x, p in zip(x_of, pct, strict=True):
+        buckets.setdefault(x, []).append(p)
+    out = np.full(XS, np.nan)
+    for x in range(XS):
+        vals = buckets.get(x) or [p for d in (-1, 0, 1) for p in buckets.get(x + d, [])]
+        if vals:
+            out[x] = round(sum(vals) / len(vals), 2)
+    return out
+
+
+def published(folder: Path = DEFAULT_DIR) -> dict[str, dict[int, np.ndarray]]:
+    """The published curves: our policy name -> seed -> (131,) allocation %."""
+    path = folder / EXPECTED_CSV
+    rows = _read_csv(path, ("sc_policy", "seed"))
+    names = {v: k for k, v in PUBLISHED.items()}
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for r in rows:
+        if r["sc_policy"] in names:
+            curve = np.array([float(r[str(x)]) for x in range(XS)])
+            out.setdefault(names[r["sc_policy"]], {})[int(r["seed"])] = curve
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`42-51` or `42,44,50` -> seeds."""
+    try:
+        if "-" in text:
+            lo, hi = (int(p) for p in text.split("-", 1))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise SpecError("seeds", f"expected 42-51 or 42,43, got {text!r}") from None
+    if not seeds:
+        raise SpecError("seeds", f"empty range {text!r}")
+    return seeds
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Mean (min, max) over seeds of the allocation % at x = 100 and 130, ours and published."""
+
+    policy: str
+    ours: dict[int, tuple[float, float, float]]
+    theirs: dict[int, tuple[float, float, float]]
+    wall_s: float  # mean per run
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    return float(np.mean(values)), float(np.min(values)), float(np.max(values))
+
+
+def experiment(policy: str, seeds: Sequence[int], folder: Path = DEFAULT_DIR) -> Summary:
+    """Run one policy over `seeds` and set it next to the published curves."""
+    nodes, pods = load_nodes(folder), load_pods(folder)
+    runs = [run(policy, nodes, pods, s) for s in seeds]
+    curves = [r.curve(nodes.capacity) for r in runs]
+    theirs = published(folder).get(policy, {})
+    pub = list(theirs.values())
+    return Summary(
+        policy,
+        {x: spread([c[x] for c in curves]) for x in (100, 130)},
+        {x: spread([c[x] for c in pub]) for x in (100, 130)} if pub else {},
+        float(np.mean([r.wall_s for r in runs])),
+    )
+
+
+def describe(s: Summary) -> str:
+    def cell(v: tuple[float, float, float] | None) -> str:
+        return f"{v[0]:6.2f} ({v[1]:.2f}-{v[2]:.2f})" if v else "   n/a"
+
+    return (
+        f"{s.policy:8} x=100 {cell(s.ours[100])} published {cell(s.theirs.get(100))}   "
+        f"x=130 {cell(s.ours[130])} published {cell(s.theirs.get(130))}   {s.wall_s:5.1f} s/run"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aifactory.twin.openb", description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", action="append", help="bestfit or fgd (repeatable; default both)")
+    parser.add_argument("--seeds", default="42-51", help="42-51 or 42,43 (default 42-51)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="folder of the openb CSV files")
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+        for policy in args.policy or ["bestfit", "fgd"]:
+            print(describe(experiment(policy, seeds, args.data)), flush=True)
+    except AifactoryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
