@@ -122,6 +122,9 @@ class Spread(_ScoredPlacement):
 
 
 PLACEMENTS: dict[str, Callable[[], PlacementPolicy]] = {"pack": Pack, "spread": Spread}
+# NumPy-based, so imported when first asked for (keeps `aifactory --help` instant).
+PLACEMENTS["bestfit"] = lambda: __import__("aifactory.core.placement_bestfit", fromlist=["BestFit"]).BestFit()
+PLACEMENTS["fgd"] = lambda: __import__("aifactory.core.placement_fgd", fromlist=["FGD"]).FGD()
 
 
 def register_placement(name: str, factory: Callable[[], PlacementPolicy]) -> None:
