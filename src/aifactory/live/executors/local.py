@@ -1,0 +1,225 @@
+"""The local executor: every job a real subprocess, in its own process group, on this machine.
+
+Each job runs under `wrap.py` (spawned with posix_spawn and setsid, so wrapper and
+job share a fresh process group whose id is the wrapper's pid). The wrapper records
+the job's exit status in `<log>.exit`, so a server restarted after a crash can learn
+how a re-attached job ended although it is not the job's parent. Exits are seen
+through a pidfd on the event loop (a poll where pidfds are missing); our own
+children are always reaped, so no zombies are left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from aifactory.core.events import Finished
+from aifactory.core.job import MILLI, JobSpec, Placement
+from aifactory.live.executors import OnFinished, ProcessInfo
+
+log = logging.getLogger(__name__)
+
+WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
+LOST = "process lost while the server was down"
+POLL_S = 0.05  # exit polling period where pidfds are unavailable
+
+
+def status_path(log_path: Path) -> Path:
+    return Path(f"{log_path}.exit")
+
+
+def read_status(path: Path) -> tuple[int, str] | None:
+    """The wrapper's (exit code, reason), None where it wrote none (it was killed or lost)."""
+    try:
+        data = json.loads(path.read_text())
+        return int(data["exit_code"]), str(data.get("reason", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def is_wrapper_alive(pid: int, status: Path) -> bool:
+    """True if `pid` is a live (not zombie) wrapper of this job: guards against pid reuse."""
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and os.fsencode(status) in args
+
+
+def job_env(job_id: int, spec: JobSpec, placement: Placement) -> dict[str, str]:
+    env = {**os.environ, **spec.env}
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for _, idx in placement.parts for g in idx)
+    env["AIFACTORY_JOB_ID"] = str(job_id)
+    env["AIFACTORY_GPU_FRACTION"] = f"{placement.milli / MILLI:g}"  # "1" for whole GPUs, "0.5" for half
+    env["AIFACTORY_PLACEMENT"] = placement.describe()
+    return env
+
+
+@dataclass(slots=True)
+class _Proc:
+    job_id: int
+    pid: int
+    pgid: int
+    log_path: Path
+    fd: int | None = None  # pidfd, readable once the wrapper has exited
+    force: asyncio.TimerHandle | None = None  # the pending SIGKILL
+    killed: bool = False  # SIGKILL sent
+
+
+class LocalExecutor:
+    name: ClassVar[str] = "local"
+
+    def __init__(self, logs_dir: Path, on_finished: OnFinished) -> None:
+        self.logs_dir = Path(logs_dir)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._on_finished = on_finished
+        self._procs: dict[int, _Proc] = {}
+
+    def log_path(self, job_id: int) -> Path:
+        return self.logs_dir / f"job-{job_id}.log"
+
+    @property
+    def watched(self) -> set[int]:
+        """Ids of the jobs whose processes this executor watches now."""
+        return set(self._procs)
+
+    # -- launch, attach, kill --------------------------------------------------------------
+
+    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
+        log_path = self.log_path(job_id)
+        status = status_path(log_path)
+        workdir = spec.workdir or os.getcwd()
+        argv = [sys.executable, "-I", "-S", WRAP, str(status), workdir, "--", *spec.command]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        try:
+            status.unlink(missing_ok=True)  # a status left by an earlier attempt
+            pid = os.posix_spawn(
+                sys.executable, argv, job_env(job_id, spec, placement), file_actions=actions, setsid=True
+            )
+        except OSError as exc:
+            self._report(job_id, 126, f"cannot start job: {exc}")
+            return None
+        self._watch(_Proc(job_id, pid, pid, log_path))
+        return ProcessInfo(pid, pid, log_path)
+
+    def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
+        path = Path(log_path) if log_path else self.log_path(job_id)
+        status = status_path(path)
+        if pid is not None and is_wrapper_alive(pid, status):
+            self._watch(_Proc(job_id, pid, pgid or pid, path))
+            return
+        if pid is not None:
+            self._reap(pid)  # our own child from before a close() in this process
+        done = read_status(status)
+        # It ended while no server watched: its status file says how; without one it was killed.
+        self._report(job_id, *(done if done is not None else (None, LOST)))
+
+    def kill(self, job_id: int, grace_s: float) -> None:
+        proc = self._procs.get(job_id)
+        if proc is None:
+            return  # already ended: its Finished is on its way
+        if grace_s <= 0:
+            self._force(job_id)
+            return
+        self._signal(proc, signal.SIGTERM)
+        if proc.force is None:
+            proc.force = asyncio.get_running_loop().call_later(grace_s, self._force, job_id)
+
+    def _force(self, job_id: int) -> None:
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.killed = True
+            self._signal(proc, signal.SIGKILL)
+
+    def _signal(self, proc: _Proc, sig: signal.Signals) -> None:
+        try:
+            os.killpg(proc.pgid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            log.warning("job %d: cannot signal process group %d: %s", proc.job_id, proc.pgid, exc)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for proc in self._procs.values():
+            self._unwatch(loop, proc)
+        self._procs.clear()
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def _watch(self, proc: _Proc) -> None:
+        loop = asyncio.get_running_loop()
+        self._procs[proc.job_id] = proc
+        try:
+            proc.fd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            loop.call_later(POLL_S, self._poll, proc.job_id)
+            return
+        loop.add_reader(proc.fd, self._exited, proc.job_id)
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop, proc: _Proc) -> None:
+        if proc.fd is not None:
+            loop.remove_reader(proc.fd)
+            os.close(proc.fd)
+            proc.fd = None
+        if proc.force is not None:
+            proc.force.cancel()
+            proc.force = None
+
+    def _poll(self, job_id: int) -> None:
+        proc = self._procs.get(job_id)
+        if proc is None:
+            return
+        if is_wrapper_alive(proc.pid, status_path(proc.log_path)) and self._reap(proc.pid) is None:
+            asyncio.get_running_loop().call_later(POLL_S, self._poll, job_id)
+        else:
+            self._exited(job_id)
+
+    def _reap(self, pid: int) -> int | None:
+        """Reap `pid` if it is our exited child: its exit code; None if running or not ours."""
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status) if got == pid else None
+
+    def _exited(self, job_id: int) -> None:
+        proc = self._procs.pop(job_id, None)
+        if proc is None:
+            return
+        self._unwatch(asyncio.get_running_loop(), proc)
+        wrapper_code = self._reap(proc.pid)
+        done = read_status(status_path(proc.log_path))
+        if done is not None:
+            self._report(job_id, *done)
+        elif proc.killed:
+            self._report(job_id, -signal.SIGKILL, "killed (SIGKILL) after the grace period")
+        elif wrapper_code is not None:
+            self._report(job_id, wrapper_code, f"job wrapper ended with {wrapper_code} without a status")
+        else:
+            self._report(job_id, None, "process lost: ended without an exit status")
+
+    def _report(self, job_id: int, exit_code: int | None, reason: str) -> None:
+        # Always later, never inside the caller: the service persists what it did first.
+        asyncio.get_running_loop().call_soon(self._on_finished, Finished(job_id, exit_code, reason))

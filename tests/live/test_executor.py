@@ -1,0 +1,212 @@
+"""The local executor with real subprocesses: env, logs, exit codes, kill, re-attach, no zombies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from aifactory.core import Finished, JobSpec, Placement, UnknownName
+from aifactory.live.executors import get_executor
+from aifactory.live.executors.local import LOST, LocalExecutor
+
+T = TypeVar("T")
+PY = sys.executable
+ONE = Placement((("node0", (0,)),))
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(coro(), 30))  # type: ignore[arg-type]
+
+
+class Recorder:
+    """An executor plus the Finished events it reported, awaitable by job id."""
+
+    def __init__(self, logs: Path) -> None:
+        self.done: dict[int, Finished] = {}
+        self.arrived = asyncio.Event()
+        self.ex = LocalExecutor(logs, self._on)
+
+    def _on(self, ev: Finished) -> None:
+        assert ev.job_id not in self.done, f"job {ev.job_id} reported twice"
+        self.done[ev.job_id] = ev
+        self.arrived.set()
+
+    async def finished(self, job_id: int) -> Finished:
+        while job_id not in self.done:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.done[job_id]
+
+
+def py(code: str, **kw: object) -> JobSpec:
+    return JobSpec(command=(PY, "-c", code), **kw)  # type: ignore[arg-type]
+
+
+def gone(pid: int) -> bool:
+    """Neither running nor a zombie: exited and reaped."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+async def wait_for_text(path: Path, text: str) -> None:
+    while not (path.exists() and text in path.read_text()):
+        await asyncio.sleep(0.02)
+
+
+def test_job_sees_its_gpus_env_and_workdir_and_logs_both_streams(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    code = (
+        "import os, sys; e = os.environ;"
+        "print(e['CUDA_VISIBLE_DEVICES'], e['AIFACTORY_JOB_ID'], e['AIFACTORY_GPU_FRACTION'], e['LR'], os.getcwd());"
+        "print('to stderr', file=sys.stderr)"
+    )
+
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        info = r.ex.launch(7, py(code, env={"LR": "3e-4"}, workdir=str(work)), Placement((("node0", (1, 3)),)))
+        assert info is not None and info.pgid == info.pid
+        assert await r.finished(7) == Finished(7, 0, "")
+        text = info.log_path.read_text()
+        assert f"1,3 7 1 3e-4 {work}" in text
+        assert "to stderr" in text
+        assert info.log_path == tmp_path / "logs" / "job-7.log"
+        assert gone(info.pid)
+
+    run(main)
+
+
+def test_exit_codes_and_fractions(tmp_path: Path) -> None:
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        half = Placement((("node0", (2,)),), milli=500)
+        r.ex.launch(1, py("import os, sys; sys.exit(int(float(os.environ['AIFACTORY_GPU_FRACTION']) * 10))"), half)
+        r.ex.launch(2, py("import os; os.kill(os.getpid(), 15)"), ONE)
+        assert (await r.finished(1)).exit_code == 5
+        assert (await r.finished(2)).exit_code == -15
+
+    run(main)
+
+
+def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> None:
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        r.ex.launch(1, JobSpec(command=("no-such-program-xyz",)), ONE)
+        r.ex.launch(2, JobSpec(command=("true",), workdir=str(tmp_path / "missing")), ONE)
+        (tmp_path / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
+        r.ex.launch(3, JobSpec(command=(str(tmp_path / "script.sh"),)), ONE)
+        one, two, three = await r.finished(1), await r.finished(2), await r.finished(3)
+        assert (one.exit_code, two.exit_code, three.exit_code) == (127, 126, 126)
+        assert "command not found: 'no-such-program-xyz'" in one.reason
+        assert "workdir" in two.reason and "missing" in two.reason
+        assert "permission denied" in three.reason
+        assert "command not found" in r.ex.log_path(1).read_text()
+
+        (tmp_path / "logs").rename(tmp_path / "moved")  # the log file cannot be opened
+        assert r.ex.launch(4, JobSpec(command=("true",)), ONE) is None
+        four = await r.finished(4)
+        assert four.exit_code == 126 and "cannot start job" in four.reason
+
+    run(main)
+
+
+def test_kill_sends_sigterm_to_the_whole_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        info = r.ex.launch(1, JobSpec(command=("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")), ONE)
+        assert info is not None
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.02)
+        grandchild = int(pidfile.read_text())
+        t0 = time.monotonic()
+        r.ex.kill(1, grace_s=20)
+        done = await r.finished(1)
+        assert time.monotonic() - t0 < 5
+        assert done.exit_code == -15
+        for _ in range(100):  # the grandchild is the init process's to reap
+            if not Path(f"/proc/{grandchild}").exists() or "Z" in _state(grandchild):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the job's grandchild survived the kill")
+        assert gone(info.pid)
+
+    run(main)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    )
+
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        info = r.ex.launch(1, py(code), ONE)
+        assert info is not None
+        await wait_for_text(info.log_path, "ready")
+        t0 = time.monotonic()
+        r.ex.kill(1, grace_s=0.4)
+        done = await r.finished(1)
+        assert 0.4 <= time.monotonic() - t0 < 5
+        assert done.exit_code == -signal.SIGKILL
+        assert gone(info.pid)
+
+    run(main)
+
+
+def test_attach_after_close_sees_the_real_exit_code(tmp_path: Path) -> None:
+    code = "import time; print('ready', flush=True); time.sleep(0.5); raise SystemExit(4)"
+
+    async def main() -> None:
+        first = Recorder(tmp_path / "logs")
+        info = first.ex.launch(1, py(code), ONE)
+        quick = first.ex.launch(2, py("raise SystemExit(6)"), ONE)
+        assert info is not None and quick is not None
+        await wait_for_text(info.log_path, "ready")
+        await first.ex.close()  # stop watching, like a server going down
+        await asyncio.sleep(0.3)  # job 2 ends while nobody watches
+        second = Recorder(tmp_path / "logs")
+        second.ex.attach(1, info.pid, info.pgid, str(info.log_path))
+        second.ex.attach(2, quick.pid, quick.pgid, str(quick.log_path))
+        assert second.ex.watched == {1}
+        assert await second.finished(2) == Finished(2, 6, "")
+        assert await second.finished(1) == Finished(1, 4, "")
+        assert first.done == {}
+        assert gone(info.pid) and gone(quick.pid)
+
+    run(main)
+
+
+def test_attach_to_a_dead_or_foreign_process_is_lost(tmp_path: Path) -> None:
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        r.ex.attach(1, os.getpid(), os.getpgid(0), None)  # alive, but not this job's wrapper
+        r.ex.attach(2, None, None, None)  # crashed between launch and recording the pid
+        assert await r.finished(1) == Finished(1, None, LOST)
+        assert await r.finished(2) == Finished(2, None, LOST)
+        assert r.ex.watched == set()
+
+    run(main)
+
+
+def test_registry_by_name(tmp_path: Path) -> None:
+    ex = get_executor("local", tmp_path, lambda ev: None)
+    assert isinstance(ex, LocalExecutor) and ex.name == "local"
+    with pytest.raises(UnknownName, match="did you mean 'local'"):
+        get_executor("locl", tmp_path, lambda ev: None)
