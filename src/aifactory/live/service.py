@@ -1,0 +1,348 @@
+"""FactoryService: the live shell that drives the pure core with the wall clock.
+
+Everything that changes the factory goes through one asyncio lock and one path:
+`Factory.handle(event, clock())` returns actions; the StateChanged ones (and the
+jobs they touch) are saved by `store.apply` in ONE transaction FIRST, and only then
+are Launch (-> executor.launch, then store.set_process), Kill and Preempt (->
+executor.kill) carried out. A crash between the two steps loses no job: the store
+already holds what the core decided, and the next open() re-attaches or fails it.
+Events come from three places: the API (submit, cancel), the executor (Finished,
+queued by its callback) and the clock (a Tick at factory.next_wakeup(), the next
+time limit). A background task takes every Finished that is waiting as one batch,
+so a burst of completions costs one transaction, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.cluster import Cluster
+from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
+from aifactory.core.events import Cancel, Event, Submit, Tick
+from aifactory.core.factory import Factory, FactorySettings
+from aifactory.core.job import JobSpec
+from aifactory.core.project import Project
+from aifactory.core.states import JobState
+from aifactory.live.executors import Executor, get_executor
+from aifactory.live.gpus import discover
+from aifactory.live.settings import LiveSettings
+from aifactory.live.store import EventRow, JobRow, Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str
+    pool: str
+    gpu_count: int
+    gpu_model: str
+    gpu_memory_mib: int
+    up: bool
+    holders: tuple[dict[int, int], ...]  # per GPU: job id -> milli-GPU held
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectView:
+    name: str
+    quota: float
+    weight: float
+    limit: float | None
+    pool: str | None
+    department: str | None
+    in_use: float  # GPUs held now, a fraction as its fraction
+    running: int  # running or preempted (still holding GPUs)
+    queued: int
+
+
+def build_cluster(settings: LiveSettings) -> Cluster:
+    """Virtual GPUs when `settings.gpus` is set, else one node with the GPUs NVML finds."""
+    if settings.nodes < 1:
+        raise SpecError("nodes", f"must be at least 1, got {settings.nodes}")
+    if settings.gpus is not None:
+        if settings.gpus < 0:
+            raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
+        return Cluster.virtual(settings.gpus, settings.nodes)
+    found = discover()
+    if not found:
+        log.warning("no GPU found through NVML; the factory has no GPUs (declare virtual ones with gpus=N)")
+        return Cluster.virtual(0, 1)
+    return Cluster.virtual(len(found), 1, model=found[0].model, memory_mib=min(g.memory_mib for g in found))
+
+
+class FactoryService:
+    """The live factory: the API engineer's one entry point (see the module docstring)."""
+
+    def __init__(self, settings: LiveSettings, store: Store, factory: Factory, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.factory = factory
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._inbox: asyncio.Queue[Event | None] = asyncio.Queue()  # None: re-read next_wakeup
+        self._waiting_until: float | None = None  # the wakeup the loop sleeps towards
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.executor: Executor | None = None
+
+    # -- open and close ----------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, settings: LiveSettings, executor: str = "local", clock: Clock = time.time) -> FactoryService:
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.logs_dir.mkdir(exist_ok=True)
+        store = Store(settings.database_url).open()
+        try:
+            cluster = build_cluster(settings)
+            store.save_nodes(cluster)
+            projects = store.load_projects()
+            if not projects:  # first start: one project owning every GPU
+                projects = [Project("default", quota=float(cluster.total_gpus()))]
+                store.save_projects(projects)
+            core = FactorySettings(
+                policy=settings.policy, placement=settings.placement, kill_grace_s=settings.kill_grace_s
+            )
+            service = cls(settings, store, Factory(cluster, projects, core), clock)
+            await service._start(executor)
+        except BaseException:
+            store.close()
+            raise
+        return service
+
+    async def _start(self, executor: str) -> None:
+        self.executor = get_executor(executor, self.settings.logs_dir, self._inbox.put_nowait)
+        self._restore()
+        await self._handle([Tick()])  # a first pass: restored queued jobs may start now
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
+
+    def _restore(self) -> None:
+        """Give the core back its active jobs; re-attach the processes of running ones."""
+        assert self.executor is not None
+        for row in self.store.active_rows():
+            job = row.to_job()
+            try:
+                if job.state is JobState.QUEUED:
+                    self.factory.check(job.spec)
+                self.factory.restore(job)
+            except (AifactoryError, ValueError) as exc:
+                self._fail_row(row, f"cannot restore after restart: {exc}")
+                if row.pid is not None:
+                    self.executor.attach(row.id, row.pid, row.pgid, row.log_path)
+                    self.executor.kill(row.id, self.settings.kill_grace_s)
+                continue
+            if job.state is not JobState.QUEUED:
+                self.executor.attach(row.id, row.pid, row.pgid, row.log_path)
+                if job.stop_reason is not None:  # a cancel, time limit or preemption was under way
+                    self.executor.kill(row.id, self.factory.settings.kill_grace_s)
+
+    def _fail_row(self, row: JobRow, reason: str) -> None:
+        job = row.to_job()
+        now = self._clock()
+        job.state, job.reason, job.finished_at = JobState.FAILED, reason, now
+        self.store.apply([StateChanged(row.id, row.state, JobState.FAILED, now, reason)], {row.id: job})
+
+    async def close(self) -> None:
+        """Stop the loop and the store; running jobs keep running (re-attached on the next open)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        async with self._lock:
+            if self.executor is not None:
+                await self.executor.close()
+            self.store.close()
+        for futures in self._waiters.values():
+            for fut in futures:
+                fut.cancel()
+        self._waiters.clear()
+
+    async def __aenter__(self) -> FactoryService:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._next_event()
+            batch = [] if first is None else [first]
+            while not self._inbox.empty():
+                event = self._inbox.get_nowait()
+                if event is not None:
+                    batch.append(event)
+            if batch:
+                try:
+                    await self._handle(batch)
+                except Exception:  # the loop must outlive any one bad round
+                    log.exception("the service loop failed to handle %r", batch)
+
+    async def _next_event(self) -> Event | None:
+        """The next Finished from the executor, or a Tick when the next time limit is due."""
+        wake = self.factory.next_wakeup()
+        self._waiting_until = wake
+        if wake is None:
+            return await self._inbox.get()
+        delay = wake - self._clock()
+        if delay <= 0:
+            return Tick()
+        try:
+            return await asyncio.wait_for(self._inbox.get(), delay)
+        except TimeoutError:
+            return Tick()
+
+    async def _handle(self, events: Iterable[Event]) -> None:
+        async with self._lock:
+            actions: list[Action] = []
+            for event in events:
+                try:
+                    actions.extend(self.factory.handle(event, self._clock()))
+                except AifactoryError as exc:  # e.g. a late report about a job restored as failed
+                    log.warning("ignored %r: %s", event, exc)
+            self._commit(actions)
+
+    def _commit(self, actions: list[Action]) -> None:
+        """Persist the transitions, then carry out the rest. Call with the lock held."""
+        assert self.executor is not None
+        changes = [a for a in actions if isinstance(a, StateChanged)]
+        touched = {a.job_id for a in actions if not isinstance(a, Launch)}
+        jobs = {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs}
+        self.store.apply(changes, jobs)
+        for action in actions:
+            if isinstance(action, Launch):
+                info = self.executor.launch(action.job_id, action.spec, action.placement)
+                if info is not None:
+                    self.store.set_process(action.job_id, info.pid, info.pgid, info.log_path)
+            elif isinstance(action, Kill | Preempt):
+                self.executor.kill(action.job_id, action.grace_s)
+        for change in changes:
+            if change.new.terminal:
+                self.factory.forget(change.job_id)
+                for fut in self._waiters.pop(change.job_id, []):
+                    if not fut.done():
+                        fut.set_result(None)
+        wake = self.factory.next_wakeup()
+        if wake is not None and (self._waiting_until is None or wake < self._waiting_until):
+            self._inbox.put_nowait(None)  # the loop sleeps towards a later wakeup: wake it
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> JobRow:
+        """Queue a job (and start it if it fits). SpecError names the field; nothing is stored then."""
+        async with self._lock:
+            self.factory.check(spec)
+            now = self._clock()
+            job_id = self.store.create_job(spec, now)
+            try:
+                actions = self.factory.handle(Submit(job_id, spec), now)
+            except AifactoryError as exc:
+                self._fail_row(self.store.get_job(job_id), f"rejected: {exc}")
+                raise
+            # create_job already wrote the job's first event.
+            first = [a for a in actions if isinstance(a, StateChanged) and a.job_id == job_id and a.old is None]
+            self._commit([a for a in actions if not any(a is f for f in first)])
+        return self.store.get_job(job_id)
+
+    async def cancel(self, job_id: int) -> JobRow:
+        """Cancel a queued job now, or stop a running one (it ends cancelled once its process exits)."""
+        async with self._lock:
+            if job_id not in self.factory.jobs:
+                row = self.store.get_job(job_id)  # NotFound for an unknown id
+                raise InvalidTransition(f"job {job_id} is already {row.state.value}")
+            self._commit(self.factory.handle(Cancel(job_id), self._clock()))
+        return self.store.get_job(job_id)
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
+        """The job's row once it is in a terminal state (TimeoutError after `timeout` seconds)."""
+        row = self.store.get_job(job_id)
+        if row.state.terminal:
+            return row
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            futures = self._waiters.get(job_id, [])
+            if fut in futures:
+                futures.remove(fut)
+        return self.store.get_job(job_id)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def job(self, job_id: int) -> JobRow:
+        return self.store.get_job(job_id)
+
+    def jobs(
+        self,
+        project: str | None = None,
+        state: JobState | str | None = None,
+        user: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobRow]:
+        return self.store.list_jobs(project=project, state=state, user=user, limit=limit)
+
+    def history(self, job_id: int) -> list[EventRow]:
+        self.store.get_job(job_id)  # NotFound for an unknown id
+        return self.store.events(job_id=job_id)
+
+    def log_path(self, job_id: int) -> Path:
+        row = self.store.get_job(job_id)
+        if row.log_path:
+            return Path(row.log_path)
+        return self.settings.logs_dir / f"job-{job_id}.log"
+
+    def pending_reason(self, job_id: int) -> str:
+        """Why a queued job waits ("" for any other job)."""
+        if job_id in self.factory.jobs:
+            return self.factory.pending_reason(job_id)
+        self.store.get_job(job_id)
+        return ""
+
+    def nodes(self) -> list[NodeView]:
+        return [
+            NodeView(
+                name=n.name,
+                pool=n.pool,
+                gpu_count=n.gpu_count,
+                gpu_model=n.gpu_model,
+                gpu_memory_mib=n.gpu_memory_mib,
+                up=n.up,
+                holders=tuple(dict(h) for h in n.holders),
+            )
+            for n in self.factory.cluster
+        ]
+
+    def projects(self) -> list[ProjectView]:
+        held: dict[str, float] = {}
+        running: dict[str, int] = {}
+        queued: dict[str, int] = {}
+        for job in self.factory.jobs.values():
+            name = job.spec.project
+            if job.state is JobState.QUEUED:
+                queued[name] = queued.get(name, 0) + 1
+            elif job.state in (JobState.RUNNING, JobState.PREEMPTED):
+                running[name] = running.get(name, 0) + 1
+                held[name] = held.get(name, 0.0) + (job.placement.gpus if job.placement else 0.0)
+        return [
+            ProjectView(
+                name=p.name,
+                quota=p.quota,
+                weight=p.weight,
+                limit=p.limit,
+                pool=p.pool,
+                department=p.department,
+                in_use=held.get(p.name, 0.0),
+                running=running.get(p.name, 0),
+                queued=queued.get(p.name, 0),
+            )
+            for p in sorted(self.factory.projects.values(), key=lambda p: p.name)
+        ]
