@@ -28,6 +28,7 @@ class Node:
     holders: list[dict[int, int]] = field(default_factory=list)
     free_whole: int = 0  # GPUs with all 1000 milli free
     up: bool = True
+    rack: str | None = None  # nodes in one rack share a fast network (topology placement)
 
     def __post_init__(self) -> None:
         if self.gpu_count < 0:
@@ -53,8 +54,15 @@ class Cluster:
             self.nodes[node.name] = node
         self.allocations: dict[int, Placement] = {}
         self._pools: dict[str, list[Node]] = {}
+        # (pool, model) -> nodes by number of fully free GPUs: level k holds the nodes with
+        # k free whole GPUs (insertion-ordered, so ties break the same way every run).
+        self._levels: dict[tuple[str, str], list[dict[str, Node]]] = {}
         for node in self.nodes.values():
             self._pools.setdefault(node.pool, []).append(node)
+            levels = self._levels.setdefault((node.pool, node.gpu_model), [])
+            while len(levels) <= node.gpu_count:
+                levels.append({})
+            levels[node.free_whole][node.name] = node
 
     @classmethod
     def virtual(cls, gpus: int, nodes: int = 1, model: str = "virtual", memory_mib: int = 0) -> Cluster:
@@ -93,6 +101,45 @@ class Cluster:
             default=0,
         )
 
+    def groups(self, pool: str | None, model: str | None) -> list[list[dict[str, Node]]]:
+        """The free-block levels of every (pool, model) group a job bound to `pool`/`model` may use."""
+        return [
+            levels
+            for (p, m), levels in sorted(self._levels.items())
+            if (pool is None or p == pool) and (model is None or m == model)
+        ]
+
+    def max_block(self, pool: str | None, model: str | None = None) -> int:
+        """Most fully free GPUs on one node (up or not: callers check `up`)."""
+        best = 0
+        for levels in self.groups(pool, model):
+            for k in range(len(levels) - 1, best, -1):
+                if levels[k]:
+                    best = k
+                    break
+        return best
+
+    def whole_free(self, pool: str | None, model: str | None = None) -> int:
+        """Fully free GPUs in the pool (of the model)."""
+        return sum(k * len(nodes) for levels in self.groups(pool, model) for k, nodes in enumerate(levels))
+
+    def candidates(self, pool: str | None, model: str | None, floor: int) -> list[Node]:
+        """Nodes with at least `floor` fully free GPUs, fewest free first (ties: longest at that level)."""
+        out: list[Node] = []
+        groups = self.groups(pool, model)
+        top = max((len(levels) for levels in groups), default=0)
+        for k in range(max(floor, 0), top):
+            for levels in groups:
+                if k < len(levels):
+                    out.extend(levels[k].values())
+        return out
+
+    def _relevel(self, node: Node, old: int) -> None:
+        if old != node.free_whole:
+            levels = self._levels[(node.pool, node.gpu_model)]
+            del levels[old][node.name]
+            levels[node.free_whole][node.name] = node
+
     def models(self) -> set[str]:
         return {n.gpu_model for n in self.nodes.values()}
 
@@ -115,11 +162,13 @@ class Cluster:
                     raise ValueError(f"GPU {name}:{g} has {node.free[g]} milli free, job {job_id} needs {milli}")
         for name, idx in placement.parts:
             node = self.nodes[name]
+            old = node.free_whole
             for g in idx:
                 if node.free[g] == MILLI:
                     node.free_whole -= 1
                 node.free[g] -= milli
                 node.holders[g][job_id] = milli
+            self._relevel(node, old)
         self.allocations[job_id] = placement
 
     def release(self, job_id: int) -> Placement | None:
@@ -128,9 +177,11 @@ class Cluster:
             return None
         for name, idx in placement.parts:
             node = self.nodes[name]
+            old = node.free_whole
             for g in idx:
                 node.free[g] += placement.milli
                 del node.holders[g][job_id]
                 if node.free[g] == MILLI:
                     node.free_whole += 1
+            self._relevel(node, old)
         return placement

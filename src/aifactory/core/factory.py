@@ -12,14 +12,25 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aifactory.core.accounting import UsageHistory, accounts
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
+from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.job import MILLI, Job, JobSpec, Placement
 from aifactory.core.placement import PlacementPolicy, eligible, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
-from aifactory.core.project import Project
+from aifactory.core.project import (
+    PREEMPTIBLE,
+    PRIORITY_CLASSES,
+    Account,
+    Department,
+    Project,
+    check_department,
+    check_project,
+)
+from aifactory.core.queues import PendingIndex
 from aifactory.core.states import JobState, check_transition
 
 TIME_LIMIT = "time limit"
@@ -27,11 +38,17 @@ TIME_LIMIT = "time limit"
 
 @dataclass(frozen=True, slots=True)
 class FactorySettings:
-    policy: str = "fifo"
+    policy: str = "fairshare"
     placement: str = "pack"
     kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
     preempt_grace_s: float = 30.0  # time a victim gets to checkpoint
     use_pools: bool = True  # False: ignore projects' node pools (the twin's --no-pools)
+    min_runtime_s: float = 60.0  # a job this young is never a preemption victim
+    half_life_s: float = 86400.0  # fair-share usage history half-life (0: no history)
+    history_weight: float = 1.0  # how much recent over-quota use counts against a project
+    backfill_depth: int = 200  # pending jobs the backfill policy looks at past the blocked head
+    # Tiresias LAS: attained-service thresholds (GPU-seconds) between its priority queues.
+    las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
 
 
 class Factory:
@@ -42,18 +59,29 @@ class Factory:
         settings: FactorySettings | None = None,
         policy: Policy | None = None,
         placement: PlacementPolicy | None = None,
+        departments: Iterable[Department] = (),
     ) -> None:
         self.settings = settings or FactorySettings()
         self.cluster = cluster
         self.projects: dict[str, Project] = {p.name: p for p in projects}
+        self.departments: dict[str, Department] = {d.name: d for d in departments}
+        for project in self.projects.values():
+            check_project(project)
+        for department in self.departments.values():
+            check_department(department)
         self.policy: Policy = policy or get_policy(self.settings.policy)
         self.placement: PlacementPolicy = placement or get_placement(self.settings.placement)
         self.jobs: dict[int, Job] = {}
         # Pending jobs per pool key, each in queue (submission) order.
         self.queues: dict[str | None, dict[int, Job]] = {}
+        self.pending = PendingIndex()  # the same jobs by pool, project and shape
         self.running: dict[int, Job] = {}  # running or preempted: holding GPUs
-        self.usage: dict[str, float] = {name: 0.0 for name in self.projects}
+        self.running_by_project: dict[str, dict[int, Job]] = {}
+        self.usage: dict[str, float] = {name: 0.0 for name in self.projects}  # GPUs held now
+        self.model_usage: dict[tuple[str, str], float] = {}  # (project, GPU model) -> GPUs held
+        self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
+        self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
 
     # -- configuration -------------------------------------------------------------------
@@ -65,10 +93,37 @@ class Factory:
         return proj.pool if proj is not None else None
 
     def set_project(self, project: Project) -> None:
-        """Add or change a project; every queue is looked at again on the next pass."""
+        """Add or change a project; every queue is looked at again on the next pass.
+
+        A project's pool cannot change while it has pending or running jobs (they are
+        queued under the old pool).
+        """
+        old = self.projects.get(project.name)
+        if (
+            old is not None
+            and old.pool != project.pool
+            and (self.running_by_project.get(project.name) or self.pending.totals(project.name)[0])
+        ):
+            raise SpecError("pool", f"project {project.name} has jobs; cannot move it to pool {project.pool!r}")
+        check_project(project)
         self.projects[project.name] = project
         self.usage.setdefault(project.name, 0.0)
         self._dirty = None
+
+    def set_department(self, department: Department) -> None:
+        check_department(department)
+        self.departments[department.name] = department
+        self._dirty = None
+
+    def department_of(self, project: str) -> Department | None:
+        proj = self.projects.get(project)
+        if proj is None or proj.department is None:
+            return None
+        return self.departments.get(proj.department)
+
+    def accounts(self, now: float) -> list[Account]:
+        """Per project: quota, in use, borrowed, lent, pending (what `aifactory projects` shows)."""
+        return accounts(self, now)
 
     # -- validation ----------------------------------------------------------------------
 
@@ -82,6 +137,40 @@ class Factory:
             raise SpecError("gpus", f"more than one GPU must be a whole number, got {spec.gpus}")
         if spec.time_limit_s is not None and not spec.time_limit_s > 0:
             raise SpecError("time_limit", f"must be positive, got {spec.time_limit_s}")
+        if spec.priority_class not in PRIORITY_CLASSES:
+            raise SpecError("priority_class", str(UnknownName("priority class", spec.priority_class, PRIORITY_CLASSES)))
+        self._check_fits(spec)
+        self._check_share(spec)
+
+    def _check_share(self, spec: JobSpec) -> None:
+        """A job larger than its project's hard limit, or a non-preemptible one larger than the quota, never runs."""
+        project = self.projects[spec.project]
+        need = self.demand_of(spec)
+        if project.limit is not None and need > project.limit:
+            raise SpecError("gpus", f"asks {need:g} GPUs, project {project.name} is limited to {project.limit:g}")
+        dept = self.department_of(spec.project)
+        if dept is not None and dept.limit is not None and need > dept.limit:
+            raise SpecError("gpus", f"asks {need:g} GPUs, department {dept.name} is limited to {dept.limit:g}")
+        if spec.priority_class not in PREEMPTIBLE and getattr(self.policy, "uses_quota", False):
+            quota = project.quota_by_model.get(spec.gpu_model, project.quota) if spec.gpu_model else project.quota
+            if need > quota:
+                raise SpecError(
+                    "priority_class",
+                    f"{spec.priority_class} jobs run only within quota; asks {need:g} GPUs, "
+                    f"project {project.name} has a quota of {quota:g} (use priority_class train to borrow)",
+                )
+
+    def demand_of(self, spec: JobSpec) -> float:
+        """GPUs the job counts against quotas: whole GPUs, or its fraction on the largest eligible GPU."""
+        if not spec.fractional:
+            return float(spec.whole_gpus)
+        if spec.gpu_memory_mib is None:
+            return max(1, round(spec.gpus * MILLI)) / MILLI
+        pool = self.pool_of(spec.project)
+        biggest = max((n.gpu_memory_mib for n in self.cluster.pool_nodes(pool) if eligible(spec, n)), default=0)
+        return spec.milli_on(biggest) / MILLI
+
+    def _check_fits(self, spec: JobSpec) -> None:
         pool = self.pool_of(spec.project)
         nodes = [n for n in self.cluster.pool_nodes(pool) if eligible(spec, n)]
         if spec.gpu_model is not None and not nodes:
@@ -126,6 +215,7 @@ class Factory:
         elif not isinstance(event, Tick):
             raise TypeError(f"not an event: {event!r}")
         self._enforce_time_limits(now, out)
+        self._wake(now)
         self._schedule(now, out)
         return out
 
@@ -150,11 +240,13 @@ class Factory:
         if len(queue) > 1 and job.id < next(reversed(queue)):
             # A requeued job keeps its place by submission order.
             self.queues[key] = dict(sorted(queue.items()))
+        self.pending.add(key, job)
         self._mark_dirty(key)
 
     def _dequeue(self, job: Job) -> None:
         key = self.pool_of(job.spec.project)
         self.queues.get(key, {}).pop(job.id, None)
+        self.pending.remove(key, job)
         self._mark_dirty(key)
 
     def _mark_dirty(self, key: str | None) -> None:
@@ -166,15 +258,30 @@ class Factory:
             raise SpecError("id", f"job {event.job_id} exists already")
         self.check(event.spec)
         job = Job(id=event.job_id, spec=event.spec, submitted_at=now, queued_at=now)
+        job.demand = self.demand_of(event.spec)
         self.jobs[job.id] = job
         out.append(StateChanged(job.id, None, JobState.QUEUED, now, "submitted"))
         self._enqueue(job)
+
+    def _hold(self, job: Job, placement: Placement, now: float, sign: float) -> None:
+        """Count `placement` for (sign 1) or against (sign -1) the job's project, history first."""
+        project = job.spec.project
+        used = self.usage.get(project, 0.0)
+        self.history.advance(project, used, now)
+        self.usage[project] = max(0.0, used + sign * placement.gpus)
+        model = (project, self.cluster.nodes[placement.parts[0][0]].gpu_model)
+        self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + sign * placement.gpus)
+        held = self.running_by_project.setdefault(project, {})
+        if sign > 0:
+            held[job.id] = job
+        else:
+            held.pop(job.id, None)
 
     def _release(self, job: Job, now: float) -> None:
         placement = self.cluster.release(job.id)
         self.running.pop(job.id, None)
         if placement is not None:
-            self.usage[job.spec.project] = max(0.0, self.usage[job.spec.project] - placement.gpus)
+            self._hold(job, placement, now, -1.0)
             for name in placement.nodes:
                 self._mark_dirty(self.cluster.nodes[name].pool)
             self._mark_dirty(None)
@@ -234,15 +341,28 @@ class Factory:
                 out.append(Kill(job.id, TIME_LIMIT, self.settings.kill_grace_s))
 
     def next_wakeup(self) -> float | None:
-        """The earliest time the core needs a Tick (a time limit runs out), if any."""
+        """The earliest time the core needs a Tick: a time limit runs out, or the policy has a timer
+        (a LAS demotion, a victim's minimum runtime ending)."""
         heap = self._deadlines
+        limit: float | None = None
         while heap:
             deadline, job_id, attempt = heap[0]
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.RUNNING and job.attempts == attempt:
-                return deadline
+                limit = deadline
+                break
             heapq.heappop(heap)
-        return None
+        policy = min(self._wakeups.values(), default=None)
+        if limit is None or (policy is not None and policy < limit):
+            return policy
+        return limit
+
+    def _wake(self, now: float) -> None:
+        """Pools whose policy timer has run out need a look this pass."""
+        for key, at in list(self._wakeups.items()):
+            if at <= now:
+                del self._wakeups[key]
+                self._mark_dirty(key)
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -269,6 +389,11 @@ class Factory:
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.QUEUED:
                 job.pending_reason = reason
+        for job_id, at in plan.estimates.items():
+            job = self.jobs.get(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                job.estimated_start = at
+        self._wakeups.update(plan.wakeups)
         self._dirty = set()
 
     def _start(self, job: Job, placement: Placement, now: float, out: list[Action], reserved: bool) -> None:
@@ -279,8 +404,9 @@ class Factory:
         job.started_at = now
         job.attempts += 1
         job.pending_reason = ""
+        job.estimated_start = None
         self.running[job.id] = job
-        self.usage[job.spec.project] = self.usage.get(job.spec.project, 0.0) + placement.gpus
+        self._hold(job, placement, now, 1.0)
         self._move(job, JobState.RUNNING, now, f"on {placement.describe()}", out)
         out.append(Launch(job.id, job.spec, placement))
         if job.spec.time_limit_s is not None:
@@ -297,33 +423,11 @@ class Factory:
 
     def fit_reason(self, job: Job) -> str:
         """Why `job` does not fit on the free GPUs right now, in one line."""
-        spec = job.spec
-        pool = self.pool_of(spec.project)
-        nodes = [n for n in self.cluster.pool_nodes(pool) if eligible(spec, n)]
-        where = f" in pool {pool}" if pool else ""
-        if spec.fractional:
-            best = max((f for n in nodes for f in n.free), default=0)
-            return f"needs {spec.milli_on(nodes[0].gpu_memory_mib if nodes else 0) / MILLI:.2f} of a GPU{where}; most free on one GPU is {best / MILLI:.2f}"
-        block = max((n.free_whole for n in nodes), default=0)
-        if spec.multi_node:
-            free = sum(n.free_whole for n in nodes)
-            return f"needs {spec.whole_gpus} GPUs{where}; {free} free"
-        return f"needs {spec.whole_gpus} GPUs on one node{where}; largest free block is {block}"
+        return fit_reason(self, job)
 
     def pending_reason(self, job_id: int) -> str:
         """Why a queued job waits: the policy's reason, or the jobs ahead of it."""
-        job = self.job(job_id)
-        if job.state is not JobState.QUEUED:
-            return ""
-        if job.pending_reason:
-            return job.pending_reason
-        queue = self.queues.get(self.pool_of(job.spec.project), {})
-        ahead = 0
-        for other in queue:
-            if other == job_id:
-                break
-            ahead += 1
-        return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"
+        return pending_reason(self, self.job(job_id))
 
     # -- restart -------------------------------------------------------------------------
 
@@ -335,15 +439,18 @@ class Factory:
         """
         if job.id in self.jobs:
             raise SpecError("id", f"job {job.id} exists already")
+        if job.spec.project not in self.projects:
+            raise SpecError("project", str(UnknownName("project", job.spec.project, self.projects)))
+        if job.state in (JobState.RUNNING, JobState.PREEMPTED) and job.placement is None:
+            raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
         self.jobs[job.id] = job
+        job.demand = self.demand_of(job.spec)
         if job.state is JobState.QUEUED:
             self._enqueue(job)
-        elif job.state in (JobState.RUNNING, JobState.PREEMPTED):
-            if job.placement is None:
-                raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
+        elif job.placement is not None and job.state in (JobState.RUNNING, JobState.PREEMPTED):
             self.cluster.allocate(job.id, job.placement)
             self.running[job.id] = job
-            self.usage[job.spec.project] = self.usage.get(job.spec.project, 0.0) + job.placement.gpus
+            self._hold(job, job.placement, job.started_at or 0.0, 1.0)
             if job.spec.time_limit_s is not None and job.started_at is not None:
                 heapq.heappush(self._deadlines, (job.started_at + job.spec.time_limit_s, job.id, job.attempts))
         self._dirty = None

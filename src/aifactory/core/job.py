@@ -103,3 +103,7 @@ class Job:
     checkpoint_at: float | None = None
     # Time the job was (last) queued: first submit or the end of its last preemption.
     queued_at: float = 0.0
+    # GPUs the job counts against quotas (a fraction as its fraction); set by the Factory.
+    demand: float = 0.0
+    # When the job is expected to start, where running jobs' time limits tell (None: unknown).
+    estimated_start: float | None = None

@@ -121,7 +121,53 @@ class Spread(_ScoredPlacement):
         return -free
 
 
-PLACEMENTS: dict[str, Callable[[], PlacementPolicy]] = {"pack": Pack, "spread": Spread}
+def fewest_nodes(need: int, nodes: Sequence[Node]) -> list[tuple[Node, int]] | None:
+    """(node, GPUs taken) on the fewest nodes: biggest blocks while the rest is bigger than any
+    one block, then the smallest block that holds the rest (keeps big blocks whole)."""
+    blocks = sorted((n for n in nodes if n.free_whole > 0), key=lambda n: -n.free_whole)
+    chosen: list[tuple[Node, int]] = []
+    while need > 0 and blocks:
+        fits = [n for n in blocks if n.free_whole >= need]
+        if fits:
+            chosen.append((fits[-1], need))
+            return chosen
+        node = blocks.pop(0)
+        chosen.append((node, node.free_whole))
+        need -= node.free_whole
+    return chosen if need == 0 else None
+
+
+class Topology:
+    """One node (fullest that fits), else the fewest nodes of one rack, else the fewest nodes anywhere."""
+
+    name = "topology"
+
+    def place(self, spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
+        if spec.fractional or not spec.multi_node:
+            return Pack().place(spec, nodes)
+        need = spec.whole_gpus
+        ok = [n for n in nodes if eligible(spec, n)]
+        fit = [n for n in ok if n.free_whole >= need]
+        if fit:
+            node = min(fit, key=lambda n: n.free_whole)
+            return Placement(((node.name, lowest_free(node, need)),))
+        racks: dict[str, list[Node]] = {}
+        for n in ok:
+            if n.rack is not None:
+                racks.setdefault(n.rack, []).append(n)
+        best: list[tuple[Node, int]] | None = None
+        for rack in sorted(racks):
+            found = fewest_nodes(spec.whole_gpus, racks[rack])
+            if found is not None and (best is None or len(found) < len(best)):
+                best = found
+        if best is None:
+            best = fewest_nodes(spec.whole_gpus, ok)
+        if best is None:
+            return None
+        return Placement(tuple((n.name, lowest_free(n, take)) for n, take in best))
+
+
+PLACEMENTS: dict[str, Callable[[], PlacementPolicy]] = {"pack": Pack, "spread": Spread, "topology": Topology}
 # NumPy-based, so imported when first asked for (keeps `aifactory --help` instant).
 PLACEMENTS["bestfit"] = lambda: __import__("aifactory.core.placement_bestfit", fromlist=["BestFit"]).BestFit()
 PLACEMENTS["fgd"] = lambda: __import__("aifactory.core.placement_fgd", fromlist=["FGD"]).FGD()

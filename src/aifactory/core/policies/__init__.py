@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from aifactory.core.errors import UnknownName
 from aifactory.core.policies.base import Plan, Policy, SchedulerView, Start
+from aifactory.core.policies.fairshare import FairShare
 from aifactory.core.policies.fifo import Fifo
 from aifactory.core.policies.priority import PriorityPolicy
 
 POLICIES: dict[str, Callable[[], Policy]] = {
     Fifo.name: Fifo,
+    FairShare.name: FairShare,
     PriorityPolicy.name: PriorityPolicy,
 }
 

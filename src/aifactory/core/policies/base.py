@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from aifactory.core.cluster import Node
+from aifactory.core.explain import limit_reason
 from aifactory.core.job import Job, Placement
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ class Plan:
     starts: list[Start] = field(default_factory=list)
     preempt: list[tuple[int, str]] = field(default_factory=list)  # (job id, reason)
     reasons: dict[int, str] = field(default_factory=dict)  # pending job id -> why it waits
+    estimates: dict[int, float] = field(default_factory=dict)  # pending job id -> expected start time
+    wakeups: dict[str | None, float] = field(default_factory=dict)  # pool key -> when to look again
 
 
 class SchedulerView:
@@ -42,8 +46,23 @@ class SchedulerView:
         self.projects = factory.projects
         self.running = factory.running
         self.usage = factory.usage  # project -> GPUs held (fractions count as fractions)
+        self.settings = factory.settings
         self.reserved: dict[int, Placement] = {}
+        self.granted: dict[str, float] = {}  # project -> GPUs reserved for it in this pass
         self._dirty = dirty
+
+    @property
+    def factory(self) -> Factory:
+        """The whole state, read-only by contract (reclaim and backfill need running jobs and history)."""
+        return self._f
+
+    def held(self, project: str) -> float:
+        """GPUs the project holds, counting what this pass has reserved for it."""
+        return self.usage.get(project, 0.0) + self.granted.get(project, 0.0)
+
+    def limit_reason(self, job: Job) -> str | None:
+        """Why the job's project or department hard limit stops it now (None: it does not)."""
+        return limit_reason(self._f, job, self.granted.get(job.spec.project, 0.0))
 
     def queue_keys(self, only_dirty: bool = True) -> list[str | None]:
         """Pool keys with pending jobs; by default only those whose situation changed."""
@@ -69,12 +88,31 @@ class SchedulerView:
 
     def try_place(self, job: Job) -> Placement | None:
         """Find room for `job` now and reserve it for this pass (None: no room)."""
-        nodes = self.cluster.pool_nodes(self.pool_of(job))
+        nodes = self.room(job)
+        if not nodes:
+            return None
         placement = self._f.placement.place(job.spec, nodes)
         if placement is not None:
             self.cluster.allocate(job.id, placement)
             self.reserved[job.id] = placement
+            self.granted[job.spec.project] = self.granted.get(job.spec.project, 0.0) + placement.gpus
         return placement
+
+    def room(self, job: Job) -> list[Node]:
+        """The nodes where `job` could go now: for whole GPUs only nodes with enough free (from the
+        cluster's free-block index, so a full cluster answers in O(1), not O(nodes))."""
+        spec = job.spec
+        pool = self.pool_of(job)
+        if spec.fractional:
+            return self.cluster.pool_nodes(pool)
+        need = spec.whole_gpus
+        if spec.multi_node:
+            if self.cluster.whole_free(pool, spec.gpu_model) < need:
+                return []
+            return self.cluster.candidates(pool, spec.gpu_model, 1)
+        if self.cluster.max_block(pool, spec.gpu_model) < need:
+            return []
+        return self.cluster.candidates(pool, spec.gpu_model, need)
 
     def why_not(self, job: Job) -> str:
         """A one-line reason the job does not fit right now."""

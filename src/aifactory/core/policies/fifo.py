@@ -10,8 +10,16 @@ from aifactory.core.policies.base import Plan, SchedulerView, Start
 
 
 def drain_in_order(view: SchedulerView, ordered: Iterable[Job], plan: Plan) -> None:
-    """Start jobs in the given order until one does not fit; that one blocks the rest."""
+    """Start jobs in the given order until one does not fit; that one blocks the rest.
+
+    A job held back by its project's hard limit is passed over (it would block
+    everyone for something only its own project can change).
+    """
     for job in ordered:
+        limit = view.limit_reason(job)
+        if limit is not None:
+            plan.reasons[job.id] = limit
+            continue
         placement = view.try_place(job)
         if placement is None:
             plan.reasons[job.id] = view.why_not(job)

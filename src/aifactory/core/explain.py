@@ -1,0 +1,68 @@
+"""Why a job waits, in one line: what the pass saw, or computed on demand."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aifactory.core.job import MILLI, Job
+from aifactory.core.placement import eligible
+from aifactory.core.states import JobState
+
+if TYPE_CHECKING:
+    from aifactory.core.factory import Factory
+
+
+def fit_reason(factory: Factory, job: Job) -> str:
+    """Why `job` does not fit on the free GPUs right now."""
+    spec = job.spec
+    pool = factory.pool_of(spec.project)
+    nodes = [n for n in factory.cluster.pool_nodes(pool) if eligible(spec, n)]
+    where = f" in pool {pool}" if pool else ""
+    model = f" {spec.gpu_model}" if spec.gpu_model else ""
+    if spec.fractional:
+        best = max((f for n in nodes for f in n.free), default=0)
+        need = spec.milli_on(nodes[0].gpu_memory_mib if nodes else 0) / MILLI
+        return f"needs {need:.2f} of a{model} GPU{where}; most free on one GPU is {best / MILLI:.2f}"
+    if spec.multi_node:
+        free = sum(n.free_whole for n in nodes)
+        return f"needs {spec.whole_gpus}{model} GPUs{where}; {free} free"
+    block = max((n.free_whole for n in nodes), default=0)
+    return f"needs {spec.whole_gpus}{model} GPUs on one node{where}; largest free block is {block}"
+
+
+def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
+    """The project's or department's hard limit, if starting `job` would break it.
+
+    `extra` is GPUs the current pass has already given the project (not yet in usage).
+    """
+    project = factory.projects[job.spec.project]
+    used = factory.usage.get(project.name, 0.0) + extra
+    if project.limit is not None and used + job.demand > project.limit + 1e-9:
+        return f"project {project.name} at its limit {used:g}/{project.limit:g}"
+    dept = factory.department_of(project.name)
+    if dept is not None and dept.limit is not None:
+        held = department_usage(factory, dept.name) + extra
+        if held + job.demand > dept.limit + 1e-9:
+            return f"department {dept.name} at its limit {held:g}/{dept.limit:g}"
+    return None
+
+
+def department_usage(factory: Factory, department: str) -> float:
+    return sum(u for name, u in factory.usage.items() if factory.projects[name].department == department)
+
+
+def pending_reason(factory: Factory, job: Job) -> str:
+    if job.state is not JobState.QUEUED:
+        return ""
+    if job.pending_reason:
+        return job.pending_reason
+    limit = limit_reason(factory, job)
+    if limit is not None:
+        return limit
+    queue = factory.queues.get(factory.pool_of(job.spec.project), {})
+    ahead = 0
+    for other in queue:
+        if other == job.id:
+            break
+        ahead += 1
+    return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"

@@ -1,0 +1,250 @@
+"""Fair share with guarantees, weighted lending, usage history and reclaim (the default policy).
+
+Per pool, projects take turns in rank order, one start at a time (weighted max-min):
+
+1. projects under their guaranteed quota first, least of their guarantee used first;
+2. then idle GPUs are lent over quota: department first, then project, each by
+   (GPUs over quota + history_weight * recent average over quota) / weight, so a
+   project that borrowed much lately waits behind one that borrowed little.
+
+Within a project, higher `priority` first, then submission order; a job that does
+not fit lets the project's next job of another shape try (no head-of-line blocking
+across shapes; EASY reservations are the `backfill` policy's job). A job within its
+project's guarantee that does not fit reclaims borrowed GPUs: see `reclaim.py`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import ClassVar
+
+from aifactory.core.job import Job
+from aifactory.core.policies.base import Plan, SchedulerView, Start
+from aifactory.core.project import PREEMPTIBLE
+from aifactory.core.queues import FitKey, ProjectQueue, Shape, fit_key
+from aifactory.core.reclaim import find_victims
+from aifactory.core.states import JobState
+
+Rank = tuple[int, int, float, float, str]
+
+
+class FairShare:
+    name: ClassVar[str] = "fairshare"
+    uses_quota: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        # Jobs preempted to give GPUs back, per pool, until their process exits. While any
+        # is stopping nobody borrows in that pool, so the freed GPUs go to their owner.
+        self._stopping: dict[str | None, dict[int, Job]] | None = None
+
+    def schedule(self, view: SchedulerView) -> Plan:
+        plan = Plan()
+        stopping = self._stopping_now(view)
+        for key in view.queue_keys():
+            PoolPass(view, key, plan, stopping.setdefault(key, {})).run()
+        return plan
+
+    def _stopping_now(self, view: SchedulerView) -> dict[str | None, dict[int, Job]]:
+        if self._stopping is None:  # first pass (or after a restart): who is already stopping
+            self._stopping = {}
+            for job in view.running.values():
+                if job.state is JobState.PREEMPTED:
+                    self._stopping.setdefault(view.pool_of(job), {})[job.id] = job
+        for jobs in self._stopping.values():
+            for job_id in [i for i, j in jobs.items() if j.state is not JobState.PREEMPTED]:
+                del jobs[job_id]
+        return self._stopping
+
+
+class PoolPass:
+    """One pass over one pool's queue."""
+
+    def __init__(self, view: SchedulerView, key: str | None, plan: Plan, stopping: dict[int, Job]) -> None:
+        self.view = view
+        self.f = view.factory
+        self.key = key
+        self.plan = plan
+        self.stopping = stopping
+        self.queues = self.f.pending.projects(key)
+        self.failed: dict[FitKey, str] = {}  # shapes that do not fit this pass -> why
+        self.no_room_for: dict[tuple[str | None, bool], int] = {}  # (model, multi-node) -> smallest failing count
+        self.heads: dict[tuple[str, Shape], Job | None] = {}  # per bucket: next job not yet started
+        self.cursors: dict[tuple[str, Shape], Iterator[Job]] = {}
+        self.dept_held: dict[str, float] = {}
+        for name, used in self.f.usage.items():
+            dept = self.f.projects[name].department
+            if dept is not None:
+                self.dept_held[dept] = self.dept_held.get(dept, 0.0) + used
+
+    def run(self) -> None:
+        heap = [(self.rank(name), name) for name in self.queues]
+        heapq.heapify(heap)
+        while heap:
+            rank, name = heapq.heappop(heap)
+            fresh = self.rank(name)
+            if fresh != rank and heap and fresh > heap[0][0]:
+                heapq.heappush(heap, (fresh, name))  # its rank went stale: a sibling took GPUs
+                continue
+            job = self.next_job(self.queues[name])
+            if job is None:
+                continue
+            placement = self.view.try_place(job)
+            if placement is not None:
+                self.plan.starts.append(Start(job.id, placement))
+                self.advance(job)
+                dept = self.f.projects[name].department
+                if dept is not None:
+                    self.dept_held[dept] = self.dept_held.get(dept, 0.0) + placement.gpus
+            else:
+                self.no_fit(job)
+            heapq.heappush(heap, (self.rank(name), name))
+
+    # -- order -----------------------------------------------------------------------------
+
+    def rank(self, name: str) -> Rank:
+        """Lower goes first: (project over guarantee?, department over?, department share, project share)."""
+        project = self.f.projects[name]
+        held = self.view.held(name)
+        tier, share = self.share(held, project.quota, project.weight, self.recent(name))
+        dept = self.f.department_of(name)
+        if dept is None:
+            return (tier, tier, share, share, name)
+        d_held = self.dept_held.get(dept.name, 0.0)
+        d_tier, d_share = self.share(d_held, dept.quota, dept.weight, None)
+        return (tier, d_tier, d_share, share, name)
+
+    def share(self, held: float, quota: float, weight: float, recent: float | None) -> tuple[int, float]:
+        if held < quota:
+            return 0, held / quota
+        past = max(0.0, (recent or 0.0) - quota)
+        return 1, (held - quota + self.view.settings.history_weight * past) / weight
+
+    def recent(self, name: str) -> float:
+        return self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def next_job(self, pq: ProjectQueue) -> Job | None:
+        """The project's first job (priority, then submission) whose shape may still fit and that
+        its limits and class allow; every head passed over gets its reason."""
+        best: Job | None = None
+        for shape, bucket in pq.buckets.items():
+            head = self.head(shape, bucket)
+            if head is None:
+                continue
+            fk = shape[1]
+            if best is not None and (-head.spec.priority, head.id) >= (-best.spec.priority, best.id):
+                continue
+            reason = self.blocked(head, fk)
+            if reason is not None:
+                self.plan.reasons.setdefault(head.id, reason)
+                continue
+            best = head
+        return best
+
+    def head(self, shape: Shape, bucket: dict[int, Job]) -> Job | None:
+        """The first job of a bucket not yet started in this pass (the bucket itself changes after the pass)."""
+        slot = (next(iter(bucket.values())).spec.project, shape)
+        if slot not in self.heads:
+            cursor = iter(bucket.values())
+            self.cursors[slot] = cursor
+            self.heads[slot] = next(cursor, None)
+        return self.heads[slot]
+
+    def advance(self, job: Job) -> None:
+        slot = (job.spec.project, (job.spec.priority, fit_key(job.spec)))
+        self.heads[slot] = next(self.cursors[slot], None)
+
+    def blocked(self, job: Job, fk: FitKey) -> str | None:
+        if fk in self.failed:
+            return self.failed[fk]
+        whole, _frac, _mem, model, multi = fk
+        smallest = self.no_room_for.get((model, multi))
+        if whole and smallest is not None and whole >= smallest:
+            return self.view.why_not(job)
+        limit = self.view.limit_reason(job)
+        if limit is not None:
+            return limit
+        if self.within_quota(job):
+            return None
+        name = job.spec.project
+        if job.spec.priority_class not in PREEMPTIBLE:
+            held = self.view.held(name)
+            return f"{job.spec.priority_class} jobs run only within quota; project {name} holds {held:g}"
+        if self.stopping:
+            return f"GPUs are being reclaimed in this pool ({len(self.stopping)} stopping); no borrowing meanwhile"
+        return None
+
+    def within_quota(self, job: Job) -> bool:
+        project = self.f.projects[job.spec.project]
+        model = job.spec.gpu_model
+        if model is not None and model in project.quota_by_model:
+            held = self.f.model_usage.get((project.name, model), 0.0) + self.view.granted.get(project.name, 0.0)
+            return held + job.demand <= project.quota_by_model[model] + 1e-9
+        return self.view.held(project.name) + job.demand <= project.quota + 1e-9
+
+    # -- when it does not fit -------------------------------------------------------------
+
+    def no_fit(self, job: Job) -> None:
+        spec = job.spec
+        fk = fit_key(spec)
+        reason = self.view.why_not(job)
+        self.failed[fk] = reason
+        if spec.whole_gpus:
+            slot = (spec.gpu_model, spec.multi_node)
+            self.no_room_for[slot] = min(self.no_room_for.get(slot, spec.whole_gpus), spec.whole_gpus)
+        self.plan.reasons[job.id] = reason
+        if self.within_quota(job):
+            self.reclaim(job)
+
+    def reclaim(self, job: Job) -> None:
+        """Preempt borrowed, preemptible jobs of projects over quota, just enough for `job`."""
+        now = self.view.now
+        min_run = self.view.settings.min_runtime_s
+        candidates: list[Job] = []
+        protected: list[float] = []
+        for name, project in self.f.projects.items():
+            if name == job.spec.project or self.f.pool_of(name) != self.key:
+                continue
+            if self.view.held(name) <= project.quota:
+                continue
+            for victim in self.f.running_by_project.get(name, {}).values():
+                if victim.state is not JobState.RUNNING or victim.stop_reason is not None:
+                    continue
+                if victim.spec.priority_class not in PREEMPTIBLE:
+                    continue
+                if victim.started_at is not None and now - victim.started_at < min_run:
+                    protected.append(victim.started_at + min_run)
+                    continue
+                candidates.append(victim)
+        if not candidates and not self.stopping:
+            if protected:
+                self.wake_at(min(protected))
+            return
+
+        def can_take(victim: Job, taken: list[Job]) -> bool:
+            """A project gives back only what it borrowed: it is over quota before losing `victim`."""
+            name = victim.spec.project
+            leaving = [*taken, *self.stopping.values()]
+            lost = sum(v.placement.gpus for v in leaving if v.spec.project == name and v.placement is not None)
+            return self.view.held(name) - lost > self.f.projects[name].quota + 1e-9
+
+        nodes = self.view.cluster.pool_nodes(self.key)
+        found = find_victims(job, nodes, candidates, list(self.stopping.values()), now, can_take)
+        if found is None:
+            if protected:
+                self.wake_at(min(protected))
+            return
+        for victim in found.jobs:
+            self.plan.preempt.append((victim.id, f"reclaim for project {job.spec.project} (within its quota)"))
+            self.stopping[victim.id] = victim
+        waiting = len(found.jobs) or len(self.stopping)
+        plural = "s" if waiting != 1 else ""
+        self.plan.reasons[job.id] = (
+            f"reclaiming borrowed GPUs for project {job.spec.project}: waiting for {waiting} job{plural} to stop"
+        )
+
+    def wake_at(self, at: float) -> None:
+        current = self.plan.wakeups.get(self.key)
+        self.plan.wakeups[self.key] = at if current is None else min(current, at)

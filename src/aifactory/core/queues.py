@@ -1,0 +1,77 @@
+"""The pending jobs of one pool, indexed by project and by shape, for cheap passes.
+
+A shape is everything that decides whether a job fits (GPU count or fraction, GPU
+model, multi-node) plus its priority. Jobs of one project and shape wait in
+submission order, so a policy can look at the head of each (project, shape) bucket
+instead of the whole queue, and once a shape does not fit in a pass, skip every
+job of that shape: a pass costs O(projects x shapes + starts), not O(pending).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aifactory.core.job import Job, JobSpec
+
+FitKey = tuple[int, float, int | None, str | None, bool]  # whole GPUs, fraction, memory MiB, model, multi-node
+Shape = tuple[int, FitKey]  # (priority, fit key)
+
+
+def fit_key(spec: JobSpec) -> FitKey:
+    frac = spec.gpus if spec.gpus < 1 else 0.0
+    return (spec.whole_gpus, frac, spec.gpu_memory_mib, spec.gpu_model, spec.multi_node)
+
+
+@dataclass(slots=True)
+class ProjectQueue:
+    """One project's pending jobs in one pool: buckets by shape, each in submission order."""
+
+    buckets: dict[Shape, dict[int, Job]]
+    count: int = 0
+    gpus: float = 0.0  # GPUs asked for by the pending jobs (demand, fractions as fractions)
+
+
+class PendingIndex:
+    def __init__(self) -> None:
+        self.pools: dict[str | None, dict[str, ProjectQueue]] = {}
+        self._totals: dict[str, tuple[int, float]] = {}
+
+    def add(self, key: str | None, job: Job) -> None:
+        projects = self.pools.setdefault(key, {})
+        pq = projects.get(job.spec.project)
+        if pq is None:
+            pq = projects[job.spec.project] = ProjectQueue({})
+        shape: Shape = (job.spec.priority, fit_key(job.spec))
+        bucket = pq.buckets.setdefault(shape, {})
+        bucket[job.id] = job
+        if len(bucket) > 1 and job.id < next(reversed(bucket)):
+            pq.buckets[shape] = dict(sorted(bucket.items()))  # a requeued job keeps its place
+        pq.count += 1
+        pq.gpus += job.demand
+        count, gpus = self._totals.get(job.spec.project, (0, 0.0))
+        self._totals[job.spec.project] = (count + 1, gpus + job.demand)
+
+    def remove(self, key: str | None, job: Job) -> None:
+        projects = self.pools.get(key, {})
+        pq = projects.get(job.spec.project)
+        if pq is None:
+            return
+        shape: Shape = (job.spec.priority, fit_key(job.spec))
+        bucket = pq.buckets.get(shape)
+        if bucket is None or bucket.pop(job.id, None) is None:
+            return
+        if not bucket:
+            del pq.buckets[shape]
+        pq.count -= 1
+        pq.gpus = max(0.0, pq.gpus - job.demand)
+        if pq.count == 0:
+            del projects[job.spec.project]
+        count, gpus = self._totals[job.spec.project]
+        self._totals[job.spec.project] = (count - 1, max(0.0, gpus - job.demand))
+
+    def projects(self, key: str | None) -> dict[str, ProjectQueue]:
+        return self.pools.get(key, {})
+
+    def totals(self, project: str) -> tuple[int, float]:
+        """Pending jobs of `project` and the GPUs they ask for."""
+        return self._totals.get(project, (0, 0.0))
