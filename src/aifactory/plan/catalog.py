@@ -1,0 +1,264 @@
+"""The hardware catalogue: GPUs and systems from `catalog.toml`, overridable by the user.
+
+Lookups accept the short forms people type (`V100`, `a100-80gb`, `H100`): names and aliases are
+compared lower-case with punctuation removed. An unknown name raises `UnknownName` with a "did
+you mean". User files (`$AIFACTORY_HOME/catalog.toml`, then `--catalog`) add entries or override
+fields of existing ones; every field must have a source.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aifactory.core.errors import SpecError, UnknownName
+
+PRECISIONS = ("fp8", "bf16", "fp16", "fp32")
+
+
+class _GpuFields(BaseModel):
+    """Schema of one `[gpus.NAME]` table after merging; positive numbers only."""
+
+    model_config = ConfigDict(extra="forbid")
+    aliases: list[str] = []
+    generation: str
+    year: int | None = None
+    bf16_dense_tflops: float | None = Field(None, gt=0)
+    fp16_dense_tflops: float | None = Field(None, gt=0)
+    fp8_dense_tflops: float | None = Field(None, gt=0)
+    fp32_tflops: float | None = Field(None, gt=0)
+    memory_gb: float = Field(gt=0)
+    memory_bw_gbs: float = Field(gt=0)
+    nvlink_gbs: float | None = Field(None, gt=0)
+    pcie_gbs: float | None = Field(None, gt=0)
+    tdp_w: float = Field(gt=0)
+    measured_power_w: float | None = Field(None, gt=0)
+    sources: dict[str, str]
+
+
+class _SystemFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    aliases: list[str] = []
+    gpu: str
+    gpus: int = Field(gt=0)
+    year: int | None = None
+    rated_kw: float | None = Field(None, gt=0)
+    measured_peak_training_kw: float | None = Field(None, gt=0)
+    price_usd: float | None = Field(None, gt=0)
+    sources: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One accelerator. TFLOPS dense, memory in GB (1e9 B), bandwidth in GB/s, power in W."""
+
+    name: str
+    generation: str
+    memory_gb: float
+    memory_bw_gbs: float
+    tdp_w: float
+    tflops: dict[str, float]  # precision -> dense peak TFLOPS
+    aliases: tuple[str, ...] = ()
+    year: int | None = None
+    nvlink_gbs: float | None = None
+    pcie_gbs: float | None = None
+    measured_power_w: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def peak_tflops(self, precision: str = "bf16") -> float:
+        """Dense peak at `precision`; BF16 falls back to FP16 on GPUs without BF16 (P100, V100)."""
+        if precision == "bf16" and "bf16" not in self.tflops and "fp16" in self.tflops:
+            return self.tflops["fp16"]
+        if precision not in self.tflops:
+            have = ", ".join(sorted(self.tflops)) or "none"
+            raise SpecError("precision", f"{self.name} has no {precision} tensor peak (has: {have})")
+        return self.tflops[precision]
+
+    @property
+    def power_w(self) -> float:
+        """Training power per GPU: the published measurement (host share included) where there is one, else TDP."""
+        return self.measured_power_w if self.measured_power_w is not None else self.tdp_w
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, self.sources.get("default", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    """A box of `gpus` x `gpu` (a DGX); aggregate figures are the GPU's times `gpus`."""
+
+    name: str
+    gpu: Gpu
+    gpus: int
+    aliases: tuple[str, ...] = ()
+    year: int | None = None
+    rated_kw: float | None = None
+    measured_peak_training_kw: float | None = None
+    price_usd: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def peak_tflops(self, precision: str = "bf16") -> float:
+        return self.gpus * self.gpu.peak_tflops(precision)
+
+    @property
+    def memory_gb(self) -> float:
+        return self.gpus * self.gpu.memory_gb
+
+
+def _key(name: str) -> str:
+    """Lookup key: lower case, letters and digits only (`A100-80GB` == `a100_80gb`)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+class UnknownGpu(UnknownName):
+    """An unknown GPU or system; the "did you mean" compares normalised names and aliases."""
+
+    def __init__(self, name: str, index: dict[str, str], names: list[str]) -> None:
+        super().__init__("gpu", name, names)
+        close = difflib.get_close_matches(_key(name), list(index), n=1, cutoff=0.6)
+        hint = f"; did you mean {index[close[0]]!r}?" if close else ""
+        self.args = (f"unknown gpu {name!r}{hint} (known: {', '.join(sorted(names))})",)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """All GPUs and systems, with mixed-case/alias lookup and default MFU by generation."""
+
+    gpus: dict[str, Gpu]
+    systems: dict[str, System]
+    mfu_by_generation: dict[str, float]
+    mfu_sources: dict[str, str]
+
+    def _index(self) -> dict[str, str]:
+        index: dict[str, str] = {}
+        for entry in [*self.gpus.values(), *self.systems.values()]:
+            for alias in (entry.name, *entry.aliases):
+                index.setdefault(_key(alias), entry.name)
+        return index
+
+    def resolve(self, name: str) -> Gpu | System:
+        """A GPU or a system by any of its names."""
+        index = self._index()
+        canonical = index.get(_key(name))
+        if canonical is None:
+            raise UnknownGpu(name, index, [*self.gpus, *self.systems])
+        return self.gpus.get(canonical) or self.systems[canonical]
+
+    def gpu(self, name: str) -> Gpu:
+        """A GPU by name; a system name gives its GPU."""
+        found = self.resolve(name)
+        return found.gpu if isinstance(found, System) else found
+
+    def default_mfu(self, gpu: Gpu) -> float:
+        return self.mfu_by_generation.get(gpu.generation, 0.35)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
+    """Field-by-field override of `[gpus.X]`/`[systems.X]`/`[mfu]` tables from a user file."""
+    for section, entries in extra.items():
+        if section not in ("gpus", "systems", "mfu"):
+            raise SpecError(f"{where}: {section}", "unknown section (expected gpus, systems or mfu)")
+        if not isinstance(entries, dict):
+            raise SpecError(f"{where}: {section}", "must be a table")
+        target = base.setdefault(section, {})
+        for name, fields in entries.items():
+            if isinstance(fields, dict) and isinstance(target.get(name), dict):
+                merged = {**target[name], **fields}
+                merged["sources"] = {**target[name].get("sources", {}), **fields.get("sources", {})}
+                target[name] = merged
+            else:
+                target[name] = fields
+
+
+def _check_sources(kind: str, name: str, fields: dict[str, Any]) -> None:
+    sources = fields.get("sources", {})
+    if "default" in sources:
+        return
+    missing = [k for k in fields if k not in ("aliases", "sources", "generation", "gpu") and k not in sources]
+    if missing:
+        raise SpecError(f"{kind}.{name}.sources", f"no source for {', '.join(missing)} (add sources.default)")
+
+
+def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
+    _check_sources("gpus", name, raw)
+    try:
+        f = _GpuFields.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"gpus.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+    tflops = {p: getattr(f, f"{p}_dense_tflops" if p != "fp32" else "fp32_tflops") for p in PRECISIONS}
+    return Gpu(
+        name=name,
+        generation=f.generation,
+        memory_gb=f.memory_gb,
+        memory_bw_gbs=f.memory_bw_gbs,
+        tdp_w=f.tdp_w,
+        tflops={p: v for p, v in tflops.items() if v is not None},
+        aliases=tuple(f.aliases),
+        year=f.year,
+        nvlink_gbs=f.nvlink_gbs,
+        pcie_gbs=f.pcie_gbs,
+        measured_power_w=f.measured_power_w,
+        sources=f.sources,
+    )
+
+
+def _system_from(name: str, raw: dict[str, Any], gpus: dict[str, Gpu]) -> System:
+    _check_sources("systems", name, raw)
+    try:
+        f = _SystemFields.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"systems.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+    if f.gpu not in gpus:
+        raise UnknownName("gpu", f.gpu, gpus)
+    return System(
+        name=name,
+        gpu=gpus[f.gpu],
+        gpus=f.gpus,
+        aliases=tuple(f.aliases),
+        year=f.year,
+        rated_kw=f.rated_kw,
+        measured_peak_training_kw=f.measured_peak_training_kw,
+        price_usd=f.price_usd,
+        sources=f.sources,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError("catalog", f"no such file: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError("catalog", f"{path} is not valid TOML: {exc}") from None
+
+
+def user_catalog_paths(extra: Path | None = None) -> list[Path]:
+    """User files merged over the packaged catalogue, in order: `$AIFACTORY_HOME/catalog.toml`, then `extra`."""
+    home = Path(os.environ.get("AIFACTORY_HOME", Path.home() / ".aifactory"))
+    paths = [home / "catalog.toml"] if (home / "catalog.toml").is_file() else []
+    return paths + ([extra] if extra is not None else [])
+
+
+def load_catalog(extra: Path | None = None) -> Catalog:
+    """The packaged catalogue with the user's files merged over it."""
+    raw = tomllib.loads(resources.files("aifactory.plan").joinpath("catalog.toml").read_text())
+    for path in user_catalog_paths(extra):
+        _merge(raw, _read_toml(path), str(path))
+    gpus = {name: _gpu_from(name, fields) for name, fields in raw.get("gpus", {}).items()}
+    systems = {name: _system_from(name, fields, gpus) for name, fields in raw.get("systems", {}).items()}
+    mfu = dict(raw.get("mfu", {}))
+    mfu_sources = mfu.pop("sources", {})
+    for gen, value in mfu.items():
+        if not isinstance(value, int | float) or not 0 < value <= 1:
+            raise SpecError(f"mfu.{gen}", f"must be a fraction in (0, 1], got {value!r}")
+    return Catalog(gpus=gpus, systems=systems, mfu_by_generation=mfu, mfu_sources=mfu_sources)

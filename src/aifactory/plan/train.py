@@ -1,0 +1,120 @@
+"""Training plan: FLOPs, GPU-hours, wall-clock, energy, carbon, cost and memory of one training run.
+
+Training FLOPs = 6 * N * D (forward 2ND + backward 4ND; Kaplan et al. 2020, section 2.1). GPU time
+= FLOPs / (peak * MFU); goodput (the fraction of held GPU time that advances training, the rest lost to
+restarts and failures) stretches it to the GPU-hours actually held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aifactory.core.errors import SpecError
+from aifactory.plan.catalog import Catalog, Gpu
+from aifactory.plan.energy import Facility, Footprint, footprint
+from aifactory.plan.memory import MemoryBreakdown, Parallel, Shape, auto_layout, check_layout, shape_for
+from aifactory.plan.memory import training_memory as _memory
+
+# Llama 3 405B: "higher than 90 % effective training time" on 16k H100 (Dubey et al. 2024, section 3.3.4).
+DEFAULT_GOODPUT = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """What the user asks: N parameters on D tokens on `gpus` x `gpu`; None = the documented default."""
+
+    params: float
+    tokens: float
+    gpu: str
+    gpus: int
+    mfu: float | None = None
+    goodput: float = DEFAULT_GOODPUT
+    precision: str = "bf16"
+    power_w: float | None = None
+    tp: int | None = None
+    pp: int | None = None
+    zero: int = 1
+    micro_batch: int = 1
+    seq_len: int = 4096
+    recompute: str = "selective"
+    shape: Shape | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("params", "tokens"):
+            if not getattr(self, name) > 0:
+                raise SpecError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.gpus < 1:
+            raise SpecError("gpus", f"must be >= 1, got {self.gpus}")
+        if self.mfu is not None and not 0 < self.mfu <= 1:
+            raise SpecError("mfu", f"must be a fraction in (0, 1], got {self.mfu}")
+        if not 0 < self.goodput <= 1:
+            raise SpecError("goodput", f"must be a fraction in (0, 1], got {self.goodput}")
+        if self.power_w is not None and not self.power_w > 0:
+            raise SpecError("power-w", f"must be > 0 W, got {self.power_w}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainPlan:
+    """The answer. FLOPs in FLOP, peak in TFLOPS per GPU, times in hours and days."""
+
+    spec: TrainSpec
+    gpu: Gpu
+    flops: float
+    peak_tflops: float
+    mfu: float
+    mfu_source: str
+    gpu_hours: float
+    days: float
+    footprint: Footprint
+    parallel: Parallel
+    shape: Shape
+    memory: MemoryBreakdown
+
+
+def training_flops(params: float, tokens: float) -> float:
+    """6 N D: FLOPs to train N parameters on D tokens."""
+    return 6.0 * params * tokens
+
+
+def implied_mfu(params: float, tokens: float, gpu_hours: float, peak_tflops: float) -> float:
+    """The MFU a run must have had to do 6ND FLOPs in `gpu_hours` on GPUs of `peak_tflops`."""
+    if not gpu_hours > 0:
+        raise SpecError("gpu-hours", f"must be > 0, got {gpu_hours}")
+    return training_flops(params, tokens) / (gpu_hours * 3600.0 * peak_tflops * 1e12)
+
+
+def _layout(spec: TrainSpec, shape: Shape, capacity_gb: float) -> tuple[Parallel, MemoryBreakdown]:
+    base = Parallel(zero=spec.zero, micro_batch=spec.micro_batch, seq_len=spec.seq_len, recompute=spec.recompute)
+    if spec.tp is None and spec.pp is None:
+        par = auto_layout(spec.params, spec.gpus, shape, base, capacity_gb)
+    else:
+        tp, pp = spec.tp or 1, spec.pp or 1
+        dp = check_layout(spec.gpus, shape, tp, pp)
+        par = Parallel(tp, pp, dp, spec.zero, spec.micro_batch, spec.seq_len, spec.recompute)
+    mem = _memory(spec.params, shape, par, capacity_gb)
+    if not mem.fits:
+        raise SpecError(
+            "memory",
+            f"plan does not fit: {mem.describe()} on {spec.gpu} at tp={par.tp} pp={par.pp} dp={par.dp} "
+            f"zero={par.zero}; raise --tp/--pp, use --zero 3 or --recompute full",
+        )
+    return par, mem
+
+
+def plan_training(spec: TrainSpec, catalog: Catalog, facility: Facility) -> TrainPlan:
+    """Cost, time, energy, carbon and memory of `spec`; raises SpecError (field `memory`) if it does not fit."""
+    gpu = catalog.gpu(spec.gpu)
+    peak = gpu.peak_tflops(spec.precision)
+    if spec.mfu is not None:
+        mfu, mfu_source = spec.mfu, "given"
+    else:
+        mfu = catalog.default_mfu(gpu)
+        mfu_source = f"default for {gpu.generation}: {catalog.mfu_sources.get(gpu.generation, 'assumed')}"
+    flops = training_flops(spec.params, spec.tokens)
+    gpu_hours = flops / (peak * 1e12 * mfu) / 3600.0 / spec.goodput
+    shape = spec.shape or shape_for(spec.params)
+    par, mem = _layout(spec, shape, gpu.memory_gb)
+    fp = footprint(gpu_hours, spec.power_w or gpu.power_w, facility)
+    return TrainPlan(
+        spec, gpu, flops, peak, mfu, mfu_source, gpu_hours, gpu_hours / spec.gpus / 24, fp, par, shape, mem
+    )
