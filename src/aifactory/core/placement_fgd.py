@@ -85,9 +85,19 @@ class FragModel:
         return self.cpu_table[np.searchsorted(self.cpu_steps, cpu, side="right")]
 
     def usable(self, gpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per node and group: GPUs with at least m free (N, M) and their free milli (N, M)."""
-        ge = gpu[:, :, None] >= self.milli  # (N, G, M)
-        return ge.sum(axis=1), (gpu[:, :, None] * ge).sum(axis=1)
+        """Per node and group: GPUs with at least m free (N, M) and their free milli (N, M).
+
+        Groups are sorted by m, so a GPU with g free serves the first `level` groups
+        (those with m <= g): one histogram of levels per node, summed from the top.
+        """
+        n, groups = gpu.shape[0], self.milli.size
+        level = np.searchsorted(self.milli, gpu, side="right")  # (N, G)
+        flat = (np.arange(n)[:, None] * (groups + 1) + level).ravel()
+        size = n * (groups + 1)
+        hist = np.bincount(flat, minlength=size).reshape(n, groups + 1)
+        vol = np.bincount(flat, weights=gpu.ravel(), minlength=size).reshape(n, groups + 1)
+        # column j: GPUs whose level is above j, i.e. g >= m_j
+        return np.cumsum(hist[:, ::-1], axis=1)[:, -2::-1], np.cumsum(vol[:, ::-1], axis=1)[:, -2::-1]
 
     def fitted(self, weight: np.ndarray, cnt: np.ndarray, use: np.ndarray) -> np.ndarray:
         """(..., M) weighted usable milli [cnt >= k] * W_fit(c) * U_m; `weight` is W_fit(c), broadcast."""
@@ -130,13 +140,15 @@ def fgd_scores(model: FragModel, cpu: np.ndarray, gpu: np.ndarray, demand: Deman
         delta = (-model.total * taken - (after - before)) / model.total
         return sigmoid_score(delta), np.full(gpu.shape[0], -1)
     m = demand.milli
-    left = gpu - m  # (N, G) the device's free milli after placement
-    ge, ge_after = gpu[:, :, None] >= model.milli, left[:, :, None] >= model.milli  # (N, G, M)
-    cnt_after = cnt[:, None, :] - ge + ge_after
-    use_after = use[:, None, :] - gpu[:, :, None] * ge + left[:, :, None] * ge_after
-    after = model.fitted(weight_after[:, None, :], cnt_after, use_after).sum(axis=2)  # (N, G)
-    delta = (-model.total * m - (after - before[:, None])) / model.total
-    scores = np.where(gpu >= m, sigmoid_score(delta), -1)
+    rows, cols = np.nonzero(gpu >= m)  # (C,) each: every device with room is a candidate
+    free = gpu[rows, cols][:, None]  # (C, 1) milli free on the device before, and after:
+    ge, ge_after = free >= model.milli, free - m >= model.milli  # (C, M)
+    cnt_after = cnt[rows] - ge + ge_after
+    use_after = use[rows] - free * ge + (free - m) * ge_after
+    after = model.fitted(weight_after[rows], cnt_after, use_after).sum(axis=1)  # (C,)
+    delta = (-model.total * m - (after - before[rows])) / model.total
+    scores = np.full(gpu.shape, -1, dtype=np.int64)  # (N, G); -1: no room on the device
+    scores[rows, cols] = sigmoid_score(delta)
     device = np.argmax(scores, axis=1)  # first maximum: the lowest-indexed device
     return scores[np.arange(gpu.shape[0]), device], device
 
