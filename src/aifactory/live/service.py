@@ -29,8 +29,8 @@ from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
+from aifactory.live import gpus
 from aifactory.live.executors import Executor, get_executor
-from aifactory.live.gpus import discover
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, Store
 
@@ -71,7 +71,7 @@ def build_cluster(settings: LiveSettings) -> Cluster:
         if settings.gpus < 0:
             raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
         return Cluster.virtual(settings.gpus, settings.nodes)
-    found = discover()
+    found = gpus.discover()
     if not found:
         log.warning("no GPU found through NVML; the factory has no GPUs (declare virtual ones with gpus=N)")
         return Cluster.virtual(0, 1)
