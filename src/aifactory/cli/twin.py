@@ -1,7 +1,147 @@
-"""`aifactory twin ...` commands."""
+"""`aifactory twin ...`: replay traces on the digital twin and compare what-ifs."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one shared pool with quotas)
+
+
+def _variants(
+    policies: list[str], placement: str, nodes: str | None, projects: Path | None, no_pools: bool
+) -> list[Any]:
+    from aifactory.twin.whatif import Variant, check_variant, read_projects
+
+    overrides = read_projects(projects) if projects is not None else ()
+    out = []
+    for name in policies or ["fifo"]:
+        shared = name.endswith(SHARED)
+        v = Variant(
+            policy=name.removesuffix(SHARED),
+            placement=placement,
+            use_pools=not (no_pools or shared),
+            nodes=nodes,
+            projects=overrides,
+        )
+        check_variant(v)
+        out.append(v)
+    return out
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: missing figures become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+@app.command("run")
+def run(
+    trace: str = typer.Option("philly", help="philly, openb, eventlog, or a .csv/.parquet trace in our format"),
+    policy: list[str] = typer.Option(
+        [], "--policy", help=f"policy to replay (repeat to compare); NAME{SHARED} ignores node pools"
+    ),
+    placement: str = typer.Option("pack", help="placement policy"),
+    nodes: str | None = typer.Option(None, help="+N / -N nodes (spread over pools by size) or N nodes in all"),
+    projects: Path | None = typer.Option(None, help="TOML of [projects.NAME] quota/weight/limit/pool overrides"),
+    no_pools: bool = typer.Option(False, "--no-pools", help="one shared pool with quotas instead of node pools"),
+    report: Path | None = typer.Option(None, help="write a self-contained HTML report here"),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+    limit: int | None = typer.Option(None, min=1, help="replay only the first N jobs"),
+    store: str | None = typer.Option(None, help="store URL for --trace eventlog (default: the live factory's)"),
+    gpus_per_node: int = typer.Option(8, min=1, help="node size for a trace file"),
+) -> None:
+    """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
+    from aifactory.twin.scenarios import load_scenario
+    from aifactory.twin.whatif import comparison
+
+    variants = _variants(policy, placement, nodes, projects, no_pools)
+    scenario = load_scenario(trace, limit, store, gpus_per_node)
+    results = _run_with_progress(scenario, variants, quiet=as_json)
+    rows = comparison(results)
+    if report is not None:
+        from aifactory.twin.report import write_report
+
+        write_report(results, report, title=f"aifactory twin: {scenario.name}")
+    if as_json:
+        out = {
+            "trace": scenario.name,
+            "jobs": len(scenario.jobs),
+            "variants": [_clean({**row, "summary": r.summary}) for row, r in zip(rows, results, strict=True)],
+        }
+        typer.echo(json.dumps(out, indent=1))
+        return
+    _print_table(scenario.name, len(scenario.jobs), rows)
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
+def _run_with_progress(scenario: Any, variants: list[Any], quiet: bool) -> list[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aifactory.twin.whatif import run_variants
+
+    if quiet:
+        return run_variants(scenario, variants)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+
+        def progress_for(variant: Any) -> Any:
+            task = bar.add_task(variant.name, total=len(scenario.jobs))
+            return lambda done, total: bar.update(task, completed=done)
+
+        return run_variants(scenario, variants, progress=progress_for)
+
+
+def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
+    """One column per variant, one row per figure (fits a terminal for a few variants)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aifactory.twin.whatif import COMPARE
+
+    table = Table(title=f"{name}: {jobs:,} jobs")
+    table.add_column("")
+    for row in rows:
+        table.add_column(row["variant"], justify="right")
+    lines = [("gpus", "GPUs"), *COMPARE, ("rejected", "rejected"), ("wall_s", "replay s")]
+    for key, label in lines:
+        table.add_row(label, *(_fmt(row[key]) for row in rows))
+    Console().print(table)
+
+
+@app.command("convert")
+def convert(
+    source: str = typer.Argument(..., help="philly, openb, eventlog, or a trace file in our format"),
+    out: Path = typer.Argument(..., help="where to write: .csv or .parquet"),
+    limit: int | None = typer.Option(None, min=1, help="only the first N jobs"),
+    store: str | None = typer.Option(None, help="store URL for eventlog (default: the live factory's)"),
+) -> None:
+    """Write a trace in our format (docs/trace_format.md) from Philly, openb or the live event log."""
+    from aifactory.core.errors import SpecError
+    from aifactory.twin.scenarios import load_scenario
+    from aifactory.twin.traces.format import write_trace
+
+    if out.suffix not in (".csv", ".parquet"):
+        raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
+    scenario = load_scenario(source, limit, store)
+    write_trace(scenario.jobs, out)
+    typer.echo(f"wrote {len(scenario.jobs):,} jobs to {out}")

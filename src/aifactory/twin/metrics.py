@@ -36,8 +36,8 @@ class Samples:
     by_project: dict[str, list[float]] = field(default_factory=dict)  # GPUs held per project
 
 
-def fragmentation(cluster: Cluster) -> float:
-    """Share of free milli-GPU that sits on nodes not wholly free (0 when nothing is free)."""
+def free_and_fragmentation(cluster: Cluster) -> tuple[float, float]:
+    """Free GPUs, and the share of free milli-GPU on nodes not wholly free (0 when nothing is free)."""
     free = whole = 0
     for node in cluster.nodes.values():
         if not node.up:
@@ -46,7 +46,7 @@ def fragmentation(cluster: Cluster) -> float:
         free += f
         if node.free_whole == node.gpu_count:
             whole += f
-    return 0.0 if free == 0 else 1.0 - whole / free
+    return free / MILLI, (0.0 if free == 0 else 1.0 - whole / free)
 
 
 class Recorder:
@@ -86,11 +86,11 @@ class Recorder:
 
 
 def sample(samples: Samples, now: float, cluster: Cluster, usage: dict[str, float], pending: int) -> None:
-    free = sum(n.free_milli for n in cluster.nodes.values() if n.up) / MILLI
+    free, frag = free_and_fragmentation(cluster)
     samples.at.append(now)
     samples.allocated.append(cluster.total_gpus() - free)
     samples.pending.append(pending)
-    samples.fragmentation.append(fragmentation(cluster))
+    samples.fragmentation.append(frag)
     for name, used in usage.items():
         samples.by_project.setdefault(name, [0.0] * (len(samples.at) - 1)).append(used)
 

@@ -30,7 +30,8 @@ Progress = Callable[[int, int], None]  # (jobs submitted so far, jobs in the tra
 class TwinSettings:
     factory: FactorySettings = field(default_factory=FactorySettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
-    sample_every_s: float = 3600.0  # virtual seconds between samples of the time series
+    # Virtual seconds between samples of the time series; None: the trace's span / 500.
+    sample_every_s: float | None = None
     progress_every_s: float = 86400.0  # virtual seconds between progress callbacks
 
 
@@ -107,7 +108,11 @@ class Twin:
         self.factory = Factory(self.cluster, projects, self.settings.factory)
         self.executor = SimExecutor(self.kernel, self._finished, self.durations.__getitem__, self.settings.executor)
         self.recorder = Recorder([j.gpus for j in self.jobs], [j.project for j in self.jobs], self.cluster.total_gpus())
-        self.samples = Samples(self.settings.sample_every_s)
+        every = self.settings.sample_every_s
+        if every is None:
+            span = self.jobs[-1].submit_time - self.jobs[0].submit_time if self.jobs else 0.0
+            every = max(1.0, span / 500)
+        self.samples = Samples(every)
         self.rejected: dict[int, str] = {}
         self.submitted = 0
         self._tick_at: float | None = None

@@ -35,7 +35,7 @@ COLUMNS = (
     "work",
 )
 REQUIRED = ("submit_time", "project", "gpus")
-PRIORITY_CLASSES = ("train", "build", "inference", "interactive")
+PRIORITY_CLASSES = ("train", "interactive", "inference")  # as the core's projects know them
 
 
 @dataclass(frozen=True, slots=True)

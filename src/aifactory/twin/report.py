@@ -1,0 +1,148 @@
+"""A self-contained HTML report of a what-if comparison: tables plus PNG plots inlined as base64.
+
+Plots: CDF of wait and of JCT per variant, GPUs allocated over time, and mean GPUs
+held per project against its quota. One file, no external assets.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aifactory.twin.metrics import per_job
+from aifactory.twin.replay import RunResult
+from aifactory.twin.whatif import COMPARE, comparison
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}img{max-width:100%}"
+)
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return '<img alt="plot" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode() + '">'
+
+
+def _cdf_plot(results: Sequence[RunResult], key: str, label: str) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in results:
+        values = per_job(r.recorder, r.durations)[key]
+        values = np.sort(values[~np.isnan(values)])
+        if len(values):
+            # Log x-axis: waits and JCTs span seconds to weeks; +1 s keeps zero waits on the plot.
+            ax.plot(values + 1.0, np.arange(1, len(values) + 1) / len(values), label=r.name)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{label} + 1 (s)")
+    ax.set_ylabel("fraction of jobs")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _allocation_plot(results: Sequence[RunResult]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in results:
+        days = [t / 86400 for t in r.samples.at]
+        ax.plot(days, r.samples.allocated, label=r.name, linewidth=1)
+    ax.set_xlabel("time (days)")
+    ax.set_ylabel("GPUs allocated")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _projects_plot(results: Sequence[RunResult]) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = sorted({p for r in results for p in r.summary["projects"]})
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / (len(results) + 1)
+    x = np.arange(len(names))
+    quotas = [results[0].summary["projects"].get(n, {}).get("quota", 0.0) for n in names]
+    ax.bar(x, quotas, width, label="quota", color="#ddd", edgecolor="#999")
+    for i, r in enumerate(results, start=1):
+        held = [r.summary["projects"].get(n, {}).get("mean_gpus", 0.0) for n in names]
+        ax.bar(x + i * width, held, width, label=r.name)
+    ax.set_xticks(x + width * len(results) / 2, names, rotation=45, ha="right")
+    ax.set_ylabel("mean GPUs held")
+    ax.legend()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def _table(results: Sequence[RunResult]) -> str:
+    rows = comparison(results)
+    head = "".join(f"<th>{html.escape(r['variant'])}</th>" for r in rows)
+    lines = [("gpus", "GPUs"), *COMPARE, ("rejected", "rejected"), ("wall_s", "replay s")]
+    body = "".join(
+        f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_cell(r[key])}</td>" for r in rows) + "</tr>"
+        for key, label in lines
+    )
+    return f"<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def _project_table(result: RunResult) -> str:
+    head = "<tr><th>project</th><th>jobs</th><th>quota</th><th>mean GPUs</th><th>share of quota</th>"
+    head += "<th>mean wait s</th><th>slowdown</th></tr>"
+    keys = ("jobs", "quota", "mean_gpus", "share_of_quota", "wait_mean_s", "slowdown_mean")
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_cell(p[k])}</td>" for k in keys) + "</tr>"
+        for name, p in result.summary["projects"].items()
+    )
+    return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table>"
+
+
+def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
+    """The report as one HTML string."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to PNG bytes only
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        _table(results),
+        "<h2>Wait</h2>",
+        _cdf_plot(results, "wait", "wait"),
+        "<h2>Job completion time</h2>",
+        _cdf_plot(results, "jct", "JCT"),
+        "<h2>GPUs allocated over time</h2>",
+        _allocation_plot(results),
+        "<h2>Per project</h2>",
+        _projects_plot(results),
+        *(_project_table(r) for r in results),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(results: Sequence[RunResult], path: str | Path, title: str = "aifactory twin") -> Path:
+    path = Path(path)
+    path.write_text(render(results, title))
+    return path

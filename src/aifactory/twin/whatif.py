@@ -1,0 +1,207 @@
+"""What-if variants of a scenario: another policy, more nodes, other quotas, no pools.
+
+A Variant names its changes; `apply_variant` builds the scenario it replays and
+`run_variants` replays each, every one on its own fresh cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aifactory.core.cluster import Node
+from aifactory.core.errors import SpecError
+from aifactory.core.factory import FactorySettings
+from aifactory.core.placement import get_placement
+from aifactory.core.policies import get_policy
+from aifactory.core.project import Project
+from aifactory.twin.executor import ExecutorSettings
+from aifactory.twin.replay import Progress, RunResult, TwinSettings, replay
+from aifactory.twin.traces.format import CostModel, Scenario
+
+_NODES = re.compile(r"^([+-]?)(\d+)$")
+ProjectOverride = tuple[str, tuple[tuple[str, Any], ...]]  # (project name, ((field, value), ...))
+PROJECT_FIELDS = {"quota": float, "weight": float, "limit": float, "pool": str, "department": str}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    policy: str = "fifo"
+    placement: str = "pack"
+    use_pools: bool = True
+    nodes: str | None = None  # "+32" / "-8": nodes added or removed; "400": the node count
+    projects: tuple[ProjectOverride, ...] = ()  # field overrides (and additions), by project name
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    @property
+    def name(self) -> str:
+        parts = [self.policy]
+        if self.placement != "pack":
+            parts.append(self.placement)
+        if not self.use_pools:
+            parts.append("no-pools")
+        if self.nodes:
+            parts.append(f"nodes {self.nodes}")
+        if self.projects:
+            parts.append("quotas")
+        return " ".join(parts)
+
+
+def check_variant(variant: Variant) -> None:
+    """Raise UnknownName (with the known names) for an unknown policy or placement."""
+    get_policy(variant.policy)
+    get_placement(variant.placement)
+    if variant.nodes is not None and not _NODES.match(variant.nodes):
+        raise SpecError("nodes", f"{variant.nodes!r} is not +N, -N or N")
+
+
+def _shares(pools: dict[str, list[Node]], total: int, change: int) -> dict[str, int]:
+    """Split `change` nodes over pools in proportion to their size (largest remainder)."""
+    exact = {p: change * len(ns) / total for p, ns in pools.items()}
+    out = {p: int(v) for p, v in exact.items()}
+    left = change - sum(out.values())
+    step = 1 if left > 0 else -1
+    for p in sorted(exact, key=lambda q: -abs(exact[q] - out[q]))[: abs(left)]:
+        out[p] += step
+    return out
+
+
+def resize(nodes: list[Node], spec: str) -> list[Node]:
+    """Nodes after `spec` ("+N", "-N" or "N"), spread over the pools in proportion to their size.
+
+    New nodes copy the first node of their pool (GPU count, model, memory).
+    """
+    match = _NODES.match(spec)
+    if match is None:
+        raise SpecError("nodes", f"{spec!r} is not +N, -N or N")
+    sign, count = match.group(1), int(match.group(2))
+    change = {"+": count, "-": -count, "": count - len(nodes)}[sign]
+    if len(nodes) + change < 1:
+        raise SpecError("nodes", f"{spec}: the cluster would have {len(nodes) + change} nodes")
+    pools: dict[str, list[Node]] = {}
+    for node in nodes:
+        pools.setdefault(node.pool, []).append(node)
+    out: list[Node] = []
+    for pool, delta in _shares(pools, len(nodes), change).items():
+        mine = pools[pool]
+        keep = mine[: max(0, len(mine) + min(delta, 0))]
+        model = mine[0]
+        extra = [
+            Node(
+                name=f"{pool}-x{i}",
+                gpu_count=model.gpu_count,
+                gpu_model=model.gpu_model,
+                gpu_memory_mib=model.gpu_memory_mib,
+                pool=pool,
+            )
+            for i in range(max(delta, 0))
+        ]
+        out += keep + extra
+    return out
+
+
+def read_projects(path: str | Path) -> tuple[ProjectOverride, ...]:
+    """Project overrides from TOML: `[projects.NAME]` tables of quota, weight, limit, pool, department."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("projects", f"no such file: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError("projects", f"{path}: not valid TOML ({exc})") from None
+    table = data.get("projects")
+    if not isinstance(table, dict) or set(data) - {"projects"}:
+        raise SpecError("projects", f"{path}: expected only [projects.NAME] tables")
+    return tuple((name, _override(name, fields)) for name, fields in table.items())
+
+
+def _override(name: str, fields: Any) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(fields, dict):
+        raise SpecError(f"projects.{name}", "must be a table")
+    values: list[tuple[str, Any]] = []
+    for key, value in fields.items():
+        kind = PROJECT_FIELDS.get(key)
+        if kind is None:
+            raise SpecError(f"projects.{name}.{key}", f"unknown field (known: {', '.join(PROJECT_FIELDS)})")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise SpecError(f"projects.{name}.{key}", f"must be a number >= 0, got {value!r}")
+        if kind is str and not isinstance(value, str):
+            raise SpecError(f"projects.{name}.{key}", f"must be a string, got {value!r}")
+        values.append((key, float(value) if kind is float else (value or None)))  # pool = "": no pool
+    return tuple(values)
+
+
+def merge_projects(base: list[Project], overrides: Sequence[ProjectOverride]) -> list[Project]:
+    """Copies of `base` with each override's fields set; an unknown name adds a project."""
+    out = {p.name: replace(p) for p in base}
+    for name, fields in overrides:
+        project = out.setdefault(name, Project(name=name))
+        for key, value in fields:
+            setattr(project, key, value)
+    return list(out.values())
+
+
+def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
+    nodes = resize(scenario.nodes, variant.nodes) if variant.nodes else scenario.nodes
+    projects = merge_projects(scenario.projects, variant.projects)
+    return Scenario(scenario.name, scenario.jobs, nodes, projects)
+
+
+def settings_for(variant: Variant, base: FactorySettings | None = None) -> TwinSettings:
+    factory = replace(base or FactorySettings(), policy=variant.policy, placement=variant.placement)
+    factory = replace(factory, use_pools=variant.use_pools)
+    return TwinSettings(factory=factory, executor=variant.executor)
+
+
+def run_variants(
+    scenario: Scenario,
+    variants: Sequence[Variant],
+    cost_model: CostModel | None = None,
+    progress: Callable[[Variant], Progress | None] | None = None,
+) -> list[RunResult]:
+    """Replay every variant (checked first, so a typo fails before any long replay)."""
+    for v in variants:
+        check_variant(v)
+    results = []
+    for v in variants:
+        result = replay(
+            apply_variant(scenario, v),
+            settings_for(v),
+            cost_model,
+            progress(v) if progress is not None else None,
+        )
+        result.name = v.name
+        results.append(result)
+    return results
+
+
+COMPARE = (
+    ("wait_s_mean", "mean wait s"),
+    ("wait_s_p95", "p95 wait s"),
+    ("jct_s_mean", "mean JCT s"),
+    ("jct_s_p99", "p99 JCT s"),
+    ("slowdown_mean", "slowdown"),
+    ("makespan_s", "makespan s"),
+    ("utilisation", "utilisation"),
+    ("jain_slowdown", "Jain"),
+    ("preemptions", "preemptions"),
+    ("lost_gpu_hours", "GPU-h lost"),
+)
+
+
+def comparison(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One row per variant: the headline figures, the GPUs and the replay's own cost."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"variant": r.name}
+        row.update({key: r.summary.get(key) for key, _ in COMPARE})
+        row["gpus"] = r.recorder.total_gpus
+        row["rejected"] = r.summary["rejected"]
+        row["wall_s"] = r.wall_s
+        row["events"] = r.events
+        rows.append(row)
+    return rows
