@@ -137,9 +137,11 @@ def arrivals(pods: Pods, nodes: Nodes, seed: int, tune: float = TUNE) -> tuple[n
     rule, first failing draw ends it). The rank is a uniform permutation of the nodes:
     score ties go to the smallest rank.
     """
+    demand, target = int(pods.total.sum()), tune * nodes.capacity
+    if demand > target:
+        raise SpecError("tune", f"the workload already asks {demand / nodes.capacity:.0%} of capacity; only growing")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pods.names))
-    demand, target = int(pods.total.sum()), tune * nodes.capacity
     clones: list[int] = []
     stopped = False
     while not stopped:
@@ -238,13 +240,21 @@ class Run:
 
 
 def run(policy: str, nodes: Nodes, pods: Pods, seed: int, tune: float = TUNE) -> Run:
-    """Replay the seeded arrival sequence under one policy; no pod departs, none is retried."""
+    """Replay the seeded arrival sequence of the published protocol under one policy."""
     start = time.perf_counter()
-    choose = chooser(policy, pods)
     sequence, rank = arrivals(pods, nodes, seed, tune)
+    used, failed = replay(chooser(policy, pods), nodes, pods, sequence, rank)
+    arrived = np.cumsum(pods.total[sequence])
+    return Run(policy, seed, arrived, used, failed, time.perf_counter() - start)
+
+
+def replay(choose: Chooser, nodes: Nodes, pods: Pods, sequence: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, int]:
+    """Try each pod of `sequence` once, in order; none departs, a failed one is dropped.
+
+    Returns the GPU milli allocated after every event (E,) and the number of failed pods.
+    """
     st = State(nodes, rank)
     demands = [pods.demand(i) for i in range(len(pods.names))]
-    arrived = np.cumsum(pods.total[sequence])
     used = np.zeros(sequence.size, dtype=np.int64)
     allocated, failed = 0, 0
     for e, i in enumerate(sequence.tolist()):
@@ -257,7 +267,7 @@ def run(policy: str, nodes: Nodes, pods: Pods, seed: int, tune: float = TUNE) ->
             st.commit(pos, demand, memory, gpus)
             allocated += demand.total
         used[e] = allocated
-    return Run(policy, seed, arrived, used, failed, time.perf_counter() - start)
+    return used, failed
 
 
 def alloc_curve(arrived: np.ndarray, used: np.ndarray, capacity: int) -> np.ndarray:
@@ -326,7 +336,7 @@ def experiment(policy: str, seeds: Sequence[int], folder: Path = DEFAULT_DIR) ->
     nodes, pods = load_nodes(folder), load_pods(folder)
     runs = [run(policy, nodes, pods, s) for s in seeds]
     curves = [r.curve(nodes.capacity) for r in runs]
-    theirs = published(folder).get(policy, {})
+    theirs = published(folder).get(policy, {}) if (folder / EXPECTED_CSV).is_file() else {}
     pub = list(theirs.values())
     return Summary(
         policy,

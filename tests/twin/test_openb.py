@@ -1,0 +1,156 @@
+"""The openb allocation experiment: a hand-checked tiny replay, the protocol's pieces, and the published check."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aifactory.core import SpecError, UnknownName
+from aifactory.core.placement_bestfit import Demand
+from aifactory.twin import openb
+
+NODE_HEADER = "sn,cpu_milli,memory_mib,gpu,model\n"
+POD_HEADER = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+)
+
+
+def write_trace(folder: Path, nodes: list[str], pods: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / openb.NODES_CSV).write_text(NODE_HEADER + "".join(f"{n}\n" for n in nodes))
+    rows = [f"{p},,LS,Running,0,1,0\n" for p in pods]
+    (folder / openb.PODS_CSV).write_text(POD_HEADER + "".join(rows))
+    return folder
+
+
+def tiny(tmp_path: Path) -> tuple[openb.Nodes, openb.Pods]:
+    folder = write_trace(
+        tmp_path,
+        ["x,10000,100,2,T4", "y,10000,100,2,T4"],
+        [
+            "p0,1000,10,1,1000",  # one whole GPU
+            "p1,1000,10,2,1000",  # two whole GPUs
+            "p2,1000,10,1,500",  # half a GPU
+            "p3,9000,10,0,0",  # CPU only, 9 cores
+            "p4,1,200,0,0",  # more memory than any node has
+        ],
+    )
+    return openb.load_nodes(folder), openb.load_pods(folder)
+
+
+def test_tiny_replay_by_hand(tmp_path: Path) -> None:
+    nodes, pods = tiny(tmp_path)
+    rank = np.array([1, 0])  # y first on ties
+    sequence = np.array([0, 0, 1, 2, 3, 4])
+    used, failed = openb.replay(openb.choose_bestfit, nodes, pods, sequence, rank)
+    # p0 -> y (identical nodes, y has rank 0); p0 again -> y (tighter); p1 -> x (the only node with
+    # two free GPUs); p2 fails (no GPU has room); p3 -> x (y has 8 cores left); p4 fails (memory)
+    assert used.tolist() == [1000, 2000, 4000, 4000, 4000, 4000] and failed == 2
+    arrived = np.cumsum(pods.total[sequence])
+    assert arrived.tolist() == [1000, 2000, 4000, 4500, 4500, 4500]
+    curve = openb.alloc_curve(arrived, used, nodes.capacity)
+    # arrived %: 25, 50, 100, 112.5 -> 112 (halves round to even), 112, 112
+    assert curve[[25, 50, 100, 112]].tolist() == [25.0, 50.0, 100.0, 100.0]
+    assert curve[24] == curve[26] == 25.0  # empty bucket: x-1..x+1
+    assert math.isnan(curve[0]) and math.isnan(curve[130])
+
+
+@pytest.mark.parametrize("policy", ["bestfit", "fgd"])
+def test_ties_go_to_the_smallest_rank(tmp_path: Path, policy: str) -> None:
+    nodes, pods = tiny(tmp_path)
+    choose = openb.chooser(policy, pods)
+    for rank, first in (([0, 1], "x"), ([1, 0], "y")):
+        st = openb.State(nodes, np.array(rank))
+        pos, gpus = choose(st, st.feasible(pods.demand(0), 10), pods.demand(0))
+        assert st.names[pos] == first and gpus == (0,)
+
+
+def test_alloc_curve_means_the_bucket() -> None:
+    arrived = np.array([100, 140, 160, 200])  # capacity 1000: 10 %, 14 % -> 14, 16 % -> 16, 20 %
+    used = np.array([100, 100, 123, 150])
+    curve = openb.alloc_curve(arrived, used, 1000)
+    assert curve[10] == 10.0 and curve[14] == 10.0 and curve[16] == 12.3 and curve[20] == 15.0
+    assert curve[15] == 11.15  # no event rounds to 15: the mean of 14..16
+
+
+def test_arrivals_shuffle_then_clone_to_the_target(tmp_path: Path) -> None:
+    folder = write_trace(
+        tmp_path,
+        ["n0,64000,1000,8,G2"],
+        [f"p{i},1000,10,1,{m}" for i, m in enumerate([1000, 500, 250, 1000])] + ["p4,1000,10,0,0"],
+    )
+    nodes, pods = openb.load_nodes(folder), openb.load_pods(folder)
+    sequence, rank = openb.arrivals(pods, nodes, seed=7)
+    assert sorted(sequence[:5].tolist()) == [0, 1, 2, 3, 4] and rank.tolist() == [0]
+    demand = int(pods.total[sequence].sum())
+    target = 1.3 * nodes.capacity  # 10,400 milli
+    assert target - 1000 < demand <= target and len(sequence) > 5
+    again, _ = openb.arrivals(pods, nodes, seed=7)
+    assert again.tolist() == sequence.tolist()
+    assert openb.arrivals(pods, nodes, seed=8)[0].tolist() != sequence.tolist()
+    with pytest.raises(SpecError, match="tune"):
+        openb.arrivals(pods, nodes, seed=7, tune=0.2)
+
+
+def test_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SpecError, match="missing file"):
+        openb.load_nodes(tmp_path / "absent")
+    folder = write_trace(tmp_path / "bad", ["n0,lots,1000,8,G2"], ["p0,1000,10,2,500"])
+    with pytest.raises(SpecError, match="cpu_milli"):
+        openb.load_nodes(folder)
+    with pytest.raises(SpecError, match="one GPU"):
+        openb.load_pods(folder)  # a shared GPU spread over two devices
+    with pytest.raises(UnknownName, match="bestfit"):
+        openb.chooser("bestfti", openb.Pods((), *(np.zeros(0, dtype=np.int64),) * 4))
+    with pytest.raises(SpecError, match="seeds"):
+        openb.parse_seeds("42-x")
+    assert openb.parse_seeds("42-44") == [42, 43, 44] and openb.parse_seeds("5,9") == [5, 9]
+    assert openb.main(["--data", str(tmp_path / "absent"), "--seeds", "1"]) == 2
+    assert "error: data: missing file" in capsys.readouterr().err
+
+
+def test_command_runs_a_small_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_trace(
+        tmp_path,
+        [f"n{i},32000,1000,{g},T4" for i, g in enumerate([1, 2, 4, 8])],
+        [f"p{i},2000,10,1,{m}" for i, m in enumerate([1000, 500, 300, 1000, 700, 1000, 1000, 250])],
+    )
+    assert openb.main(["--data", str(folder), "--seeds", "1-2", "--policy", "fgd", "--policy", "bestfit"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["fgd", "bestfit"] and "x=130" in out[0]
+
+
+# -- on the real trace (skips without ../shared/data) ---------------------------------------
+
+
+@pytest.fixture
+def trace(shared_data: Path) -> Path:
+    return shared_data / "traces" / "openb"
+
+
+def test_trace_matches_its_readme(trace: Path) -> None:
+    nodes, pods = openb.load_nodes(trace), openb.load_pods(trace)
+    assert len(nodes.names) == 1213 and nodes.capacity == 6_212_000
+    assert int(nodes.cpu.sum()) == 107_018_000 and int(nodes.memory.sum()) == 503_828_480
+    assert len(pods.names) == 8152 and int(pods.total.sum()) == 6_086_800
+    typical = openb.typical_model(pods).typical
+    assert len(typical) == 35 and sum(t.weight for t in typical) == 7766
+    assert typical[0].demand == Demand(3152, 810, 1) and typical[0].weight == 1047
+    cpu_only = sum(t.weight for t in typical if t.demand.gpu_free) / 7766
+    assert round(100 * cpu_only, 2) == 13.60
+    sequence, _ = openb.arrivals(pods, nodes, seed=42)
+    assert 10_700 <= len(sequence) <= 11_000
+
+
+@pytest.mark.parametrize("policy", ["bestfit", "fgd"])
+def test_published_allocation_is_reproduced(trace: Path, policy: str) -> None:
+    """Mean allocation % at 100 % and 130 % arrived demand within 1 point of the FGD paper's (3 seeds)."""
+    summary = openb.experiment(policy, [42, 43, 44], trace)
+    for x in (100, 130):
+        ours, theirs = summary.ours[x][0], summary.theirs[x][0]
+        assert abs(ours - theirs) <= 1.0, f"{policy} at x={x}: ours {ours:.2f}, published {theirs:.2f}"
+    published = {"bestfit": (92.86, 93.08), "fgd": (95.23, 95.39)}[policy]  # the README's table
+    assert (round(summary.theirs[100][0], 2), round(summary.theirs[130][0], 2)) == published
