@@ -62,6 +62,7 @@ class Recorder:
         self.ended = [math.nan] * n
         self.final: list[JobState | None] = [None] * n
         self._since = [0.0] * n  # start of the current holding
+        self.start_order: list[int] = []  # job ids in the order of their first start
         self.gpu_s: dict[str, float] = {}  # project -> GPU-seconds held
         self.first_at = math.inf
         self.last_at = 0.0
@@ -71,6 +72,7 @@ class Recorder:
         if new is JobState.RUNNING:
             if self.started[i] != self.started[i]:  # NaN: first start
                 self.started[i] = at
+                self.start_order.append(i)
             self._since[i] = at
         elif a.old is None:
             self.submitted[i] = at

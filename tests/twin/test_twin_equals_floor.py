@@ -1,0 +1,110 @@
+"""Twin = floor: one workload run by the live FactoryService (real `sleep` processes, real
+SQLite store) and by the twin starts the same jobs in the same order at the same times."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aifactory.core.factory import FactorySettings
+from aifactory.core.job import JobSpec
+from aifactory.core.project import Project
+from aifactory.core.states import JobState
+from aifactory.live.service import FactoryService
+from aifactory.live.settings import LiveSettings
+from aifactory.live.store import Store
+from aifactory.twin.replay import TwinSettings, replay
+from aifactory.twin.traces import eventlog
+from aifactory.twin.traces.format import Scenario
+
+SLEEP = shutil.which("sleep")
+
+
+def workload(seed: int = 7, n: int = 40) -> list[JobSpec]:
+    """40 sleeps of 0.1-0.3 s on 1-4 GPUs, two projects, random priorities (seeded)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        seconds = rng.choice((0.1, 0.2, 0.3))
+        out.append(
+            JobSpec(
+                command=(str(SLEEP), str(seconds)),
+                project="a" if i % 2 else "b",
+                gpus=float(rng.choice((1, 1, 2, 2, 3, 4))),
+                priority=rng.randrange(3),
+                duration_s=seconds,
+            )
+        )
+    return out
+
+
+def run_live(home: Path, specs: list[JobSpec]) -> Path:
+    settings = LiveSettings(home=home, gpus=4, nodes=1, policy="priority", kill_grace_s=0.5)
+    home.mkdir(parents=True)
+    with Store(settings.database_url) as store:
+        store.save_projects([Project("a", quota=2.0), Project("b", quota=2.0)])
+
+    async def main() -> None:
+        async with await FactoryService.open(settings) as svc:
+            ids = [(await svc.submit(spec)).id for spec in specs]
+            for job_id in ids:
+                row = await svc.wait(job_id, 30)
+                assert row.state is JobState.SUCCEEDED, row.reason
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    return Path(settings.database_url.removeprefix("sqlite:///"))
+
+
+def live_starts(store: Store) -> list[tuple[int, float]]:
+    """(job id, time) of each first start, in the log's order."""
+    seen: dict[int, float] = {}
+    for ev in store.events():
+        if ev.new is JobState.RUNNING and ev.job_id not in seen:
+            seen[ev.job_id] = ev.at
+    return list(seen.items())
+
+
+@pytest.mark.skipif(SLEEP is None, reason="no sleep binary")
+def test_the_twin_starts_what_the_floor_started_when_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path / "home"))
+    specs = workload()
+    db = run_live(tmp_path / "home", specs)
+    settings = TwinSettings(FactorySettings(policy="priority", placement="pack", kill_grace_s=0.5))
+    with Store(f"sqlite:///{db}") as store:
+        rows = sorted(store.list_jobs(), key=lambda r: r.id)
+        starts = live_starts(store)
+        recorded = eventlog.load(store)  # the floor's own history as a trace
+    t0 = rows[0].submitted_at
+    index = {row.id: i for i, row in enumerate(rows)}
+    live_order = [index[job_id] for job_id, _ in starts]
+    live_at = {index[job_id]: at - t0 for job_id, at in starts}
+    assert len(live_order) == len(specs) == len(recorded.jobs)
+
+    # 1. Replaying the recorded run times: the same decisions at the same instants.
+    exact = replay(recorded, settings)
+    assert exact.recorder.start_order == live_order
+    for i in live_order:
+        assert exact.recorder.started[i] == pytest.approx(live_at[i], abs=1e-3)
+
+    # 2. The nominal workload (sleep seconds, the live submit times): the same order, and
+    #    each start no later than the live one by more than the launch overheads before it.
+    nominal = Scenario(
+        "nominal",
+        [
+            type(j)(j.submit_time, j.project, j.gpus, spec.duration_s, priority=j.priority)
+            for j, spec in zip(recorded.jobs, specs, strict=True)
+        ],
+        recorded.nodes,
+        recorded.projects,
+    )
+    twin = replay(nominal, settings)
+    assert twin.recorder.start_order == live_order
+    overheads = [job.duration_s - spec.duration_s for job, spec in zip(recorded.jobs, specs, strict=True)]
+    assert all(o >= 0 for o in overheads)  # a process never ends before its sleep
+    for k, i in enumerate(live_order):
+        drift = live_at[i] - twin.recorder.started[i]
+        assert -1e-3 <= drift <= sum(overheads[j] for j in live_order[:k]) + 1e-3
