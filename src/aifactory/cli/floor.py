@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 ACTIVE_STATES = ["queued", "running", "preempted"]
 token_app = typer.Typer(no_args_is_help=True, help="Per-user API tokens (admin only).")
+project_app = typer.Typer(no_args_is_help=True, help="Add or change projects (admin only).")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command()(nodes)
     app.command()(projects)
     app.add_typer(token_app, name="token")
+    app.add_typer(project_app, name="project")
 
 
 def _client() -> Client:
@@ -315,3 +317,19 @@ def token_create(
     with _client() as client:
         t = client.create_token(user, project, admin)
     typer.echo(t.token)
+
+
+@project_app.command("set")
+def project_set(
+    name: str = typer.Argument(..., help="Project name."),
+    quota: float = typer.Option(0.0, help="Guaranteed GPUs."),
+    weight: float = typer.Option(1.0, help="Share of idle GPUs lent over the quota."),
+    limit: float | None = typer.Option(None, help="Most GPUs the project may hold at once."),
+    pool: str | None = typer.Option(None, help="Node pool its jobs are bound to."),
+    department: str | None = typer.Option(None, help="Department it belongs to."),
+) -> None:
+    """Add project NAME, or change it (every field is set as given)."""
+    fields = {"quota": quota, "weight": weight, "limit": limit, "pool": pool, "department": department}
+    with _client() as client:
+        p = client.set_project(name, **fields)
+    typer.echo(f"project {p.name}: quota {_gpus(p.quota)}, weight {_gpus(p.weight)}")

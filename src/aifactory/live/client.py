@@ -144,6 +144,10 @@ class Client:
     def projects(self) -> list[ProjectOut]:
         return [ProjectOut.model_validate(p) for p in self._request("GET", "/api/projects").json()]
 
+    def set_project(self, name: str, **fields: Any) -> ProjectOut:
+        """Add or change a project (admin): quota, weight, limit, pool, department."""
+        return ProjectOut.model_validate(self._request("PUT", f"/api/projects/{name}", json=fields).json())
+
     def create_token(self, user: str, projects: list[str], admin: bool = False) -> TokenOut:
         body = {"user": user, "projects": projects, "admin": admin}
         return TokenOut.model_validate(self._request("POST", "/api/tokens", json=body).json())

@@ -207,6 +207,16 @@ class ProjectOut(BaseModel):
     queued: int
 
 
+class ProjectSet(_Strict):
+    """The body of PUT /api/projects/{name}: add a project or change one (GPUs)."""
+
+    quota: float = Field(0.0, ge=0, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, allow_inf_nan=False)
+    pool: str | None = Field(None, min_length=1, max_length=128)
+    department: str | None = Field(None, min_length=1, max_length=128)
+
+
 class TokenCreate(_Strict):
     user: str = Field(min_length=1, max_length=128)
     projects: list[str] = Field(min_length=1, max_length=1024)

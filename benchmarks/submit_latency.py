@@ -1,0 +1,152 @@
+"""Submit latency and API throughput of a real server (uvicorn subprocess, virtual GPUs, SQLite).
+
+1. latency: JOBS trivial jobs (`true`) submitted one after another, each while a GPU
+   is free; submit -> running measured from the client (POST sent until the job is
+   seen running) and from the server's records (started_at - submitted_at);
+2. throughput: CLIENTS processes submit concurrently (the jobs queue); jobs/s accepted;
+3. then every job must reach a terminal state: the ones that do not are lost.
+
+Last line: one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aifactory.live.api.launch import ServerProcess
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+BODY = {"command": ["true"], "gpus": 1}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def wait_running(http: httpx.Client, job: dict[str, Any]) -> None:
+    while job["state"] == "queued":
+        time.sleep(0.002)
+        job = http.get(f"/api/jobs/{job['id']}").json()
+
+
+def latency_phase(http: httpx.Client, jobs: int, gpus: int) -> tuple[list[int], list[float]]:
+    """Client-observed submit -> running, ms; at most gpus-1 jobs in flight, so none has to queue."""
+    ids: list[int] = []
+    observed: list[float] = []
+    for _ in range(jobs):
+        in_flight = http.get("/api/jobs", params={"state": ["queued", "running"]}).json()
+        while len(in_flight) >= gpus - 1:
+            time.sleep(0.005)
+            in_flight = http.get("/api/jobs", params={"state": ["queued", "running"]}).json()
+        t0 = time.perf_counter()
+        r = http.post("/api/jobs", json=BODY)
+        r.raise_for_status()
+        wait_running(http, r.json())
+        observed.append((time.perf_counter() - t0) * 1000)
+        ids.append(r.json()["id"])
+    return ids, observed
+
+
+def _client_proc(url: str, token: str, count: int, barrier: Any, out: Any) -> None:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        http.get("/api/health")
+        barrier.wait()
+        t0 = time.perf_counter()
+        ids = []
+        for _ in range(count):
+            r = http.post("/api/jobs", json=BODY)
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+        out.put((t0, time.perf_counter(), ids))
+
+
+def throughput_phase(server: ServerProcess, clients: int, per_client: int) -> tuple[list[int], float]:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(clients), ctx.Queue()
+    procs = [
+        ctx.Process(target=_client_proc, args=(server.url, server.token, per_client, barrier, out))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    start = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    ids = [i for r in results for i in r[2]]
+    return ids, len(ids) / (end - start)
+
+
+def count_lost(http: httpx.Client, ids: list[int], timeout: float) -> tuple[int, dict[str, int]]:
+    """Jobs not in a terminal state once the queue has drained (or `timeout` has passed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not http.get("/api/jobs", params={"state": ["queued", "running", "preempted"], "limit": 1}).json():
+            break
+        time.sleep(0.2)
+    states = {j["id"]: j["state"] for j in http.get("/api/jobs").json()}
+    tally: dict[str, int] = {}
+    for i in ids:
+        tally[states.get(i, "missing")] = tally.get(states.get(i, "missing"), 0) + 1
+    return sum(1 for i in ids if states.get(i) not in TERMINAL), tally
+
+
+def server_latency_ms(http: httpx.Client, ids: list[int]) -> list[float]:
+    jobs = {j["id"]: j for j in http.get("/api/jobs").json()}
+    return [(jobs[i]["started_at"] - jobs[i]["submitted_at"]) * 1000 for i in ids if jobs[i]["started_at"]]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=200, help="jobs in the latency phase")
+    p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--per-client", type=int, default=100, help="jobs each client submits in the throughput phase")
+    a = p.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="aifactory-bench-") as tmp,
+        ServerProcess(Path(tmp) / "home", "--gpus", str(a.gpus)) as server,
+        server.client(timeout=60) as http,
+    ):
+        lat_ids, observed = latency_phase(http, a.jobs, a.gpus)
+        recorded = server_latency_ms(http, lat_ids)
+        tp_ids, rate = throughput_phase(server, a.clients, a.per_client)
+        t0 = time.perf_counter()
+        lost, tally = count_lost(http, lat_ids + tp_ids, timeout=600)
+        drain_s = time.perf_counter() - t0
+    figures = {
+        "jobs": len(lat_ids) + len(tp_ids),
+        "gpus": a.gpus,
+        "submit_to_running_p50_ms": round(statistics.median(observed), 2),
+        "submit_to_running_p99_ms": round(percentile(observed, 99), 2),
+        "recorded_submit_to_running_p50_ms": round(statistics.median(recorded), 2),
+        "recorded_submit_to_running_p99_ms": round(percentile(recorded, 99), 2),
+        "clients": a.clients,
+        "submits_per_s": round(rate, 1),
+        "drain_s": round(drain_s, 1),
+        "final_states": tally,
+        "jobs_lost": lost,
+    }
+    print(
+        f"submit -> running, client-observed over {len(observed)} jobs: p50 {figures['submit_to_running_p50_ms']} ms,"
+    )
+    print(f"  p99 {figures['submit_to_running_p99_ms']} ms; as the server recorded it: p50 ")
+    print(f"  {figures['recorded_submit_to_running_p50_ms']} ms, p99 {figures['recorded_submit_to_running_p99_ms']} ms")
+    print(f"throughput, {a.clients} concurrent clients x {a.per_client} submits: {figures['submits_per_s']} jobs/s")
+    print(f"all {figures['jobs']} jobs: {tally} after a {figures['drain_s']} s drain; lost: {lost}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

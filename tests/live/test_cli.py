@@ -1,0 +1,141 @@
+"""The floor CLI as a user runs it: `aifactory ...` subprocesses against a real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aifactory.live.api.launch import ServerProcess
+
+PY = sys.executable
+AIFACTORY = [PY, "-c", "from aifactory.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("cli") / "home", "--gpus", "4") as srv:
+        yield srv
+
+
+def cli(server: ServerProcess, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("AIFACTORY_URL", "AIFACTORY_TOKEN")}
+    full_env = {**base, "AIFACTORY_HOME": str(server.home), "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([*AIFACTORY, *args], env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Exit code 2, one line on stderr starting `error:`, no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    line = result.stderr.strip()
+    assert line.startswith("error:") and "\n" not in line, line
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def wait_state(server: ServerProcess, job_id: int, states: set[str], timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    with server.client() as http:
+        while True:
+            job = http.get(f"/api/jobs/{job_id}").json()
+            if job["state"] in states or time.monotonic() > deadline:
+                assert job["state"] in states, job
+                return job
+            time.sleep(0.05)
+
+
+def test_submit_jobs_show_logs(server: ServerProcess) -> None:
+    out = ok(cli(server, "submit", "-q", "--gpus", "2", "--name", "greet", "--", PY, "-c", "print('hi from cli')"))
+    job_id = int(out.strip())
+    wait_state(server, job_id, {"succeeded"})
+    table = ok(cli(server, "jobs", "--all"))
+    (row,) = [line for line in table.splitlines() if line.split()[:2] == [str(job_id), "greet"]]
+    assert "default" in row and "succeeded" in row and "node0:" in row
+    shown = ok(cli(server, "show", str(job_id)))
+    assert "succeeded" in shown and "exit code" in shown and "queued" in shown and "running" in shown
+    assert ok(cli(server, "logs", str(job_id))) == "hi from cli\n"
+
+
+def test_queued_job_shows_why_it_waits_and_cancel(server: ServerProcess) -> None:
+    blocker = int(ok(cli(server, "submit", "-q", "--gpus", "4", "--", PY, "-c", "import time; time.sleep(30)")))
+    wait_state(server, blocker, {"running"})
+    waiting = int(ok(cli(server, "submit", "-q", "--gpus", "1", "--", "true")))
+    table = ok(cli(server, "jobs"))
+    (row,) = [line for line in table.splitlines() if line.split()[:1] == [str(waiting)]]
+    assert "queued" in row and "needs 1 GPUs" in row
+    nodes = ok(cli(server, "nodes"))
+    assert nodes.count(f"job {blocker}") == 4
+    assert "running" in ok(cli(server, "cancel", str(blocker)))
+    assert wait_state(server, blocker, {"cancelled"})["exit_code"] == -15
+    wait_state(server, waiting, {"succeeded"})
+    refused(cli(server, "cancel", str(blocker)), "already")
+
+
+def test_follow_prints_the_log_as_it_grows(server: ServerProcess) -> None:
+    code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(0.2)"
+    job_id = int(ok(cli(server, "submit", "-q", "--", PY, "-c", code)))
+    assert ok(cli(server, "logs", "-f", str(job_id))) == "tick 0\ntick 1\ntick 2\n"
+
+
+def test_submit_job_yaml(server: ServerProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"command: {PY} -c \"import os; print(os.environ['SEED'])\"\ngpus: 1\nenv: {{SEED: '7'}}\n")
+    job_id = int(ok(cli(server, "submit", "-q", str(spec))))
+    assert wait_state(server, job_id, {"succeeded", "failed"})["state"] == "succeeded"
+    assert ok(cli(server, "logs", str(job_id))) == "7\n"
+
+
+def test_projects_and_tokens(server: ServerProcess) -> None:
+    assert "default" in ok(cli(server, "projects"))
+    token = ok(cli(server, "token", "create", "--user", "alice", "--project", "default")).strip()
+    assert len(token) >= 40
+    job_id = int(ok(cli(server, "submit", "-q", "--", "true", env={"AIFACTORY_TOKEN": token})))
+    assert wait_state(server, job_id, {"succeeded"})["user"] == "alice"
+    refused(cli(server, "token", "create", "--user", "eve", "--project", "default", env={"AIFACTORY_TOKEN": token}))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["submit", "--gpus", "0", "--", "true"], ["gpus"]),
+        (["submit", "--gpus", "-1", "--", "true"], ["gpus"]),
+        (["submit", "--gpus", "9", "--", "true"], ["gpus", "9"]),
+        (["submit", "--project", "nosuch", "--", "true"], ["project", "nosuch"]),
+        (["submit"], ["command"]),
+        (["submit", "--time-limit", "soon", "--", "true"], ["time_limit"]),
+        (["submit", "--env", "NOEQUALS", "--", "true"], ["env"]),
+        (["show", "424242"], ["424242"]),
+    ],
+)
+def test_bad_input_exits_2_with_the_servers_message(server: ServerProcess, args: list[str], words: list[str]) -> None:
+    with server.client() as http:
+        before = [j["id"] for j in http.get("/api/jobs").json()]
+        refused(cli(server, *args), *words)
+        assert [j["id"] for j in http.get("/api/jobs").json()] == before
+
+
+def test_malformed_yaml_exits_2(server: ServerProcess, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("command: [python, -c\ngpus: 1\n")
+    refused(cli(server, "submit", str(bad)), "malformed YAML", "line")
+    bad.write_text("- just\n- a list\n")
+    refused(cli(server, "submit", str(bad)), "mapping")
+    refused(cli(server, "submit", str(tmp_path / "missing.yaml")), "missing.yaml")
+
+
+def test_unreachable_server_is_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    refused(cli(server, "jobs", env={"AIFACTORY_URL": "http://127.0.0.1:9"}), "cannot reach")
+    refused(cli(server, "jobs", env={"AIFACTORY_HOME": str(tmp_path)}), "aifactory up")
+    refused(cli(server, "jobs", env={"AIFACTORY_TOKEN": "wrong"}), "token")
