@@ -109,3 +109,14 @@ def test_two_processes_register_at_once_without_losing_a_version(home: Path) -> 
     assert [v.version for v in versions] == list(range(1, 31))
     assert len({v.sha256 for v in versions}) == 30
     assert len(Registry(home).alias_history("digits", "champion")) == 30
+
+
+def test_db_head_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from aifactory.line import db
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [db.HEAD]

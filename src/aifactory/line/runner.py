@@ -1,0 +1,253 @@
+"""Running a pipeline: each step a job on the floor, cached by the hash of inputs + params + code.
+
+The runner only decides what runs and records what happened; a `StepExecutor` runs each
+step's command (`FloorExecutor`: a job in the factory's queue, with its GPU share and
+priority class; `LocalExecutor`: a plain subprocess, for a machine without a factory).
+While a step runs, the runner tails the step's metrics file (`report.py`) and passes every
+record on as a `StepEvent`, which the CLI and the demo show live.
+
+Lineage of a run (recorded in `line_runs` and given to the registered model): the dataset
+and holdout versions with their sha256, per step its kind, params, code hash, cache key and
+whether it was reused, and the environment (python, torch, numpy, scikit-learn versions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from aifactory.core.errors import AifactoryError
+from aifactory.line import db
+from aifactory.line import home as default_home
+from aifactory.line.pipeline import Pipeline, ancestors, validate
+from aifactory.line.report import METRICS_ENV, read_metrics
+from aifactory.line.steps import code_hash, get_step_kind
+
+POLL_S = 0.2  # how often a running step's metrics file is read
+LOG_TAIL = 2000  # characters of a failed step's log quoted in the error
+
+
+@dataclass(frozen=True)
+class StepJob:
+    step: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    gpus: float
+    project: str
+    priority_class: str
+    workdir: Path
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    exit_code: int | None
+    log_path: Path | None
+    job_id: int | None = None
+    state: str = ""
+
+
+class StepExecutor(Protocol):
+    async def run(self, job: StepJob) -> StepOutcome: ...
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    step: str
+    kind: str  # "started", "metrics", "cached", "finished", "failed"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class StepFailed(AifactoryError):
+    def __init__(self, step: str, outcome: StepOutcome, log_tail: str) -> None:
+        where = f" (job {outcome.job_id})" if outcome.job_id is not None else ""
+        state = outcome.state or f"exit code {outcome.exit_code}"
+        super().__init__(f"step {step!r}{where} failed: {state}\n{log_tail}".rstrip())
+        self.step = step
+        self.outcome = outcome
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    pipeline: str
+    outputs: dict[str, dict[str, Any]]  # step -> its outputs
+    cached: list[str]  # steps whose result was reused
+    lineage: dict[str, Any]
+    seconds: float
+
+
+class LocalExecutor:
+    """Runs a step as a plain subprocess (no factory): stdout and stderr go to `workdir/log.txt`."""
+
+    async def run(self, job: StepJob) -> StepOutcome:
+        import os
+
+        log_path = job.workdir / "log.txt"
+        with open(log_path, "wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *job.command, stdout=log, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **job.env}
+            )
+            try:
+                code = await asyncio.wait_for(proc.wait(), job.time_limit_s)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                return StepOutcome(None, log_path, state="time limit")
+        return StepOutcome(code, log_path, state="succeeded" if code == 0 else f"exit code {code}")
+
+
+def cache_key(kind: str, params: dict[str, Any], inputs: dict[str, Any], code: str) -> str:
+    blob = json.dumps({"kind": kind, "params": params, "inputs": inputs, "code": code}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        executor: StepExecutor,
+        home: Path | None = None,
+        on_event: Callable[[StepEvent], None] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        self.home = default_home(home)
+        self.executor = executor
+        self.engine = db.open_engine(self.home)
+        self.on_event = on_event or (lambda _e: None)
+        self.use_cache = use_cache
+
+    async def run(self, pipeline: Pipeline) -> RunResult:
+        """Validate (nothing runs on a bad spec), then run every step in order."""
+        order = validate(pipeline)
+        by_name = {s.name: s for s in pipeline.steps}
+        started = time.time()
+        run_id = self._start_run(pipeline.name, started)
+        outputs: dict[str, dict[str, Any]] = {}
+        cached: list[str] = []
+        lineage: dict[str, Any] = {"pipeline": pipeline.name, "run": run_id, "steps": {}}
+        try:
+            for step in order:
+                inputs: dict[str, Any] = {"model": pipeline.model}
+                for prior in order:
+                    if prior.name in ancestors(step, by_name):
+                        inputs.update(outputs[prior.name])
+                kind = get_step_kind(step.kind_name)
+                code = code_hash(kind)
+                key = cache_key(kind.name, step.params, inputs, code)
+                _note_lineage(lineage, inputs)
+                hit = self._cached(key) if (step.cache if step.cache is not None else kind.cache) else None
+                if hit is not None and self.use_cache:
+                    outputs[step.name] = hit
+                    cached.append(step.name)
+                    self.on_event(StepEvent(step.name, "cached", hit))
+                    job_id = None
+                else:
+                    if kind.name == "register":
+                        inputs["lineage"] = {**lineage, "environment": inputs.get("environment", {})}
+                    outputs[step.name], job_id = await self._run_step(pipeline, step, run_id, inputs)
+                    if kind.cache:
+                        self._store(key, step.name, outputs[step.name])
+                lineage["steps"][step.name] = {
+                    "kind": kind.name,
+                    "params": step.params,
+                    "code": code,
+                    "key": key[:16],
+                    "cached": step.name in cached,
+                    "job": job_id,
+                }
+                _note_lineage(lineage, outputs[step.name])
+        except BaseException:
+            self._finish_run(run_id, "failed", lineage)
+            raise
+        self._finish_run(run_id, "succeeded", lineage)
+        return RunResult(run_id, pipeline.name, outputs, cached, lineage, time.time() - started)
+
+    async def _run_step(
+        self, pipeline: Pipeline, step: Any, run_id: int, inputs: dict[str, Any]
+    ) -> tuple[dict[str, Any], int | None]:
+        kind = get_step_kind(step.kind_name)
+        workdir = self.home / "runs" / f"{run_id:05d}" / step.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        metrics_file = workdir / "metrics.jsonl"
+        job = StepJob(
+            step=step.name,
+            command=kind.command(self.home, step.params, inputs, workdir),
+            env={"AIFACTORY_HOME": str(self.home), METRICS_ENV: str(metrics_file)},
+            gpus=step.gpus if step.gpus is not None else kind.gpus,
+            project=pipeline.project,
+            priority_class=pipeline.priority_class,
+            workdir=workdir,
+            time_limit_s=step.time_limit_s,
+        )
+        self.on_event(StepEvent(step.name, "started", {"gpus": job.gpus}))
+        began = time.perf_counter()
+        task = asyncio.ensure_future(self.executor.run(job))
+        offset = 0
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=POLL_S)
+            records, offset = read_metrics(metrics_file, offset)
+            for record in records:
+                self.on_event(StepEvent(step.name, "metrics", record))
+            if done:
+                break
+        outcome = task.result()
+        out_file = workdir / "outputs.json"
+        if outcome.exit_code != 0 or not out_file.is_file():
+            tail = outcome.log_path.read_text(errors="replace")[-LOG_TAIL:] if outcome.log_path else ""
+            self.on_event(StepEvent(step.name, "failed", {"state": outcome.state, "job": outcome.job_id}))
+            raise StepFailed(step.name, outcome, tail)
+        result = json.loads(out_file.read_text())
+        self.on_event(
+            StepEvent(step.name, "finished", {**result, "seconds": time.perf_counter() - began, "job": outcome.job_id})
+        )
+        return result, outcome.job_id
+
+    # -- the step cache and the run records ----------------------------------------------
+
+    def _cached(self, key: str) -> dict[str, Any] | None:
+        t = db.step_cache
+        with self.engine.begin() as conn:
+            raw = conn.execute(sa.select(t.c.outputs).where(t.c.key == key)).scalar()
+        if raw is None:
+            return None
+        outputs = json.loads(raw)
+        # A result naming a file that is gone (a cleaned store) cannot be reused.
+        if "checkpoint" in outputs and not Path(outputs["checkpoint"]).is_file():
+            return None
+        return outputs
+
+    def _store(self, key: str, step: str, outputs: dict[str, Any]) -> None:
+        t = db.step_cache
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.key == key))
+            conn.execute(t.insert().values(key=key, step=step, outputs=json.dumps(outputs), created_at=time.time()))
+
+    def _start_run(self, name: str, now: float) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                db.runs.insert().values(pipeline=name, status="running", lineage="{}", started_at=now)
+            )
+            return int(result.inserted_primary_key[0])
+
+    def _finish_run(self, run_id: int, status: str, lineage: dict[str, Any]) -> None:
+        t = db.runs
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == run_id)
+                .values(status=status, lineage=json.dumps(lineage, default=str), finished_at=time.time())
+            )
+
+
+def _note_lineage(lineage: dict[str, Any], values: dict[str, Any]) -> None:
+    for key in ("dataset", "dataset_sha256", "holdout", "environment"):
+        if key in values:
+            lineage[key] = values[key]
