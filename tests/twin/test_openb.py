@@ -154,3 +154,29 @@ def test_published_allocation_is_reproduced(trace: Path, policy: str) -> None:
         assert abs(ours - theirs) <= 1.0, f"{policy} at x={x}: ours {ours:.2f}, published {theirs:.2f}"
     published = {"bestfit": (92.86, 93.08), "fgd": (95.23, 95.39)}[policy]  # the README's table
     assert (round(summary.theirs[100][0], 2), round(summary.theirs[130][0], 2)) == published
+
+
+def test_baseline_scores_on_tiny_nodes(tmp_path: Path) -> None:
+    folder = write_trace(tmp_path, ["a,64000,100,2,T4", "b,128000,100,8,G2", "c,64000,100,2,T4"], ["p0,1000,1,1,700"])
+    st = openb.State(openb.load_nodes(folder), np.array([0, 1, 2]))
+    st.commit(2, Demand(0, 700, 1), 0, (0,))  # c: GPU 0 has 300 left, a shared pod on it
+    idx, share = np.arange(3), Demand(32000, 200, 1)
+    # empty nodes by GPU count (33-2=31, 8 GPUs: 25); on c the 300-free GPU: 100 - 3 = 97
+    assert openb.gpupacking_score(st, idx, share).tolist() == [31, 25, 97]
+    assert openb.gpupacking_score(st, idx, Demand(0, 1000, 1)).tolist() == [31, 25, 49]
+    # base 25 * (8000 - free) // 8000: a 18, b 0, c 20; +25 empty node, +75 same kind only
+    assert openb.gpuclustering_score(st, idx, share).tolist() == [43, 25, 95]
+    assert openb.gpuclustering_score(st, idx, Demand(0, 1000, 1)).tolist() == [43, 25, 20]
+    # 1 - dot/2 with dot = (c/128 cores)(32/128) + (L/8 GPUs)(0.2/8 GPUs)
+    assert openb.dotprod_score(st, idx, share).tolist() == [93, 86, 93]
+    assert openb.dotprod_score(st, idx, Demand(0, 0, 0)).tolist() == [100, 100, 100]
+    pos, gpus = openb.chooser("random", openb.load_pods(folder), seed=3)(st, idx, share)
+    assert 0 <= pos <= 2 and st.gpu[pos, gpus[0]] >= 200
+
+
+@pytest.mark.parametrize("policy", ["random", "dotprod", "gpuclustering", "gpupacking"])
+def test_baselines_replay_the_tiny_trace(tmp_path: Path, policy: str) -> None:
+    nodes, pods = tiny(tmp_path)
+    used, failed = openb.replay(openb.chooser(policy, pods, 1), nodes, pods, np.array([0, 0, 1, 2, 3, 4]), np.arange(2))
+    assert used[-1] <= nodes.capacity and failed >= 1  # p4 never fits
+    assert np.all(np.diff(used) >= 0)

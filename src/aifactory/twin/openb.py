@@ -30,7 +30,7 @@ import numpy as np
 
 from aifactory.core.errors import AifactoryError, SpecError, UnknownName
 from aifactory.core.job import MILLI
-from aifactory.core.placement_bestfit import Demand, bestfit_gpus, bestfit_scores
+from aifactory.core.placement_bestfit import MAXCPU, MAXGPU, Demand, bestfit_gpus, bestfit_scores
 from aifactory.core.placement_fgd import FragModel, fgd_scores, typical_pods
 
 DEFAULT_DIR = Path("../shared/data/traces/openb")
@@ -168,6 +168,9 @@ class State:
         self.total = self.gpu.sum(axis=1)  # (N,) free milli per node
         self.whole = (self.gpu == MILLI).sum(axis=1)  # (N,) fully free GPUs
         self.largest = self.gpu.max(axis=1)  # (N,) most free milli on one GPU
+        self.gpus = nodes.gpus[order].copy()  # (N,) GPUs per node
+        # (N, 9) GPU pod kinds on each node, for GpuClustering: 0 shared, k a k-GPU pod
+        self.kinds = np.zeros((len(order), WIDTH + 1), dtype=bool)
 
     def feasible(self, demand: Demand, memory: int) -> np.ndarray:
         """Positions of the nodes that can take the pod (CPU, memory and GPU filters)."""
@@ -187,6 +190,13 @@ class State:
         self.total[pos] = row.sum()
         self.whole[pos] = (row == MILLI).sum()
         self.largest[pos] = row.max()
+        if not demand.gpu_free:
+            self.kinds[pos, kind(demand)] = True
+
+
+def kind(demand: Demand) -> int:
+    """GpuClustering's tag of a GPU pod: 0 for a shared GPU, else its GPU count."""
+    return 0 if demand.sharing else demand.count
 
 
 # A policy of the experiment: (state, feasible positions (F,) with F >= 1, demand) -> (position, GPUs).
@@ -216,12 +226,77 @@ class ChooseFgd:
         return pos, ((int(device[best]),) if demand.sharing else bestfit_gpus(st.gpu[pos], demand))
 
 
-def chooser(policy: str, pods: Pods) -> Chooser:
-    if policy == "bestfit":
-        return choose_bestfit
-    if policy == "fgd":
-        return ChooseFgd(typical_model(pods))
-    raise UnknownName("openb policy", policy, ["bestfit", "fgd"])
+def by_score(score: Callable[[State, np.ndarray, Demand], np.ndarray]) -> Chooser:
+    """A chooser from an integer score over feasible nodes; GPUs by best fit (the simulator's §3.0)."""
+
+    def choose(st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
+        pos = int(idx[0]) if idx.size == 1 else int(idx[np.argmax(score(st, idx, demand))])
+        return pos, bestfit_gpus(st.gpu[pos], demand)
+
+    return choose
+
+
+def dotprod_score(st: State, idx: np.ndarray, demand: Demand) -> np.ndarray:
+    """The smallest dot product of free (CPU, GPU) and the demand wins (max-normalised)."""
+    dot = (st.cpu[idx] / MAXCPU) * (demand.cpu / MAXCPU) + (st.total[idx] / MAXGPU) * (demand.total / MAXGPU)
+    return np.floor(100 * (1 - dot / 2)).astype(np.int64)
+
+
+def gpupacking_score(st: State, idx: np.ndarray, demand: Demand) -> np.ndarray:
+    """Tightest partly used GPU (50..100), then opening a free GPU on a used node (33..49), then empty nodes."""
+    if demand.gpu_free:
+        return np.zeros(idx.size, dtype=np.int64)
+    whole = st.whole[idx]
+    empty_node = np.maximum(33 - whole, whole)
+    if demand.sharing:
+        gpu = st.gpu[idx]
+        tightest = np.where(gpu >= demand.milli, gpu, 10 * MILLI).min(axis=1)
+        used = np.where(tightest == MILLI, 49, np.maximum(100 - tightest // 100, 50))
+    else:
+        used = np.full(idx.size, max(50 - demand.count, 33))
+    return np.where(whole == st.gpus[idx], empty_node, used)
+
+
+def gpuclustering_score(st: State, idx: np.ndarray, demand: Demand) -> np.ndarray:
+    """Nodes already holding only pods of the same kind first, then mixed, then empty, then others."""
+    if demand.gpu_free:
+        return np.zeros(idx.size, dtype=np.int64)
+    kinds = st.kinds[idx]
+    same, count = kinds[:, kind(demand)], kinds.sum(axis=1)
+    bonus = np.where(same & (count == 1), 75, np.where(same, 50, np.where(count == 0, 25, 0)))
+    return (25 * (MAXGPU - st.total[idx])) // MAXGPU + bonus
+
+
+class ChooseRandom:
+    """A uniformly random feasible node; a shared pod on a random device with room."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng([seed, 1])  # its own stream: the arrivals stay the same
+
+    def __call__(self, st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
+        pos = int(idx[self.rng.integers(idx.size)])
+        if demand.sharing:
+            room = np.flatnonzero(st.gpu[pos] >= demand.milli)
+            return pos, (int(room[self.rng.integers(room.size)]),)
+        return pos, bestfit_gpus(st.gpu[pos], demand)
+
+
+CHOOSERS: dict[str, Callable[[Pods, int], Chooser]] = {
+    "random": lambda pods, seed: ChooseRandom(seed),
+    "dotprod": lambda pods, seed: by_score(dotprod_score),
+    "gpuclustering": lambda pods, seed: by_score(gpuclustering_score),
+    "gpupacking": lambda pods, seed: by_score(gpupacking_score),
+    "bestfit": lambda pods, seed: choose_bestfit,
+    "fgd": lambda pods, seed: ChooseFgd(typical_model(pods)),
+}
+
+
+def chooser(policy: str, pods: Pods, seed: int = 0) -> Chooser:
+    """The experiment's policy by name: bestfit and fgd are the factory's; the others the paper's baselines."""
+    try:
+        return CHOOSERS[policy](pods, seed)
+    except KeyError:
+        raise UnknownName("openb policy", policy, CHOOSERS) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +318,7 @@ def run(policy: str, nodes: Nodes, pods: Pods, seed: int, tune: float = TUNE) ->
     """Replay the seeded arrival sequence of the published protocol under one policy."""
     start = time.perf_counter()
     sequence, rank = arrivals(pods, nodes, seed, tune)
-    used, failed = replay(chooser(policy, pods), nodes, pods, sequence, rank)
+    used, failed = replay(chooser(policy, pods, seed), nodes, pods, sequence, rank)
     arrived = np.cumsum(pods.total[sequence])
     return Run(policy, seed, arrived, used, failed, time.perf_counter() - start)
 
@@ -358,7 +433,7 @@ def describe(s: Summary) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aifactory.twin.openb", description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", action="append", help="bestfit or fgd (repeatable; default both)")
+    parser.add_argument("--policy", action="append", help=f"{', '.join(CHOOSERS)} (repeatable; default bestfit, fgd)")
     parser.add_argument("--seeds", default="42-51", help="42-51 or 42,43 (default 42-51)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="folder of the openb CSV files")
     args = parser.parse_args(argv)
