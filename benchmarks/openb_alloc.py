@@ -1,11 +1,12 @@
 """The openb allocation-ratio experiment of the FGD paper (ATC'23, Fig. 9a) against its published numbers.
 
-For each policy, replays the default openb workload grown to 130 % of the 6212 GPUs
-under seeds 42-51 (the published protocol, our own PRNG) and prints the mean (min-max)
-over seeds of the GPU allocation % at 100 % and 130 % arrived demand, next to the
-published figures, with the wall time per run. The last line is one JSON object.
+For each policy (the factory's bestfit and fgd, and the paper's four baselines), replays
+the default openb workload grown to 130 % of the 6212 GPUs under seeds 42-51 (the
+published protocol, our own PRNG) and prints the mean (min-max) over seeds of the GPU
+allocation % at 100 % and 130 % arrived demand, next to the published figures, with
+the wall time per run. The last line is one JSON object.
 
-    .venv/bin/python benchmarks/openb_alloc.py [--seeds 42-51] [--policy bestfit --policy fgd] [--data DIR]
+    .venv/bin/python benchmarks/openb_alloc.py [--seeds 42-51] [--policy fgd ...] [--data DIR]
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from aifactory.twin import openb
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="42-51")
-    parser.add_argument("--policy", action="append", help="repeatable; default: bestfit and fgd")
+    parser.add_argument("--policy", action="append", help=f"repeatable; default all: {', '.join(openb.PUBLISHED)}")
     parser.add_argument("--data", type=Path, default=openb.DEFAULT_DIR)
     args = parser.parse_args()
     seeds = openb.parse_seeds(args.seeds)
     figures: dict[str, float | int | str] = {"seeds": args.seeds}
     start = time.perf_counter()
     print(f"openb default workload, tune 1.3, seeds {args.seeds}: GPU allocation %, mean (min-max) over seeds")
-    for policy in args.policy or ["bestfit", "fgd"]:
+    for policy in args.policy or list(openb.PUBLISHED):
         summary = openb.experiment(policy, seeds, args.data)
         print(openb.describe(summary), flush=True)
         for x in (100, 130):
