@@ -45,7 +45,8 @@ def _cdf_plot(results: Sequence[RunResult], key: str, label: str) -> str:
     ax.set_xscale("log")
     ax.set_xlabel(f"{label} + 1 (s)")
     ax.set_ylabel("fraction of jobs")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax.grid(alpha=0.3)
     out = _png(fig)
     plt.close(fig)
