@@ -1,9 +1,258 @@
-"""CLI commands of the line (filled in by its issue)."""
+"""CLI commands of the production line: datasets, pipelines (`line run`), models and their aliases."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from aifactory.line.pipeline import Pipeline
+    from aifactory.line.progress import PipelineProgress
+    from aifactory.line.runner import RunResult
+
+datasets_app = typer.Typer(help="Versioned datasets: list, show, create.", invoke_without_command=True)
+line_app = typer.Typer(help="Run production-line pipelines.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: versions, aliases, promote, rollback.", invoke_without_command=True)
+
+HomeOpt = typer.Option(None, "--home", help="factory home (default: $AIFACTORY_HOME or ~/.aifactory)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
+    app.add_typer(datasets_app, name="datasets")
+    app.add_typer(line_app, name="line")
+    app.add_typer(models_app, name="models")
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+@datasets_app.callback()
+def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
+    """List datasets (latest version of each)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from aifactory.line.datasets import Datasets
+
+    ds = Datasets(home)
+    table = Table("dataset", "versions", "latest", "rows", "features", "sha256", "source", "created (UTC)")
+    for name in ds.names():
+        versions = ds.versions(name)
+        v = versions[-1]
+        table.add_row(
+            name, str(len(versions)), v.ref, str(v.rows), str(v.features), v.sha256[:12], v.source, _when(v.created_at)
+        )
+    _console().print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), home: Path | None = HomeOpt) -> None:
+    """One dataset version and the chain of versions it comes from."""
+    import numpy as np
+    from rich.table import Table
+
+    from aifactory.line.datasets import Datasets
+
+    ds = Datasets(home)
+    v = ds.resolve(ref)
+    console = _console()
+    console.print(f"[bold]{v.ref}[/]  rows {v.rows}  features {v.features}  source {v.source}")
+    console.print(f"sha256 {v.sha256}\nstored {v.path}\ncreated {_when(v.created_at)} UTC")
+    _, y = ds.load(v)
+    labels, counts = np.unique(y, return_counts=True)
+    console.print("labels " + "  ".join(f"{int(lbl)}:{int(c)}" for lbl, c in zip(labels, counts, strict=True)))
+    table = Table("version", "parent", "rows", "sha256", "source", title="lineage")
+    current = v
+    while True:
+        table.add_row(
+            str(current.version), str(current.parent or "-"), str(current.rows), current.sha256[:12], current.source
+        )
+        if current.parent is None:
+            break
+        current = ds.get(v.name, current.parent)
+    console.print(table)
+
+
+@datasets_app.command("create")
+def datasets_create(
+    name: str = typer.Argument(..., help="dataset name"),
+    file: Path | None = typer.Option(None, "--file", help="CSV, Parquet, .npz or .npy file"),
+    sklearn: str | None = typer.Option(None, "--sklearn", help="a scikit-learn bundled dataset, e.g. digits"),
+    home: Path | None = HomeOpt,
+) -> None:
+    """Snapshot a file or a bundled dataset as the next version of NAME."""
+    from aifactory.core.errors import SpecError
+    from aifactory.line.datasets import Datasets
+
+    if (file is None) == (sklearn is None):
+        raise SpecError("source", "give exactly one of --file or --sklearn")
+    ds = Datasets(home)
+    v = ds.create_from_file(name, file) if file is not None else ds.create_from_sklearn(name, str(sklearn))
+    typer.echo(f"{v.ref}  rows {v.rows}  features {v.features}  sha256 {v.sha256[:12]}")
+
+
+# -- pipelines ------------------------------------------------------------------------------
+
+
+@line_app.command("run")
+def line_run(
+    spec: Path = typer.Argument(..., help="pipeline YAML file"),
+    home: Path | None = HomeOpt,
+    gpus: int = typer.Option(4, "--gpus", help="virtual GPUs of the embedded factory"),
+    local: bool = typer.Option(False, "--local", help="run steps as plain subprocesses, not jobs on the floor"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="run every step even if a cached result exists"),
+) -> None:
+    """Run a pipeline: every step a job on the (embedded) floor, with live per-epoch metrics."""
+    import asyncio
+
+    from aifactory.line import home as line_home
+    from aifactory.line.pipeline import load_pipeline, validate
+    from aifactory.line.progress import PipelineProgress
+
+    pipeline = load_pipeline(spec)
+    order = validate(pipeline)
+    where = line_home(home)
+    console = _console()
+    progress = PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name}")
+    with progress:
+        result = asyncio.run(_run_pipeline(pipeline, where, gpus, local, not no_cache, progress))
+    console.print(f"run {result.run_id} finished in {result.seconds:.1f}s; cached: {', '.join(result.cached) or '-'}")
+    if "deploy" in result.outputs:
+        console.print(f"gate: {result.outputs['deploy'].get('gate_reason', '')}")
+
+
+async def _run_pipeline(
+    pipeline: Pipeline, home: Path, gpus: int, local: bool, use_cache: bool, progress: PipelineProgress
+) -> RunResult:
+    from aifactory.line.runner import FloorExecutor, LocalExecutor, PipelineRunner
+
+    if local:
+        return await PipelineRunner(LocalExecutor(), home, progress, use_cache).run(pipeline)
+    from aifactory.live.service import FactoryService
+    from aifactory.live.settings import LiveSettings
+
+    service = await FactoryService.open(LiveSettings(home=home, gpus=gpus))
+    try:
+        return await PipelineRunner(FloorExecutor(service), home, progress, use_cache).run(pipeline)
+    finally:
+        await service.close()
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
+    """List registered models with their aliases."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from aifactory.line.registry import Registry
+
+    reg = Registry(home)
+    table = Table("model", "versions", "aliases", "latest", "holdout accuracy (latest)")
+    for name in reg.models():
+        versions = reg.versions(name)
+        aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(reg.aliases(name).items()))
+        acc = versions[-1].metrics.get("holdout_accuracy")
+        table.add_row(
+            name, str(len(versions)), aliases or "-", f"v{versions[-1].version}", f"{acc:.4f}" if acc else "-"
+        )
+    _console().print(table)
+
+
+@models_app.command("show")
+def models_show(
+    ref: str = typer.Argument(..., help="MODEL, MODEL@VERSION or MODEL@ALIAS"), home: Path | None = HomeOpt
+) -> None:
+    """Versions, aliases, alias history and gate decisions of a model (or one version in full)."""
+    from rich.table import Table
+
+    from aifactory.line.registry import Registry, parse_ref
+
+    reg = Registry(home)
+    console = _console()
+    name, tag = parse_ref(ref)
+    if tag is not None:
+        v = reg.resolve(ref)
+        console.print(f"[bold]{v.ref}[/]  created {_when(v.created_at)} UTC  sha256 {v.sha256[:12]}")
+        console.print(f"checkpoint {v.checkpoint_path}")
+        console.print_json(json.dumps({"metrics": v.metrics, "lineage": v.lineage}, default=str))
+        return
+    aliases = reg.aliases(name)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(version, []).append(alias)
+    table = Table("version", "aliases", "holdout acc", "dataset", "created (UTC)", title=f"model {name}")
+    for v in reg.versions(name):
+        acc = v.metrics.get("holdout_accuracy")
+        table.add_row(
+            str(v.version),
+            ", ".join(sorted(by_version.get(v.version, []))),
+            f"{acc:.4f}" if acc is not None else "-",
+            str(v.lineage.get("dataset", "-")),
+            _when(v.created_at),
+        )
+    console.print(table)
+    history = Table("at (UTC)", "alias", "move", "kind", "reason", title="alias history")
+    for h in reg.alias_history(name):
+        move = f"v{h.previous} -> v{h.version}" if h.previous is not None else f"-> v{h.version}"
+        history.add_row(_when(h.at), h.alias, move, h.kind, h.reason)
+    console.print(history)
+    gate = Table("at (UTC)", "challenger", "champion", "scores", "promoted", "reason", title="gate decisions")
+    for d in reg.decisions(name):
+        champ = f"{d.champion_score:.4f}" if d.champion_score is not None else "-"
+        gate.add_row(
+            _when(d.at),
+            f"v{d.challenger}",
+            f"v{d.champion}" if d.champion else "-",
+            f"{d.challenger_score:.4f} vs {champ}",
+            "yes" if d.promoted else "no",
+            d.reason,
+        )
+    console.print(gate)
+
+
+@models_app.command("promote")
+def models_promote(
+    model: str = typer.Argument(...),
+    version: int = typer.Argument(..., help="version to point the alias at"),
+    alias: str = typer.Option("champion", "--alias"),
+    home: Path | None = HomeOpt,
+) -> None:
+    """Point ALIAS (default champion) at VERSION by hand (the gate is bypassed; the move is recorded)."""
+    from aifactory.line.registry import Registry
+
+    change = Registry(home).set_alias(model, alias, version, reason="promoted by hand")
+    before = f"v{change.previous}" if change.previous is not None else "nothing"
+    typer.echo(f"{model}@{alias}: {before} -> v{change.version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    model: str = typer.Argument(...), alias: str = typer.Option("champion", "--alias"), home: Path | None = HomeOpt
+) -> None:
+    """Move ALIAS back to the version it held before its last move."""
+    from aifactory.line.registry import Registry
+
+    change = Registry(home).rollback(model, alias)
+    typer.echo(f"{model}@{alias}: v{change.previous} -> v{change.version} (rolled back)")

@@ -105,6 +105,41 @@ class LocalExecutor:
         return StepOutcome(code, log_path, state="succeeded" if code == 0 else f"exit code {code}")
 
 
+class FactoryLike(Protocol):
+    """The part of `aifactory.live.service.FactoryService` a pipeline needs."""
+
+    async def submit(self, spec: Any) -> Any: ...
+    async def wait(self, job_id: int, timeout: float | None = None) -> Any: ...
+    def log_path(self, job_id: int) -> Path: ...
+
+
+class FloorExecutor:
+    """Runs a step as a job on the floor: queued, placed on its GPU share, charged to its project."""
+
+    def __init__(self, service: FactoryLike, user: str = "line") -> None:
+        self.service = service
+        self.user = user
+
+    async def run(self, job: StepJob) -> StepOutcome:
+        from aifactory.core.job import JobSpec
+
+        spec = JobSpec(
+            command=job.command,
+            project=job.project,
+            user=self.user,
+            gpus=job.gpus,
+            priority_class=job.priority_class,
+            time_limit_s=job.time_limit_s,
+            name=f"line:{job.step}",
+            workdir=str(job.workdir),
+            env=dict(job.env),
+        )
+        row = await self.service.submit(spec)
+        row = await self.service.wait(row.id)
+        state = f"{row.state.value} ({row.reason})" if row.reason else row.state.value
+        return StepOutcome(row.exit_code, self.service.log_path(row.id), row.id, state)
+
+
 def cache_key(kind: str, params: dict[str, Any], inputs: dict[str, Any], code: str) -> str:
     blob = json.dumps({"kind": kind, "params": params, "inputs": inputs, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
