@@ -11,8 +11,9 @@ import time
 from types import TracebackType
 
 from aifactory.core.errors import AifactoryError
+from aifactory.serve.app import create_app
 from aifactory.serve.guard import Guard
-from aifactory.serve.server import ServeConfig, Serving, bind, create_app
+from aifactory.serve.server import ServeConfig, Serving, bind
 from aifactory.serve.swap import ModelSource, RegistrySource
 
 

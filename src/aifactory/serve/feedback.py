@@ -62,24 +62,39 @@ class Conflict(AifactoryError):
 
 
 @dataclass(frozen=True, slots=True)
-class PredictionRecord:
-    """One answered row. `x`: (64,) pixels; `probs`: (10,) class probabilities."""
+class Answer:
+    """One request's answer as logged: x (n, 64) pixels in, probs (n, 10) out, by model@version."""
 
     request_id: str
-    row: int
-    role: str
+    role: str  # LIVE or SHADOW
     model: str
     version: int
     x: np.ndarray
     probs: np.ndarray
-    created_at: float
+    created_at: float  # unix seconds
 
-    @staticmethod
-    def batch(
-        request_id: str, role: str, model: str, version: int, x: np.ndarray, probs: np.ndarray, now: float
-    ) -> list[PredictionRecord]:
-        """Records for every row of one request: x (n, 64), probs (n, 10)."""
-        return [PredictionRecord(request_id, i, role, model, version, x[i], probs[i], now) for i in range(len(x))]
+    def rows(self) -> list[tuple[object, ...]]:
+        """One tuple per row, in `_INSERT` column order."""
+        x = np.ascontiguousarray(self.x, dtype="<f4")
+        probs = np.ascontiguousarray(self.probs, dtype="<f4")
+        predicted = probs.argmax(axis=1).tolist()
+        return [
+            (
+                self.request_id,
+                i,
+                self.role,
+                self.model,
+                self.version,
+                x[i].tobytes(),
+                predicted[i],
+                probs[i].tobytes(),
+                self.created_at,
+            )
+            for i in range(len(x))
+        ]
+
+
+_COLUMNS = ("request_id", "row", "role", "model", "version", "input", "predicted", "probs", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +123,10 @@ class FeedbackLog:
         self.home.mkdir(parents=True, exist_ok=True)
         self.url = url or default_url(self.home)
         self.engine = _engine(self.url)
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._insert = (
+            f"INSERT INTO serve_predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
+        )
         self._migrate()
 
     def close(self) -> None:
@@ -142,26 +161,17 @@ class FeedbackLog:
             with self.engine.connect() as conn:
                 yield conn
 
-    def log(self, records: Sequence[PredictionRecord]) -> None:
-        """Insert answered rows in one transaction."""
-        if not records:
+    def log(self, answers: Sequence[Answer]) -> None:
+        """Insert the rows of these answers in one transaction.
+
+        A plain DB-API executemany: at thousands of rows a second SQLAlchemy's per-row
+        parameter processing would cost more than the insert itself.
+        """
+        rows = [row for answer in answers for row in answer.rows()]
+        if not rows:
             return
-        rows = [
-            {
-                "request_id": r.request_id,
-                "row": r.row,
-                "role": r.role,
-                "model": r.model,
-                "version": r.version,
-                "input": np.asarray(r.x, dtype="<f4").tobytes(),
-                "predicted": int(np.argmax(r.probs)),
-                "probs": np.asarray(r.probs, dtype="<f4").tobytes(),
-                "created_at": r.created_at,
-            }
-            for r in records
-        ]
         with self.engine.begin() as conn:
-            conn.execute(predictions.insert(), rows)
+            conn.exec_driver_sql(self._insert, rows)
 
     def add_feedback(self, request_id: str, labels: Sequence[int], now: float | None = None) -> int:
         """Label the live answer(s) of `request_id`, one label per row; returns how many rows were labelled."""
@@ -286,15 +296,15 @@ class LogWriter:
         self.log = log
         self.dropped = 0  # records lost because the queue was full (the log fell behind)
         self.errors = 0
-        self._queue: queue.Queue[list[PredictionRecord] | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Answer | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def put(self, records: list[PredictionRecord]) -> None:
+    def put(self, answer: Answer) -> None:
         try:
-            self._queue.put_nowait(records)
+            self._queue.put_nowait(answer)
         except queue.Full:
-            self.dropped += len(records)
+            self.dropped += len(answer.x)
 
     def flush(self) -> None:
         """Block until every record put so far is in the database."""
@@ -313,13 +323,12 @@ class LogWriter:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            records = [r for chunk in items if chunk for r in chunk]
             try:
-                self.log.log(records)
+                self.log.log([a for a in items if a is not None])
             except Exception:  # a failed write must not stop logging; counted and visible in /v1/models
                 self.errors += 1
             finally:
                 for _ in items:
                     self._queue.task_done()
-            if any(chunk is None for chunk in items):
+            if any(a is None for a in items):
                 return

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
-from aifactory.serve.feedback import SHADOW, LogWriter, PredictionRecord
+from aifactory.serve.feedback import SHADOW, Answer, LogWriter
 from aifactory.serve.swap import AliasWatcher, ModelSlot, ModelSource, Served
 
 log = logging.getLogger("aifactory.serve")
@@ -74,4 +74,4 @@ class Shadow:
             log.warning("shadow %s failed on %s: %s", self.ref, request_id, exc)
             return
         self.answered += 1
-        self.writer.put(PredictionRecord.batch(request_id, SHADOW, served.model, served.version, x, probs, time.time()))
+        self.writer.put(Answer(request_id, SHADOW, served.model, served.version, x, probs, time.time()))
