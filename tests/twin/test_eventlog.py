@@ -1,0 +1,68 @@
+"""The live store's event log as a trace: final attempts only, the store's nodes and projects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aifactory.cli.twin import app
+from aifactory.core.actions import StateChanged
+from aifactory.core.cluster import Node
+from aifactory.core.job import JobSpec
+from aifactory.core.project import Project
+from aifactory.core.states import JobState
+from aifactory.live.store import Store
+from aifactory.twin.traces import eventlog
+from aifactory.twin.traces.format import read_trace
+
+Q, R, P, S, F, C = (
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.PREEMPTED,
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+)
+
+
+def filled_store(url: str) -> None:
+    with Store(url) as store:
+        store.save_nodes([Node("n0", 4)])
+        store.save_projects([Project("a", quota=4)])
+        a = JobSpec(command=("x",), project="a", gpus=2, priority=1, time_limit_s=500)
+        b = JobSpec(command=("x",), project="b", user="bob", gpus=1)
+        ids = [store.create_job(spec, at) for spec, at in [(a, 100.0), (b, 105.0), (b, 106.0), (b, 107.0)]]
+        j1, j2, j3, j4 = ids
+        moves = [
+            (j1, Q, R, 101.0),
+            (j2, Q, R, 105.0),
+            (j3, Q, C, 110.0),  # never ran: left out
+            (j4, Q, R, 108.0),  # still running: left out
+            (j2, R, F, 125.0),  # 20 s, failed: replayed as 20 s of work
+            (j1, R, P, 150.0),
+            (j1, P, Q, 160.0),
+            (j1, Q, R, 170.0),
+            (j1, R, S, 230.0),  # the final attempt: 60 s
+        ]
+        store.apply([StateChanged(i, old, new, at) for i, old, new, at in moves], {})
+
+
+def test_final_attempts_become_durations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    filled_store(url)
+    with Store(url) as store:
+        s = eventlog.load(store)
+    assert [(j.submit_time, j.project, j.gpus, j.duration_s) for j in s.jobs] == [(0, "a", 2, 60), (5, "b", 1, 20)]
+    assert (s.jobs[0].priority, s.jobs[0].time_limit_s, s.jobs[1].user) == (1, 500, "bob")
+    assert [n.name for n in s.nodes] == ["n0"]
+    assert {p.name: p.quota for p in s.projects} == {"a": 4, "b": 0}  # b is known only from its jobs
+
+
+def test_convert_the_event_log_to_csv(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    filled_store(url)
+    out = tmp_path / "last-month.csv"
+    result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url])
+    assert result.exit_code == 0, result.output
+    assert [j.duration_s for j in read_trace(out)] == [60, 20]
