@@ -37,6 +37,7 @@ def main() -> None:
             if summary.theirs:
                 figures[f"published_{policy}_{x}"] = round(summary.theirs[x][0], 2)
         figures[f"{policy}_wall_s_per_run"] = round(summary.wall_s, 2)
+        figures[f"{policy}_cpu_s_per_run"] = round(summary.cpu_s, 2)
     figures["wall_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(figures))
 
