@@ -66,7 +66,7 @@ def test_job_sees_its_gpus_env_and_workdir_and_logs_both_streams(tmp_path: Path)
     code = (
         "import os, sys; e = os.environ;"
         "print(e['CUDA_VISIBLE_DEVICES'], e['AIFACTORY_JOB_ID'], e['AIFACTORY_GPU_FRACTION'], e['LR'], os.getcwd());"
-        "print('to stderr', file=sys.stderr)"
+        "print('to stderr', file=sys.stderr); print('group', os.getpgid(0), os.getsid(0))"
     )
 
     async def main() -> None:
@@ -77,6 +77,7 @@ def test_job_sees_its_gpus_env_and_workdir_and_logs_both_streams(tmp_path: Path)
         text = info.log_path.read_text()
         assert f"1,3 7 1 3e-4 {work}" in text
         assert "to stderr" in text
+        assert f"group {info.pid} {info.pid}" in text  # its own session and process group, led by the wrapper
         assert info.log_path == tmp_path / "logs" / "job-7.log"
         assert gone(info.pid)
 
@@ -171,21 +172,26 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
 
 
 def test_attach_after_close_sees_the_real_exit_code(tmp_path: Path) -> None:
-    code = "import time; print('ready', flush=True); time.sleep(0.5); raise SystemExit(4)"
+    def gated(gate: Path, code: int) -> JobSpec:
+        return py(
+            f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\nraise SystemExit({code})"
+        )
 
     async def main() -> None:
         first = Recorder(tmp_path / "logs")
-        info = first.ex.launch(1, py(code), ONE)
-        quick = first.ex.launch(2, py("raise SystemExit(6)"), ONE)
+        info = first.ex.launch(1, gated(tmp_path / "gate1", 4), ONE)
+        quick = first.ex.launch(2, gated(tmp_path / "gate2", 6), ONE)
         assert info is not None and quick is not None
-        await wait_for_text(info.log_path, "ready")
         await first.ex.close()  # stop watching, like a server going down
-        await asyncio.sleep(0.3)  # job 2 ends while nobody watches
+        (tmp_path / "gate2").touch()  # job 2 ends while nobody watches
+        while _state(quick.pid) != "Z":  # exited, not yet reaped: it was our child
+            await asyncio.sleep(0.02)
         second = Recorder(tmp_path / "logs")
         second.ex.attach(1, info.pid, info.pgid, str(info.log_path))
         second.ex.attach(2, quick.pid, quick.pgid, str(quick.log_path))
         assert second.ex.watched == {1}
         assert await second.finished(2) == Finished(2, 6, "")
+        (tmp_path / "gate1").touch()
         assert await second.finished(1) == Finished(1, 4, "")
         assert first.done == {}
         assert gone(info.pid) and gone(quick.pid)

@@ -1,7 +1,7 @@
 """The local executor: every job a real subprocess, in its own process group, on this machine.
 
-Each job runs under `wrap.py` (spawned with posix_spawn and setsid, so wrapper and
-job share a fresh process group whose id is the wrapper's pid). The wrapper records
+Each job runs under `wrap.py` (spawned with posix_spawn; the wrapper calls setsid, so
+wrapper and job share a fresh process group whose id is the wrapper's pid). The wrapper records
 the job's exit status in `<log>.exit`, so a server restarted after a crash can learn
 how a re-attached job ended although it is not the job's parent. Exits are seen
 through a pidfd on the event loop (a poll where pidfds are missing); our own
@@ -11,6 +11,7 @@ children are always reaped, so no zombies are left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -114,9 +115,7 @@ class LocalExecutor:
         ]
         try:
             status.unlink(missing_ok=True)  # a status left by an earlier attempt
-            pid = os.posix_spawn(
-                sys.executable, argv, job_env(job_id, spec, placement), file_actions=actions, setsid=True
-            )
+            pid = os.posix_spawn(sys.executable, argv, job_env(job_id, spec, placement), file_actions=actions)
         except OSError as exc:
             self._report(job_id, 126, f"cannot start job: {exc}")
             return None
@@ -156,7 +155,9 @@ class LocalExecutor:
         try:
             os.killpg(proc.pgid, sig)
         except ProcessLookupError:
-            pass
+            # No such group yet: the wrapper has not reached its setsid(); it is alone, signal it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
         except PermissionError as exc:
             log.warning("job %d: cannot signal process group %d: %s", proc.job_id, proc.pgid, exc)
 

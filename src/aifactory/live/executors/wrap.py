@@ -46,6 +46,9 @@ def main(argv: list[str]) -> int:
     if sep != "--":
         print(f"usage: wrap.py EXIT_PATH WORKDIR -- COMMAND... (got {argv!r})", file=sys.stderr)
         return 2
+    # Our own session and process group (pgid = our pid), so the server can signal the job's
+    # whole tree; done here, not by the spawner: a setsid spawn forks instead of vforking (~9 ms).
+    os.setsid()
     # A handler, not SIG_IGN: the signal reaches the whole process group, the wrapper must
     # outlive its job to record the status, and handlers (unlike SIG_IGN) reset at exec.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
