@@ -7,6 +7,7 @@ import math
 import pytest
 
 from aifactory.core.cluster import Node
+from aifactory.core.errors import SpecError
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
 from aifactory.twin.replay import replay
@@ -122,3 +123,13 @@ def test_replays_are_deterministic() -> None:
     b = replay(scenario, settings("fairshare"))
     assert a.recorder.start_order == b.recorder.start_order
     assert a.recorder.started == b.recorder.started and a.summary == b.summary
+
+
+def test_work_without_duration_goes_through_the_cost_model() -> None:
+    # 2e15 FLOP at 1e14 FLOP/s = 20 s; the second job has a duration of its own.
+    trace = [job(0, 1, None, work=2e15), job(0, 1, 5)]
+    r = replay(one_node(trace), settings("fifo"), cost_model=lambda j: (j.work or 0) / 1e14)
+    assert r.recorder.ended == [20, 5] and r.durations == [20, 5]
+    with pytest.raises(SpecError) as err:
+        replay(one_node(trace), settings("fifo"))
+    assert err.value.field == "duration_s" and "cost model" in err.value.message
