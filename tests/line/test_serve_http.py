@@ -75,21 +75,23 @@ def test_predict_answers_with_the_champion(server: BackgroundServer, models: dic
     assert info["version"] == 1 and info["ref"] == "digits@champion" and info["requests"] == 2
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({"inputs": [[1.0] * 63]}, ["body", "inputs", 0]),
-        ({"inputs": [["a"] * 64]}, ["body", "inputs", 0, 0]),
-        ({"inputs": [[1.0] * 64], "extra": 1}, ["body", "extra"]),
-        ({"inputs": []}, ["body", "inputs"]),
-        ({"inputs": "pixels"}, ["body", "inputs"]),
-        ({}, ["body", "inputs"]),
-    ],
-)
-def test_bad_inputs_get_422_naming_the_field(server: BackgroundServer, payload: dict, field: list) -> None:
-    r = httpx.post(f"{server.url}/v1/models/digits/predict", json=payload)
-    assert r.status_code == 422
-    assert r.json()["detail"][0]["loc"] == field
+BAD_INPUTS = [
+    ({"inputs": [[1.0] * 63]}, ["body", "inputs", 0]),
+    ({"inputs": [["a"] * 64]}, ["body", "inputs", 0, 0]),
+    ({"inputs": [[1.0] * 64], "extra": 1}, ["body", "extra"]),
+    ({"inputs": []}, ["body", "inputs"]),
+    ({"inputs": "pixels"}, ["body", "inputs"]),
+    ({"inputs": [[1.0] * 64], "request_id": "spaces are not ok"}, ["body", "request_id"]),
+    ({}, ["body", "inputs"]),
+]
+
+
+def test_bad_inputs_get_422_naming_the_field(server: BackgroundServer) -> None:
+    for payload, field in BAD_INPUTS:
+        r = httpx.post(f"{server.url}/v1/models/digits/predict", json=payload)
+        assert r.status_code == 422, payload
+        assert r.json()["detail"][0]["loc"] == field, payload
+    assert server.serving.requests == 0
 
 
 def test_malformed_unknown_and_oversized(server: BackgroundServer) -> None:
@@ -179,7 +181,9 @@ def test_hot_swap_under_load_drops_nothing(home: Path, registry: Registry, model
             np.testing.assert_allclose(probs, models[version].predict_proba(DIGITS[row : row + 1]), atol=1e-5)
 
 
-def test_shadow_answers_are_logged_never_returned(home: Path, registry: Registry, models: dict[int, LoadedModel]) -> None:
+def test_shadow_answers_are_logged_never_returned(
+    home: Path, registry: Registry, models: dict[int, LoadedModel]
+) -> None:
     with serve(home, shadow_ref="digits@challenger") as srv:
         ids = []
         for i in range(5):

@@ -1,0 +1,93 @@
+"""The server as a plain process (how the floor runs it as a job) and `aifactory serve` on bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from aifactory.line.digits_model import DigitsConfig, build_model, save_checkpoint
+from aifactory.line.registry import Registry
+from aifactory.serve.feedback import FeedbackLog
+from aifactory.serve.server import main as server_main
+
+CLI = [sys.executable, "-c", "from aifactory.cli import main; main()"]
+
+
+def champion(home: Path) -> Registry:
+    registry = Registry(home)
+    torch.manual_seed(0)
+    cfg = DigitsConfig(widths=(4, 8), hidden=16)
+    registry.register("digits", save_checkpoint(home / "m.pt", build_model(cfg), cfg, {}), {}, {})
+    registry.set_alias("digits", "champion", 1)
+    return registry
+
+
+def test_server_process_serves_with_a_token_and_stops_cleanly(home: Path) -> None:
+    champion(home)
+    token = home / "token"
+    token.write_text("tok-123\n")
+    ready = home / "ready.json"
+    cmd = [sys.executable, "-m", "aifactory.serve.server", "--model", "digits@champion", "--home", str(home)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", "0", "--ready-file", str(ready), "--token-file", str(token), "--max-batch", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "server did not get ready"
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        assert info["pid"] == proc.pid and info["version"] == 1
+        headers = {"Authorization": "Bearer tok-123"}
+        x = np.full((2, 64), 8.0).tolist()
+        for _ in range(3):
+            r = httpx.post(f"{info['url']}/v1/models/digits/predict", json={"inputs": x}, headers=headers)
+            assert r.status_code == 200 and r.json()["version"] == 1
+        assert httpx.post(f"{info['url']}/api/predict", json={"inputs": x}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -signal.SIGTERM), err  # uvicorn re-raises SIGTERM after a graceful stop
+    assert f"serving digits@champion (v1) at {info['url']}" in out
+    assert FeedbackLog(home).count() == 6  # every answered row was logged before exit
+
+
+def test_cli_unknown_alias_exits_2_with_one_line(home: Path) -> None:
+    champion(home)
+    done = subprocess.run(
+        [*CLI, "serve", "digits@champoin", "--home", str(home), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "did you mean 'champion'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_options_exit_2_naming_the_option(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    champion(home)
+    cases = [
+        (["--max-batch", "0"], "max_batch"),
+        (["--max-wait-ms", "-5"], "max_wait_ms"),
+        (["--token-file", str(home / "missing")], "token_file"),
+        (["--port", "70000"], "port"),
+        (["--model", "cats@champion"], "cats"),
+    ]
+    for args, expected in cases:
+        assert server_main(["--home", str(home), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err, err
