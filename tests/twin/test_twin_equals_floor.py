@@ -24,10 +24,13 @@ from aifactory.twin.traces.format import Scenario
 SLEEP = shutil.which("sleep")
 
 
+BLOCKER_S = 1.5  # holds all 4 GPUs while the rest are submitted, so every run sees the same queue
+
+
 def workload(seed: int = 7, n: int = 40) -> list[JobSpec]:
-    """40 sleeps of 0.1-0.3 s on 1-4 GPUs, two projects, random priorities (seeded)."""
+    """A 4-GPU blocker, then 40 sleeps of 0.1-0.3 s on 1-4 GPUs, two projects, random priorities."""
     rng = random.Random(seed)
-    out = []
+    out = [JobSpec(command=(str(SLEEP), str(BLOCKER_S)), project="a", gpus=4, duration_s=BLOCKER_S)]
     for i in range(n):
         seconds = rng.choice((0.1, 0.2, 0.3))
         out.append(
@@ -51,6 +54,7 @@ def run_live(home: Path, specs: list[JobSpec]) -> Path:
     async def main() -> None:
         async with await FactoryService.open(settings) as svc:
             ids = [(await svc.submit(spec)).id for spec in specs]
+            assert svc.job(ids[0]).state is JobState.RUNNING, "submitting took longer than the blocker runs"
             for job_id in ids:
                 row = await svc.wait(job_id, 30)
                 assert row.state is JobState.SUCCEEDED, row.reason
@@ -82,7 +86,7 @@ def test_the_twin_starts_what_the_floor_started_when_it_did(tmp_path: Path, monk
     index = {row.id: i for i, row in enumerate(rows)}
     live_order = [index[job_id] for job_id, _ in starts]
     live_at = {index[job_id]: at - t0 for job_id, at in starts}
-    assert len(live_order) == len(specs) == len(recorded.jobs)
+    assert len(live_order) == len(specs) == len(recorded.jobs) == 41
 
     # 1. Replaying the recorded run times: the same decisions at the same instants.
     exact = replay(recorded, settings)
