@@ -90,6 +90,8 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
     fifo = out["variants"][0]
     assert fifo["gpus"] == 16 and fifo["summary"]["finished"] == 40
     assert set(fifo["summary"]["projects"]) == {"a", "b"}
+    series = fifo["series"]
+    assert len(series["at"]) == len(series["allocated"]) > 0 and max(series["allocated"]) <= 16
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 4 and "<script" not in page
     png = page.split("data:image/png;base64,")[1].split('"')[0]

@@ -44,6 +44,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _series(result: Any) -> dict[str, Any]:
+    """The sampled time series: time (s), GPUs allocated, jobs pending, fragmentation (0..1)."""
+    s = result.samples
+    return {
+        "period_s": s.period_s,
+        "at": s.at,
+        "allocated": s.allocated,
+        "pending": s.pending,
+        "fragmentation": s.fragmentation,
+    }
+
+
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -84,7 +96,10 @@ def run(
         out = {
             "trace": scenario.name,
             "jobs": len(scenario.jobs),
-            "variants": [_clean({**row, "summary": r.summary}) for row, r in zip(rows, results, strict=True)],
+            "variants": [
+                _clean({**row, "summary": r.summary, "series": _series(r)})
+                for row, r in zip(rows, results, strict=True)
+            ],
         }
         typer.echo(json.dumps(out, indent=1))
         return
