@@ -3,8 +3,11 @@
 1. latency: JOBS trivial jobs (`true`) submitted one after another, each while a GPU
    is free; submit -> running measured from the client (POST sent until the job is
    seen running) and from the server's records (started_at - submitted_at);
-2. throughput: CLIENTS processes submit concurrently (the jobs queue); jobs/s accepted;
-3. then every job must reach a terminal state: the ones that do not are lost.
+2. throughput: CLIENTS processes submit concurrently while one job holds every GPU, so
+   the submits only queue: jobs/s the API accepts; then the same on an idle floor,
+   where a submit may also launch its job (bounded by process spawning);
+3. the blocker is cancelled, the queue drains, and every job must reach a terminal
+   state: the ones that do not are lost.
 
 Last line: one JSON object with the figures.
 """
@@ -88,6 +91,14 @@ def throughput_phase(server: ServerProcess, clients: int, per_client: int) -> tu
     return ids, len(ids) / (end - start)
 
 
+def block_floor(http: httpx.Client, gpus: int) -> int:
+    """A job holding every GPU, so that what is submitted next queues."""
+    r = http.post("/api/jobs", json={"command": ["sleep", "3600"], "gpus": gpus, "name": "blocker"})
+    r.raise_for_status()
+    wait_running(http, r.json())
+    return r.json()["id"]
+
+
 def count_lost(http: httpx.Client, ids: list[int], timeout: float) -> tuple[int, dict[str, int]]:
     """Jobs not in a terminal state once the queue has drained (or `timeout` has passed)."""
     deadline = time.monotonic() + timeout
@@ -121,12 +132,16 @@ def main() -> None:
     ):
         lat_ids, observed = latency_phase(http, a.jobs, a.gpus)
         recorded = server_latency_ms(http, lat_ids)
+        blocker = block_floor(http, a.gpus)
         tp_ids, rate = throughput_phase(server, a.clients, a.per_client)
+        http.post(f"/api/jobs/{blocker}/cancel").raise_for_status()
         t0 = time.perf_counter()
-        lost, tally = count_lost(http, lat_ids + tp_ids, timeout=600)
+        lost, tally = count_lost(http, [*lat_ids, blocker, *tp_ids], timeout=600)
         drain_s = time.perf_counter() - t0
+        idle_ids, idle_rate = throughput_phase(server, a.clients, a.per_client // 4)
+        idle_lost, idle_tally = count_lost(http, idle_ids, timeout=600)
     figures = {
-        "jobs": len(lat_ids) + len(tp_ids),
+        "jobs": len(lat_ids) + 1 + len(tp_ids) + len(idle_ids),
         "gpus": a.gpus,
         "submit_to_running_p50_ms": round(statistics.median(observed), 2),
         "submit_to_running_p99_ms": round(percentile(observed, 99), 2),
@@ -134,17 +149,23 @@ def main() -> None:
         "recorded_submit_to_running_p99_ms": round(percentile(recorded, 99), 2),
         "clients": a.clients,
         "submits_per_s": round(rate, 1),
+        "submits_per_s_idle_floor": round(idle_rate, 1),
         "drain_s": round(drain_s, 1),
-        "final_states": tally,
-        "jobs_lost": lost,
+        "drained_jobs_per_s": round(len(tp_ids) / drain_s, 1),
+        "final_states": {k: tally.get(k, 0) + idle_tally.get(k, 0) for k in {*tally, *idle_tally}},
+        "jobs_lost": lost + idle_lost,
     }
     print(
         f"submit -> running, client-observed over {len(observed)} jobs: p50 {figures['submit_to_running_p50_ms']} ms,"
     )
     print(f"  p99 {figures['submit_to_running_p99_ms']} ms; as the server recorded it: p50 ")
     print(f"  {figures['recorded_submit_to_running_p50_ms']} ms, p99 {figures['recorded_submit_to_running_p99_ms']} ms")
-    print(f"throughput, {a.clients} concurrent clients x {a.per_client} submits: {figures['submits_per_s']} jobs/s")
-    print(f"all {figures['jobs']} jobs: {tally} after a {figures['drain_s']} s drain; lost: {lost}")
+    print(f"throughput, {a.clients} concurrent clients x {a.per_client} submits, floor full (jobs queue):")
+    print(f"  {figures['submits_per_s']} jobs/s accepted; drained at {figures['drained_jobs_per_s']} jobs/s")
+    print(
+        f"  idle floor ({a.clients} x {a.per_client // 4}, submits launch): {figures['submits_per_s_idle_floor']} jobs/s"
+    )
+    print(f"all {figures['jobs']} jobs: {figures['final_states']}; lost: {figures['jobs_lost']}")
     print(json.dumps(figures))
 
 

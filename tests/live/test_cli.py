@@ -106,24 +106,48 @@ def test_projects_and_tokens(server: ServerProcess) -> None:
     refused(cli(server, "token", "create", "--user", "eve", "--project", "default", env={"AIFACTORY_TOKEN": token}))
 
 
+def test_bad_gpus_exits_2_with_the_servers_message(server: ServerProcess) -> None:
+    with server.client() as http:
+        before = [j["id"] for j in http.get("/api/jobs").json()]
+        refused(cli(server, "submit", "--gpus", "9", "--", "true"), "gpus", "9")
+        assert [j["id"] for j in http.get("/api/jobs").json()] == before
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
         (["submit", "--gpus", "0", "--", "true"], ["gpus"]),
         (["submit", "--gpus", "-1", "--", "true"], ["gpus"]),
-        (["submit", "--gpus", "9", "--", "true"], ["gpus", "9"]),
         (["submit", "--project", "nosuch", "--", "true"], ["project", "nosuch"]),
         (["submit"], ["command"]),
         (["submit", "--time-limit", "soon", "--", "true"], ["time_limit"]),
         (["submit", "--env", "NOEQUALS", "--", "true"], ["env"]),
         (["show", "424242"], ["424242"]),
+        (["cancel", "424242"], ["424242"]),
+        (["logs", "424242"], ["424242"]),
     ],
 )
-def test_bad_input_exits_2_with_the_servers_message(server: ServerProcess, args: list[str], words: list[str]) -> None:
+def test_bad_input_in_process(
+    server: ServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    words: list[str],
+) -> None:
+    """The same `main()` in this process (a subprocess each would cost a second): exit 2, the server's words."""
+    from aifactory.cli import main
+
+    monkeypatch.setenv("AIFACTORY_HOME", str(server.home))
+    monkeypatch.delenv("AIFACTORY_URL", raising=False)
+    monkeypatch.delenv("AIFACTORY_TOKEN", raising=False)
+    monkeypatch.setattr(sys, "argv", ["aifactory", *args])
     with server.client() as http:
         before = [j["id"] for j in http.get("/api/jobs").json()]
-        refused(cli(server, *args), *words)
+        with pytest.raises(SystemExit) as exit_:
+            main()
         assert [j["id"] for j in http.get("/api/jobs").json()] == before
+    captured = capsys.readouterr()
+    refused(subprocess.CompletedProcess(args, exit_.value.code, captured.out, captured.err), *words)
 
 
 def test_malformed_yaml_exits_2(server: ServerProcess, tmp_path: Path) -> None:
