@@ -353,7 +353,9 @@ def fit_runs(
 def sweep(
     widths: str = typer.Option("16,24,32,48,64,96", help="Comma-separated model widths (one run each)."),
     tokens_per_param: float = typer.Option(10.0, help="Training characters per parameter."),
-    runner: str = typer.Option("local", help="Where runs execute: local (subprocesses)."),
+    runner: str = typer.Option(
+        "local", help="Where runs execute: local (subprocesses) or floor (jobs of a factory of its own under --out)."
+    ),
     out: Path = typer.Option(Path("plan-sweep"), help="Directory for run results, runs.csv and fit.png."),
     as_json: bool = JSON_OPT,
 ) -> None:

@@ -37,7 +37,7 @@ class CharLMConfig:
     tokens: int = 100_000
     lr: float = 3e-3
     seed: int = 0
-    eval_batches: int = 8
+    eval_windows: int = 256  # held-out windows of seq_len characters, the same for every run
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -98,6 +98,11 @@ def _model(cfg: CharLMConfig, vocab: int) -> Any:
             self.pos = nn.Embedding(cfg.seq_len, cfg.d_model)
             self.blocks = nn.Sequential(*(Block() for _ in range(cfg.n_layer)))
             self.ln = nn.LayerNorm(cfg.d_model)
+            for module in self.modules():  # GPT-2's init: with a tied head, N(0, 1) embeddings start at ~8 nats
+                if isinstance(module, nn.Linear | nn.Embedding):
+                    nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
         def forward(self, idx: torch.Tensor) -> torch.Tensor:
             x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))  # (B, T, C)
@@ -167,13 +172,15 @@ def _evaluate(model: Any, val_data: Any, cfg: CharLMConfig) -> float:
     import torch
     from torch.nn import functional as F
 
-    n = cfg.eval_batches * cfg.batch
-    starts = torch.linspace(0, len(val_data) - cfg.seq_len - 2, n).long()
+    starts = torch.linspace(0, len(val_data) - cfg.seq_len - 2, cfg.eval_windows).long()
     model.eval()
+    total = 0.0
     with torch.no_grad():
-        x = torch.stack([val_data[i : i + cfg.seq_len] for i in starts])
-        y = torch.stack([val_data[i + 1 : i + 1 + cfg.seq_len] for i in starts])
-        return float(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item())
+        for chunk in starts.split(64):
+            x = torch.stack([val_data[i : i + cfg.seq_len] for i in chunk])  # (64, T)
+            y = torch.stack([val_data[i + 1 : i + 1 + cfg.seq_len] for i in chunk])
+            total += float(F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="sum").item())
+    return total / (cfg.eval_windows * cfg.seq_len)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """A scaling sweep: a family of character-level transformers of growing size, trained, then fitted.
 
 Each size is a separate `python -m aifactory.plan.charlm --config JSON --out PATH` process, so any runner
-that can run a command can run the sweep: `LocalRunner` runs them as local subprocesses; a factory-floor
-runner submits the same commands as jobs. Runners are found by name in `RUNNERS`.
+that can run a command can run the sweep: `LocalRunner` runs them as local subprocesses; `FloorRunner`
+(plan/floor_runner.py) submits the same commands as jobs of the live factory. Runners are found by name
+in `RUNNERS` ("local", "floor").
 
 Sizes follow one rule: width d grows, depth stays, and the training budget is `tokens_per_param` times
 the parameter count (data grows with the model, as along a compute-optimal frontier), so compute grows
@@ -64,7 +65,9 @@ def sweep_jobs(
     tokens_per_param: float = 10.0,
     base: CharLMConfig | None = None,
 ) -> list[SweepJob]:
-    """One job per width; heads of 16 channels; peak LR 1e-2 at d=16, shrinking as 1/sqrt(d)."""
+    """One job per width. Heads of 16 channels (or a little wider where 16 does not divide d); peak LR
+    1e-2 at d=16, shrinking as 1/sqrt(d); batch d/4 sequences (at least 4), since the batch a model can
+    use grows as its loss falls (Kaplan et al. 2020)."""
     if len(widths) < 4:
         raise SpecError("widths", f"need at least 4 sizes to fit a 3-parameter law, got {len(widths)}")
     if not tokens_per_param > 0:
@@ -75,9 +78,9 @@ def sweep_jobs(
         if d < 8 or d % 8:
             raise SpecError("widths", f"each width must be a multiple of 8 and >= 8, got {d}")
         tokens = int(tokens_per_param * approx_params(d, n_layer))
-        sized = replace(
-            cfg, d_model=d, n_layer=n_layer, n_head=max(1, d // 16), tokens=tokens, lr=1e-2 * (16 / d) ** 0.5
-        )
+        heads = max(h for h in range(1, max(1, d // 16) + 1) if d % h == 0)
+        lr = 1e-2 * (16 / d) ** 0.5
+        sized = replace(cfg, d_model=d, n_layer=n_layer, n_head=heads, tokens=tokens, lr=lr, batch=max(4, d // 4))
         jobs.append(SweepJob(f"d{d}-l{n_layer}", sized))
     return jobs
 
@@ -115,7 +118,13 @@ class LocalRunner:
             return list(pool.map(lambda j: self._one(j, workdir), jobs))
 
 
-RUNNERS: dict[str, Callable[[], Runner]] = {"local": LocalRunner}
+def _floor_runner() -> Runner:
+    from aifactory.plan.floor_runner import FloorRunner
+
+    return FloorRunner()
+
+
+RUNNERS: dict[str, Callable[[], Runner]] = {"local": LocalRunner, "floor": _floor_runner}
 
 
 def get_runner(name: str) -> Runner:

@@ -1,0 +1,119 @@
+"""Training plans against published runs: GPT-3, Llama 2; memory per GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aifactory.core.errors import SpecError
+from aifactory.plan.catalog import Catalog
+from aifactory.plan.energy import Facility, footprint, infer_grid_intensity
+from aifactory.plan.memory import Parallel, Shape, shape_for, training_memory
+from aifactory.plan.train import TrainSpec, implied_mfu, plan_training, training_flops
+
+LLAMA2 = ("llama2-7b", "llama2-13b", "llama2-70b")
+
+
+def test_gpt3_training_flops(published: dict[str, Any]) -> None:
+    run = published["runs"]["gpt3-175b"]
+    assert training_flops(run["params"], run["tokens"]) == pytest.approx(run["training_flops"], rel=0.01)
+
+
+def test_gpt3_energy_and_carbon_from_gpu_count_and_days(catalog: Catalog, published: dict[str, Any]) -> None:
+    run = published["runs"]["gpt3-175b"]
+    v100 = catalog.gpu(run["gpu"])
+    gpu_hours = run["gpus"] * run["days"] * 24
+    # Patterson et al. 2021 report PUE 1.1 for the Microsoft data centre; power is the catalogue's measured 330 W.
+    fp = footprint(gpu_hours, v100.power_w, Facility(pue=1.1, grid_g_per_kwh=run["grid_gco2_per_kwh"]))
+    assert fp.facility_kwh / 1000 == pytest.approx(run["energy_mwh"], rel=0.02)
+    assert fp.tco2e == pytest.approx(run["tco2e"], rel=0.02)
+    from_energy = footprint(run["energy_mwh"] * 1000 / 0.33, 330, Facility(1.0, run["grid_gco2_per_kwh"]))
+    assert from_energy.tco2e == pytest.approx(run["tco2e"], rel=0.02)
+
+
+def test_llama2_carbon_from_the_grid_intensity_of_one_row(published: dict[str, Any]) -> None:
+    rows = [published["runs"][k] for k in LLAMA2]
+    # Touvron et al.'s power already includes PUE, hence pue=1.0.
+    grid = infer_grid_intensity(rows[0]["gpu_hours"], rows[0]["power_w"], 1.0, rows[0]["tco2e"])
+    assert 300 < grid < 500
+    for row in rows[1:]:
+        fp = footprint(row["gpu_hours"], row["power_w"], Facility(pue=1.0, grid_g_per_kwh=grid))
+        assert fp.tco2e == pytest.approx(row["tco2e"], rel=0.01)
+
+
+def test_llama2_implied_mfu_between_30_and_50_percent(catalog: Catalog, published: dict[str, Any]) -> None:
+    for key in LLAMA2:
+        row = published["runs"][key]
+        mfu = implied_mfu(row["params"], row["tokens"], row["gpu_hours"], catalog.gpu(row["gpu"]).peak_tflops())
+        print(f"{key}: implied MFU {mfu:.1%}")
+        assert 0.30 < mfu < 0.50
+
+
+def test_plan_round_trips_llama2_70b(catalog: Catalog, published: dict[str, Any]) -> None:
+    """Planned at its own implied MFU with full goodput, a run takes its published GPU-hours."""
+    row = published["runs"]["llama2-70b"]
+    mfu = implied_mfu(row["params"], row["tokens"], row["gpu_hours"], 312)
+    spec = TrainSpec(row["params"], row["tokens"], "A100-80GB", 2048, mfu=mfu, goodput=1.0, power_w=400)
+    plan = plan_training(spec, catalog, Facility(pue=1.0, grid_g_per_kwh=423.5))
+    assert plan.gpu_hours == pytest.approx(row["gpu_hours"], rel=1e-9)
+    assert plan.days == pytest.approx(row["gpu_hours"] / 2048 / 24)
+    assert plan.footprint.tco2e == pytest.approx(row["tco2e"], rel=0.01)
+    assert plan.memory.fits and plan.parallel.gpus == 2048
+
+
+def test_defaults_are_visible_and_goodput_stretches_time(catalog: Catalog) -> None:
+    spec = TrainSpec(7e9, 1e12, "H100", 256)
+    plan = plan_training(spec, catalog, Facility(usd_per_gpu_hour=2.0))
+    assert plan.mfu == 0.40 and "hopper" in plan.mfu_source
+    ideal_hours = 6 * 7e9 * 1e12 / (989.4e12 * 0.40) / 3600
+    assert plan.gpu_hours == pytest.approx(ideal_hours / 0.9)
+    assert plan.footprint.power_w == 1050  # the measured DGX H100 figure per GPU
+    assert plan.footprint.cost_usd == pytest.approx(2.0 * plan.gpu_hours)
+
+
+def test_memory_breakdown_by_zero_stage() -> None:
+    shape = Shape(layers=32, hidden=4096, heads=32)
+    stages = [training_memory(7e9, shape, Parallel(dp=8, zero=z, recompute="full"), 80) for z in range(4)]
+    assert (stages[0].weights_gb, stages[0].grads_gb, stages[0].optimizer_gb) == pytest.approx((14, 14, 84))
+    assert stages[1].optimizer_gb == pytest.approx(84 / 8) and stages[1].grads_gb == pytest.approx(14)
+    assert stages[2].grads_gb == pytest.approx(14 / 8) and stages[3].weights_gb == pytest.approx(14 / 8)
+    assert [s.total_gb for s in stages] == sorted((s.total_gb for s in stages), reverse=True)
+    # full recomputation keeps 2 bytes per (token x hidden) per layer: 32 * 4096 * 4096 * 2 B
+    assert stages[0].activations_gb == pytest.approx(32 * 4096 * 4096 * 2 / 1e9)
+
+
+def test_tensor_parallel_divides_activations_and_weights() -> None:
+    shape = shape_for(70e9)
+    one = training_memory(70e9, shape, Parallel(tp=1), 80)
+    eight = training_memory(70e9, shape, Parallel(tp=8), 80)
+    assert eight.weights_gb == pytest.approx(one.weights_gb / 8)
+    assert eight.activations_gb == pytest.approx(one.activations_gb / 8)
+
+
+def test_auto_layout_finds_a_fit_and_explicit_layout_that_does_not_fit_is_refused(catalog: Catalog) -> None:
+    plan = plan_training(TrainSpec(70e9, 2e12, "A100-80GB", 2048), catalog, Facility())
+    assert plan.parallel.tp * plan.parallel.pp > 1 and plan.memory.total_gb <= 80
+    with pytest.raises(SpecError, match="memory: plan does not fit"):
+        plan_training(TrainSpec(70e9, 2e12, "A100-80GB", 2048, tp=1, pp=1), catalog, Facility())
+    with pytest.raises(SpecError, match="memory: plan does not fit"):
+        plan_training(TrainSpec(1e12, 1e12, "V100", 8), catalog, Facility())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"params": -5}, "params"), ({"tokens": 0}, "tokens"), ({"gpus": 0}, "gpus"), ({"mfu": 1.5}, "mfu"),
+     ({"goodput": 0}, "goodput"), ({"tp": 3}, "gpus"), ({"zero": 4}, "zero"), ({"recompute": "some"}, "recompute")],
+)  # fmt: skip
+def test_bad_training_specs_name_the_field(catalog: Catalog, kwargs: dict[str, Any], field: str) -> None:
+    base: dict[str, Any] = {"params": 7e9, "tokens": 1e12, "gpu": "A100", "gpus": 64}
+    with pytest.raises(SpecError) as err:
+        plan_training(TrainSpec(**{**base, **kwargs}), catalog, Facility())
+    assert err.value.field == field
+
+
+def test_bad_facility_names_the_field() -> None:
+    with pytest.raises(SpecError, match="pue"):
+        Facility(pue=0.9)
+    with pytest.raises(SpecError, match="grid"):
+        Facility(grid_g_per_kwh=-1)
