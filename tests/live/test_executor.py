@@ -106,9 +106,12 @@ def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> N
         one, two, three = await r.finished(1), await r.finished(2), await r.finished(3)
         assert (one.exit_code, two.exit_code, three.exit_code) == (127, 126, 126)
         assert "command not found: 'no-such-program-xyz'" in one.reason
-        assert "workdir" in two.reason and "missing" in two.reason
-        assert "permission denied" in three.reason
-        assert "command not found" in r.ex.log_path(1).read_text()
+        assert two.reason == "cannot enter the job's workdir"
+        assert f"cannot enter workdir {tmp_path / 'missing'}" in r.ex.log_path(2).read_text()
+        assert "cannot run" in three.reason and "script.sh" in three.reason
+        assert "no-such-program-xyz: not found" in r.ex.log_path(1).read_text()
+        assert r.ex.launch(5, JobSpec(command=()), ONE) is None
+        assert (await r.finished(5)).reason == "empty command"
 
         (tmp_path / "logs").rename(tmp_path / "moved")  # the log file cannot be opened
         assert r.ex.launch(4, JobSpec(command=("true",)), ONE) is None

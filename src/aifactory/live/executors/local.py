@@ -1,9 +1,9 @@
 """The local executor: every job a real subprocess, in its own process group, on this machine.
 
-Each job runs under `wrap.py` (spawned with posix_spawn; the wrapper calls setsid, so
-wrapper and job share a fresh process group whose id is the wrapper's pid). The wrapper records
-the job's exit status in `<log>.exit`, so a server restarted after a crash can learn
-how a re-attached job ended although it is not the job's parent. Exits are seen
+Each job runs under the sh wrapper of `wrap.py`, spawned with posix_spawn and setsid,
+so wrapper and job share a fresh session and process group whose id is the wrapper's
+pid. The wrapper records the job's exit status in `<log>.exit`, so a server restarted
+after a crash can learn how a re-attached job ended although it is not its parent. Exits are seen
 through a pidfd on the event loop (a poll where pidfds are missing); our own
 children are always reaped, so no zombies are left behind.
 """
@@ -11,38 +11,25 @@ children are always reaped, so no zombies are left behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from aifactory.core.events import Finished
 from aifactory.core.job import MILLI, JobSpec, Placement
-from aifactory.live.executors import OnFinished, ProcessInfo
+from aifactory.live.executors import OnFinished, ProcessInfo, wrap
 
 log = logging.getLogger(__name__)
 
-WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
 LOST = "process lost while the server was down"
 POLL_S = 0.05  # exit polling period where pidfds are unavailable
 
 
 def status_path(log_path: Path) -> Path:
     return Path(f"{log_path}.exit")
-
-
-def read_status(path: Path) -> tuple[int, str] | None:
-    """The wrapper's (exit code, reason), None where it wrote none (it was killed or lost)."""
-    try:
-        data = json.loads(path.read_text())
-        return int(data["exit_code"]), str(data.get("reason", ""))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def is_wrapper_alive(pid: int, status: Path) -> bool:
@@ -79,6 +66,7 @@ class _Proc:
     pid: int
     pgid: int
     log_path: Path
+    command: tuple[str, ...] = ()  # for the reason of a launch failure (unknown after a restart)
     fd: int | None = None  # pidfd, readable once the wrapper has exited
     force: asyncio.TimerHandle | None = None  # the pending SIGKILL
     killed: bool = False  # SIGKILL sent
@@ -106,8 +94,10 @@ class LocalExecutor:
     def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
         log_path = self.log_path(job_id)
         status = status_path(log_path)
-        workdir = spec.workdir or os.getcwd()
-        argv = [sys.executable, "-I", "-S", WRAP, str(status), workdir, "--", *spec.command]
+        if not spec.command:
+            self._report(job_id, wrap.NOT_FOUND, "empty command")
+            return None
+        argv = wrap.argv(status, spec.workdir or os.getcwd(), spec.command)
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
@@ -115,11 +105,12 @@ class LocalExecutor:
         ]
         try:
             status.unlink(missing_ok=True)  # a status left by an earlier attempt
-            pid = os.posix_spawn(sys.executable, argv, job_env(job_id, spec, placement), file_actions=actions)
+            env = job_env(job_id, spec, placement)
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
         except OSError as exc:
-            self._report(job_id, 126, f"cannot start job: {exc}")
+            self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
             return None
-        self._watch(_Proc(job_id, pid, pid, log_path))
+        self._watch(_Proc(job_id, pid, pid, log_path, spec.command))
         return ProcessInfo(pid, pid, log_path)
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
@@ -130,7 +121,7 @@ class LocalExecutor:
             return
         if pid is not None:
             self._reap(pid)  # our own child from before a close() in this process
-        done = read_status(status)
+        done = wrap.read_status(status)
         # It ended while no server watched: its status file says how; without one it was killed.
         self._report(job_id, *(done if done is not None else (None, LOST)))
 
@@ -155,9 +146,7 @@ class LocalExecutor:
         try:
             os.killpg(proc.pgid, sig)
         except ProcessLookupError:
-            # No such group yet: the wrapper has not reached its setsid(); it is alone, signal it.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
+            pass
         except PermissionError as exc:
             log.warning("job %d: cannot signal process group %d: %s", proc.job_id, proc.pgid, exc)
 
@@ -211,7 +200,7 @@ class LocalExecutor:
             return
         self._unwatch(asyncio.get_running_loop(), proc)
         wrapper_code = self._reap(proc.pid)
-        done = read_status(status_path(proc.log_path))
+        done = wrap.read_status(status_path(proc.log_path), proc.command)
         if done is not None:
             self._report(job_id, *done)
         elif proc.killed:
