@@ -30,8 +30,6 @@ class DemoSettings:
     gpus: int = 4  # virtual GPUs of the embedded factory
     epochs: int = 10
     world_fraction: float = 0.4  # digits kept out of the line as the world's traffic
-    clean_requests: int = 120
-    shifted_requests: int = 400  # their labels come back as feedback
     concurrency: int = 8  # clients sending requests at once
     margin: float = 0.01  # the gate's margin (accuracy)
     trigger: TriggerSettings = field(

@@ -237,6 +237,8 @@ class PipelineRunner:
         out_file = workdir / "outputs.json"
         if outcome.exit_code != 0 or not out_file.is_file():
             tail = outcome.log_path.read_text(errors="replace")[-LOG_TAIL:] if outcome.log_path else ""
+            if outcome.exit_code == 0:
+                outcome = StepOutcome(0, outcome.log_path, outcome.job_id, f"{outcome.state}, but no {out_file.name}")
             self.on_event(StepEvent(step.name, "failed", {"state": outcome.state, "job": outcome.job_id}))
             raise StepFailed(step.name, outcome, tail)
         result = json.loads(out_file.read_text())
