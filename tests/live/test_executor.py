@@ -71,7 +71,7 @@ def test_job_sees_its_gpus_env_and_workdir_and_logs_both_streams(tmp_path: Path)
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = r.ex.launch(7, py(code, env={"LR": "3e-4"}, workdir=str(work)), Placement((("node0", (1, 3)),)))
+        info = await r.ex.launch(7, py(code, env={"LR": "3e-4"}, workdir=str(work)), Placement((("node0", (1, 3)),)))
         assert info is not None and info.pgid == info.pid
         assert await r.finished(7) == Finished(7, 0, "")
         text = info.log_path.read_text()
@@ -88,8 +88,10 @@ def test_exit_codes_and_fractions(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
         half = Placement((("node0", (2,)),), milli=500)
-        r.ex.launch(1, py("import os, sys; sys.exit(int(float(os.environ['AIFACTORY_GPU_FRACTION']) * 10))"), half)
-        r.ex.launch(2, py("import os; os.kill(os.getpid(), 15)"), ONE)
+        await r.ex.launch(
+            1, py("import os, sys; sys.exit(int(float(os.environ['AIFACTORY_GPU_FRACTION']) * 10))"), half
+        )
+        await r.ex.launch(2, py("import os; os.kill(os.getpid(), 15)"), ONE)
         assert (await r.finished(1)).exit_code == 5
         assert (await r.finished(2)).exit_code == -15
 
@@ -99,10 +101,10 @@ def test_exit_codes_and_fractions(tmp_path: Path) -> None:
 def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        r.ex.launch(1, JobSpec(command=("no-such-program-xyz",)), ONE)
-        r.ex.launch(2, JobSpec(command=("true",), workdir=str(tmp_path / "missing")), ONE)
+        await r.ex.launch(1, JobSpec(command=("no-such-program-xyz",)), ONE)
+        await r.ex.launch(2, JobSpec(command=("true",), workdir=str(tmp_path / "missing")), ONE)
         (tmp_path / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
-        r.ex.launch(3, JobSpec(command=(str(tmp_path / "script.sh"),)), ONE)
+        await r.ex.launch(3, JobSpec(command=(str(tmp_path / "script.sh"),)), ONE)
         one, two, three = await r.finished(1), await r.finished(2), await r.finished(3)
         assert (one.exit_code, two.exit_code, three.exit_code) == (127, 126, 126)
         assert "command not found: 'no-such-program-xyz'" in one.reason
@@ -110,11 +112,11 @@ def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> N
         assert f"cannot enter workdir {tmp_path / 'missing'}" in r.ex.log_path(2).read_text()
         assert "cannot run" in three.reason and "script.sh" in three.reason
         assert "no-such-program-xyz: not found" in r.ex.log_path(1).read_text()
-        assert r.ex.launch(5, JobSpec(command=()), ONE) is None
+        assert await r.ex.launch(5, JobSpec(command=()), ONE) is None
         assert (await r.finished(5)).reason == "empty command"
 
         (tmp_path / "logs").rename(tmp_path / "moved")  # the log file cannot be opened
-        assert r.ex.launch(4, JobSpec(command=("true",)), ONE) is None
+        assert await r.ex.launch(4, JobSpec(command=("true",)), ONE) is None
         four = await r.finished(4)
         assert four.exit_code == 126 and "cannot start job" in four.reason
 
@@ -126,7 +128,7 @@ def test_kill_sends_sigterm_to_the_whole_group(tmp_path: Path) -> None:
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = r.ex.launch(1, JobSpec(command=("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")), ONE)
+        info = await r.ex.launch(1, JobSpec(command=("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")), ONE)
         assert info is not None
         while not pidfile.exists() or not pidfile.read_text().strip():
             await asyncio.sleep(0.02)
@@ -161,7 +163,7 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = r.ex.launch(1, py(code), ONE)
+        info = await r.ex.launch(1, py(code), ONE)
         assert info is not None
         await wait_for_text(info.log_path, "ready")
         t0 = time.monotonic()
@@ -169,6 +171,22 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
         done = await r.finished(1)
         assert 0.4 <= time.monotonic() - t0 < 5
         assert done.exit_code == -signal.SIGKILL
+        assert gone(info.pid)
+
+    run(main)
+
+
+def test_kill_during_launch_is_carried_out_once_started(tmp_path: Path) -> None:
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        launching = asyncio.ensure_future(r.ex.launch(1, JobSpec(command=("sleep", "60")), ONE))
+        await asyncio.sleep(0)  # the launch is under way, the spawn not yet done
+        r.ex.kill(1, grace_s=0.5)
+        info = await launching
+        assert info is not None
+        t0 = time.monotonic()
+        assert (await r.finished(1)).exit_code in (-15, -9)
+        assert time.monotonic() - t0 < 5
         assert gone(info.pid)
 
     run(main)
@@ -182,8 +200,8 @@ def test_attach_after_close_sees_the_real_exit_code(tmp_path: Path) -> None:
 
     async def main() -> None:
         first = Recorder(tmp_path / "logs")
-        info = first.ex.launch(1, gated(tmp_path / "gate1", 4), ONE)
-        quick = first.ex.launch(2, gated(tmp_path / "gate2", 6), ONE)
+        info = await first.ex.launch(1, gated(tmp_path / "gate1", 4), ONE)
+        quick = await first.ex.launch(2, gated(tmp_path / "gate2", 6), ONE)
         assert info is not None and quick is not None
         await first.ex.close()  # stop watching, like a server going down
         (tmp_path / "gate2").touch()  # job 2 ends while nobody watches

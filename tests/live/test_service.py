@@ -16,6 +16,7 @@ import pytest
 from aifactory.core import InvalidTransition, JobSpec, JobState, NotFound, SpecError
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
+from aifactory.live.store import Store
 
 T = TypeVar("T")
 PY = sys.executable
@@ -43,8 +44,9 @@ def test_jobs_run_to_their_real_ends_and_the_history_says_when(live_home: Path, 
         async with await FactoryService.open(settings(live_home, db_url=store_url)) as svc:
             ok = await svc.submit(py("import os; print('gpus', os.environ['CUDA_VISIBLE_DEVICES'])", user="ada"))
             bad = await svc.submit(py("raise SystemExit(3)", project="default"))
-            assert ok.state is JobState.RUNNING and ok.pid is not None and ok.placement is not None
+            assert ok.state is JobState.RUNNING and ok.placement is not None
             ok, bad = await svc.wait(ok.id, 20), await svc.wait(bad.id, 20)
+            assert ok.pid is not None and ok.pgid == ok.pid and ok.log_path == str(svc.log_path(ok.id))
             assert (ok.state, ok.exit_code, ok.user) == (JobState.SUCCEEDED, 0, "ada")
             assert (bad.state, bad.exit_code, bad.reason) == (JobState.FAILED, 3, "exit code 3")
             assert "gpus 0" in svc.log_path(ok.id).read_text()
@@ -173,7 +175,9 @@ def test_close_leaves_jobs_running_and_reopen_reattaches(live_home: Path) -> Non
         first = await svc.submit(py(code))
         second = await svc.submit(py("pass"))
         await svc.close()
-        assert first.pid is not None and Path(f"/proc/{first.pid}").exists()
+        with Store(svc.settings.database_url) as store:
+            pid = store.get_job(first.id).pid
+        assert pid is not None and Path(f"/proc/{pid}").exists()
         svc = await FactoryService.open(settings(live_home, gpus=1))
         async with svc:
             assert svc.job(first.id).state is JobState.RUNNING

@@ -3,9 +3,10 @@
 Everything that changes the factory goes through one asyncio lock and one path:
 `Factory.handle(event, clock())` returns actions; the StateChanged ones (and the
 jobs they touch) are saved by `store.apply` in ONE transaction FIRST, and only then
-are Launch (-> executor.launch, then store.set_process), Kill and Preempt (->
-executor.kill) carried out. A crash between the two steps loses no job: the store
-already holds what the core decided, and the next open() re-attaches or fails it.
+are Launch (a task: executor.launch spawns off the loop, then store.set_process),
+Kill and Preempt (executor.kill) carried out. A crash between the two steps loses
+no job: the store already holds what the core decided, and the next open()
+re-attaches what still runs and fails what does not.
 Events come from three places: the API (submit, cancel), the executor (Finished,
 queued by its callback) and the clock (a Tick at factory.next_wakeup(), the next
 time limit). A background task takes every Finished that is waiting as one batch,
@@ -91,6 +92,7 @@ class FactoryService:
         self._waiting_until: float | None = None  # the wakeup the loop sleeps towards
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._launches: set[asyncio.Task[None]] = set()  # launches under way (spawning off the loop)
         self.executor: Executor | None = None
 
     # -- open and close ----------------------------------------------------------------
@@ -156,6 +158,7 @@ class FactoryService:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         async with self._lock:
+            await asyncio.gather(*self._launches, return_exceptions=True)
             if self.executor is not None:
                 await self.executor.close()
             self.store.close()
@@ -219,9 +222,9 @@ class FactoryService:
         self.store.apply(changes, jobs)
         for action in actions:
             if isinstance(action, Launch):
-                info = self.executor.launch(action.job_id, action.spec, action.placement)
-                if info is not None:
-                    self.store.set_process(action.job_id, info.pid, info.pgid, info.log_path)
+                task = asyncio.get_running_loop().create_task(self._launch(action))
+                self._launches.add(task)
+                task.add_done_callback(self._launches.discard)
             elif isinstance(action, Kill | Preempt):
                 self.executor.kill(action.job_id, action.grace_s)
         for change in changes:
@@ -233,6 +236,16 @@ class FactoryService:
         wake = self.factory.next_wakeup()
         if wake is not None and (self._waiting_until is None or wake < self._waiting_until):
             self._inbox.put_nowait(None)  # the loop sleeps towards a later wakeup: wake it
+
+    async def _launch(self, action: Launch) -> None:
+        """Start a job the store already records as running, then record its process."""
+        assert self.executor is not None
+        try:
+            info = await self.executor.launch(action.job_id, action.spec, action.placement)
+            if info is not None:
+                self.store.set_process(action.job_id, info.pid, info.pgid, info.log_path)
+        except Exception:  # a task nobody awaits: say what went wrong
+            log.exception("launching job %d failed", action.job_id)
 
     # -- commands ------------------------------------------------------------------------
 

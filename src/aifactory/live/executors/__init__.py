@@ -33,8 +33,11 @@ class ProcessInfo:
 class Executor(Protocol):
     name: ClassVar[str]
 
-    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
-        """Start the job (None: it could not start; a Finished is already on its way)."""
+    async def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
+        """Start the job (None: it could not start; a Finished is already on its way).
+
+        A kill that comes while the launch is under way is carried out once it has started.
+        """
         ...
 
     def kill(self, job_id: int, grace_s: float) -> None:

@@ -80,6 +80,7 @@ class LocalExecutor:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._on_finished = on_finished
         self._procs: dict[int, _Proc] = {}
+        self._launching: dict[int, float | None] = {}  # job id -> grace of a kill asked meanwhile
 
     def log_path(self, job_id: int) -> Path:
         return self.logs_dir / f"job-{job_id}.log"
@@ -91,7 +92,7 @@ class LocalExecutor:
 
     # -- launch, attach, kill --------------------------------------------------------------
 
-    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
+    async def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
         log_path = self.log_path(job_id)
         status = status_path(log_path)
         if not spec.command:
@@ -103,14 +104,21 @@ class LocalExecutor:
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ]
+        env = job_env(job_id, spec, placement)
+        self._launching[job_id] = None
         try:
             status.unlink(missing_ok=True)  # a status left by an earlier attempt
-            env = job_env(job_id, spec, placement)
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+            # In a thread: the spawn returns only once the child has exec'd, which on a
+            # busy machine takes milliseconds the event loop should spend on requests.
+            pid = await asyncio.to_thread(os.posix_spawn, argv[0], argv, env, file_actions=actions, setsid=True)
         except OSError as exc:
             self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
             return None
+        finally:
+            kill_grace = self._launching.pop(job_id)
         self._watch(_Proc(job_id, pid, pid, log_path, spec.command))
+        if kill_grace is not None:  # a kill came while it was starting
+            self.kill(job_id, kill_grace)
         return ProcessInfo(pid, pid, log_path)
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
@@ -126,6 +134,9 @@ class LocalExecutor:
         self._report(job_id, *(done if done is not None else (None, LOST)))
 
     def kill(self, job_id: int, grace_s: float) -> None:
+        if job_id in self._launching:
+            self._launching[job_id] = grace_s
+            return
         proc = self._procs.get(job_id)
         if proc is None:
             return  # already ended: its Finished is on its way
