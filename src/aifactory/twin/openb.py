@@ -171,6 +171,7 @@ class State:
         self.gpus = nodes.gpus[order].copy()  # (N,) GPUs per node
         # (N, 9) GPU pod kinds on each node, for GpuClustering: 0 shared, k a k-GPU pod
         self.kinds = np.zeros((len(order), WIDTH + 1), dtype=bool)
+        self.version = np.zeros(len(order), dtype=np.int64)  # (N,) pods placed on the node so far
 
     def feasible(self, demand: Demand, memory: int) -> np.ndarray:
         """Positions of the nodes that can take the pod (CPU, memory and GPU filters)."""
@@ -190,6 +191,7 @@ class State:
         self.total[pos] = row.sum()
         self.whole[pos] = (row == MILLI).sum()
         self.largest[pos] = row.max()
+        self.version[pos] += 1
         if not demand.gpu_free:
             self.kinds[pos, kind(demand)] = True
 
@@ -211,19 +213,41 @@ def choose_bestfit(st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tup
 
 
 class ChooseFgd:
-    """FGD over the typical workload of the original pods."""
+    """FGD over the typical workload of the original pods, with a per-node score cache.
+
+    A node's score for a pod shape depends on that node's state alone, and a state
+    changes only when a pod lands there (`State.version`), so each (node, shape) score
+    is computed once per change, by the factory's `fgd_scores`.
+    """
 
     def __init__(self, model: FragModel) -> None:
         self.model = model
+        self.columns: dict[Demand, int] = {}  # pod shape -> cache column
+        self.at = np.zeros((0, 0), dtype=np.int64)  # (N, K) node version each score was computed at
+        self.scores = self.at.copy()  # (N, K)
+        self.device = self.at.copy()  # (N, K) device of a shared pod
+
+    def column(self, st: State, demand: Demand) -> int:
+        col = self.columns.setdefault(demand, len(self.columns))
+        if col >= self.at.shape[1]:  # grow by doubling; -1: never computed
+            grow = max(8, self.at.shape[1])
+            n = st.version.size
+            self.at = np.hstack([self.at.reshape(n, -1), np.full((n, grow), -1)])
+            self.scores = np.hstack([self.scores.reshape(n, -1), np.zeros((n, grow), dtype=np.int64)])
+            self.device = np.hstack([self.device.reshape(n, -1), np.zeros((n, grow), dtype=np.int64)])
+        return col
 
     def __call__(self, st: State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
         if idx.size == 1 and not demand.sharing:  # a single feasible node is taken unscored
             pos = int(idx[0])
             return pos, bestfit_gpus(st.gpu[pos], demand)
-        scores, device = fgd_scores(self.model, st.cpu[idx], st.gpu[idx], demand)
-        best = int(np.argmax(scores))  # first maximum = smallest rank
-        pos = int(idx[best])
-        return pos, ((int(device[best]),) if demand.sharing else bestfit_gpus(st.gpu[pos], demand))
+        col = self.column(st, demand)
+        stale = idx[self.at[idx, col] != st.version[idx]]
+        if stale.size:
+            scores, device = fgd_scores(self.model, st.cpu[stale], st.gpu[stale], demand)
+            self.scores[stale, col], self.device[stale, col], self.at[stale, col] = scores, device, st.version[stale]
+        best = int(idx[np.argmax(self.scores[idx, col])])  # first maximum = smallest rank
+        return best, ((int(self.device[best, col]),) if demand.sharing else bestfit_gpus(st.gpu[best], demand))
 
 
 def by_score(score: Callable[[State, np.ndarray, Demand], np.ndarray]) -> Chooser:
