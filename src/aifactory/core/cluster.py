@@ -57,12 +57,16 @@ class Cluster:
         # (pool, model) -> nodes by number of fully free GPUs: level k holds the nodes with
         # k free whole GPUs (insertion-ordered, so ties break the same way every run).
         self._levels: dict[tuple[str, str], list[dict[str, Node]]] = {}
+        # (pool, model) -> nodes with a partly used GPU (where fractions can share).
+        self._partial: dict[tuple[str, str], dict[str, Node]] = {}
         for node in self.nodes.values():
             self._pools.setdefault(node.pool, []).append(node)
             levels = self._levels.setdefault((node.pool, node.gpu_model), [])
             while len(levels) <= node.gpu_count:
                 levels.append({})
             levels[node.free_whole][node.name] = node
+            self._partial.setdefault((node.pool, node.gpu_model), {})
+            self._repartial(node)
 
     @classmethod
     def virtual(cls, gpus: int, nodes: int = 1, model: str = "virtual", memory_mib: int = 0) -> Cluster:
@@ -134,11 +138,41 @@ class Cluster:
                     out.extend(levels[k].values())
         return out
 
+    def partial_nodes(self, pool: str | None, model: str | None) -> list[Node]:
+        """Nodes with a GPU that is partly used (0 < free < 1000 milli)."""
+        return [
+            n
+            for (p, m), nodes in sorted(self._partial.items())
+            if (pool is None or p == pool) and (model is None or m == model)
+            for n in nodes.values()
+        ]
+
+    def first_at(self, pool: str | None, model: str | None, floor: int, fullest: bool) -> Node | None:
+        """The first up node with at least `floor` free whole GPUs: of the fewest such (fullest) or the most."""
+        groups = self.groups(pool, model)
+        top = max((len(levels) for levels in groups), default=0)
+        order = range(max(floor, 0), top) if fullest else range(top - 1, max(floor, 0) - 1, -1)
+        for k in order:
+            for levels in groups:
+                if k < len(levels):
+                    for node in levels[k].values():
+                        if node.up:
+                            return node
+        return None
+
     def _relevel(self, node: Node, old: int) -> None:
         if old != node.free_whole:
             levels = self._levels[(node.pool, node.gpu_model)]
             del levels[old][node.name]
             levels[node.free_whole][node.name] = node
+        self._repartial(node)
+
+    def _repartial(self, node: Node) -> None:
+        partial = self._partial[(node.pool, node.gpu_model)]
+        if any(0 < f < MILLI for f in node.free):
+            partial[node.name] = node
+        else:
+            partial.pop(node.name, None)
 
     def models(self) -> set[str]:
         return {n.gpu_model for n in self.nodes.values()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aifactory.core.job import MILLI, Job
-from aifactory.core.placement import eligible
 from aifactory.core.states import JobState
 
 if TYPE_CHECKING:
@@ -13,20 +12,21 @@ if TYPE_CHECKING:
 
 
 def fit_reason(factory: Factory, job: Job) -> str:
-    """Why `job` does not fit on the free GPUs right now."""
+    """Why `job` does not fit on the free GPUs right now (from the cluster's free-block index)."""
     spec = job.spec
     pool = factory.pool_of(spec.project)
-    nodes = [n for n in factory.cluster.pool_nodes(pool) if eligible(spec, n)]
+    cluster = factory.cluster
     where = f" in pool {pool}" if pool else ""
     model = f" {spec.gpu_model}" if spec.gpu_model else ""
     if spec.fractional:
-        best = max((f for n in nodes for f in n.free), default=0)
-        need = spec.milli_on(nodes[0].gpu_memory_mib if nodes else 0) / MILLI
+        partial = (f for n in cluster.partial_nodes(pool, spec.gpu_model) for f in n.free if f < MILLI)
+        best = MILLI if cluster.whole_free(pool, spec.gpu_model) else max(partial, default=0)
+        need = spec.milli_on(factory.capacity(pool, spec.gpu_model).biggest_mib) / MILLI
         return f"needs {need:.2f} of a{model} GPU{where}; most free on one GPU is {best / MILLI:.2f}"
     if spec.multi_node:
-        free = sum(n.free_whole for n in nodes)
+        free = cluster.whole_free(pool, spec.gpu_model)
         return f"needs {spec.whole_gpus}{model} GPUs{where}; {free} free"
-    block = max((n.free_whole for n in nodes), default=0)
+    block = cluster.max_block(pool, spec.gpu_model)
     return f"needs {spec.whole_gpus}{model} GPUs on one node{where}; largest free block is {block}"
 
 

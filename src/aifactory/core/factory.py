@@ -19,7 +19,7 @@ from aifactory.core.errors import InvalidTransition, NotFound, SpecError, Unknow
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.job import MILLI, Job, JobSpec, Placement
-from aifactory.core.placement import PlacementPolicy, eligible, get_placement
+from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
 from aifactory.core.project import (
     PREEMPTIBLE,
@@ -49,6 +49,14 @@ class FactorySettings:
     backfill_depth: int = 200  # pending jobs the backfill policy looks at past the blocked head
     # Tiresias LAS: attained-service thresholds (GPU-seconds) between its priority queues.
     las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    nodes: int
+    largest: int  # GPUs on the biggest node
+    total: int
+    biggest_mib: int  # memory of the biggest GPU
 
 
 class Factory:
@@ -81,6 +89,7 @@ class Factory:
         self.model_usage: dict[tuple[str, str], float] = {}  # (project, GPU model) -> GPUs held
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
+        self._capacity: dict[tuple[str | None, str | None], Capacity] = {}
         self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
 
@@ -166,29 +175,40 @@ class Factory:
             return float(spec.whole_gpus)
         if spec.gpu_memory_mib is None:
             return max(1, round(spec.gpus * MILLI)) / MILLI
-        pool = self.pool_of(spec.project)
-        biggest = max((n.gpu_memory_mib for n in self.cluster.pool_nodes(pool) if eligible(spec, n)), default=0)
-        return spec.milli_on(biggest) / MILLI
+        return spec.milli_on(self.capacity(self.pool_of(spec.project), spec.gpu_model).biggest_mib) / MILLI
+
+    def capacity(self, pool: str | None, model: str | None) -> Capacity:
+        """What the nodes a job may use could ever hold (down nodes count: they come back). Cached:
+        the node list of a cluster is fixed, and `check` runs on every submit."""
+        key = (pool, model)
+        cap = self._capacity.get(key)
+        if cap is None:
+            nodes = [n for n in self.cluster.pool_nodes(pool) if n.gpu_count and model in (None, n.gpu_model)]
+            cap = Capacity(
+                nodes=len(nodes),
+                largest=max((n.gpu_count for n in nodes), default=0),
+                total=sum(n.gpu_count for n in nodes),
+                biggest_mib=max((n.gpu_memory_mib for n in nodes), default=0),
+            )
+            self._capacity[key] = cap
+        return cap
 
     def _check_fits(self, spec: JobSpec) -> None:
         pool = self.pool_of(spec.project)
-        nodes = [n for n in self.cluster.pool_nodes(pool) if eligible(spec, n)]
-        if spec.gpu_model is not None and not nodes:
+        cap = self.capacity(pool, spec.gpu_model)
+        if spec.gpu_model is not None and not cap.nodes:
             known = sorted({n.gpu_model for n in self.cluster.pool_nodes(pool)})
             raise SpecError("gpu_model", f"no GPU of model {spec.gpu_model!r} here (have: {', '.join(known)})")
         where = f" in pool {pool!r}" if pool is not None else ""
         if spec.fractional:
-            if spec.gpu_memory_mib is not None:
-                biggest = max((n.gpu_memory_mib for n in nodes), default=0)
-                if biggest and spec.gpu_memory_mib > biggest:
-                    raise SpecError(
-                        "gpu_memory", f"asks {spec.gpu_memory_mib} MiB, largest GPU{where} has {biggest} MiB"
-                    )
-            if not nodes:
+            if spec.gpu_memory_mib is not None and cap.biggest_mib and spec.gpu_memory_mib > cap.biggest_mib:
+                raise SpecError(
+                    "gpu_memory", f"asks {spec.gpu_memory_mib} MiB, largest GPU{where} has {cap.biggest_mib} MiB"
+                )
+            if not cap.nodes:
                 raise SpecError("gpus", f"no GPU{where} to run on")
             return
-        largest = max((n.gpu_count for n in nodes), default=0)
-        total = sum(n.gpu_count for n in nodes)
+        largest, total = cap.largest, cap.total
         if spec.multi_node:
             if spec.whole_gpus > total:
                 raise SpecError("gpus", f"asks {spec.whole_gpus} GPUs, the cluster{where} has {total}")

@@ -101,6 +101,7 @@ class Pack(_ScoredPlacement):
     """Least fragmentation: the fullest node (or GPU) that still fits the job."""
 
     name = "pack"
+    scope = "fullest"  # the view may hand over only the fullest fitting node (see SchedulerView.room)
 
     def node_key(self, free_whole: int) -> int:
         return free_whole
@@ -113,6 +114,7 @@ class Spread(_ScoredPlacement):
     """Balance load: the emptiest node (or GPU)."""
 
     name = "spread"
+    scope = "emptiest"
 
     def node_key(self, free_whole: int) -> int:
         return -free_whole
@@ -141,6 +143,7 @@ class Topology:
     """One node (fullest that fits), else the fewest nodes of one rack, else the fewest nodes anywhere."""
 
     name = "topology"
+    scope = "fullest"  # a single node when one fits; all nodes with room for a gang otherwise
 
     def place(self, spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
         if spec.fractional or not spec.multi_node:

@@ -55,6 +55,17 @@ def _fits(job: Job, nodes: Sequence[Node], leaving: set[int]) -> bool:
     return any(w >= spec.whole_gpus for w in whole)
 
 
+def room_when_stopped(job: Job, nodes: Sequence[Node], stopping: Sequence[Job]) -> bool:
+    """Will `job` fit once the jobs already stopping have exited? (Looks only at their nodes.)"""
+    if not stopping:
+        return False
+    gone = {j.id for j in stopping}
+    if job.spec.multi_node:
+        return _fits(job, nodes, gone)
+    names = {name for j in stopping if j.placement is not None for name in j.placement.nodes}
+    return _fits(job, [n for n in nodes if n.name in names], gone)
+
+
 def find_victims(
     job: Job,
     nodes: Sequence[Node],
@@ -68,8 +79,10 @@ def find_victims(
     `can_take(victim, taken)` says whether one more victim may be taken given those
     already taken (a project may only lose what it borrowed).
     """
-    ranked = sorted(candidates, key=lambda j: (*work_at_risk(j, now), j.id))
     gone = {j.id for j in stopping}
+    if stopping and room_when_stopped(job, nodes, stopping):
+        return Victims((), None)  # jobs already stopping make room: wait for them
+    ranked = sorted(candidates, key=lambda j: (*work_at_risk(j, now), j.id))
     if job.spec.multi_node:
         return _search(job, nodes, ranked, gone, can_take, None)
     by_node: dict[str, list[Job]] = {}

@@ -99,18 +99,30 @@ class SchedulerView:
         return placement
 
     def room(self, job: Job) -> list[Node]:
-        """The nodes where `job` could go now: for whole GPUs only nodes with enough free (from the
-        cluster's free-block index, so a full cluster answers in O(1), not O(nodes))."""
+        """The nodes where `job` could go now, from the cluster's free-block index (a full cluster
+        answers in O(1), not O(nodes)). A placement policy with `scope` "fullest" (pack) or
+        "emptiest" (spread) only ever picks the first node of the fewest / most free whole GPUs
+        that fits, so it is handed just that node (plus partly used ones for a fraction)."""
         spec = job.spec
         pool = self.pool_of(job)
+        scope = getattr(self._f.placement, "scope", "all")
         if spec.fractional:
-            return self.cluster.pool_nodes(pool)
+            if scope == "all":
+                return self.cluster.pool_nodes(pool)
+            nodes = self.cluster.partial_nodes(pool, spec.gpu_model)
+            first = self.cluster.first_at(pool, spec.gpu_model, 1, fullest=scope == "fullest")
+            return [*nodes, first] if first is not None else nodes
         need = spec.whole_gpus
+        top = self.cluster.max_block(pool, spec.gpu_model)
+        if top >= need and scope != "all":
+            first = self.cluster.first_at(pool, spec.gpu_model, need, fullest=scope == "fullest")
+            if first is not None:
+                return [first]
         if spec.multi_node:
             if self.cluster.whole_free(pool, spec.gpu_model) < need:
                 return []
             return self.cluster.candidates(pool, spec.gpu_model, 1)
-        if self.cluster.max_block(pool, spec.gpu_model) < need:
+        if top < need:
             return []
         return self.cluster.candidates(pool, spec.gpu_model, need)
 

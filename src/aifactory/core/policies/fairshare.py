@@ -23,7 +23,7 @@ from aifactory.core.job import Job
 from aifactory.core.policies.base import Plan, SchedulerView, Start
 from aifactory.core.project import PREEMPTIBLE
 from aifactory.core.queues import FitKey, ProjectQueue, Shape, fit_key
-from aifactory.core.reclaim import find_victims
+from aifactory.core.reclaim import find_victims, room_when_stopped
 from aifactory.core.states import JobState
 
 Rank = tuple[int, int, float, float, str]
@@ -72,13 +72,26 @@ class PoolPass:
         self.heads: dict[tuple[str, Shape], Job | None] = {}  # per bucket: next job not yet started
         self.cursors: dict[tuple[str, Shape], Iterator[Job]] = {}
         self.dept_held: dict[str, float] = {}
+        self.fits_at_start: dict[FitKey, bool] = {}
+        self.reclaimed: set[int] = set()  # jobs a reclaim was tried for in this pass
+        self.reclaim_failed: set[FitKey] = set()  # shapes no reclaim can make room for in this pass
+        self.recents: dict[str, float] = {}  # project -> recent average GPUs (history is fixed within a pass)
+        self.victims: list[Job] | None = None  # reclaim candidates, found on the first reclaim of the pass
+        self.protected_until: float | None = None  # when the youngest-protected candidate may be preempted
         for name, used in self.f.usage.items():
             dept = self.f.projects[name].department
             if dept is not None:
                 self.dept_held[dept] = self.dept_held.get(dept, 0.0) + used
 
     def run(self) -> None:
-        heap = [(self.rank(name), name) for name in self.queues]
+        # Only projects that may start something (a shape that fits the free GPUs at the start of
+        # the pass) or that are under their guarantee (they may reclaim) take part; the others
+        # keep the reason they were given when last looked at.
+        heap = [
+            (self.rank(name), name)
+            for name, pq in self.queues.items()
+            if self.view.held(name) < self.f.projects[name].quota or any(self.possible(s[1]) for s in pq.buckets)
+        ]
         heapq.heapify(heap)
         while heap:
             rank, name = heapq.heappop(heap)
@@ -86,7 +99,7 @@ class PoolPass:
             if fresh != rank and heap and fresh > heap[0][0]:
                 heapq.heappush(heap, (fresh, name))  # its rank went stale: a sibling took GPUs
                 continue
-            job = self.next_job(self.queues[name])
+            job = self.next_job(name, self.queues[name])
             if job is None:
                 continue
             placement = self.view.try_place(job)
@@ -102,11 +115,30 @@ class PoolPass:
 
     # -- order -----------------------------------------------------------------------------
 
+    def possible(self, fk: FitKey) -> bool:
+        """Could a job of this shape fit the GPUs free at the start of the pass? (Memoised: free GPUs
+        only shrink during a pass.)"""
+        ok = self.fits_at_start.get(fk)
+        if ok is None:
+            whole, _frac, _mem, model, multi = fk
+            cluster = self.view.cluster
+            if not whole:
+                ok = bool(cluster.whole_free(self.key, model) or cluster.partial_nodes(self.key, model))
+            elif multi:
+                ok = cluster.whole_free(self.key, model) >= whole
+            else:
+                ok = cluster.max_block(self.key, model) >= whole
+            self.fits_at_start[fk] = ok
+        return ok
+
     def rank(self, name: str) -> Rank:
         """Lower goes first: (project over guarantee?, department over?, department share, project share)."""
         project = self.f.projects[name]
         held = self.view.held(name)
-        tier, share = self.share(held, project.quota, project.weight, self.recent(name))
+        recent = self.recents.get(name)
+        if recent is None:
+            recent = self.recents[name] = self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
+        tier, share = self.share(held, project.quota, project.weight, recent)
         dept = self.f.department_of(name)
         if dept is None:
             return (tier, tier, share, share, name)
@@ -120,32 +152,32 @@ class PoolPass:
         past = max(0.0, (recent or 0.0) - quota)
         return 1, (held - quota + self.view.settings.history_weight * past) / weight
 
-    def recent(self, name: str) -> float:
-        return self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
-
     # -- admission -------------------------------------------------------------------------
 
-    def next_job(self, pq: ProjectQueue) -> Job | None:
+    def next_job(self, name: str, pq: ProjectQueue) -> Job | None:
         """The project's first job (priority, then submission) whose shape may still fit and that
         its limits and class allow; every head passed over gets its reason."""
         best: Job | None = None
         for shape, bucket in pq.buckets.items():
-            head = self.head(shape, bucket)
+            head = self.head(name, shape, bucket)
             if head is None:
                 continue
             fk = shape[1]
             if best is not None and (-head.spec.priority, head.id) >= (-best.spec.priority, best.id):
                 continue
-            reason = self.blocked(head, fk)
-            if reason is not None:
-                self.plan.reasons.setdefault(head.id, reason)
+            reason, no_room = self.blocked(head, fk)
+            if reason is None:
+                best = head
                 continue
-            best = head
+            self.plan.reasons.setdefault(head.id, reason)
+            if no_room and head.id not in self.reclaimed and self.within_quota(head):
+                self.reclaimed.add(head.id)
+                self.reclaim(head)
         return best
 
-    def head(self, shape: Shape, bucket: dict[int, Job]) -> Job | None:
+    def head(self, name: str, shape: Shape, bucket: dict[int, Job]) -> Job | None:
         """The first job of a bucket not yet started in this pass (the bucket itself changes after the pass)."""
-        slot = (next(iter(bucket.values())).spec.project, shape)
+        slot = (name, shape)
         if slot not in self.heads:
             cursor = iter(bucket.values())
             self.cursors[slot] = cursor
@@ -156,25 +188,30 @@ class PoolPass:
         slot = (job.spec.project, (job.spec.priority, fit_key(job.spec)))
         self.heads[slot] = next(self.cursors[slot], None)
 
-    def blocked(self, job: Job, fk: FitKey) -> str | None:
+    def blocked(self, job: Job, fk: FitKey) -> tuple[str | None, bool]:
+        """Why the job cannot start in this pass (None: it may try) and whether the reason is lack of room."""
         if fk in self.failed:
-            return self.failed[fk]
+            return self.failed[fk], True
         whole, _frac, _mem, model, multi = fk
         smallest = self.no_room_for.get((model, multi))
-        if whole and smallest is not None and whole >= smallest:
-            return self.view.why_not(job)
+        if not self.possible(fk) or (whole and smallest is not None and whole >= smallest):
+            self.failed[fk] = self.view.why_not(job)
+            return self.failed[fk], True
         limit = self.view.limit_reason(job)
         if limit is not None:
-            return limit
+            return limit, False
         if self.within_quota(job):
-            return None
+            return None, False
         name = job.spec.project
         if job.spec.priority_class not in PREEMPTIBLE:
             held = self.view.held(name)
-            return f"{job.spec.priority_class} jobs run only within quota; project {name} holds {held:g}"
+            return f"{job.spec.priority_class} jobs run only within quota; project {name} holds {held:g}", False
         if self.stopping:
-            return f"GPUs are being reclaimed in this pool ({len(self.stopping)} stopping); no borrowing meanwhile"
-        return None
+            return (
+                f"GPUs are being reclaimed in this pool ({len(self.stopping)} stopping); no borrowing meanwhile",
+                False,
+            )
+        return None, False
 
     def within_quota(self, job: Job) -> bool:
         project = self.f.projects[job.spec.project]
@@ -195,33 +232,27 @@ class PoolPass:
             slot = (spec.gpu_model, spec.multi_node)
             self.no_room_for[slot] = min(self.no_room_for.get(slot, spec.whole_gpus), spec.whole_gpus)
         self.plan.reasons[job.id] = reason
-        if self.within_quota(job):
+        if job.id not in self.reclaimed and self.within_quota(job):
+            self.reclaimed.add(job.id)
             self.reclaim(job)
 
     def reclaim(self, job: Job) -> None:
         """Preempt borrowed, preemptible jobs of projects over quota, just enough for `job`."""
         now = self.view.now
-        min_run = self.view.settings.min_runtime_s
-        candidates: list[Job] = []
-        protected: list[float] = []
-        for name, project in self.f.projects.items():
-            if name == job.spec.project or self.f.pool_of(name) != self.key:
-                continue
-            if self.view.held(name) <= project.quota:
-                continue
-            for victim in self.f.running_by_project.get(name, {}).values():
-                if victim.state is not JobState.RUNNING or victim.stop_reason is not None:
-                    continue
-                if victim.spec.priority_class not in PREEMPTIBLE:
-                    continue
-                if victim.started_at is not None and now - victim.started_at < min_run:
-                    protected.append(victim.started_at + min_run)
-                    continue
-                candidates.append(victim)
-        if not candidates and not self.stopping:
-            if protected:
-                self.wake_at(min(protected))
+        fk = fit_key(job.spec)
+        if fk in self.reclaim_failed:
+            return  # reclaimers are all under quota, so none is a donor: the same candidates failed already
+        nodes = self.view.cluster.pool_nodes(self.key)
+        stopping = list(self.stopping.values())
+        if room_when_stopped(job, nodes, stopping):
+            self.plan.reasons[job.id] = f"waiting for {len(stopping)} preempted job(s) to stop (reclaim)"
             return
+        if self.borrowed() < job.demand - 1e-9:
+            self.reclaim_failed.add(fk)
+            return
+        if self.victims is None:
+            self.victims = self.borrowed_jobs()
+        candidates = [v for v in self.victims if v.spec.project != job.spec.project]
 
         def can_take(victim: Job, taken: list[Job]) -> bool:
             """A project gives back only what it borrowed: it is over quota before losing `victim`."""
@@ -230,11 +261,11 @@ class PoolPass:
             lost = sum(v.placement.gpus for v in leaving if v.spec.project == name and v.placement is not None)
             return self.view.held(name) - lost > self.f.projects[name].quota + 1e-9
 
-        nodes = self.view.cluster.pool_nodes(self.key)
-        found = find_victims(job, nodes, candidates, list(self.stopping.values()), now, can_take)
+        found = find_victims(job, nodes, candidates, stopping, now, can_take)
         if found is None:
-            if protected:
-                self.wake_at(min(protected))
+            self.reclaim_failed.add(fk)
+            if self.protected_until is not None:
+                self.wake_at(self.protected_until)
             return
         for victim in found.jobs:
             self.plan.preempt.append((victim.id, f"reclaim for project {job.spec.project} (within its quota)"))
@@ -244,6 +275,36 @@ class PoolPass:
         self.plan.reasons[job.id] = (
             f"reclaiming borrowed GPUs for project {job.spec.project}: waiting for {waiting} job{plural} to stop"
         )
+
+    def borrowed(self) -> float:
+        """GPUs held over quota in this pool, less what is already stopping."""
+        over = sum(
+            max(0.0, self.view.held(name) - p.quota)
+            for name, p in self.f.projects.items()
+            if self.f.pool_of(name) == self.key
+        )
+        return over - sum(j.placement.gpus for j in self.stopping.values() if j.placement is not None)
+
+    def borrowed_jobs(self) -> list[Job]:
+        """Running preemptible jobs of projects over quota in this pool (once per pass); notes when the
+        first of those too young to preempt comes of age."""
+        now = self.view.now
+        min_run = self.view.settings.min_runtime_s
+        out: list[Job] = []
+        for name, project in self.f.projects.items():
+            if self.f.pool_of(name) != self.key or self.view.held(name) <= project.quota:
+                continue
+            for victim in self.f.running_by_project.get(name, {}).values():
+                if victim.state is not JobState.RUNNING or victim.stop_reason is not None:
+                    continue
+                if victim.spec.priority_class not in PREEMPTIBLE:
+                    continue
+                if victim.started_at is not None and now - victim.started_at < min_run:
+                    until = victim.started_at + min_run
+                    self.protected_until = until if self.protected_until is None else min(self.protected_until, until)
+                    continue
+                out.append(victim)
+        return out
 
     def wake_at(self, at: float) -> None:
         current = self.plan.wakeups.get(self.key)
