@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from aifactory.core.errors import SpecError
+from aifactory.line.executors import StepJob, StepOutcome
 from aifactory.line.pipeline import Pipeline, Step, load_pipeline, parse_pipeline, validate
-from aifactory.line.runner import PipelineRunner, StepJob, StepOutcome
+from aifactory.line.runner import PipelineRunner
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_pipeline.yaml"
 

@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from aifactory.line import db
+from aifactory.line.executors import LocalExecutor
 from aifactory.line.pipeline import parse_pipeline
 from aifactory.line.registry import Registry
-from aifactory.line.runner import LocalExecutor, PipelineRunner, StepEvent, StepFailed
+from aifactory.line.runner import PipelineRunner, StepEvent, StepFailed
 
 
 def small_pipeline(epochs: int = 3, **train: object) -> dict[str, object]:

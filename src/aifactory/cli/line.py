@@ -116,36 +116,49 @@ def datasets_create(
 def line_run(
     spec: Path = typer.Argument(..., help="pipeline YAML file"),
     home: Path | None = HomeOpt,
+    on: str = typer.Option(
+        "auto", "--on", help="where steps run: auto (the running server, else embedded), server, embedded, local"
+    ),
     gpus: int = typer.Option(4, "--gpus", help="virtual GPUs of the embedded factory"),
-    local: bool = typer.Option(False, "--local", help="run steps as plain subprocesses, not jobs on the floor"),
     no_cache: bool = typer.Option(False, "--no-cache", help="run every step even if a cached result exists"),
 ) -> None:
-    """Run a pipeline: every step a job on the (embedded) floor, with live per-epoch metrics."""
+    """Run a pipeline: every step a job on the floor, with live per-epoch metrics."""
     import asyncio
 
+    from aifactory.core.errors import SpecError
     from aifactory.line import home as line_home
     from aifactory.line.pipeline import load_pipeline, validate
     from aifactory.line.progress import PipelineProgress
 
+    if on not in ("auto", "server", "embedded", "local"):
+        raise SpecError("on", f"must be auto, server, embedded or local, got {on!r}")
     pipeline = load_pipeline(spec)
     order = validate(pipeline)
     where = line_home(home)
+    if on == "auto":
+        on = "server" if (where / "server.json").is_file() else "embedded"
     console = _console()
-    progress = PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name}")
+    progress = PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name} ({on})")
     with progress:
-        result = asyncio.run(_run_pipeline(pipeline, where, gpus, local, not no_cache, progress))
+        result = asyncio.run(_run_pipeline(pipeline, where, on, gpus, not no_cache, progress))
     console.print(f"run {result.run_id} finished in {result.seconds:.1f}s; cached: {', '.join(result.cached) or '-'}")
     if "deploy" in result.outputs:
         console.print(f"gate: {result.outputs['deploy'].get('gate_reason', '')}")
 
 
 async def _run_pipeline(
-    pipeline: Pipeline, home: Path, gpus: int, local: bool, use_cache: bool, progress: PipelineProgress
+    pipeline: Pipeline, home: Path, on: str, gpus: int, use_cache: bool, progress: PipelineProgress
 ) -> RunResult:
-    from aifactory.line.runner import FloorExecutor, LocalExecutor, PipelineRunner
+    from aifactory.line.executors import ClientExecutor, FloorExecutor, LocalExecutor
+    from aifactory.line.runner import PipelineRunner
 
-    if local:
+    if on == "local":
         return await PipelineRunner(LocalExecutor(), home, progress, use_cache).run(pipeline)
+    if on == "server":
+        from aifactory.live.client import Client
+
+        with Client.from_env(home) as client:
+            return await PipelineRunner(ClientExecutor(client), home, progress, use_cache).run(pipeline)
     from aifactory.live.service import FactoryService
     from aifactory.live.settings import LiveSettings
 

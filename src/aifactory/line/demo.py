@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.line.demo_world import Traffic, World, make_world, send
+from aifactory.line.executors import FloorExecutor, LocalExecutor, StepExecutor
 from aifactory.line.flywheel import Flywheel, TriggerSettings
 from aifactory.line.pipeline import Pipeline, Step
-from aifactory.line.runner import FloorExecutor, LocalExecutor, PipelineRunner, RunResult, StepExecutor
+from aifactory.line.runner import PipelineRunner, RunResult
 
 
 @dataclass(frozen=True)

@@ -20,43 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from aifactory.core.errors import AifactoryError
 from aifactory.line import db
 from aifactory.line import home as default_home
+from aifactory.line.executors import StepExecutor, StepJob, StepOutcome
 from aifactory.line.pipeline import Pipeline, ancestors, validate
 from aifactory.line.report import METRICS_ENV, read_metrics
 from aifactory.line.steps import code_hash, get_step_kind
 
 POLL_S = 0.2  # how often a running step's metrics file is read
 LOG_TAIL = 2000  # characters of a failed step's log quoted in the error
-
-
-@dataclass(frozen=True)
-class StepJob:
-    step: str
-    command: tuple[str, ...]
-    env: dict[str, str]
-    gpus: float
-    project: str
-    priority_class: str
-    workdir: Path
-    time_limit_s: float | None = None
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    exit_code: int | None
-    log_path: Path | None
-    job_id: int | None = None
-    state: str = ""
-
-
-class StepExecutor(Protocol):
-    async def run(self, job: StepJob) -> StepOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -83,61 +60,6 @@ class RunResult:
     cached: list[str]  # steps whose result was reused
     lineage: dict[str, Any]
     seconds: float
-
-
-class LocalExecutor:
-    """Runs a step as a plain subprocess (no factory): stdout and stderr go to `workdir/log.txt`."""
-
-    async def run(self, job: StepJob) -> StepOutcome:
-        import os
-
-        log_path = job.workdir / "log.txt"
-        with open(log_path, "wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *job.command, stdout=log, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **job.env}
-            )
-            try:
-                code = await asyncio.wait_for(proc.wait(), job.time_limit_s)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                return StepOutcome(None, log_path, state="time limit")
-        return StepOutcome(code, log_path, state="succeeded" if code == 0 else f"exit code {code}")
-
-
-class FactoryLike(Protocol):
-    """The part of `aifactory.live.service.FactoryService` a pipeline needs."""
-
-    async def submit(self, spec: Any) -> Any: ...
-    async def wait(self, job_id: int, timeout: float | None = None) -> Any: ...
-    def log_path(self, job_id: int) -> Path: ...
-
-
-class FloorExecutor:
-    """Runs a step as a job on the floor: queued, placed on its GPU share, charged to its project."""
-
-    def __init__(self, service: FactoryLike, user: str = "line") -> None:
-        self.service = service
-        self.user = user
-
-    async def run(self, job: StepJob) -> StepOutcome:
-        from aifactory.core.job import JobSpec
-
-        spec = JobSpec(
-            command=job.command,
-            project=job.project,
-            user=self.user,
-            gpus=job.gpus,
-            priority_class=job.priority_class,
-            time_limit_s=job.time_limit_s,
-            name=f"line:{job.step}",
-            workdir=str(job.workdir),
-            env=dict(job.env),
-        )
-        row = await self.service.submit(spec)
-        row = await self.service.wait(row.id)
-        state = f"{row.state.value} ({row.reason})" if row.reason else row.state.value
-        return StepOutcome(row.exit_code, self.service.log_path(row.id), row.id, state)
 
 
 def cache_key(kind: str, params: dict[str, Any], inputs: dict[str, Any], code: str) -> str:

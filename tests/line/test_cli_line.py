@@ -1,0 +1,90 @@
+"""The line's CLI, in-process through `aifactory.cli.main` (errors -> one line and exit code 2)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aifactory.cli import main
+from aifactory.line.registry import Registry
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["aifactory", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_datasets_create_list_show_and_bad_files(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", X=rng.uniform(0, 16, (30, 64)), y=rng.integers(0, 10, 30))
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "create", "table", "--file", str(tmp_path / "t.npz"))
+    assert code == 0 and out.startswith("table@1  rows 30  features 64")
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets")
+    assert code == 0 and "table" in out and "table@1" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "table@1")
+    assert code == 0 and "rows 30" in out and "lineage" in out
+
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,3\n4,5\n")
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table", "--file", str(tmp_path / "bad.csv"))
+    assert code == 2 and "error: path: bad.csv: line 3 has 2 fields, expected 3" in err
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "show", "tabel")
+    assert code == 2 and "did you mean 'table'" in err
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table")
+    assert code == 2 and "exactly one of --file or --sklearn" in err
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "table")
+    assert "table@1" in out  # the failed imports made no version
+
+
+def test_models_promote_rollback_show(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = Registry(home)
+    for i in range(2):
+        ckpt = tmp_path / f"{i}.pt"
+        ckpt.write_bytes(bytes([i]))
+        reg.register("digits", ckpt, {"holdout_accuracy": 0.9 + i / 100}, {"dataset": f"digits@{i + 1}"})
+    assert (
+        run_cli(monkeypatch, capsys, "models", "promote", "digits", "1")[1].strip() == "digits@champion: nothing -> v1"
+    )
+    assert run_cli(monkeypatch, capsys, "models", "promote", "digits", "2")[1].strip() == "digits@champion: v1 -> v2"
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "rollback", "digits")
+    assert code == 0 and out.strip() == "digits@champion: v2 -> v1 (rolled back)"
+    assert reg.aliases("digits") == {"champion": 1}
+    code, out, _ = run_cli(monkeypatch, capsys, "models")
+    assert code == 0 and "champion=v1" in out and "0.9100" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "show", "digits")
+    assert code == 0 and "alias history" in out and "rolled back from v2" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "show", "digits@champion")
+    assert code == 0 and '"dataset": "digits@1"' in out
+
+    code, _, err = run_cli(monkeypatch, capsys, "models", "show", "digits@nightly")
+    assert code == 2 and "unknown alias of model 'digits' 'nightly'" in err
+    code, _, err = run_cli(monkeypatch, capsys, "models", "promote", "digitz", "1")
+    assert code == 2 and "did you mean 'digits'" in err
+    code, _, err = run_cli(monkeypatch, capsys, "models", "promote", "digits", "9")
+    assert code == 2 and "no version 9" in err
+
+
+def test_line_run_rejects_a_bad_pipeline_before_anything_runs(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: p\nsteps:\n  - {name: ingest, needs: [deploy]}\n  - {name: deploy, needs: [ingest]}\n")
+    code, _, err = run_cli(monkeypatch, capsys, "line", "run", str(spec), "--on", "local")
+    assert code == 2 and "error: steps: cycle: ingest -> deploy -> ingest" in err
+    spec.write_text("name: p\nsteps:\n  - {name: ingest}\n  - {name: fit, needs: [ingest]}\n")
+    code, _, err = run_cli(monkeypatch, capsys, "line", "run", str(spec), "--on", "local")
+    assert code == 2 and "unknown step kind 'fit'" in err
+    assert not (home / "runs").exists() and not (home / "factory.db").exists()
