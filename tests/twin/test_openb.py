@@ -180,3 +180,32 @@ def test_baselines_replay_the_tiny_trace(tmp_path: Path, policy: str) -> None:
     used, failed = openb.replay(openb.chooser(policy, pods, 1), nodes, pods, np.array([0, 0, 1, 2, 3, 4]), np.arange(2))
     assert used[-1] <= nodes.capacity and failed >= 1  # p4 never fits
     assert np.all(np.diff(used) >= 0)
+
+
+def test_fgd_score_cache_decides_as_scoring_every_node(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    nodes = [f"n{i:02d},{rng.choice([32000, 64000])},100000,{rng.choice([1, 2, 4, 8])},T4" for i in range(30)]
+    shapes = ["1,1000", "1,500", "1,250", "1,700", "2,1000", "0,0"]
+    pods = [f"p{i:03d},{rng.choice([2000, 4000, 8000])},10,{rng.choice(shapes)}" for i in range(200)]
+    folder = write_trace(tmp_path, nodes, pods)
+    nodes_, pods_ = openb.load_nodes(folder), openb.load_pods(folder)
+    model = openb.typical_model(pods_)
+
+    def uncached(st: openb.State, idx: np.ndarray, demand: Demand) -> tuple[int, tuple[int, ...]]:
+        scores, device = openb.fgd_scores(model, st.cpu[idx], st.gpu[idx], demand)
+        best = int(np.argmax(scores))
+        pos = int(idx[best])
+        return pos, ((int(device[best]),) if demand.sharing else openb.bestfit_gpus(st.gpu[pos], demand))
+
+    sequence = np.concatenate([np.arange(200), rng.integers(0, 200, 100)])  # originals, then repeats
+    decisions: list[list[tuple[int, tuple[int, ...]]]] = []
+    for choose in (openb.ChooseFgd(model), uncached):
+        made: list[tuple[int, tuple[int, ...]]] = []
+        decisions.append(made)
+
+        def record(st: openb.State, idx: np.ndarray, demand: Demand, choose: openb.Chooser = choose, made=made):
+            made.append(choose(st, idx, demand))
+            return made[-1]
+
+        openb.replay(record, nodes_, pods_, sequence, np.arange(30)[::-1])
+    assert len(decisions[0]) > 150 and decisions[0] == decisions[1]
