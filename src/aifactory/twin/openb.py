@@ -453,7 +453,7 @@ def describe(s: Summary) -> str:
         return f"{v[0]:6.2f} ({v[1]:.2f}-{v[2]:.2f})" if v else "   n/a"
 
     return (
-        f"{s.policy:8} x=100 {cell(s.ours[100])} published {cell(s.theirs.get(100))}   "
+        f"{s.policy:13} x=100 {cell(s.ours[100])} published {cell(s.theirs.get(100))}   "
         f"x=130 {cell(s.ours[130])} published {cell(s.theirs.get(130))}   {s.wall_s:5.1f} s/run ({s.cpu_s:.1f} s CPU)"
     )
 
