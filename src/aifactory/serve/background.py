@@ -10,10 +10,12 @@ import threading
 import time
 from types import TracebackType
 
+import uvicorn
+
 from aifactory.core.errors import AifactoryError
 from aifactory.serve.app import create_app
 from aifactory.serve.guard import Guard
-from aifactory.serve.server import ServeConfig, Serving, bind
+from aifactory.serve.server import ServeConfig, Serving, bind, uvicorn_config
 from aifactory.serve.swap import ModelSource, RegistrySource
 
 
@@ -21,14 +23,12 @@ class BackgroundServer:
     """`with BackgroundServer(config) as srv: httpx.post(srv.url + ...)`; stops (and flushes the log) on exit."""
 
     def __init__(self, config: ServeConfig, source: ModelSource | None = None) -> None:
-        import uvicorn
-
         self.serving = Serving(config, source or RegistrySource(config.home))
         self._sock = bind(config.host, 0 if config.port is None else config.port)
         host, port = self._sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         app = Guard(create_app(self.serving), config.max_body_bytes, config.token)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        self._server = uvicorn.Server(uvicorn_config(app))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def start(self, timeout_s: float = 10.0) -> BackgroundServer:

@@ -29,7 +29,7 @@ class Shadow:
     ) -> None:
         self.ref = ref
         self.slot = ModelSlot()
-        self.watcher = AliasWatcher(source, ref, self.slot, poll_s)
+        self.watcher = AliasWatcher(source, ref, self.slot, poll_s, settings.max_batch)
         self.batcher: DynamicBatcher[Served] = DynamicBatcher(self.slot.run, settings, name="shadow")
         self.writer = writer
         self.max_pending = 1024

@@ -76,12 +76,17 @@ class Served:
     predictor: Predictor = field(repr=False)
 
 
-def load_version(source: ModelSource, mv: Version) -> Served:
-    """Load a resolved version and run one warm-up row, so its first real batch is not slow."""
+def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served:
+    """Load a resolved version and run it once at every batch size up to `warm_rows`.
+
+    CPU backends build a kernel per input shape on first use (tens of ms each); doing that
+    here, before the model is swapped in, keeps those stalls out of live requests.
+    """
     predictor = source.load(Path(mv.checkpoint_path))
-    probs = np.asarray(predictor.predict_proba(np.zeros((1, N_FEATURES), dtype=np.float32)))
-    if probs.shape != (1, 10):
-        raise SpecError("checkpoint", f"{mv.checkpoint_path}: model answers shape {probs.shape}, expected (1, 10)")
+    for rows in range(1, max(1, warm_rows) + 1):
+        probs = np.asarray(predictor.predict_proba(np.zeros((rows, N_FEATURES), dtype=np.float32)))
+        if probs.shape != (rows, 10):
+            raise SpecError("checkpoint", f"{mv.checkpoint_path}: model answers shape {probs.shape}, expected (B, 10)")
     metrics = dict(mv.metrics) if isinstance(mv.metrics, dict) else {}
     return Served(mv.model, int(mv.version), str(mv.checkpoint_path), metrics, predictor)
 
@@ -112,8 +117,9 @@ class ModelSlot:
 class AliasWatcher:
     """Polls `ref` in the registry; when it resolves to another version, loads it and swaps the slot."""
 
-    def __init__(self, source: ModelSource, ref: str, slot: ModelSlot, poll_s: float = 0.5) -> None:
+    def __init__(self, source: ModelSource, ref: str, slot: ModelSlot, poll_s: float = 0.5, warm_rows: int = 1) -> None:
         self.source, self.ref, self.slot, self.poll_s = source, ref, slot, poll_s
+        self.warm_rows = warm_rows
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # one load at a time, even if check() is also called directly
@@ -150,7 +156,7 @@ class AliasWatcher:
                 ):
                     self.last_error = None
                     return False
-                served = load_version(self.source, mv)
+                served = load_version(self.source, mv, self.warm_rows)
             except (AifactoryError, OSError, RuntimeError, ValueError) as exc:
                 if str(exc) != self.last_error:
                     log.warning("cannot swap %s: %s", self.ref, exc)
