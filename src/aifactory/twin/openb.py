@@ -33,7 +33,8 @@ from aifactory.core.job import MILLI
 from aifactory.core.placement_bestfit import MAXCPU, MAXGPU, Demand, bestfit_gpus, bestfit_scores
 from aifactory.core.placement_fgd import FragModel, fgd_scores, typical_pods
 
-DEFAULT_DIR = Path("../shared/data/traces/openb")
+# ../shared/data next to the checkout, wherever the command runs from
+DEFAULT_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "traces" / "openb"
 NODES_CSV = "openb_node_list_gpu_node.csv"
 PODS_CSV = "openb_pod_list_default.csv"
 EXPECTED_CSV = "expected_alloc_default.csv"
