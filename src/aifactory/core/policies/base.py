@@ -98,6 +98,17 @@ class SchedulerView:
             self.granted[job.spec.project] = self.granted.get(job.spec.project, 0.0) + placement.gpus
         return placement
 
+    def unreserve(self, job: Job) -> None:
+        """Give back what `try_place` reserved for `job` in this pass (a policy changed its mind)."""
+        placement = self.reserved.pop(job.id, None)
+        if placement is not None:
+            self.cluster.release(job.id)
+            self.granted[job.spec.project] -= placement.gpus
+
+    def running_in(self, key: str | None) -> list[Job]:
+        """Jobs holding GPUs (running or stopping) whose project is bound to pool `key`."""
+        return [j for j in self.running.values() if self.pool_of(j) == key]
+
     def room(self, job: Job) -> list[Node]:
         """The nodes where `job` could go now, from the cluster's free-block index (a full cluster
         answers in O(1), not O(nodes)). A placement policy with `scope` "fullest" (pack) or
