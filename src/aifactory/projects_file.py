@@ -1,0 +1,150 @@
+"""Projects and departments from a TOML or YAML file, validated at the edge with pydantic.
+
+    [[departments]]
+    name = "research"
+    quota = 32          # guaranteed GPUs for all its projects together
+    weight = 2          # share of idle GPUs lent over quota
+    limit = 48          # hard cap (optional)
+
+    [[projects]]
+    name = "vision"
+    department = "research"
+    quota = 8
+    weight = 1
+    limit = 16
+    pool = "a100"       # optional node pool
+    quota_by_model = { H100 = 4 }
+
+Every error is a SpecError naming the field (`projects[1].quota`), and nothing is
+returned unless the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aifactory.core.errors import SpecError
+from aifactory.core.project import Department, Project
+
+MAX_BYTES = 1 << 20  # a projects file is small; anything larger is a mistake
+
+
+class DepartmentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    quota: float = Field(default=0.0, ge=0)
+    weight: float = Field(default=1.0, gt=0)
+    limit: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _limit_covers_quota(self) -> DepartmentModel:
+        if self.limit is not None and self.limit < self.quota:
+            raise ValueError(f"limit {self.limit:g} is below quota {self.quota:g}")
+        return self
+
+
+class ProjectModel(DepartmentModel):
+    department: str | None = None
+    pool: str | None = None
+    quota_by_model: dict[str, float] = Field(default_factory=dict)
+
+
+class ProjectsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    departments: list[DepartmentModel] = Field(default_factory=list)
+    projects: list[ProjectModel] = Field(default_factory=list)
+
+
+def parse_projects(text: str, fmt: str = "toml") -> tuple[list[Project], list[Department]]:
+    """Projects and departments from file text in `fmt` ("toml" or "yaml")."""
+    data = _load(text, fmt)
+    try:
+        parsed = ProjectsFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+        raise SpecError(where or "file", first["msg"]) from None
+    return _build(parsed)
+
+
+def load_projects(path: str | Path) -> tuple[list[Project], list[Department]]:
+    """Read a projects file (.toml, .yaml or .yml)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError("file", f"no such file {str(p)!r}")
+    if p.stat().st_size > MAX_BYTES:
+        raise SpecError("file", f"{p} is larger than {MAX_BYTES} bytes")
+    fmt = "yaml" if p.suffix in (".yaml", ".yml") else "toml"
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise SpecError("file", f"{p.name}: expected a .toml, .yaml or .yml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError("file", f"{p.name} is not UTF-8 text ({err.reason})") from None
+    return parse_projects(text, fmt)
+
+
+def _load(text: str, fmt: str) -> Any:
+    if len(text.encode("utf-8")) > MAX_BYTES:
+        raise SpecError("file", f"larger than {MAX_BYTES} bytes")
+    if fmt == "toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise SpecError("file", f"not valid TOML: {err}") from None
+    if fmt == "yaml":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SpecError("file", f"not valid YAML: {err}") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise SpecError("file", f"expected a mapping with projects and departments, got {type(data).__name__}")
+        return data
+    raise SpecError("format", f"unknown format {fmt!r} (known: toml, yaml)")
+
+
+def _build(parsed: ProjectsFile) -> tuple[list[Project], list[Department]]:
+    departments: dict[str, Department] = {}
+    for i, d in enumerate(parsed.departments):
+        if d.name in departments:
+            raise SpecError(f"departments[{i}].name", f"duplicate department {d.name!r}")
+        departments[d.name] = Department(d.name, quota=d.quota, weight=d.weight, limit=d.limit)
+    projects: dict[str, Project] = {}
+    guaranteed: dict[str, float] = {}
+    for i, p in enumerate(parsed.projects):
+        if p.name in projects:
+            raise SpecError(f"projects[{i}].name", f"duplicate project {p.name!r}")
+        if p.department is not None and p.department not in departments:
+            known = ", ".join(sorted(departments)) or "none"
+            raise SpecError(f"projects[{i}].department", f"unknown department {p.department!r} (known: {known})")
+        for model, quota in p.quota_by_model.items():
+            if quota < 0 or quota > p.quota:
+                raise SpecError(f"projects[{i}].quota_by_model.{model}", f"must be between 0 and quota {p.quota:g}")
+        projects[p.name] = Project(
+            p.name,
+            quota=p.quota,
+            weight=p.weight,
+            limit=p.limit,
+            pool=p.pool,
+            department=p.department,
+            quota_by_model=dict(p.quota_by_model),
+        )
+        if p.department is not None:
+            guaranteed[p.department] = guaranteed.get(p.department, 0.0) + p.quota
+            dept = departments[p.department]
+            if dept.quota and guaranteed[p.department] > dept.quota + 1e-9:
+                raise SpecError(
+                    f"projects[{i}].quota",
+                    f"department {dept.name} guarantees {dept.quota:g} GPUs, "
+                    f"its projects' quotas add up to {guaranteed[p.department]:g}",
+                )
+    return list(projects.values()), list(departments.values())
