@@ -209,3 +209,15 @@ def test_fgd_score_cache_decides_as_scoring_every_node(tmp_path: Path) -> None:
 
         openb.replay(record, nodes_, pods_, sequence, np.arange(30)[::-1])
     assert len(decisions[0]) > 150 and decisions[0] == decisions[1]
+
+
+def test_a_single_feasible_node_is_taken_unscored(tmp_path: Path) -> None:
+    nodes, pods = tiny(tmp_path)
+    st = openb.State(nodes, np.array([0, 1]))
+    st.commit(0, pods.demand(0), 10, (0,))  # x keeps one free GPU, y two
+    choose = openb.ChooseFgd(openb.typical_model(pods))
+    two = pods.demand(1)
+    assert choose(st, st.feasible(two, 10), two) == (1, (0, 1))
+    assert choose.columns == {}  # nothing was scored, nothing cached
+    one = pods.demand(0)
+    assert choose(st, st.feasible(one, 10), one)[0] in (0, 1) and list(choose.columns) == [one]
