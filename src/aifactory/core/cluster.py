@@ -59,6 +59,9 @@ class Cluster:
         self._levels: dict[tuple[str, str], list[dict[str, Node]]] = {}
         # (pool, model) -> nodes with a partly used GPU (where fractions can share).
         self._partial: dict[tuple[str, str], dict[str, Node]] = {}
+        # (pool, model) query -> the matching level lists; the (pool, model) keys are fixed
+        # here and each level list is updated in place, so a query's answer never goes stale.
+        self._groups: dict[tuple[str | None, str | None], list[list[dict[str, Node]]]] = {}
         for node in self.nodes.values():
             self._pools.setdefault(node.pool, []).append(node)
             levels = self._levels.setdefault((node.pool, node.gpu_model), [])
@@ -107,11 +110,14 @@ class Cluster:
 
     def groups(self, pool: str | None, model: str | None) -> list[list[dict[str, Node]]]:
         """The free-block levels of every (pool, model) group a job bound to `pool`/`model` may use."""
-        return [
-            levels
-            for (p, m), levels in sorted(self._levels.items())
-            if (pool is None or p == pool) and (model is None or m == model)
-        ]
+        found = self._groups.get((pool, model))
+        if found is None:
+            found = self._groups[(pool, model)] = [
+                levels
+                for (p, m), levels in sorted(self._levels.items())
+                if (pool is None or p == pool) and (model is None or m == model)
+            ]
+        return found
 
     def max_block(self, pool: str | None, model: str | None = None) -> int:
         """Most fully free GPUs on one node (up or not: callers check `up`)."""

@@ -9,6 +9,7 @@ simulated executor) drive the very same decisions.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from aifactory.core.project import (
     check_project,
 )
 from aifactory.core.queues import PendingIndex
+from aifactory.core.reservation import reserve
 from aifactory.core.states import JobState, check_transition
 
 TIME_LIMIT = "time limit"
@@ -444,6 +446,21 @@ class Factory:
     def fit_reason(self, job: Job) -> str:
         """Why `job` does not fit on the free GPUs right now, in one line."""
         return fit_reason(self, job)
+
+    def estimate_start(self, job_id: int, now: float) -> float | None:
+        """When a queued job could start if running jobs end at their time limits (None: unknown).
+
+        Ignores the jobs ahead of it, so it is a lower bound; stored in `Job.estimated_start`.
+        """
+        job = self.job(job_id)
+        if job.state is not JobState.QUEUED:
+            return None
+        key = self.pool_of(job.spec.project)
+        running = [j for j in self.running.values() if self.pool_of(j.spec.project) == key]
+        grace = max(self.settings.kill_grace_s, self.settings.preempt_grace_s)
+        found = reserve(job, self.cluster.pool_nodes(key), running, now, grace)
+        job.estimated_start = found.start if found.start < math.inf else None
+        return job.estimated_start
 
     def pending_reason(self, job_id: int) -> str:
         """Why a queued job waits: the policy's reason, or the jobs ahead of it."""

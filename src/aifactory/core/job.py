@@ -60,19 +60,18 @@ class Placement:
 
     parts: tuple[tuple[str, tuple[int, ...]], ...]
     milli: int = MILLI
+    # Computed once: quota accounting reads them on every start and release.
+    gpu_count: int = field(init=False, repr=False, compare=False)
+    gpus: float = field(init=False, repr=False, compare=False)  # a fraction counting as its fraction
+
+    def __post_init__(self) -> None:
+        count = sum(len(idx) for _, idx in self.parts)
+        object.__setattr__(self, "gpu_count", count)
+        object.__setattr__(self, "gpus", count * self.milli / MILLI)
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(node for node, _ in self.parts)
-
-    @property
-    def gpu_count(self) -> int:
-        return sum(len(idx) for _, idx in self.parts)
-
-    @property
-    def gpus(self) -> float:
-        """GPUs held, a fraction counting as its fraction (what quotas count)."""
-        return self.gpu_count * self.milli / MILLI
 
     def describe(self) -> str:
         """`node0:0,1` or `node0:2@0.50` for a fraction."""

@@ -247,7 +247,8 @@ class PoolPass:
         if room_when_stopped(job, nodes, stopping):
             self.plan.reasons[job.id] = f"waiting for {len(stopping)} preempted job(s) to stop (reclaim)"
             return
-        if self.borrowed() < job.demand - 1e-9:
+        free = self.view.cluster.whole_free(self.key, job.spec.gpu_model)
+        if not job.spec.fractional and self.borrowed() + free < job.demand - 1e-9:
             self.reclaim_failed.add(fk)
             return
         if self.victims is None:
