@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from aifactory.cli import main as cli_main
 from aifactory.line.digits_model import DigitsConfig, build_model, save_checkpoint
 from aifactory.line.registry import Registry
 from aifactory.serve.feedback import FeedbackLog
 from aifactory.serve.server import main as server_main
-
-CLI = [sys.executable, "-c", "from aifactory.cli import main; main()"]
 
 
 def champion(home: Path) -> Registry:
@@ -65,17 +64,16 @@ def test_server_process_serves_with_a_token_and_stops_cleanly(home: Path) -> Non
     assert FeedbackLog(home).count() == 6  # every answered row was logged before exit
 
 
-def test_cli_unknown_alias_exits_2_with_one_line(home: Path) -> None:
+def test_cli_unknown_alias_exits_2_with_one_line(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     champion(home)
-    done = subprocess.run(
-        [*CLI, "serve", "digits@champoin", "--home", str(home), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: ") and "did you mean 'champion'" in done.stderr
-    assert "Traceback" not in done.stderr
+    monkeypatch.setattr(sys, "argv", ["aifactory", "serve", "digits@champoin", "--home", str(home), "--port", "0"])
+    with pytest.raises(SystemExit) as exited:
+        cli_main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "did you mean 'champion'" in err and "Traceback" not in err
 
 
 def test_bad_options_exit_2_naming_the_option(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
