@@ -15,7 +15,7 @@ from typing import Any
 from aifactory.core.actions import Kill, Launch, Preempt, StateChanged
 from aifactory.core.cluster import Cluster, Node
 from aifactory.core.errors import SpecError
-from aifactory.core.events import Event, Finished, Submit, Tick
+from aifactory.core.events import Event, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.twin.executor import ExecutorSettings, SimExecutor
@@ -106,7 +106,7 @@ class Twin:
         self.cluster = Cluster(fresh_nodes(scenario.nodes))
         projects = [replace(p) for p in scenario.projects]
         self.factory = Factory(self.cluster, projects, self.settings.factory)
-        self.executor = SimExecutor(self.kernel, self._finished, self.durations.__getitem__, self.settings.executor)
+        self.executor = SimExecutor(self.kernel, self._handle, self.durations.__getitem__, self.settings.executor)
         self.recorder = Recorder([j.gpus for j in self.jobs], [j.project for j in self.jobs], self.cluster.total_gpus())
         every = self.settings.sample_every_s
         if every is None:
@@ -141,9 +141,6 @@ class Twin:
             self._handle(Submit(i, spec_of(self.jobs[i], self.durations[i])))
         except SpecError as exc:
             self.rejected[i] = str(exc)  # the core refused it and changed nothing
-
-    def _finished(self, event: Finished) -> None:
-        self._handle(event)
 
     def _tick(self, _: object) -> None:
         if self._tick_at is not None and self._tick_at <= self.kernel.now:
