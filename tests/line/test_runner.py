@@ -10,10 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from aifactory.line import db
+from aifactory.line.datasets import Datasets
 from aifactory.line.executors import LocalExecutor
 from aifactory.line.pipeline import parse_pipeline
 from aifactory.line.registry import Registry
-from aifactory.line.runner import PipelineRunner, StepEvent, StepFailed
+from aifactory.line.runner import PipelineRunner, StepEvent, StepFailed, cache_key
+from aifactory.line.steps import code_hash, get_step_kind
 
 
 def small_pipeline(epochs: int = 3, **train: object) -> dict[str, object]:
@@ -66,18 +68,25 @@ def test_pipeline_runs_every_step_records_lineage_and_reuses_cached_steps(home: 
     assert [r.status for r in rows] == ["succeeded", "succeeded"]
     assert json.loads(rows[1].lineage)["steps"]["train"]["cached"] is True
 
-    # New params change the cache key: train runs again and makes a new version.
-    third = asyncio.run(runner.run(parse_pipeline(small_pipeline(epochs=4))))
-    assert "train" not in third.cached and third.outputs["register"]["version"] == 2
+
+def test_cache_key_changes_with_params_inputs_and_code() -> None:
+    base = cache_key("train", {"epochs": 3}, {"dataset": "digits@1"}, "abc")
+    assert base == cache_key("train", {"epochs": 3}, {"dataset": "digits@1"}, "abc")
+    assert base != cache_key("train", {"epochs": 4}, {"dataset": "digits@1"}, "abc")
+    assert base != cache_key("train", {"epochs": 3}, {"dataset": "digits@2"}, "abc")
+    assert base != cache_key("train", {"epochs": 3}, {"dataset": "digits@1"}, "abd")
+    assert code_hash(get_step_kind("train")) == code_hash(get_step_kind("train"))
+    assert code_hash(get_step_kind("train")) != code_hash(get_step_kind("evaluate"))
 
 
-def test_a_failing_step_stops_the_run_with_its_log(home: Path) -> None:
+def test_a_failing_step_stops_the_run_with_its_log(home: Path, tmp_path: Path) -> None:
     runner = PipelineRunner(LocalExecutor(), home)
-    spec = small_pipeline(momentum=0.9)
-    spec["steps"] = spec["steps"][:2]  # type: ignore[index]
+    spec = small_pipeline()
+    spec["steps"][0]["params"]["source"] = str(tmp_path / "missing.csv")  # type: ignore[index]
     with pytest.raises(StepFailed) as err:
         asyncio.run(runner.run(parse_pipeline(spec)))
-    assert err.value.step == "train"
-    assert "unknown field(s) momentum" in str(err.value)
+    assert err.value.step == "ingest" and err.value.outcome.exit_code == 2
+    assert "error: path: no such file" in str(err.value)
     with db.open_engine(home).begin() as conn:
         assert conn.execute(sa.select(db.runs.c.status)).scalars().all() == ["failed"]
+    assert Datasets(home).names() == []

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from aifactory.core.errors import SpecError
 from aifactory.line.datasets import Datasets
-from aifactory.line.evaluate import evaluate_checkpoint
 from aifactory.line.registry import CHAMPION, GateDecision, Registry
 
 
@@ -39,14 +38,29 @@ def decide(challenger: float, champion: float | None, margin: float) -> tuple[bo
 
 
 def run_gate(
-    registry: Registry, datasets: Datasets, model: str, challenger: int, holdout: str, settings: GateSettings
+    registry: Registry,
+    datasets: Datasets,
+    model: str,
+    challenger: int,
+    holdout: str,
+    settings: GateSettings,
+    challenger_score: float | None = None,
 ) -> GateDecision:
-    """Score challenger (and champion) on `holdout`, decide, record, and move the alias if promoted."""
+    """Score challenger (and champion) on `holdout`, decide, record, and move the alias if promoted.
+
+    `challenger_score`: the challenger's score already measured on this very holdout version
+    (the pipeline's evaluate step); the champion is always scored here, now.
+    """
+    from aifactory.line.evaluate import evaluate_checkpoint  # torch: only when a model is scored here
+
     holdout_version = datasets.resolve(holdout)
     x, y = datasets.load(holdout_version)
     cand = registry.get(model, challenger)
     champ_version = registry.alias_version(model, settings.alias)
-    cand_score = evaluate_checkpoint(cand.checkpoint_path, x, y)[settings.metric]
+    if challenger_score is not None:
+        cand_score = challenger_score
+    else:
+        cand_score = evaluate_checkpoint(cand.checkpoint_path, x, y)[settings.metric]
     if champ_version == challenger:
         promoted, reason, champ_score = False, f"v{challenger} is already {settings.alias}", cand_score
     else:

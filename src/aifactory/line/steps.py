@@ -146,7 +146,11 @@ def evaluate(home: Path, params: dict[str, Any], inputs: dict[str, Any]) -> dict
 
     x, y = Datasets(home).load(str(inputs["holdout"]))
     result = evaluate_checkpoint(Path(inputs["checkpoint"]), x, y)
-    return {"holdout_accuracy": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"]}
+    return {
+        "holdout_accuracy": result["accuracy"],
+        "per_class_accuracy": result["per_class_accuracy"],
+        "evaluated_on": str(inputs["holdout"]),
+    }
 
 
 def register(home: Path, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +179,9 @@ def deploy(home: Path, params: dict[str, Any], inputs: dict[str, Any]) -> dict[s
     reg = Registry(home)
     settings = GateSettings(margin=float(params.get("margin", GateSettings.margin)))
     model = str(inputs["model"])
-    decision = run_gate(reg, Datasets(home), model, int(inputs["version"]), str(inputs["holdout"]), settings)
+    # The evaluate step scored this checkpoint on this same holdout version: reuse its number.
+    score = inputs.get("holdout_accuracy") if inputs.get("evaluated_on") == inputs["holdout"] else None
+    decision = run_gate(reg, Datasets(home), model, int(inputs["version"]), str(inputs["holdout"]), settings, score)
     return {
         "promoted": decision.promoted,
         "champion": reg.alias_version(model, settings.alias),

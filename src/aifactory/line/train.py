@@ -98,14 +98,13 @@ def train(
 def environment() -> dict[str, str]:
     """Versions that decide what a run computes (recorded in every lineage)."""
     import platform
-
-    import sklearn
+    from importlib.metadata import version
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
+        "sklearn": version("scikit-learn"),  # read from metadata: importing sklearn costs ~1 s
         "platform": platform.platform(terse=True),
     }
 
