@@ -55,15 +55,17 @@ def _fits(job: Job, nodes: Sequence[Node], leaving: set[int]) -> bool:
     return any(w >= spec.whole_gpus for w in whole)
 
 
-def room_when_stopped(job: Job, nodes: Sequence[Node], stopping: Sequence[Job]) -> bool:
-    """Will `job` fit once the jobs already stopping have exited? (Looks only at their nodes.)"""
+def claim_stopping(job: Job, nodes: Sequence[Node], stopping: Sequence[Job]) -> list[Job] | None:
+    """The fewest of the jobs already stopping whose exit makes room for `job` (None: they cannot)."""
     if not stopping:
-        return False
+        return None
     gone = {j.id for j in stopping}
-    if job.spec.multi_node:
-        return _fits(job, nodes, gone)
-    names = {name for j in stopping if j.placement is not None for name in j.placement.nodes}
-    return _fits(job, [n for n in nodes if n.name in names], gone)
+    if not job.spec.multi_node:
+        names = {name for j in stopping if j.placement is not None for name in j.placement.nodes}
+        nodes = [n for n in nodes if n.name in names]
+    if not _fits(job, nodes, gone):
+        return None
+    return list(_prune(job, nodes, gone, list(stopping)))
 
 
 def find_victims(
@@ -80,8 +82,6 @@ def find_victims(
     already taken (a project may only lose what it borrowed).
     """
     gone = {j.id for j in stopping}
-    if stopping and room_when_stopped(job, nodes, stopping):
-        return Victims((), None)  # jobs already stopping make room: wait for them
     ranked = sorted(candidates, key=lambda j: (*work_at_risk(j, now), j.id))
     if job.spec.multi_node:
         return _search(job, nodes, ranked, gone, can_take, None)

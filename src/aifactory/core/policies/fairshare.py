@@ -23,7 +23,7 @@ from aifactory.core.job import Job
 from aifactory.core.policies.base import Plan, SchedulerView, Start
 from aifactory.core.project import PREEMPTIBLE
 from aifactory.core.queues import FitKey, ProjectQueue, Shape, fit_key
-from aifactory.core.reclaim import find_victims, room_when_stopped
+from aifactory.core.reclaim import claim_stopping, find_victims
 from aifactory.core.states import JobState
 
 Rank = tuple[int, int, float, float, str]
@@ -74,6 +74,8 @@ class PoolPass:
         self.dept_held: dict[str, float] = {}
         self.fits_at_start: dict[FitKey, bool] = {}
         self.reclaimed: set[int] = set()  # jobs a reclaim was tried for in this pass
+        self.promised: dict[str, float] = {}  # project -> GPUs coming to it from reclaims of this pass
+        self.claimed: set[int] = set()  # stopping jobs whose GPUs a waiting job of this pass counts on
         self.reclaim_failed: set[FitKey] = set()  # shapes no reclaim can make room for in this pass
         self.recents: dict[str, float] = {}  # project -> recent average GPUs (history is fixed within a pass)
         self.victims: list[Job] | None = None  # reclaim candidates, found on the first reclaim of the pass
@@ -156,24 +158,26 @@ class PoolPass:
 
     def next_job(self, name: str, pq: ProjectQueue) -> Job | None:
         """The project's first job (priority, then submission) whose shape may still fit and that
-        its limits and class allow; every head passed over gets its reason."""
-        best: Job | None = None
-        for shape, bucket in pq.buckets.items():
-            head = self.head(name, shape, bucket)
-            if head is None:
-                continue
-            fk = shape[1]
-            if best is not None and (-head.spec.priority, head.id) >= (-best.spec.priority, best.id):
-                continue
-            reason, no_room = self.blocked(head, fk)
-            if reason is None:
-                best = head
-                continue
-            self.plan.reasons.setdefault(head.id, reason)
-            if no_room and head.id not in self.reclaimed and self.within_quota(head):
-                self.reclaimed.add(head.id)
-                self.reclaim(head)
-        return best
+        its limits and class allow; every head passed over gets its reason. A head within quota
+        that has no room reclaims; once room is coming for it, the next job of its bucket is looked at."""
+        while True:
+            best: Job | None = None
+            promised = False
+            for shape, bucket in pq.buckets.items():
+                head = self.head(name, shape, bucket)
+                if head is None:
+                    continue
+                if best is not None and (-head.spec.priority, head.id) >= (-best.spec.priority, best.id):
+                    continue
+                reason, no_room = self.blocked(head, shape[1])
+                if reason is None:
+                    best = head
+                    continue
+                self.plan.reasons.setdefault(head.id, reason)
+                if no_room and head.id not in self.reclaimed and self.within_quota(head) and self.reclaim(head):
+                    promised = True
+            if not promised:
+                return best
 
     def head(self, name: str, shape: Shape, bucket: dict[int, Job]) -> Job | None:
         """The first job of a bucket not yet started in this pass (the bucket itself changes after the pass)."""
@@ -218,8 +222,9 @@ class PoolPass:
         model = job.spec.gpu_model
         if model is not None and model in project.quota_by_model:
             held = self.f.model_usage.get((project.name, model), 0.0) + self.view.granted.get(project.name, 0.0)
+            held += self.promised.get(project.name, 0.0)
             return held + job.demand <= project.quota_by_model[model] + 1e-9
-        return self.view.held(project.name) + job.demand <= project.quota + 1e-9
+        return self.view.held(project.name) + self.promised.get(project.name, 0.0) + job.demand <= project.quota + 1e-9
 
     # -- when it does not fit -------------------------------------------------------------
 
@@ -233,24 +238,37 @@ class PoolPass:
             self.no_room_for[slot] = min(self.no_room_for.get(slot, spec.whole_gpus), spec.whole_gpus)
         self.plan.reasons[job.id] = reason
         if job.id not in self.reclaimed and self.within_quota(job):
-            self.reclaimed.add(job.id)
             self.reclaim(job)
 
-    def reclaim(self, job: Job) -> None:
-        """Preempt borrowed, preemptible jobs of projects over quota, just enough for `job`."""
+    def reclaim(self, job: Job) -> bool:
+        """Preempt borrowed, preemptible jobs of projects over quota, just enough for `job`.
+
+        True when room is coming for the job (victims chosen now or earlier): its GPUs are then
+        promised to its project for the rest of the pass, and its bucket moves on to the next job.
+        """
+        self.reclaimed.add(job.id)
+        coming = self._reclaim(job)
+        if coming:
+            self.promised[job.spec.project] = self.promised.get(job.spec.project, 0.0) + job.demand
+            self.advance(job)
+        return coming
+
+    def _reclaim(self, job: Job) -> bool:
         now = self.view.now
         fk = fit_key(job.spec)
         if fk in self.reclaim_failed:
-            return  # reclaimers are all under quota, so none is a donor: the same candidates failed already
+            return False  # reclaimers are all under quota, so none is a donor: the same candidates failed already
         nodes = self.view.cluster.pool_nodes(self.key)
-        stopping = list(self.stopping.values())
-        if room_when_stopped(job, nodes, stopping):
-            self.plan.reasons[job.id] = f"waiting for {len(stopping)} preempted job(s) to stop (reclaim)"
-            return
+        stopping = [j for j in self.stopping.values() if j.id not in self.claimed]
+        needed = claim_stopping(job, nodes, stopping)
+        if needed is not None:  # jobs already stopping will make room: wait for them, and keep them for this job
+            self.claimed.update(j.id for j in needed)
+            self.plan.reasons[job.id] = f"reclaim: waiting for {len(needed)} preempted job(s) to stop"
+            return True
         free = self.view.cluster.whole_free(self.key, job.spec.gpu_model)
         if not job.spec.fractional and self.borrowed() + free < job.demand - 1e-9:
             self.reclaim_failed.add(fk)
-            return
+            return False
         if self.victims is None:
             self.victims = self.borrowed_jobs()
         candidates = [v for v in self.victims if v.spec.project != job.spec.project]
@@ -267,15 +285,20 @@ class PoolPass:
             self.reclaim_failed.add(fk)
             if self.protected_until is not None:
                 self.wake_at(self.protected_until)
-            return
+            return False
         for victim in found.jobs:
             self.plan.preempt.append((victim.id, f"reclaim for project {job.spec.project} (within its quota)"))
             self.stopping[victim.id] = victim
+            self.claimed.add(victim.id)
+        for other in stopping:  # the stopping jobs on the chosen node are part of the room
+            if found.node is None or (other.placement is not None and found.node in other.placement.nodes):
+                self.claimed.add(other.id)
         waiting = len(found.jobs) or len(self.stopping)
         plural = "s" if waiting != 1 else ""
         self.plan.reasons[job.id] = (
             f"reclaiming borrowed GPUs for project {job.spec.project}: waiting for {waiting} job{plural} to stop"
         )
+        return True
 
     def borrowed(self) -> float:
         """GPUs held over quota in this pool, less what is already stopping."""
