@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -66,3 +67,16 @@ def test_convert_the_event_log_to_csv(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url])
     assert result.exit_code == 0, result.output
     assert [j.duration_s for j in read_trace(out)] == [60, 20]
+
+
+def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    filled_store(url)
+    args = ["run", "--trace", "eventlog", "--store", url, "--policy", "fifo", "--policy", "fairshare", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    variants = json.loads(result.output)["variants"]
+    # On the store's 4 GPUs both jobs (2 + 1 GPUs) start on submission and run their final attempts.
+    for v in variants:
+        assert v["summary"]["finished"] == 2 and v["summary"]["wait_s_mean"] == 0
+        assert v["summary"]["jct_s_mean"] == (60 + 20) / 2
