@@ -72,7 +72,9 @@ def run(
     ),
     placement: str = typer.Option("pack", help="placement policy"),
     nodes: str | None = typer.Option(None, help="+N / -N nodes (spread over pools by size) or N nodes in all"),
-    projects: Path | None = typer.Option(None, help="TOML of [projects.NAME] quota/weight/limit/pool overrides"),
+    projects: Path | None = typer.Option(
+        None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
+    ),
     no_pools: bool = typer.Option(False, "--no-pools", help="one shared pool with quotas instead of node pools"),
     report: Path | None = typer.Option(None, help="write a self-contained HTML report here"),
     as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
