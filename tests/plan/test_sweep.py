@@ -19,8 +19,8 @@ TINY = CharLMConfig(seq_len=32, eval_windows=64)
 
 
 def tiny_jobs() -> list[SweepJob]:
-    """Four sizes of 80 to 150 steps each: a second or two of training per run."""
-    return sweep_jobs((16, 24, 32, 40), n_layer=1, tokens_per_param=2.0, base=TINY)
+    """Four sizes of 40 to 75 steps each: about a second of training per run."""
+    return sweep_jobs((16, 24, 32, 40), n_layer=1, tokens_per_param=1.0, base=TINY)
 
 
 def test_job_sizes_grow_in_params_and_compute() -> None:
@@ -54,13 +54,13 @@ def test_floor_sweep_runs_each_size_as_a_factory_job(home: Path, tmp_path: Path)
     from aifactory.live.store import Store
     from aifactory.plan.floor_runner import FloorRunner
 
-    jobs = tiny_jobs()[:2]
+    jobs = tiny_jobs()[:1]
     results = FloorRunner(gpus=2).run(jobs, tmp_path / "runs")
     assert [r.name for r in results] == [j.name for j in jobs]
     store = Store(f"sqlite:///{tmp_path / 'runs' / 'factory' / 'factory.db'}").open()
     try:
         rows = store.list_jobs()
-        assert sorted(r.spec.name for r in rows) == ["sweep-d16-l1", "sweep-d24-l1"]
+        assert [r.spec.name for r in rows] == ["sweep-d16-l1"]
         assert all(r.placement is not None and r.spec.command[1:3] == ("-m", "aifactory.plan.charlm") for r in rows)
         assert all(r.state.value == "succeeded" and r.exit_code == 0 for r in rows)
     finally:
@@ -72,8 +72,8 @@ def test_a_failing_run_is_reported(home: Path, tmp_path: Path) -> None:
 
     broken = [SweepJob("bad", replace(TINY, d_model=8, n_head=1, tokens=10))]
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "bad.json").mkdir()  # the run cannot write its result there
-    with pytest.raises(SweepFailed, match="bad exited"):
+    (tmp_path / "runs" / "bad.json").mkdir()  # the run cannot write its result there: refused before training
+    with pytest.raises(SweepFailed, match=r"bad exited 2: error: out: .*bad.json is a directory"):
         LocalRunner().run(broken, tmp_path / "runs")
 
 

@@ -42,36 +42,12 @@ def gpus(catalog: Path | None = CATALOG_OPT, as_json: bool = JSON_OPT) -> None:
     """List the hardware catalogue: GPUs (dense TFLOPS, memory, bandwidth, power) and systems."""
     cat = _catalog(catalog)
     if as_json:
-        data = {
-            "gpus": {
-                n: {
-                    **g.tflops,
-                    "memory_gb": g.memory_gb,
-                    "memory_bw_gbs": g.memory_bw_gbs,
-                    "tdp_w": g.tdp_w,
-                    "measured_power_w": g.measured_power_w,
-                    "nvlink_gbs": g.nvlink_gbs,
-                    "generation": g.generation,
-                    "default_mfu": cat.default_mfu(g),
-                    "aliases": list(g.aliases),
-                    "sources": g.sources,
-                }
-                for n, g in cat.gpus.items()
-            },
-            "systems": {
-                n: {
-                    "gpu": s.gpu.name,
-                    "gpus": s.gpus,
-                    "fp16_tflops": s.peak_tflops("fp16"),
-                    "memory_gb": s.memory_gb,
-                    "rated_kw": s.rated_kw,
-                    "sources": s.sources,
-                }
-                for n, s in cat.systems.items()
-            },
-        }
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(cat.as_dict(), indent=2))
         return
+    _print_catalog(cat)
+
+
+def _print_catalog(cat: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -160,6 +160,23 @@ class Catalog:
     def default_mfu(self, gpu: Gpu) -> float:
         return self.mfu_by_generation.get(gpu.generation, 0.35)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every entry with its figures, default MFU and sources (what `plan gpus --json` prints)."""
+        gpus = {
+            n: {**g.tflops, "memory_gb": g.memory_gb, "memory_bw_gbs": g.memory_bw_gbs, "tdp_w": g.tdp_w,
+                "measured_power_w": g.measured_power_w, "nvlink_gbs": g.nvlink_gbs, "pcie_gbs": g.pcie_gbs,
+                "generation": g.generation, "year": g.year, "default_mfu": self.default_mfu(g),
+                "aliases": list(g.aliases), "sources": g.sources}
+            for n, g in self.gpus.items()
+        }  # fmt: skip
+        systems = {
+            n: {"gpu": s.gpu.name, "gpus": s.gpus, "fp16_tflops": s.peak_tflops("fp16"), "memory_gb": s.memory_gb,
+                "rated_kw": s.rated_kw, "measured_peak_training_kw": s.measured_peak_training_kw,
+                "price_usd": s.price_usd, "aliases": list(s.aliases), "sources": s.sources}
+            for n, s in self.systems.items()
+        }  # fmt: skip
+        return {"gpus": gpus, "systems": systems, "mfu": self.mfu_by_generation, "mfu_sources": self.mfu_sources}
+
 
 def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
     """Field-by-field override of `[gpus.X]`/`[systems.X]`/`[mfu]` tables from a user file."""
