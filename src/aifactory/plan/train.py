@@ -83,6 +83,13 @@ def implied_mfu(params: float, tokens: float, gpu_hours: float, peak_tflops: flo
     return training_flops(params, tokens) / (gpu_hours * 3600.0 * peak_tflops * 1e12)
 
 
+def achieved_tflops(params: float, tokens: float, gpus: int, seconds: float, full_recompute: bool = False) -> float:
+    """Model TFLOPS per GPU of a step over `tokens` (6ND); full activation recomputation adds a forward (8ND)."""
+    if gpus < 1 or not seconds > 0:
+        raise SpecError("gpus" if gpus < 1 else "seconds", "must be > 0")
+    return (8.0 if full_recompute else 6.0) * params * tokens / (gpus * seconds) / 1e12
+
+
 def _layout(spec: TrainSpec, shape: Shape, capacity_gb: float) -> tuple[Parallel, MemoryBreakdown]:
     base = Parallel(zero=spec.zero, micro_batch=spec.micro_batch, seq_len=spec.seq_len, recompute=spec.recompute)
     if spec.tp is None and spec.pp is None:
