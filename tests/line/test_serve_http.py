@@ -80,6 +80,8 @@ def test_predict_answers_with_the_champion(server: BackgroundServer, models: dic
 BAD_INPUTS = [
     ({"inputs": [[1.0] * 63]}, ["body", "inputs", 0]),
     ({"inputs": [["a"] * 64]}, ["body", "inputs", 0, 0]),
+    ({"inputs": [[1.0] * 63 + ["3"]]}, ["body", "inputs", 0, 63]),
+    ({"inputs": [[True] * 64]}, ["body", "inputs", 0, 0]),
     ({"inputs": [[1.0] * 64], "extra": 1}, ["body", "extra"]),
     ({"inputs": []}, ["body", "inputs"]),
     ({"inputs": "pixels"}, ["body", "inputs"]),
@@ -93,6 +95,9 @@ def test_bad_inputs_get_422_naming_the_field(server: BackgroundServer) -> None:
         r = httpx.post(f"{server.url}/v1/models/digits/predict", json=payload)
         assert r.status_code == 422, payload
         assert r.json()["detail"][0]["loc"] == field, payload
+    nan = b'{"inputs": [[NaN' + b", 1" * 63 + b"]]}"
+    r = httpx.post(f"{server.url}/api/predict", content=nan, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "inputs", 0, 0]
     assert server.serving.requests == 0
 
 

@@ -14,7 +14,8 @@ N_FEATURES = 64  # 8x8 pixels, row-major
 N_CLASSES = 10
 MAX_ROWS = 1024  # rows per request; larger requests are split by the client
 
-Row = Annotated[list[float], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
+# strict: a pixel is a JSON number; "3" or true are type errors, not silently coerced
+Row = Annotated[list[Annotated[float, Field(strict=True)]], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
 
 
 class PredictRequest(BaseModel):
