@@ -55,12 +55,7 @@ def test_rollback_walks_back_through_moves(home: Path, tmp_path: Path) -> None:
 
 
 def test_versions_aliases_and_rollback_on_postgresql(home: Path, tmp_path: Path) -> None:
-    try:
-        with sa.create_engine(PG_URL).connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception:
-        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
-    _exercise(Registry(home, url=PG_URL), tmp_path, f"digits-{uuid.uuid4().hex[:8]}")
+    _exercise(Registry(home, url=_pg_or_skip()), tmp_path, f"digits-{uuid.uuid4().hex[:8]}")
 
 
 def test_unknown_model_alias_and_version_are_not_found(home: Path, tmp_path: Path) -> None:
@@ -93,22 +88,37 @@ WRITER = """
 import sys
 from pathlib import Path
 from aifactory.line.registry import Registry
-reg = Registry(Path(sys.argv[1]))
+home, tag, model, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] or None
+reg = Registry(home, url=url)
 for i in range(15):
-    p = Path(sys.argv[1]) / f"{sys.argv[2]}-{i}.pt"
-    p.write_bytes(f"{sys.argv[2]}-{i}".encode())
-    reg.register("digits", p, {}, {})
-    reg.set_alias("digits", "champion", reg.latest("digits").version)
+    p = home / f"{tag}-{i}.pt"
+    p.write_bytes(f"{model}-{tag}-{i}".encode())
+    reg.register(model, p, {}, {})
+    reg.set_alias(model, "champion", reg.latest(model).version)
 """
 
 
-def test_two_processes_register_at_once_without_losing_a_version(home: Path) -> None:
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), tag]) for tag in ("a", "b")]
+def _pg_or_skip() -> str:
+    try:
+        with sa.create_engine(PG_URL).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception:
+        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
+    return PG_URL
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_register_at_once_without_losing_a_version(home: Path, backend: str) -> None:
+    url = _pg_or_skip() if backend == "postgresql" else ""
+    model = f"digits-{uuid.uuid4().hex[:8]}"
+    args = [str(home), "", model, url]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, *args[:1], tag, *args[2:]]) for tag in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    versions = Registry(home).versions("digits")
+    reg = Registry(home, url=url or None)
+    versions = reg.versions(model)
     assert [v.version for v in versions] == list(range(1, 31))
     assert len({v.sha256 for v in versions}) == 30
-    assert len(Registry(home).alias_history("digits", "champion")) == 30
+    assert len(reg.alias_history(model, "champion")) == 30
 
 
 def test_db_head_constant_matches_the_migrations() -> None:

@@ -136,6 +136,7 @@ class Datasets:
         t = db.dataset_versions
         now = time.time()
         with self.engine.begin() as conn:
+            db.write_lock(conn, f"dataset:{name}")
             last = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.name == name)).scalar()
             version = (last or 0) + 1
             row = {

@@ -142,6 +142,17 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+def write_lock(conn: sa.Connection, key: str) -> None:
+    """Serialise writers of `key` (e.g. one model's versions) until the transaction ends.
+
+    SQLite needs nothing more: BEGIN IMMEDIATE already holds the database's write lock. On
+    PostgreSQL a transaction-level advisory lock keeps "read max(version), insert max + 1"
+    from handing two writers the same number.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
 def _at_head(engine: Engine) -> bool:
     """Whether the schema is current already (saves importing Alembic in every step's process)."""
     try:

@@ -105,6 +105,7 @@ class Registry:
         now = time.time()
         t = db.model_versions
         with self.engine.begin() as conn:
+            db.write_lock(conn, f"model:{model}")
             last = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.model == model)).scalar()
             version = (last or 0) + 1
             conn.execute(
@@ -215,6 +216,7 @@ class Registry:
         now = time.time()
         t, h = db.aliases, db.alias_history
         with self.engine.begin() as conn:
+            db.write_lock(conn, f"alias:{model}:{alias}")
             prev = conn.execute(sa.select(t.c.version).where(t.c.model == model, t.c.alias == alias)).scalar()
             if prev is None:
                 conn.execute(t.insert().values(model=model, alias=alias, version=version, updated_at=now))
