@@ -45,8 +45,8 @@ def workload(seed: int = 7, n: int = 40) -> list[JobSpec]:
     return out
 
 
-def run_live(home: Path, specs: list[JobSpec]) -> Path:
-    settings = LiveSettings(home=home, gpus=4, nodes=1, policy="priority", kill_grace_s=0.5)
+def run_live(home: Path, specs: list[JobSpec], policy: str) -> Path:
+    settings = LiveSettings(home=home, gpus=4, nodes=1, policy=policy, kill_grace_s=0.5)
     home.mkdir(parents=True)
     with Store(settings.database_url) as store:
         store.save_projects([Project("a", quota=2.0), Project("b", quota=2.0)])
@@ -73,11 +73,14 @@ def live_starts(store: Store) -> list[tuple[int, float]]:
 
 
 @pytest.mark.skipif(SLEEP is None, reason="no sleep binary")
-def test_the_twin_starts_what_the_floor_started_when_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("policy", ["priority", "fairshare"])
+def test_the_twin_starts_what_the_floor_started_when_it_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
     monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path / "home"))
     specs = workload()
-    db = run_live(tmp_path / "home", specs)
-    settings = TwinSettings(FactorySettings(policy="priority", placement="pack", kill_grace_s=0.5))
+    db = run_live(tmp_path / "home", specs, policy)
+    settings = TwinSettings(FactorySettings(policy=policy, placement="pack", kill_grace_s=0.5))
     with Store(f"sqlite:///{db}") as store:
         rows = sorted(store.list_jobs(), key=lambda r: r.id)
         starts = live_starts(store)
@@ -94,8 +97,12 @@ def test_the_twin_starts_what_the_floor_started_when_it_did(tmp_path: Path, monk
     for i in live_order:
         assert exact.recorder.started[i] == pytest.approx(live_at[i], abs=1e-3)
 
-    # 2. The nominal workload (sleep seconds, the live submit times): the same order, and
-    #    each start no later than the live one by more than the launch overheads before it.
+    # 2. The nominal workload (sleep seconds, the live submit times). Under `priority` the queue
+    #    order is fixed once the blocker holds the GPUs, so the order must match and each start
+    #    be early by no more than the launch overheads before it. Fair share ranks projects by
+    #    what they hold at each instant, so shorter nominal run times may rightly reorder it.
+    if policy != "priority":
+        return
     nominal = Scenario(
         "nominal",
         [
