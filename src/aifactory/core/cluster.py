@@ -153,6 +153,10 @@ class Cluster:
             for n in nodes.values()
         ]
 
+    def has_partial(self, pool: str | None) -> bool:
+        """Is any GPU of the pool partly used (room for a fraction without a whole free GPU)?"""
+        return any(nodes for (p, _m), nodes in self._partial.items() if pool is None or p == pool)
+
     def first_at(self, pool: str | None, model: str | None, floor: int, fullest: bool) -> Node | None:
         """The first up node with at least `floor` free whole GPUs: of the fewest such (fullest) or the most."""
         groups = self.groups(pool, model)

@@ -46,6 +46,7 @@ class FactorySettings:
     preempt_grace_s: float = 30.0  # time a victim gets to checkpoint
     use_pools: bool = True  # False: ignore projects' node pools (the twin's --no-pools)
     min_runtime_s: float = 60.0  # a job this young is never a preemption victim
+    reclaim_retry_s: float = 10.0  # a reclaim that found no victims is searched again after this long
     half_life_s: float = 86400.0  # fair-share usage history half-life (0: no history)
     history_weight: float = 1.0  # how much recent over-quota use counts against a project
     backfill_depth: int = 200  # pending jobs the backfill policy looks at past the blocked head

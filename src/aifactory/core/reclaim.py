@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import Cluster, Node
 from aifactory.core.job import MILLI, Job
 from aifactory.core.placement import eligible
 
@@ -55,14 +55,16 @@ def _fits(job: Job, nodes: Sequence[Node], leaving: set[int]) -> bool:
     return any(w >= spec.whole_gpus for w in whole)
 
 
-def claim_stopping(job: Job, nodes: Sequence[Node], stopping: Sequence[Job]) -> list[Job] | None:
+def claim_stopping(job: Job, cluster: Cluster, pool: str | None, stopping: Sequence[Job]) -> list[Job] | None:
     """The fewest of the jobs already stopping whose exit makes room for `job` (None: they cannot)."""
     if not stopping:
         return None
     gone = {j.id for j in stopping}
-    if not job.spec.multi_node:
-        names = {name for j in stopping if j.placement is not None for name in j.placement.nodes}
-        nodes = [n for n in nodes if n.name in names]
+    if job.spec.multi_node:
+        nodes: Sequence[Node] = cluster.pool_nodes(pool)
+    else:
+        names = sorted({name for j in stopping if j.placement is not None for name in j.placement.nodes})
+        nodes = [cluster.nodes[n] for n in names if pool is None or cluster.nodes[n].pool == pool]
     if not _fits(job, nodes, gone):
         return None
     return list(_prune(job, nodes, gone, list(stopping)))
@@ -70,7 +72,8 @@ def claim_stopping(job: Job, nodes: Sequence[Node], stopping: Sequence[Job]) -> 
 
 def find_victims(
     job: Job,
-    nodes: Sequence[Node],
+    cluster: Cluster,
+    pool: str | None,
     candidates: Iterable[Job],
     stopping: Sequence[Job],
     now: float,
@@ -84,7 +87,7 @@ def find_victims(
     gone = {j.id for j in stopping}
     ranked = sorted(candidates, key=lambda j: (*work_at_risk(j, now), j.id))
     if job.spec.multi_node:
-        return _search(job, nodes, ranked, gone, can_take, None)
+        return _search(job, cluster.pool_nodes(pool), ranked, gone, can_take, None)
     by_node: dict[str, list[Job]] = {}
     for victim in ranked:
         for name in victim.placement.nodes if victim.placement is not None else ():
@@ -93,10 +96,9 @@ def find_victims(
         for name in stopper.placement.nodes if stopper.placement is not None else ():
             by_node.setdefault(name, [])
     best: tuple[float, Victims] | None = None
-    index = {n.name: n for n in nodes}
     for name in sorted(by_node):
-        node = index.get(name)
-        if node is None or not eligible(job.spec, node):
+        node = cluster.nodes[name]
+        if (pool is not None and node.pool != pool) or not eligible(job.spec, node):
             continue
         found = _search(job, [node], by_node[name], gone, can_take, name)
         if found is not None:

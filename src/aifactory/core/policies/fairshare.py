@@ -16,6 +16,7 @@ project's guarantee that does not fit reclaims borrowed GPUs: see `reclaim.py`.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -37,12 +38,14 @@ class FairShare:
         # Jobs preempted to give GPUs back, per pool, until their process exits. While any
         # is stopping nobody borrows in that pool, so the freed GPUs go to their owner.
         self._stopping: dict[str | None, dict[int, Job]] | None = None
+        # (pool, shape) -> time before which a reclaim that found no victims is not searched again.
+        self.futile: dict[tuple[str | None, FitKey], float] = {}
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()
         stopping = self._stopping_now(view)
         for key in view.queue_keys():
-            PoolPass(view, key, plan, stopping.setdefault(key, {})).run()
+            PoolPass(view, key, plan, stopping.setdefault(key, {}), self.futile).run()
         return plan
 
     def _stopping_now(self, view: SchedulerView) -> dict[str | None, dict[int, Job]]:
@@ -60,8 +63,16 @@ class FairShare:
 class PoolPass:
     """One pass over one pool's queue."""
 
-    def __init__(self, view: SchedulerView, key: str | None, plan: Plan, stopping: dict[int, Job]) -> None:
+    def __init__(
+        self,
+        view: SchedulerView,
+        key: str | None,
+        plan: Plan,
+        stopping: dict[int, Job],
+        futile: dict[tuple[str | None, FitKey], float],
+    ) -> None:
         self.view = view
+        self.futile = futile
         self.f = view.factory
         self.key = key
         self.plan = plan
@@ -97,6 +108,8 @@ class PoolPass:
         heapq.heapify(heap)
         while heap:
             rank, name = heapq.heappop(heap)
+            if rank[0] == 1 and self.exhausted():
+                break  # everyone left is over quota and nothing is free: only owners could reclaim
             fresh = self.rank(name)
             if fresh != rank and heap and fresh > heap[0][0]:
                 heapq.heappush(heap, (fresh, name))  # its rank went stale: a sibling took GPUs
@@ -116,6 +129,10 @@ class PoolPass:
             heapq.heappush(heap, (self.rank(name), name))
 
     # -- order -----------------------------------------------------------------------------
+
+    def exhausted(self) -> bool:
+        cluster = self.view.cluster
+        return cluster.whole_free(self.key) == 0 and not cluster.has_partial(self.key)
 
     def possible(self, fk: FitKey) -> bool:
         """Could a job of this shape fit the GPUs free at the start of the pass? (Memoised: free GPUs
@@ -258,14 +275,16 @@ class PoolPass:
         fk = fit_key(job.spec)
         if fk in self.reclaim_failed:
             return False  # reclaimers are all under quota, so none is a donor: the same candidates failed already
-        nodes = self.view.cluster.pool_nodes(self.key)
+        if self.futile.get((self.key, fk), -math.inf) > now:
+            return False  # searched in vain a moment ago (a large pool makes every search cost)
+        cluster = self.view.cluster
         stopping = [j for j in self.stopping.values() if j.id not in self.claimed]
-        needed = claim_stopping(job, nodes, stopping)
+        needed = claim_stopping(job, cluster, self.key, stopping)
         if needed is not None:  # jobs already stopping will make room: wait for them, and keep them for this job
             self.claimed.update(j.id for j in needed)
             self.plan.reasons[job.id] = f"reclaim: waiting for {len(needed)} preempted job(s) to stop"
             return True
-        free = self.view.cluster.whole_free(self.key, job.spec.gpu_model)
+        free = cluster.whole_free(self.key, job.spec.gpu_model)
         if not job.spec.fractional and self.borrowed() + free < job.demand - 1e-9:
             self.reclaim_failed.add(fk)
             return False
@@ -280,9 +299,10 @@ class PoolPass:
             lost = sum(v.placement.gpus for v in leaving if v.spec.project == name and v.placement is not None)
             return self.view.held(name) - lost > self.f.projects[name].quota + 1e-9
 
-        found = find_victims(job, nodes, candidates, stopping, now, can_take)
+        found = find_victims(job, cluster, self.key, candidates, stopping, now, can_take)
         if found is None:
             self.reclaim_failed.add(fk)
+            self.futile[(self.key, fk)] = now + self.view.settings.reclaim_retry_s
             if self.protected_until is not None:
                 self.wake_at(self.protected_until)
             return False
@@ -315,6 +335,7 @@ class PoolPass:
         now = self.view.now
         min_run = self.view.settings.min_runtime_s
         out: list[Job] = []
+        first = math.inf  # earliest start among the protected: the first to come of age
         for name, project in self.f.projects.items():
             if self.f.pool_of(name) != self.key or self.view.held(name) <= project.quota:
                 continue
@@ -324,10 +345,11 @@ class PoolPass:
                 if victim.spec.priority_class not in PREEMPTIBLE:
                     continue
                 if victim.started_at is not None and now - victim.started_at < min_run:
-                    until = victim.started_at + min_run
-                    self.protected_until = until if self.protected_until is None else min(self.protected_until, until)
+                    first = min(first, victim.started_at)
                     continue
                 out.append(victim)
+        if first < math.inf:
+            self.protected_until = first + min_run
         return out
 
     def wake_at(self, at: float) -> None:

@@ -37,7 +37,6 @@ def preemptive_pass(
                 wake(plan, key, j.started_at + min_run)
             else:
                 movable.append(j)
-    nodes = view.cluster.pool_nodes(key)
     for job in ordered:
         limit = view.limit_reason(job)
         if limit is not None:
@@ -49,7 +48,7 @@ def preemptive_pass(
             continue
         plan.reasons[job.id] = view.why_not(job)
         candidates = [v for v in movable if outranks(v, job)]
-        found = find_victims(job, nodes, candidates, stopping, now, lambda _v, _t: True)
+        found = find_victims(job, view.cluster, key, candidates, stopping, now, lambda _v, _t: True)
         if found is None:
             continue
         for victim in found.jobs:
