@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Department, Project
@@ -42,11 +42,13 @@ class DepartmentModel(BaseModel):
     weight: float = Field(default=1.0, gt=0)
     limit: float | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _limit_covers_quota(self) -> DepartmentModel:
-        if self.limit is not None and self.limit < self.quota:
-            raise ValueError(f"limit {self.limit:g} is below quota {self.quota:g}")
-        return self
+    @field_validator("limit")
+    @classmethod
+    def _limit_covers_quota(cls, limit: float | None, info: ValidationInfo) -> float | None:
+        quota = info.data.get("quota")
+        if limit is not None and quota is not None and limit < quota:
+            raise ValueError(f"limit {limit:g} is below quota {quota:g}")
+        return limit
 
 
 class ProjectModel(DepartmentModel):
