@@ -7,6 +7,7 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,6 +48,13 @@ def wait_for(http: httpx.Client, job_id: int, states: set[str], timeout: float =
         if job["state"] in states or time.monotonic() > deadline:
             assert job["state"] in states, job
             return job
+        time.sleep(0.05)
+
+
+def wait_log(http: httpx.Client, job_id: int, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not http.get(f"/api/jobs/{job_id}/logs").text.startswith(text):
+        assert time.monotonic() < deadline, f"job {job_id} never logged {text!r}"
         time.sleep(0.05)
 
 
@@ -126,6 +134,7 @@ def test_follow_streams_until_the_job_ends(http: httpx.Client, server: ServerPro
 def test_cancel_running_then_queued(http: httpx.Client) -> None:
     runner = submit(http, "import time; print('up', flush=True); time.sleep(60)", gpus=4)
     wait_for(http, runner["id"], {"running"})
+    wait_log(http, runner["id"], "up\n")  # its process has started: the cancel meets a live job
     waiting = submit(http, "print('never')", gpus=4)
     queued = http.get(f"/api/jobs/{waiting['id']}").json()
     assert queued["state"] == "queued" and "4" in queued["pending_reason"]
@@ -133,7 +142,7 @@ def test_cancel_running_then_queued(http: httpx.Client) -> None:
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert http.post(f"/api/jobs/{runner['id']}/cancel").status_code == 200
     done = wait_for(http, runner["id"], TERMINAL)
-    assert done["state"] == "cancelled" and done["exit_code"] == -15
+    assert (done["state"], done["exit_code"]) == ("cancelled", -15), done  # SIGTERM was enough
     again = http.post(f"/api/jobs/{runner['id']}/cancel")
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
     assert http.get(f"/api/jobs/{waiting['id']}/logs").text == ""
@@ -256,3 +265,14 @@ def test_bad_admin_input_is_422(http: httpx.Client, method: str, path: str, body
     r = http.request(method, path, json=body)
     assert r.status_code == 422 and any(field in item["loc"] for item in r.json()["detail"]), r.text
     assert "ok" not in [p["name"] for p in http.get("/api/projects").json()]
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_server_on_postgresql(store_url: str, tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "home", "--gpus", "2", "--db", store_url) as pg, pg.client() as http:
+        job = submit(http, "print('on postgres')", gpus=2)
+        assert wait_for(http, job["id"], TERMINAL)["state"] == "succeeded"
+        assert http.get(f"/api/jobs/{job['id']}/logs").text == "on postgres\n"
+        assert http.post("/api/jobs", json={"command": ["true"], "gpus": 3}).status_code == 422
+        assert job_ids(http) == [job["id"]]
+        assert httpx.get(f"{pg.url}/api/jobs").status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,8 +70,12 @@ def test_submit_jobs_show_logs(server: ServerProcess) -> None:
 
 
 def test_queued_job_shows_why_it_waits_and_cancel(server: ServerProcess) -> None:
-    blocker = int(ok(cli(server, "submit", "-q", "--gpus", "4", "--", PY, "-c", "import time; time.sleep(30)")))
+    code = "import time; print('up', flush=True); time.sleep(30)"
+    blocker = int(ok(cli(server, "submit", "-q", "--gpus", "4", "--", PY, "-c", code)))
     wait_state(server, blocker, {"running"})
+    with server.client() as http:  # its process has started: the cancel meets a live job
+        while http.get(f"/api/jobs/{blocker}/logs").text != "up\n":
+            time.sleep(0.05)
     waiting = int(ok(cli(server, "submit", "-q", "--gpus", "1", "--", "true")))
     table = ok(cli(server, "jobs"))
     (row,) = [line for line in table.splitlines() if line.split()[:1] == [str(waiting)]]
@@ -163,3 +168,41 @@ def test_unreachable_server_is_one_line(server: ServerProcess, tmp_path: Path) -
     refused(cli(server, "jobs", env={"AIFACTORY_URL": "http://127.0.0.1:9"}), "cannot reach")
     refused(cli(server, "jobs", env={"AIFACTORY_HOME": str(tmp_path)}), "aifactory up")
     refused(cli(server, "jobs", env={"AIFACTORY_TOKEN": "wrong"}), "token")
+
+
+def test_up_in_the_foreground_ctrl_c_stops_the_server_not_the_jobs(tmp_path: Path) -> None:
+    home, go, pid_file = tmp_path / "home", tmp_path / "go", tmp_path / "job.pid"
+    env = {k: v for k, v in os.environ.items() if k not in ("AIFACTORY_URL", "AIFACTORY_TOKEN")}
+    env["AIFACTORY_HOME"] = str(home)
+    with (tmp_path / "up.log").open("wb") as log:
+        up = subprocess.Popen([*AIFACTORY, "up", "--gpus", "2", "--port", "0"], env=env, stdout=log, stderr=log)
+    again = ServerProcess(home, "--gpus", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "server.json").is_file() or str(up.pid) not in (home / "server.json").read_text():
+            assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.05)
+        from aifactory.live.client import Client
+
+        code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        code += f"while not os.path.exists({str(go)!r}): time.sleep(0.05)"
+        with Client.from_env(home) as client:
+            job = client.submit({"command": [PY, "-c", code], "gpus": 2})
+        while not pid_file.is_file() or not pid_file.read_text():
+            time.sleep(0.05)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        assert not (home / "server.json").exists()
+        os.kill(int(pid_file.read_text()), 0)  # the job lives on without its server
+        again.start()
+        with again.client() as http:
+            assert http.get(f"/api/jobs/{job.id}").json()["state"] == "running"
+            go.write_text("go")
+            done = wait_state(again, job.id, {"succeeded", "failed"})
+        assert (done["state"], done["exit_code"]) == ("succeeded", 0)
+    finally:
+        go.write_text("go")
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        again.stop()

@@ -59,13 +59,15 @@ def up(
     db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
 ) -> None:
     """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
-    from aifactory.live.api.server import run, settings_from
+    from aifactory.live.api.server import run
+    from aifactory.live.settings import LiveSettings
 
     if gpus is not None and gpus < 1:
         raise SpecError("gpus", f"must be at least 1, got {gpus}")
     if nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {nodes}")
-    run(settings_from(None, gpus, nodes, host, port, policy, placement, db))
+    settings = LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, policy=policy, placement=placement, db_url=db)
+    run(settings)
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:
@@ -100,6 +102,10 @@ def submit(
     project: str | None = typer.Option(None, help="Project to charge (default: default)."),
     gpus: float | None = typer.Option(None, help="GPUs: a whole number, or a fraction of one GPU (0.5)."),
     gpu_memory: str | None = typer.Option(None, help="A fraction of one GPU by memory, e.g. 20GiB."),
+    gpu_model: str | None = typer.Option(None, help="Only GPUs of this model."),
+    multi_node: bool | None = typer.Option(
+        None, "--multi-node", help="May span nodes (a gang) if one node is too small."
+    ),
     time_limit: str | None = typer.Option(None, help="Kill the job after this long, e.g. 30m, 1h30m."),
     priority: int | None = typer.Option(None, help="Higher runs first under the priority policy."),
     name: str | None = typer.Option(None, help="A name to recognise the job by."),
@@ -117,6 +123,8 @@ def submit(
         "project": project,
         "gpus": gpus,
         "gpu_memory": gpu_memory,
+        "gpu_model": gpu_model,
+        "multi_node": multi_node,
         "time_limit": time_limit,
         "priority": priority,
         "name": name,

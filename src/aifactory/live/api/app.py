@@ -20,6 +20,7 @@ from aifactory.core.errors import AifactoryError, InvalidTransition, NotFound, S
 from aifactory.live.api.auth import Forbidden, Unauthorized
 from aifactory.live.api.limits import BodyLimit
 from aifactory.live.api.routes import jobs, nodes, projects, tokens
+from aifactory.live.service import FactoryService
 from aifactory.live.wire import ErrorOut, HealthOut
 
 log = logging.getLogger("aifactory.api")
@@ -28,7 +29,7 @@ __version__ = version("aifactory")
 ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 
 
-def create_app(service: Any) -> FastAPI:
+def create_app(service: FactoryService) -> FastAPI:
     app = FastAPI(
         title="aifactory",
         version=__version__,

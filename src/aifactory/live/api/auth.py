@@ -12,9 +12,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aifactory.core.errors import AifactoryError
+from aifactory.live.store import Store, TokenInfo
 
 ALL_PROJECTS = "*"
 
@@ -51,7 +51,7 @@ class Caller:
         return [p for p in projects if p in self.projects]
 
 
-def caller_from_info(info: Any) -> Caller:
+def caller_from_info(info: TokenInfo) -> Caller:
     """Turn the store's TokenInfo into a Caller."""
     projects = info.projects
     scope = None if projects in (None, ALL_PROJECTS) or ALL_PROJECTS in projects else frozenset(projects)
@@ -79,7 +79,7 @@ def write_secret(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def ensure_admin_token(store: Any, token_path: Path, user: str) -> str:
+def ensure_admin_token(store: Store, token_path: Path, user: str) -> str:
     """The admin token in `token_path`, made (and registered, hashed) if missing or unknown."""
     if token_path.is_file():
         token = token_path.read_text().strip()

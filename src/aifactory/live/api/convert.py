@@ -6,16 +6,20 @@ import dataclasses
 import time
 from typing import Any
 
+from aifactory.core.job import JobSpec
+from aifactory.live.store import EventRow, JobRow
 from aifactory.live.wire import EventOut, JobOut
 
 
-def spec_dict(spec: Any) -> dict[str, Any]:
+def spec_dict(spec: JobSpec) -> dict[str, Any]:
     out = dataclasses.asdict(spec)
     out["command"] = list(spec.command)
     return out
 
 
-def job_out(row: Any, history: list[Any] | None = None, pending: str | None = None, now: float | None = None) -> JobOut:
+def job_out(
+    row: JobRow, history: list[EventRow] | None = None, pending: str | None = None, now: float | None = None
+) -> JobOut:
     now = time.time() if now is None else now
     spec = row.spec
     started, finished = row.started_at, row.finished_at
@@ -46,7 +50,7 @@ def job_out(row: Any, history: list[Any] | None = None, pending: str | None = No
     )
 
 
-def event_out(event: Any) -> EventOut:
+def event_out(event: EventRow) -> EventOut:
     return EventOut(
         seq=event.seq,
         job_id=event.job_id,

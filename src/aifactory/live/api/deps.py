@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from aifactory.live.api.auth import Caller, Unauthorized, bearer, caller_from_info
+from aifactory.live.service import FactoryService
 
 
-def get_service(request: Request) -> Any:
+def get_service(request: Request) -> FactoryService:
     return request.app.state.service
 
 
@@ -28,5 +29,5 @@ def get_caller(request: Request) -> Caller:
     return caller
 
 
-ServiceDep = Annotated[Any, Depends(get_service)]
+ServiceDep = Annotated[FactoryService, Depends(get_service)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from aifactory.core.states import JobState
+from aifactory.live.service import FactoryService
 
 POLL_S = 0.1  # how often a followed log is checked for new bytes
 CHUNK = 64 << 10
@@ -43,11 +43,11 @@ def tail_log(path: Path, lines: int | None) -> str:
         return f.read().decode(errors="replace")
 
 
-def _terminal(service: Any, job_id: int) -> bool:
+def _terminal(service: FactoryService, job_id: int) -> bool:
     return JobState(str(service.job(job_id).state)).terminal
 
 
-async def follow_log(service: Any, job_id: int, path: Path, lines: int | None) -> AsyncIterator[bytes]:
+async def follow_log(service: FactoryService, job_id: int, path: Path, lines: int | None) -> AsyncIterator[bytes]:
     """Yield the log as it grows; stop once the job is terminal and nothing more is left to read."""
     offset = _tail_offset(path, lines)
     while True:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import uvicorn
 
-from aifactory.core.errors import AifactoryError
+from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
 from aifactory.live.service import FactoryService
@@ -51,7 +51,11 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SpecError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(False)
     return sock
 
@@ -120,32 +124,10 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--policy", default="fifo")
     p.add_argument("--placement", default="pack")
     p.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default: SQLite under home)")
-    a = p.parse_args(argv)
-    return settings_from(a.home, a.gpus, a.nodes, a.host, a.port, a.policy, a.placement, a.db_url)
-
-
-def settings_from(
-    home: Path | None,
-    gpus: int | None,
-    nodes: int,
-    host: str,
-    port: int,
-    policy: str,
-    placement: str,
-    db_url: str | None,
-) -> LiveSettings:
-    fields: dict[str, object] = {
-        "gpus": gpus,
-        "nodes": nodes,
-        "host": host,
-        "port": port,
-        "policy": policy,
-        "placement": placement,
-        "db_url": db_url,
-    }
-    if home is not None:
-        fields["home"] = home
-    return LiveSettings(**fields)  # type: ignore[arg-type]
+    fields = vars(p.parse_args(argv))
+    if fields["home"] is None:
+        del fields["home"]  # LiveSettings' default: $AIFACTORY_HOME or ~/.aifactory
+    return LiveSettings(**fields)
 
 
 def main(argv: list[str] | None = None) -> None:

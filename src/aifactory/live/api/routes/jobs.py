@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller
 from aifactory.live.api.convert import job_out
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.logs import follow_log, tail_log
+from aifactory.live.service import FactoryService
+from aifactory.live.store import EventRow, JobRow
 from aifactory.live.wire import JobOut, JobSubmit
 
 router = APIRouter(tags=["jobs"])
 
 
-def _out(service: Any, row: Any, history: list[Any] | None = None) -> JobOut:
+def _out(service: FactoryService, row: JobRow, history: list[EventRow] | None = None) -> JobOut:
     pending = service.pending_reason(row.id) if str(row.state) == JobState.QUEUED else None
     return job_out(row, history, pending)
 
 
-def _visible_job(service: Any, caller: Caller, job_id: int) -> Any:
+def _visible_job(service: FactoryService, caller: Caller, job_id: int) -> JobRow:
     row = service.job(job_id)
     caller.require_project(row.project)
     return row
@@ -74,7 +76,7 @@ async def logs(
     caller: CallerDep,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
-) -> Any:
+) -> Response:
     """The job's stdout and stderr; `follow=true` streams until the job has ended and its log is drained."""
     _visible_job(service, caller, job_id)
     path = service.log_path(job_id)

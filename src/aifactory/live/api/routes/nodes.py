@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from aifactory.live.api.deps import CallerDep, ServiceDep
+from aifactory.live.service import FactoryService, NodeView
 from aifactory.live.wire import GpuOut, HolderOut, NodeOut
 
 router = APIRouter(tags=["nodes"])
 
 
-def _holder(service: Any, job_id: int, milli: int) -> HolderOut:
+def _holder(service: FactoryService, job_id: int, milli: int) -> HolderOut:
     row = service.job(job_id)
     return HolderOut(job_id=job_id, milli=milli, user=row.user, project=row.project)
 
 
-def node_out(service: Any, view: Any) -> NodeOut:
+def node_out(service: FactoryService, view: NodeView) -> NodeOut:
     gpus = [
         GpuOut(
             index=i,

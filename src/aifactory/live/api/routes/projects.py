@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter
 
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Project
 from aifactory.live.api.deps import CallerDep, ServiceDep
+from aifactory.live.service import FactoryService, ProjectView
 from aifactory.live.wire import ProjectOut, ProjectSet
 
 router = APIRouter(tags=["projects"])
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def project_out(view: Any) -> ProjectOut:
+def project_out(view: ProjectView) -> ProjectOut:
     return ProjectOut(
         name=view.name,
         quota=view.quota,
@@ -30,7 +30,7 @@ def project_out(view: Any) -> ProjectOut:
     )
 
 
-def set_project(service: Any, project: Project) -> None:
+def set_project(service: FactoryService, project: Project) -> None:
     """Add or change a project: stored first, then given to the running factory.
 
     Both steps are synchronous, so no other request is served between them.
