@@ -42,6 +42,8 @@ class DemoSettings:
 
 @dataclass
 class DemoSummary:
+    """The demo's figures. "v2" is the champion at the end (v1 itself if the gate kept it)."""
+
     home: str
     v1_accuracy_shifted: float
     v2_accuracy_shifted: float
@@ -163,10 +165,8 @@ async def _wait_for_version(client: Any, version: int, timeout_s: float = 30.0) 
 async def _demo(console: Any, s: DemoSettings, home: Path) -> DemoSummary:
     import httpx
 
-    from aifactory.serve.feedback import FeedbackLog
-
     started = time.perf_counter()
-    world: World = make_world(home / "incoming", s.world_fraction, s.seed)
+    world = make_world(home / "incoming", s.world_fraction, s.seed)
     console.rule("[bold]1. raw data -> first model")
     line = _Line(home, s, console)
     await line.open()
@@ -174,68 +174,83 @@ async def _demo(console: Any, s: DemoSettings, home: Path) -> DemoSummary:
         first = await line.run(demo_pipeline(world.source, s), "pipeline run 1: digits v1")
         url = await line.serve("digits@champion")
         async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
-            traffic = Traffic()
-            await send(client, world.clean[:1], world.clean_y[:1], traffic, feedback=True, concurrency=1)
-            first_s = time.perf_counter() - started
-            console.print(f"first served prediction {first_s:.1f}s after the raw data arrived ({url})")
-            return await _loop(console, s, home, line, client, world, traffic, first, first_s, started, FeedbackLog)
+            story = _Story(console, s, home, line, client, world, started)
+            await story.send_first(url)
+            return await story.rest(int(first.outputs["register"]["version"]))
     finally:
         await line.close()
 
 
-async def _loop(
-    console: Any,
-    s: DemoSettings,
-    home: Path,
-    line: _Line,
-    client: Any,
-    world: World,
-    traffic: Traffic,
-    first: RunResult,
-    first_s: float,
-    started: float,
-    feedback_log: Any,
-) -> DemoSummary:
-    console.rule("[bold]2. serving v1: clean traffic, then the world shifts")
-    clean = await send(client, world.clean[1:], world.clean_y[1:], traffic, True, s.concurrency)
-    console.print(f"clean requests: {clean.n}, live accuracy {clean.accuracy:.3f}")
-    shifted = await send(client, world.shifted, world.shifted_y, traffic, True, s.concurrency)
-    console.print(f"shifted requests (thicker, noisier strokes): {shifted.n}, live accuracy {shifted.accuracy:.3f}")
-    console.rule("[bold]3. the flywheel: feedback -> dataset v2 -> retrain -> gate")
-    wheel = Flywheel(feedback_log(home), home, s.trigger)
-    decision = wheel.check()
-    console.print(f"trigger: {'FIRES' if decision.fire else 'quiet'} - {decision.reason}")
-    if decision.fire:
-        absorbed = wheel.absorb()
-        if absorbed is not None:
-            console.print(f"feedback absorbed: {absorbed[0].ref} (parent v{absorbed[0].parent}), {absorbed[1].ref}")
-    second = await line.run(demo_pipeline(world.source, s), "pipeline run 2: retrain on the new version")
-    deploy = second.outputs["deploy"]
-    console.print(f"gate: {deploy['gate_reason']}")
-    swapped = await _wait_for_version(client, int(deploy["champion"]))
-    console.rule("[bold]4. serving v2 (hot swapped)")
-    after = await send(client, world.test, world.test_y, traffic, False, s.concurrency)
-    console.print(f"shifted test requests served by v{after.versions[-1]}: live accuracy {after.accuracy:.3f}")
-    scores = _offline_scores(home, world, int(first.outputs["register"]["version"]), int(deploy["champion"]))
-    return DemoSummary(
-        home=str(home),
-        v1_accuracy_shifted=scores[0][0],
-        v2_accuracy_shifted=scores[1][0],
-        v1_accuracy_clean_holdout=scores[0][1],
-        v2_accuracy_clean_holdout=scores[1][1],
-        live_accuracy_before_shift=clean.accuracy,
-        live_accuracy_after_shift=shifted.accuracy,
-        live_accuracy_after_retrain=after.accuracy,
-        time_to_first_prediction_s=first_s,
-        requests_served=traffic.n,
-        p50_ms=traffic.percentile(50),
-        p99_ms=traffic.percentile(99),
-        trigger_reason=decision.reason,
-        gate_reason=str(deploy["gate_reason"]),
-        promoted_version=int(deploy["champion"]),
-        swapped=swapped,
-        total_s=time.perf_counter() - started,
-    )
+@dataclass
+class _Story:
+    """Phases 2-4 of the demo, sharing the served URL's client and the traffic record."""
+
+    console: Any
+    s: DemoSettings
+    home: Path
+    line: _Line
+    client: Any
+    world: World
+    started: float
+    traffic: Traffic = field(default_factory=Traffic)
+    first_s: float = 0.0
+
+    async def send_first(self, url: str) -> None:
+        await send(self.client, self.world.clean[:1], self.world.clean_y[:1], self.traffic, True, 1)
+        self.first_s = time.perf_counter() - self.started
+        self.console.print(f"first served prediction {self.first_s:.1f}s after the raw data arrived ({url})")
+
+    async def rest(self, v1: int) -> DemoSummary:
+        w, c, n = self.world, self.console, self.s.concurrency
+        c.rule("[bold]2. serving v1: clean traffic, then the world shifts")
+        clean = await send(self.client, w.clean[1:], w.clean_y[1:], self.traffic, True, n)
+        c.print(f"clean requests: {clean.n}, live accuracy {clean.accuracy:.3f}")
+        shifted = await send(self.client, w.shifted, w.shifted_y, self.traffic, True, n)
+        c.print(f"shifted requests (thicker, noisier strokes): {shifted.n}, live accuracy {shifted.accuracy:.3f}")
+        c.rule("[bold]3. the flywheel: feedback -> dataset v2 -> retrain -> gate")
+        trigger, gate, champion = await self.flywheel(v1)
+        swapped = await _wait_for_version(self.client, champion)
+        c.rule(f"[bold]4. serving v{champion}" + (" (hot swapped)" if champion != v1 else ""))
+        after = await send(self.client, w.test, w.test_y, self.traffic, False, n)
+        c.print(f"shifted test requests served by v{after.versions[-1]}: live accuracy {after.accuracy:.3f}")
+        scores = _offline_scores(self.home, w, v1, champion)
+        return DemoSummary(
+            home=str(self.home),
+            v1_accuracy_shifted=scores[0][0],
+            v2_accuracy_shifted=scores[1][0],
+            v1_accuracy_clean_holdout=scores[0][1],
+            v2_accuracy_clean_holdout=scores[1][1],
+            live_accuracy_before_shift=clean.accuracy,
+            live_accuracy_after_shift=shifted.accuracy,
+            live_accuracy_after_retrain=after.accuracy,
+            time_to_first_prediction_s=self.first_s,
+            requests_served=self.traffic.n,
+            p50_ms=self.traffic.percentile(50),
+            p99_ms=self.traffic.percentile(99),
+            trigger_reason=trigger,
+            gate_reason=gate,
+            promoted_version=champion,
+            swapped=swapped and champion != v1,
+            total_s=time.perf_counter() - self.started,
+        )
+
+    async def flywheel(self, v1: int) -> tuple[str, str, int]:
+        """Check the trigger; if it fires, absorb the feedback and rerun the pipeline. (trigger, gate, champion)."""
+        from aifactory.serve.feedback import FeedbackLog
+
+        wheel = Flywheel(FeedbackLog(self.home), self.home, self.s.trigger)
+        decision = wheel.check()
+        self.console.print(f"trigger: {'FIRES' if decision.fire else 'quiet'} - {decision.reason}")
+        if not decision.fire:
+            return decision.reason, "no retrain", v1
+        train, holdout = wheel.absorb() or (None, None)
+        if train is not None and holdout is not None:
+            self.console.print(f"feedback absorbed: {train.ref} (parent v{train.parent}), {holdout.ref}")
+        pipeline = demo_pipeline(self.world.source, self.s)
+        second = await self.line.run(pipeline, "pipeline run 2: retrain on the new version")
+        deploy = second.outputs["deploy"]
+        self.console.print(f"gate: {deploy['gate_reason']}")
+        return decision.reason, str(deploy["gate_reason"]), int(deploy["champion"])
 
 
 def _offline_scores(home: Path, world: World, v1: int, v2: int) -> list[tuple[float, float]]:
