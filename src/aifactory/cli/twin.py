@@ -17,11 +17,12 @@ SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one sh
 def _variants(
     policies: list[str], placement: str, nodes: str | None, projects: Path | None, no_pools: bool
 ) -> list[Any]:
+    from aifactory.core.factory import FactorySettings
     from aifactory.twin.whatif import Variant, check_variant, read_projects
 
     overrides = read_projects(projects) if projects is not None else ()
     out = []
-    for name in policies or ["fifo"]:
+    for name in policies or [FactorySettings().policy]:
         shared = name.endswith(SHARED)
         v = Variant(
             policy=name.removesuffix(SHARED),
@@ -68,7 +69,9 @@ def _fmt(value: Any) -> str:
 def run(
     trace: str = typer.Option("philly", help="philly, openb, eventlog, or a .csv/.parquet trace in our format"),
     policy: list[str] = typer.Option(
-        [], "--policy", help=f"policy to replay (repeat to compare); NAME{SHARED} ignores node pools"
+        [],
+        "--policy",
+        help=f"policy to replay (repeat to compare; default: the floor's); NAME{SHARED} ignores node pools",
     ),
     placement: str = typer.Option("pack", help="placement policy"),
     nodes: str | None = typer.Option(None, help="+N / -N nodes (spread over pools by size) or N nodes in all"),

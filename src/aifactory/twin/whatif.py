@@ -30,7 +30,7 @@ PROJECT_FIELDS = {"quota": float, "weight": float, "limit": float, "pool": str, 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    policy: str = "fifo"
+    policy: str = field(default_factory=lambda: FactorySettings().policy)  # the live factory's default
     placement: str = "pack"
     use_pools: bool = True
     nodes: str | None = None  # "+32" / "-8": nodes added or removed; "400": the node count
