@@ -134,13 +134,21 @@ def test_feedback_labels_feed_the_flywheel(server: BackgroundServer, home: Path)
 
 
 def test_token_is_required_when_configured(home: Path, registry: Registry) -> None:
-    with serve(home, token="s3cret") as srv:
+    from aifactory.live.settings import LiveSettings
+    from aifactory.live.store.repository import Store
+
+    store = Store(LiveSettings(home=home).database_url).open()
+    store.add_token("alice-token", "alice", projects=["vision"])  # a per-user token of the floor
+    with serve(home, token="s3cret", factory_tokens=True) as srv:
         url = f"{srv.url}/v1/models/digits/predict"
         payload = {"inputs": DIGITS[:1].tolist()}
         assert httpx.post(url, json=payload).status_code == 401
-        assert httpx.post(url, json=payload, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert httpx.post(url, json=payload, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        for token, status in [("wrong", 401), ("s3cret", 200), ("alice-token", 200), ("alice-token", 200)]:
+            r = httpx.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == status, token
+        assert httpx.post(url, json=payload, headers={"Authorization": "Basic s3cret"}).status_code == 401
         assert httpx.get(f"{srv.url}/healthz").json()["status"] == "ok"  # probes need no token
+    store.close()
 
 
 def test_unknown_model_or_alias_refuses_to_start(home: Path, registry: Registry) -> None:

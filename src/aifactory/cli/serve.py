@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         token_file: Path | None = typer.Option(
             None, help="require 'Authorization: Bearer <token>' (e.g. ~/.aifactory/token)"
         ),
+        factory_tokens: bool = typer.Option(
+            False, "--factory-tokens", help="also accept every token the floor knows (aifactory token create)"
+        ),
         home: Path | None = typer.Option(None, help="factory home (default $AIFACTORY_HOME or ~/.aifactory)"),
         poll_s: float = typer.Option(0.5, help="registry poll period for hot swap, s (0: never)"),
         threads: int = typer.Option(1, help="torch intra-op threads"),
@@ -39,6 +42,7 @@ def register(app: typer.Typer) -> None:
             batching=not no_batching,
             shadow=shadow,
             token_file=token_file,
+            factory_tokens=factory_tokens,
             poll_s=poll_s,
             threads=threads,
         )

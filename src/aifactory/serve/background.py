@@ -15,7 +15,7 @@ import uvicorn
 from aifactory.core.errors import AifactoryError
 from aifactory.serve.app import create_app
 from aifactory.serve.guard import Guard
-from aifactory.serve.server import ServeConfig, Serving, bind, uvicorn_config
+from aifactory.serve.server import ServeConfig, Serving, bind, make_auth, uvicorn_config
 from aifactory.serve.swap import ModelSource, RegistrySource
 
 
@@ -27,7 +27,7 @@ class BackgroundServer:
         self._sock = bind(config.host, 0 if config.port is None else config.port)
         host, port = self._sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        app = Guard(create_app(self.serving), config.max_body_bytes, config.token)
+        app = Guard(create_app(self.serving), config.max_body_bytes, make_auth(config))
         self._server = uvicorn.Server(uvicorn_config(app))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

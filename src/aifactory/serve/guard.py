@@ -1,5 +1,9 @@
 """ASGI middleware in front of the serving app: body size limit (413) and bearer-token auth (401).
 
+Tokens: a static one (`--token-file`, e.g. the factory's `$AIFACTORY_HOME/token`) and/or every
+token the floor's store knows (`--factory-tokens`: per-user tokens from `aifactory token
+create`), looked up by hash and remembered for `ttl_s` so the hot path does not hit the database.
+
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it sits on every request of the hot
 path and must cost microseconds. A body without Content-Length (chunked) is read here up to
 the limit and replayed to the app.
@@ -9,7 +13,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -19,24 +26,63 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/v1/health"})  # liveness probes need no token
+TokenCheck = Callable[[str], bool]
+
+
+def static_token(expected: str) -> TokenCheck:
+    """Accept exactly `expected` (compared in constant time)."""
+    want = expected.encode()
+    return lambda token: hmac.compare_digest(token.encode(), want)
+
+
+class FactoryTokens:
+    """Accept the tokens the floor's store at `home` knows; answers are cached for `ttl_s` seconds."""
+
+    def __init__(self, home: Path, ttl_s: float = 30.0) -> None:
+        from aifactory.live.settings import LiveSettings
+        from aifactory.live.store.repository import Store
+
+        self.store = Store(LiveSettings(home=Path(home)).database_url).open()
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str) -> bool:
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit is not None and now - hit[1] < self.ttl_s:
+            return hit[0]
+        ok = self.store.token_info(token) is not None
+        with self._lock:
+            if len(self._cache) > 10_000:  # wrong tokens must not grow it without bound
+                self._cache.clear()
+            self._cache[token] = (ok, now)
+        return ok
+
+
+def any_of(checks: list[TokenCheck]) -> TokenCheck | None:
+    """One check accepting what any of `checks` accepts; None (no auth) when there are none."""
+    if not checks:
+        return None
+    return lambda token: any(check(token) for check in checks)
 
 
 class Guard:
     """Rejects oversized bodies with 413 and, when a token is set, requests without it with 401."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, token: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, auth: TokenCheck | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._expected = f"Bearer {token}".encode() if token else None
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self._expected is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+        if self.auth is not None and scope["path"] not in OPEN_PATHS:
+            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token or not self.auth(token.strip()):
                 await _reply(send, 401, "missing or invalid token: send 'Authorization: Bearer <token>'")
                 return
         length = headers.get(b"content-length")

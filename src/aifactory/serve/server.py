@@ -33,7 +33,7 @@ from aifactory.core.errors import AifactoryError, SpecError, UnknownName
 from aifactory.serve.app import create_app
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog, LogWriter
-from aifactory.serve.guard import Guard
+from aifactory.serve.guard import FactoryTokens, Guard, TokenCheck, any_of, static_token
 from aifactory.serve.shadow import Shadow
 from aifactory.serve.swap import AliasWatcher, ModelSlot, ModelSource, RegistrySource, Served, load_version
 from aifactory.serve.wire import (
@@ -61,7 +61,8 @@ class ServeConfig:
     port: int = 8500
     batch: BatchSettings = field(default_factory=BatchSettings)
     shadow_ref: str | None = None
-    token: str | None = None
+    token: str | None = None  # accepted as 'Authorization: Bearer <token>'
+    factory_tokens: bool = False  # also accept every token the floor's store under home knows
     poll_s: float = 0.5  # how often the registry alias is checked for a new version
     max_body_bytes: int = 1 << 20  # 1 MiB: ~3,000 rows of 64 pixels in JSON
     threads: int = 1  # torch intra-op threads; the event loop and the log writer need the other core
@@ -174,6 +175,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def make_auth(config: ServeConfig) -> TokenCheck | None:
+    """The token check the config asks for; None: no auth."""
+    checks = [static_token(config.token)] if config.token else []
+    if config.factory_tokens:
+        checks.append(FactoryTokens(config.home))
+    return any_of(checks)
+
+
 def uvicorn_config(app: Guard) -> uvicorn.Config:
     """No access log and no proxy-header rewriting: both cost on every request and serve no one here."""
     return uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False, lifespan="on")
@@ -188,7 +197,7 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
-    app = Guard(create_app(serving), config.max_body_bytes, config.token)
+    app = Guard(create_app(serving), config.max_body_bytes, make_auth(config))
     server = uvicorn.Server(uvicorn_config(app))
     # The heap now holds torch, FastAPI, SQLAlchemy and the model: ~10^6 long-lived objects that
     # every full collection would walk (0.2-0.5 s on this box, a stall for every request in
@@ -216,6 +225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | N
     p.add_argument("--no-batching", action="store_true", help="run every request alone")
     p.add_argument("--shadow", default=None, help="challenger reference to shadow, e.g. digits@challenger")
     p.add_argument("--token-file", type=Path, default=None, help="require 'Authorization: Bearer <token in file>'")
+    p.add_argument("--factory-tokens", action="store_true", help="also accept the floor's tokens (per-user ones)")
     p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap (0: never)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--ready-file", type=Path, default=None, help="write {url, pid, model, version} here once bound")
@@ -230,6 +240,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | N
         batching=not a.no_batching,
         shadow=a.shadow,
         token_file=a.token_file,
+        factory_tokens=a.factory_tokens,
         poll_s=a.poll_s,
         threads=a.threads,
     )
@@ -248,6 +259,7 @@ def make_config(
     shadow: str | None,
     token_file: Path | None,
     poll_s: float,
+    factory_tokens: bool = False,
     threads: int,
 ) -> ServeConfig:
     """Check command-line values (SpecError naming the option) and build the config."""
@@ -266,6 +278,7 @@ def make_config(
         batch=batch,
         shadow_ref=shadow,
         token=read_token(token_file) if token_file else None,
+        factory_tokens=factory_tokens,
         poll_s=poll_s,
         threads=threads,
     )
