@@ -3,7 +3,7 @@
 Prints each run, the fit (exponent, R^2, parameter standard errors), the error of predicting the largest run
 from a fit of the others, and as its last line one JSON object with those figures.
 
-    .venv/bin/python benchmarks/plan_sweep.py [--widths 16,24,32,48,64,96] [--tokens-per-param 10] [--plot sweep.png]
+    .venv/bin/python benchmarks/plan_sweep.py [--widths 32,40,48,56,64,80] [--tokens-per-param 10] [--plot sweep.png]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aifactory.plan.sweep import LocalRunner, run_sweep, sweep_jobs, write_csv
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--widths", default="16,24,32,48,64,96")
+    parser.add_argument("--widths", default="32,40,48,56,64,80")
     parser.add_argument("--tokens-per-param", type=float, default=10.0)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--plot", type=Path, default=None, help="write the fit as a PNG here")

@@ -10,10 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from aifactory.cli import app
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.plan.charlm import CharLMConfig
-from aifactory.plan.sweep import LocalRunner, SweepJob, analyse, approx_params, get_runner, sweep_jobs, write_csv
+from aifactory.plan.fit import read_runs_csv
+from aifactory.plan.sweep import LocalRunner, SweepJob, SweepResult, analyse, approx_params, get_runner, sweep_jobs
 
 TINY = CharLMConfig(seq_len=32, eval_windows=64)
 
@@ -31,23 +34,35 @@ def test_job_sizes_grow_in_params_and_compute() -> None:
     assert compute[-1] / compute[0] > 10**1.5
 
 
-def test_local_sweep_trains_real_models_and_fits_them(home: Path, tmp_path: Path) -> None:
-    results = LocalRunner(parallel=2).run(tiny_jobs(), tmp_path / "runs")
-    for r, job in zip(results, tiny_jobs(), strict=True):
-        assert r.params == approx_params(job.config.d_model, 1)  # the planner's count is the model's
-        assert r.compute == pytest.approx(6 * r.params * r.tokens)
-        assert 0 < r.val_loss < math.log(103)  # better than a uniform guess over the characters
-    record = json.loads((tmp_path / "runs" / "d16-l1.json").read_text())
-    assert (
-        record["config"]["d_model"] == 16
-        and record["config"]["batch"] == 4
-        and record["val_loss"] == results[0].val_loss
-    )
-    outcome = analyse(results)
-    assert outcome.fit.points == 4 and 0 < outcome.fit.alpha < 3
-    assert outcome.results[0].val_loss > outcome.results[-1].val_loss  # bigger models, lower loss
-    csv = write_csv(outcome.results, tmp_path / "runs.csv")
-    assert csv.read_text().splitlines()[0] == "name,params,tokens,compute,loss,seconds"
+def test_plan_sweep_trains_real_models_locally_and_fits_them(home: Path, tmp_path: Path) -> None:
+    """`aifactory plan sweep` end to end: four local training processes, the fit, the CSV and the plot."""
+    args = ["plan", "sweep", "--widths", "16,24,32,40", "--tokens-per-param", "1", "--out", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    runs = data["runs"]
+    assert [r["name"] for r in runs] == ["d16-l2", "d24-l2", "d32-l2", "d40-l2"]
+    for r, d in zip(runs, (16, 24, 32, 40), strict=True):
+        assert r["params"] == approx_params(d, 2)  # the planner's count is the model's
+        assert r["compute"] == pytest.approx(6 * r["params"] * r["tokens"])
+        assert 0 < r["val_loss"] < math.log(103)  # better than a uniform guess over the characters
+    assert runs[0]["val_loss"] > runs[-1]["val_loss"]  # bigger models, lower loss
+    record = json.loads((tmp_path / "runs" / "d16-l2.json").read_text())
+    assert record["config"]["batch"] == 4 and record["val_loss"] == runs[0]["val_loss"]
+    assert data["sizes"] == 4 and 0 < data["fit_exponent"] < 3 and data["holdout_error_pct"] is None
+    compute, loss = read_runs_csv(tmp_path / "runs.csv")
+    assert compute == pytest.approx([r["compute"] for r in runs], rel=1e-5) and len(loss) == 4
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_analyse_holds_out_the_largest_run() -> None:
+    results = [
+        SweepResult(f"r{i}", 1, 1, c, 1.5 + 9 * c**-0.1, 0.0) for i, c in enumerate((1e9, 1e10, 1e11, 1e12, 1e13))
+    ]
+    outcome = analyse(results[::-1])
+    assert [r.compute for r in outcome.results] == [1e9, 1e10, 1e11, 1e12, 1e13]
+    assert outcome.fit.r2 > 0.9999 and outcome.compute_decades == pytest.approx(4)
+    assert outcome.holdout_error_pct == pytest.approx(0, abs=0.01)
 
 
 def test_floor_sweep_runs_each_size_as_a_factory_job(home: Path, tmp_path: Path) -> None:

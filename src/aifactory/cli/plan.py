@@ -327,7 +327,7 @@ def fit_runs(
 
 @app.command("sweep")
 def sweep(
-    widths: str = typer.Option("16,24,32,48,64,96", help="Comma-separated model widths (one run each)."),
+    widths: str = typer.Option("32,40,48,56,64,80", help="Comma-separated model widths (one run each)."),
     tokens_per_param: float = typer.Option(10.0, help="Training characters per parameter."),
     runner: str = typer.Option(
         "local", help="Where runs execute: local (subprocesses) or floor (jobs of a factory of its own under --out)."

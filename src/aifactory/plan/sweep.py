@@ -60,7 +60,7 @@ def approx_params(d_model: int, n_layer: int, vocab: int = VOCAB) -> int:
 
 
 def sweep_jobs(
-    widths: Sequence[int] = (16, 24, 32, 48, 64, 96),
+    widths: Sequence[int] = (32, 40, 48, 56, 64, 80),
     n_layer: int = 2,
     tokens_per_param: float = 10.0,
     base: CharLMConfig | None = None,
