@@ -111,7 +111,7 @@ def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> N
         assert two.reason == "cannot enter the job's workdir"
         assert f"cannot enter workdir {tmp_path / 'missing'}" in r.ex.log_path(2).read_text()
         assert "cannot run" in three.reason and "script.sh" in three.reason
-        assert "no-such-program-xyz: not found" in r.ex.log_path(1).read_text()
+        assert "aifactory: command not found: no-such-program-xyz" in r.ex.log_path(1).read_text()
         assert await r.ex.launch(5, JobSpec(command=()), ONE) is None
         assert (await r.finished(5)).reason == "empty command"
 
@@ -179,15 +179,35 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
 def test_kill_during_launch_is_carried_out_once_started(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        launching = asyncio.ensure_future(r.ex.launch(1, JobSpec(command=("sleep", "60")), ONE))
-        await asyncio.sleep(0)  # the launch is under way, the spawn not yet done
-        r.ex.kill(1, grace_s=0.5)
+        launching = r.ex.launch(1, JobSpec(command=("sleep", "60")), ONE)
+        r.ex.kill(1, grace_s=30)  # before the spawn has even begun
         info = await launching
         assert info is not None
         t0 = time.monotonic()
-        assert (await r.finished(1)).exit_code in (-15, -9)
-        assert time.monotonic() - t0 < 5
+        assert (await r.finished(1)).exit_code == -15  # SIGTERM, not the SIGKILL 30 s later
+        assert time.monotonic() - t0 < 10
         assert gone(info.pid)
+
+    run(main)
+
+
+def test_a_stop_right_after_launch_is_never_lost(tmp_path: Path) -> None:
+    """SIGTERM at any moment of the wrapper's start: the job stops now, not at the SIGKILL 30 s later."""
+
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        infos = []
+        for job_id in range(1, 13):
+            info = await r.ex.launch(job_id, JobSpec(command=("sleep", "60")), ONE)
+            assert info is not None
+            infos.append(info)
+            await asyncio.sleep(0.002 * (job_id % 6))  # hit the wrapper at different points of its start
+            r.ex.kill(job_id, grace_s=30)
+        t0 = time.monotonic()
+        done = [await r.finished(job_id) for job_id in range(1, 13)]
+        assert time.monotonic() - t0 < 10
+        assert {d.exit_code for d in done} == {-15}
+        assert all(gone(i.pid) for i in infos)
 
     run(main)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
-from aifactory.live.executors import Executor, get_executor
+from aifactory.live.executors import Executor, ProcessInfo, get_executor
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, Store
 
@@ -222,7 +222,8 @@ class FactoryService:
         self.store.apply(changes, jobs)
         for action in actions:
             if isinstance(action, Launch):
-                task = asyncio.get_running_loop().create_task(self._launch(action))
+                started = self.executor.launch(action.job_id, action.spec, action.placement)
+                task = asyncio.ensure_future(self._record_process(action.job_id, started))
                 self._launches.add(task)
                 task.add_done_callback(self._launches.discard)
             elif isinstance(action, Kill | Preempt):
@@ -237,15 +238,14 @@ class FactoryService:
         if wake is not None and (self._waiting_until is None or wake < self._waiting_until):
             self._inbox.put_nowait(None)  # the loop sleeps towards a later wakeup: wake it
 
-    async def _launch(self, action: Launch) -> None:
-        """Start a job the store already records as running, then record its process."""
-        assert self.executor is not None
+    async def _record_process(self, job_id: int, started: Awaitable[ProcessInfo | None]) -> None:
+        """Once a launched job's process exists, record where it runs (for re-attach)."""
         try:
-            info = await self.executor.launch(action.job_id, action.spec, action.placement)
+            info = await started
             if info is not None:
-                self.store.set_process(action.job_id, info.pid, info.pgid, info.log_path)
+                self.store.set_process(job_id, info.pid, info.pgid, info.log_path)
         except Exception:  # a task nobody awaits: say what went wrong
-            log.exception("launching job %d failed", action.job_id)
+            log.exception("launching job %d failed", job_id)
 
     # -- commands ------------------------------------------------------------------------
 

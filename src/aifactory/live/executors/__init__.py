@@ -9,7 +9,7 @@ event through that callback, on the event loop's thread, and never raises out of
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -33,10 +33,10 @@ class ProcessInfo:
 class Executor(Protocol):
     name: ClassVar[str]
 
-    async def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
-        """Start the job (None: it could not start; a Finished is already on its way).
-
-        A kill that comes while the launch is under way is carried out once it has started.
+    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> Awaitable[ProcessInfo | None]:
+        """Start the job; await the result for its process (None: it could not start, and
+        a Finished is on its way). The launch is under way from the call on: a kill that
+        comes before the process exists is carried out as soon as it does.
         """
         ...
 

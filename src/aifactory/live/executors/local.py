@@ -1,8 +1,8 @@
 """The local executor: every job a real subprocess, in its own process group, on this machine.
 
-Each job runs under the sh wrapper of `wrap.py`, spawned with posix_spawn and setsid,
-so wrapper and job share a fresh session and process group whose id is the wrapper's
-pid. The wrapper records the job's exit status in `<log>.exit`, so a server restarted
+Each job runs under `wrap.py`, spawned with posix_spawn; the wrapper makes itself the
+leader of a new session, so wrapper and job share a process group whose id is the
+wrapper's pid. The wrapper records the job's exit status in `<log>.exit`, so a server restarted
 after a crash can learn how a re-attached job ended although it is not its parent. Exits are seen
 through a pidfd on the event loop (a poll where pidfds are missing); our own
 children are always reaped, so no zombies are left behind.
@@ -11,9 +11,11 @@ children are always reaped, so no zombies are left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,12 +26,30 @@ from aifactory.live.executors import OnFinished, ProcessInfo, wrap
 
 log = logging.getLogger(__name__)
 
+WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
 LOST = "process lost while the server was down"
 POLL_S = 0.05  # exit polling period where pidfds are unavailable
 
 
 def status_path(log_path: Path) -> Path:
     return Path(f"{log_path}.exit")
+
+
+def read_status(path: Path, command: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """The job's (exit code, reason) from the wrapper's status file; None where it wrote none."""
+    try:
+        code, _, why = path.read_text().strip().partition(" ")
+        exit_code = int(code)
+    except (OSError, ValueError):
+        return None
+    name = repr(command[0]) if command else "the command"
+    reasons = {
+        "workdir": "cannot enter the job's workdir",
+        "notfound": f"command not found: {name}",
+        "noexec": f"cannot run {name}",
+        "empty": "empty command",
+    }
+    return exit_code, reasons.get(why, "")
 
 
 def is_wrapper_alive(pid: int, status: Path) -> bool:
@@ -92,30 +112,35 @@ class LocalExecutor:
 
     # -- launch, attach, kill --------------------------------------------------------------
 
-    async def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
+    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> asyncio.Future[ProcessInfo | None]:
+        # Under way from this call on: a kill from now until the spawn is done is kept for it.
+        self._launching[job_id] = None
+        return asyncio.ensure_future(self._launch(job_id, spec, placement))
+
+    async def _launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
         log_path = self.log_path(job_id)
         status = status_path(log_path)
         if not spec.command:
+            self._launching.pop(job_id, None)
             self._report(job_id, wrap.NOT_FOUND, "empty command")
             return None
-        argv = wrap.argv(status, spec.workdir or os.getcwd(), spec.command)
+        argv = [sys.executable, "-I", "-S", WRAP, str(status), spec.workdir or os.getcwd(), *spec.command]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ]
         env = job_env(job_id, spec, placement)
-        self._launching[job_id] = None
         try:
             status.unlink(missing_ok=True)  # a status left by an earlier attempt
             # In a thread: the spawn returns only once the child has exec'd, which on a
             # busy machine takes milliseconds the event loop should spend on requests.
-            pid = await asyncio.to_thread(os.posix_spawn, argv[0], argv, env, file_actions=actions, setsid=True)
+            pid = await asyncio.to_thread(os.posix_spawn, argv[0], argv, env, file_actions=actions)
         except OSError as exc:
             self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
             return None
         finally:
-            kill_grace = self._launching.pop(job_id)
+            kill_grace = self._launching.pop(job_id, None)
         self._watch(_Proc(job_id, pid, pid, log_path, spec.command))
         if kill_grace is not None:  # a kill came while it was starting
             self.kill(job_id, kill_grace)
@@ -129,7 +154,7 @@ class LocalExecutor:
             return
         if pid is not None:
             self._reap(pid)  # our own child from before a close() in this process
-        done = wrap.read_status(status)
+        done = read_status(status)
         # It ended while no server watched: its status file says how; without one it was killed.
         self._report(job_id, *(done if done is not None else (None, LOST)))
 
@@ -157,7 +182,9 @@ class LocalExecutor:
         try:
             os.killpg(proc.pgid, sig)
         except ProcessLookupError:
-            pass
+            # No such group yet: the wrapper has not reached its setsid(); it is alone, signal it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
         except PermissionError as exc:
             log.warning("job %d: cannot signal process group %d: %s", proc.job_id, proc.pgid, exc)
 
@@ -211,7 +238,7 @@ class LocalExecutor:
             return
         self._unwatch(asyncio.get_running_loop(), proc)
         wrapper_code = self._reap(proc.pid)
-        done = wrap.read_status(status_path(proc.log_path), proc.command)
+        done = read_status(status_path(proc.log_path), proc.command)
         if done is not None:
             self._report(job_id, *done)
         elif proc.killed:

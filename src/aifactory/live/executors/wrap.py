@@ -1,60 +1,78 @@
-"""The job wrapper: a few lines of POSIX sh that run the job and record how it ended.
+"""The job wrapper: start the job, wait for it, record how it ended in a status file.
 
-The wrapper is the job's parent; it writes `<code> [workdir]` to the status file
-(`<log>.exit`, atomically: temp file + rename) when the job ends, so a server that
-is not the wrapper's parent (one restarted after a crash) can still learn the job's
-real exit code. sh, not Python: it starts in ~1 ms instead of ~20 ms of CPU, which
-is most of what a short job costs the machine.
+Run as `python -I -S wrap.py STATUS WORKDIR COMMAND...` by the local executor (stdlib
+only, no package imports: it starts fast); it makes itself the leader of a new session
+and process group, which the executor signals as a whole.
+The status file (`<log>.exit`, written atomically: temp file + rename) holds
+`<exit code> [why]`, so a server that is not the wrapper's parent (one restarted
+after a crash) still learns the job's real exit code; codes are Python's (-15 for
+SIGTERM), 127 for a command not found, 126 for one that cannot run.
 
-`trap :` catches SIGTERM/SIGINT/SIGHUP (the whole process group gets them on a
-cancel) so the wrapper outlives its job to write the status; caught signals, unlike
-ignored ones, are reset to the default in the job it starts. The shell reports a
-job killed by signal N as 128+N; `decode` turns that into -N, as Python does.
+No stop signal is ever lost: the wrapper blocks SIGTERM/SIGINT/SIGHUP before anything
+else, so one sent to the group before the job exists stays pending here and is passed
+on (or the job is not started); the job gets a clean mask and default handlers
+atomically at exec (posix_spawn's setsigmask/setsigdef), so there is no window where
+it could swallow one. The wrapper itself only dies by SIGKILL.
 """
 
 from __future__ import annotations
 
+import os
 import signal
-from pathlib import Path
+import sys
 
-SCRIPT = """trap : TERM INT HUP
-status=$1 workdir=$2
-shift 2
-if cd -- "$workdir" 2>/dev/null; then
-    "$@"
-    code=$? why=
-else
-    echo "aifactory: cannot enter workdir $workdir" >&2
-    code=126 why=workdir
-fi
-echo "$code $why" > "$status.tmp" && mv -f -- "$status.tmp" "$status"
-"""
-NAME = "aifactory-job"  # the wrapper's $0: what `ps` shows
-NOT_FOUND, CANNOT_RUN = 127, 126  # the shell's codes
+STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+NOT_FOUND, CANNOT_RUN = 127, 126
 
 
-def argv(status: Path, workdir: str, command: tuple[str, ...]) -> list[str]:
-    return ["/bin/sh", "-c", SCRIPT, NAME, str(status), workdir, *command]
-
-
-def decode(code: int, why: str, command: tuple[str, ...] = ()) -> tuple[int, str]:
-    """(exit code as Python reports it, reason) from what the wrapper wrote."""
-    name = repr(command[0]) if command else "the command"
-    if why == "workdir":
-        return CANNOT_RUN, "cannot enter the job's workdir"
-    if code == NOT_FOUND:
-        return code, f"command not found: {name}"
-    if code == CANNOT_RUN:
-        return code, f"cannot run {name} (not executable?)"
-    if 128 < code < 128 + signal.NSIG:
-        return 128 - code, ""
-    return code, ""
-
-
-def read_status(path: Path, command: tuple[str, ...] = ()) -> tuple[int, str] | None:
-    """The job's (exit code, reason), None where the wrapper wrote no status (it was killed)."""
+def write_status(path: str, code: int, why: str = "") -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        code, _, why = path.read_text().strip().partition(" ")
-        return decode(int(code), why, command)
-    except (OSError, ValueError):
-        return None
+        os.write(fd, f"{code} {why}\n".encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def stops_pending() -> set[signal.Signals]:
+    return set(signal.sigpending()) & STOP
+
+
+def run(workdir: str, command: list[str]) -> tuple[int, str]:
+    """(exit code, why): why is "" when the job ran, else what kept it from running."""
+    try:
+        os.chdir(workdir)
+    except OSError as exc:
+        print(f"aifactory: cannot enter workdir {workdir}: {exc.strerror}", file=sys.stderr, flush=True)
+        return CANNOT_RUN, "workdir"
+    if not command:
+        return NOT_FOUND, "empty"
+    stopped = stops_pending()
+    if stopped:  # told to stop before the job began: it never begins
+        return -min(stopped), ""
+    try:
+        pid = os.posix_spawnp(command[0], command, os.environ, setsigmask=(), setsigdef=STOP)
+    except FileNotFoundError:
+        print(f"aifactory: command not found: {command[0]}", file=sys.stderr, flush=True)
+        return NOT_FOUND, "notfound"
+    except OSError as exc:
+        print(f"aifactory: cannot run {command[0]}: {exc.strerror}", file=sys.stderr, flush=True)
+        return CANNOT_RUN, "noexec"
+    for sig in stops_pending():  # sent while the job was being created: it may have missed it
+        os.kill(pid, sig)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), ""
+
+
+def main(argv: list[str]) -> int:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP)
+    os.setsid()  # here, not by the spawner: a setsid posix_spawn of Python forks (~3-9 ms)
+    status, workdir, *command = argv
+    code, why = run(workdir, command)
+    write_status(status, code, why)
+    return code if 0 <= code < 256 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
