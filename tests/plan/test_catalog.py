@@ -62,7 +62,9 @@ def test_bf16_falls_back_to_fp16_where_there_is_no_bf16_and_fp8_is_refused(catal
 
 
 def test_home_catalogue_overrides_a_field_and_extra_file_adds_a_gpu(home: Path, tmp_path: Path) -> None:
-    (home / "catalog.toml").write_text('[gpus.H100-SXM]\nmemory_gb = 96\nsources = { memory_gb = "my lab" }\n')
+    (home / "catalog.toml").write_text(
+        '[gpus.H100-SXM]\nmemory_gb = 96\nsources = { memory_gb = "my lab" }\n[gpus.V100]\ntdp_w = 250\n'
+    )
     extra = tmp_path / "mine.toml"
     extra.write_text(
         '[gpus.X1]\naliases = ["x-one"]\ngeneration = "hopper"\nbf16_dense_tflops = 100\nmemory_gb = 10\n'
@@ -71,7 +73,10 @@ def test_home_catalogue_overrides_a_field_and_extra_file_adds_a_gpu(home: Path, 
     cat = load_catalog(extra)
     h100 = cat.gpu("H100")
     assert h100.memory_gb == 96 and h100.source("memory_gb") == "my lab"
-    assert h100.tflops["bf16"] == 989.4  # the fields not overridden are kept
+    assert h100.tflops["bf16"] == 989.4 and h100.source("bf16_dense_tflops").startswith("NVIDIA")  # kept
+    v100 = cat.gpus["V100-SXM2"]  # `[gpus.V100]`: an alias names the entry it stands for
+    assert v100.tdp_w == 250 and v100.source("tdp_w") == f"user catalogue {home / 'catalog.toml'}"
+    assert "V100" not in cat.gpus
     assert cat.gpu("X-ONE").peak_tflops() == 100 and cat.default_mfu(cat.gpu("x1")) == 0.40
 
 

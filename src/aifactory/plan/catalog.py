@@ -186,10 +186,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
         if not isinstance(entries, dict):
             raise SpecError(f"{where}: {section}", "must be a table")
         target = base.setdefault(section, {})
-        for name, fields in entries.items():
+        names = {
+            _key(alias): n for n, f in target.items() if isinstance(f, dict) for alias in (n, *f.get("aliases", []))
+        }
+        for given_name, fields in entries.items():
+            name = names.get(_key(given_name), given_name)  # `[gpus.v100]` overrides V100-SXM2
             if isinstance(fields, dict) and isinstance(target.get(name), dict):
+                # An overridden field without a source of its own is attributed to the user's file.
+                given = {k: f"user catalogue {where}" for k in fields if k not in ("aliases", "sources")}
                 merged = {**target[name], **fields}
-                merged["sources"] = {**target[name].get("sources", {}), **fields.get("sources", {})}
+                merged["sources"] = {**target[name].get("sources", {}), **given, **fields.get("sources", {})}
                 target[name] = merged
             else:
                 target[name] = fields
