@@ -88,3 +88,32 @@ def test_line_run_rejects_a_bad_pipeline_before_anything_runs(
     code, _, err = run_cli(monkeypatch, capsys, "line", "run", str(spec), "--on", "local")
     assert code == 2 and "unknown step kind 'fit'" in err
     assert not (home / "runs").exists() and not (home / "factory.db").exists()
+
+
+def test_line_flywheel_checks_then_absorbs_and_runs_the_pipeline(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aifactory.line.datasets import Datasets
+    from aifactory.serve.feedback import LIVE, Answer, FeedbackLog
+
+    ds = Datasets(home)
+    ds.create("digits", np.zeros((10, 64)), np.arange(10))
+    ds.create("digits-holdout", np.zeros((5, 64)), np.arange(5))
+    log = FeedbackLog(home)
+    probs = np.eye(10, dtype=np.float32)[[3]]
+    for i in range(60):
+        log.log([Answer(f"r{i}", LIVE, "digits", 1, np.full((1, 64), i % 17, np.float32), probs, 0.0)])
+        log.add_feedback(f"r{i}", [3 if i % 2 else 4])
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: retrain\nmodel: digits\nsteps:\n  - {name: ingest, params: {dataset: digits}}\n")
+    args = ("line", "flywheel", str(spec), "--on", "local", "--min-rows", "50")
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--check")
+    assert code == 0 and "trigger fires: live accuracy 0.500 over the last 60 labels < 0.9" in out
+    assert [v.version for v in ds.versions("digits")] == [1]  # --check changed nothing
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "feedback absorbed: digits@2 (parent v1), holdout digits-holdout@2" in out
+    assert (ds.get("digits").rows, ds.get("digits-holdout").rows) == (10 + 42, 5 + 18)
+    assert "digits@2" in out  # the pipeline's ingest step ran on the new version
+    code, out, _ = run_cli(monkeypatch, capsys, *args)
+    assert "trigger quiet: 0 new labelled rows" in out

@@ -146,6 +146,52 @@ def line_run(
         console.print(f"gate: {result.outputs['deploy'].get('gate_reason', '')}")
 
 
+@line_app.command("flywheel")
+def line_flywheel(
+    spec: Path = typer.Argument(..., help="pipeline YAML file to run when the trigger fires"),
+    home: Path | None = HomeOpt,
+    on: str = typer.Option("auto", "--on", help="where steps run: auto, server, embedded, local"),
+    min_rows: int = typer.Option(500, "--min-rows", help="retrain after this many new labelled rows"),
+    accuracy_below: float = typer.Option(0.9, "--accuracy-below", help="retrain when live accuracy drops below"),
+    window: int = typer.Option(200, "--window", help="labelled answers live accuracy is measured over"),
+    check: bool = typer.Option(False, "--check", help="only say whether the trigger fires; change nothing"),
+    gpus: int = typer.Option(4, "--gpus", help="virtual GPUs of the embedded factory"),
+) -> None:
+    """One turn of the flywheel: if the trigger fires, labelled feedback becomes the next dataset version
+    and the pipeline runs (train -> evaluate -> register -> gate)."""
+    import asyncio
+
+    from aifactory.line import home as line_home
+    from aifactory.line.flywheel import Flywheel, TriggerSettings
+    from aifactory.line.pipeline import load_pipeline, validate
+    from aifactory.line.progress import PipelineProgress
+    from aifactory.serve.feedback import FeedbackLog
+
+    pipeline = load_pipeline(spec)
+    order = validate(pipeline)
+    where = line_home(home)
+    settings = TriggerSettings(min_new_rows=min_rows, accuracy_below=accuracy_below, window=window)
+    ingest = next((s for s in order if s.kind_name == "ingest"), None)
+    dataset = str(ingest.params.get("dataset", pipeline.model)) if ingest else pipeline.model
+    wheel = Flywheel(FeedbackLog(where), where, settings, dataset=dataset, model=pipeline.model)
+    decision = wheel.check()
+    typer.echo(f"trigger {'fires' if decision.fire else 'quiet'}: {decision.reason}")
+    if check or not decision.fire:
+        return
+    train, holdout = wheel.absorb() or (None, None)
+    if train is not None:
+        typer.echo(
+            f"feedback absorbed: {train.ref} (parent v{train.parent}), holdout {holdout.ref if holdout else '-'}"
+        )
+    if on == "auto":
+        on = "server" if (where / "server.json").is_file() else "embedded"
+    console = _console()
+    with PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name} ({on})") as progress:
+        result = asyncio.run(_run_pipeline(pipeline, where, on, gpus, True, progress))
+    if "deploy" in result.outputs:
+        console.print(f"gate: {result.outputs['deploy'].get('gate_reason', '')}")
+
+
 async def _run_pipeline(
     pipeline: Pipeline, home: Path, on: str, gpus: int, use_cache: bool, progress: PipelineProgress
 ) -> RunResult:
