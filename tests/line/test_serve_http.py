@@ -173,16 +173,16 @@ def hammer(url: str, stop: threading.Event, seen: list[tuple[int, int, list[list
 def test_hot_swap_under_load_drops_nothing(home: Path, registry: Registry, models: dict[int, LoadedModel]) -> None:
     with serve(home, poll_s=0.05, batch=BatchSettings(max_batch=8, max_wait_s=0.002)) as srv:
         stop = threading.Event()
-        seen: list[list[tuple[int, int, list[list[float]], int]]] = [[] for _ in range(4)]
+        seen: list[list[tuple[int, int, list[list[float]], int]]] = [[] for _ in range(3)]
         clients = [threading.Thread(target=hammer, args=(srv.url, stop, s)) for s in seen]
         for c in clients:
             c.start()
-        time.sleep(0.4)
+        time.sleep(0.3)
         registry.set_alias("digits", "champion", 2)
         deadline = time.monotonic() + 10
         while srv.serving.slot.swaps < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.4)
+        time.sleep(0.3)
         stop.set()
         for c in clients:
             c.join()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -51,19 +51,16 @@ class _Pending(Generic[Tag]):
 
 @dataclass(slots=True)
 class BatchStats:
-    """Counters for /metrics-style reporting and the tests."""
+    """Counters shown by GET /v1/models/{name}."""
 
     batches: int = 0
     rows: int = 0
     largest: int = 0
-    sizes: list[int] = field(default_factory=list)
 
     def record(self, rows: int) -> None:
         self.batches += 1
         self.rows += rows
         self.largest = max(self.largest, rows)
-        if len(self.sizes) < 10_000:
-            self.sizes.append(rows)
 
 
 class DynamicBatcher(Generic[Tag]):

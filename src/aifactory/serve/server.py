@@ -1,4 +1,4 @@
-"""The model server: FastAPI app, its runtime (batcher, hot swap, shadow, prediction log), and a runner.
+"""The model server: its runtime (batcher, hot swap, shadow, prediction log) and the process runner.
 
 Endpoints (see docs/serving.md):
   POST /v1/models/{name}/predict  (also POST /api/predict)   -> PredictResponse
@@ -157,7 +157,9 @@ class Serving:
             mean_batch_rows=stats.rows / stats.batches if stats.batches else 0.0,
             shadow_answered=self.shadow.answered if self.shadow else 0,
             shadow_dropped=self.shadow.dropped if self.shadow else 0,
+            largest_batch_rows=stats.largest,
             log_dropped=self.writer.dropped,
+            log_errors=self.writer.errors,
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aifactory.core.errors import AifactoryError, NotFound, SpecError
+from aifactory.core.errors import NotFound, SpecError
 from aifactory.serve.wire import N_FEATURES
 
 log = logging.getLogger("aifactory.serve")
@@ -157,7 +157,7 @@ class AliasWatcher:
                     self.last_error = None
                     return False
                 served = load_version(self.source, mv, self.warm_rows)
-            except (AifactoryError, OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # database busy, alias gone, bad file: keep serving, retry next poll
                 if str(exc) != self.last_error:
                     log.warning("cannot swap %s: %s", self.ref, exc)
                 self.last_error = str(exc)

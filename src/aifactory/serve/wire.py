@@ -83,7 +83,9 @@ class ModelInfo(BaseModel):
     mean_batch_rows: float
     shadow_answered: int
     shadow_dropped: int
+    largest_batch_rows: int
     log_dropped: int
+    log_errors: int
 
 
 class Health(BaseModel):
