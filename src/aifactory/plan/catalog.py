@@ -191,6 +191,10 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
         }
         for given_name, fields in entries.items():
             name = names.get(_key(given_name), given_name)  # `[gpus.v100]` overrides V100-SXM2
+            if section != "mfu" and not isinstance(fields, dict):
+                raise SpecError(f"{section}.{name}", f"must be a table, got {fields!r}")
+            if section != "mfu" and not isinstance(fields.get("sources", {}), dict):
+                raise SpecError(f"{section}.{name}.sources", "must be a table of field = source")
             if isinstance(fields, dict) and isinstance(target.get(name), dict):
                 # An overridden field without a source of its own is attributed to the user's file.
                 given = {k: f"user catalogue {where}" for k in fields if k not in ("aliases", "sources")}
@@ -201,8 +205,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
                 target[name] = fields
 
 
-def _check_sources(kind: str, name: str, fields: dict[str, Any]) -> None:
+def _check_sources(kind: str, name: str, fields: Any) -> None:
+    """Every field has a source: its own in `sources`, or `sources.default`."""
+    if not isinstance(fields, dict):
+        raise SpecError(f"{kind}.{name}", f"must be a table, got {fields!r}")
     sources = fields.get("sources", {})
+    if not isinstance(sources, dict):
+        raise SpecError(f"{kind}.{name}.sources", f"must be a table of field = source, got {sources!r}")
     if "default" in sources:
         return
     missing = [k for k in fields if k not in ("aliases", "sources", "generation", "gpu") and k not in sources]
@@ -241,11 +250,12 @@ def _system_from(name: str, raw: dict[str, Any], gpus: dict[str, Gpu]) -> System
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SpecError(f"systems.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
-    if f.gpu not in gpus:
-        raise UnknownName("gpu", f.gpu, gpus)
+    index = {_key(alias): g.name for g in gpus.values() for alias in (g.name, *g.aliases)}
+    if _key(f.gpu) not in index:
+        raise UnknownGpu(f.gpu, index, list(gpus))
     return System(
         name=name,
-        gpu=gpus[f.gpu],
+        gpu=gpus[index[_key(f.gpu)]],
         gpus=f.gpus,
         aliases=tuple(f.aliases),
         year=f.year,
