@@ -133,3 +133,11 @@ def test_work_without_duration_goes_through_the_cost_model() -> None:
     with pytest.raises(SpecError) as err:
         replay(one_node(trace), settings("fifo"))
     assert err.value.field == "duration_s" and "cost model" in err.value.message
+
+
+def test_rows_out_of_time_order_arrive_by_time_and_keep_their_ids() -> None:
+    trace = [job(5, 4, 1), job(0, 4, 2), job(0, 4, 3)]
+    r = replay(one_node(trace), settings("fifo"))
+    # Row 1 and row 2 tie at 0 s and go in row order; row 0 arrives last.
+    assert r.recorder.start_order == [1, 2, 0]
+    assert r.recorder.started == [5, 0, 2]

@@ -108,9 +108,12 @@ class Twin:
         self.factory = Factory(self.cluster, projects, self.settings.factory)
         self.executor = SimExecutor(self.kernel, self._handle, self.durations.__getitem__, self.settings.executor)
         self.recorder = Recorder([j.gpus for j in self.jobs], [j.project for j in self.jobs], self.cluster.total_gpus())
+        # Job i is row i of the trace; arrivals go by submit time (a stable sort: ties keep row order).
+        self._order = sorted(range(len(self.jobs)), key=lambda i: self.jobs[i].submit_time)
         every = self.settings.sample_every_s
         if every is None:
-            span = self.jobs[-1].submit_time - self.jobs[0].submit_time if self.jobs else 0.0
+            order = self._order
+            span = self.jobs[order[-1]].submit_time - self.jobs[order[0]].submit_time if order else 0.0
             every = max(1.0, span / 500)
         self.samples = Samples(every)
         self.rejected: dict[int, str] = {}
@@ -135,6 +138,14 @@ class Twin:
             self._tick_at = wake
             self.kernel.schedule(max(wake, now), TICK, self._tick)
 
+    def _arrive(self, k: int) -> None:
+        """The k-th arrival. Arrivals are chained (each schedules the next), so the heap holds one
+        arrival, not the whole trace; equal times still arrive in trace order (same priority)."""
+        order = self._order
+        if k + 1 < len(order):
+            self.kernel.schedule(self.jobs[order[k + 1]].submit_time, SUBMIT, self._arrive, k + 1)
+        self._submit(order[k])
+
     def _submit(self, i: int) -> None:
         self.submitted += 1
         try:
@@ -158,9 +169,10 @@ class Twin:
     def run(self, progress: Progress | None = None) -> RunResult:
         t0 = time.perf_counter()
         kernel = self.kernel
-        kernel.schedule_many([(job.submit_time, SUBMIT, self._submit, i) for i, job in enumerate(self.jobs)])
-        if self.jobs:
-            kernel.schedule(self.jobs[0].submit_time, SAMPLE, self._sample)
+        if self._order:
+            first = self.jobs[self._order[0]].submit_time
+            kernel.schedule(first, SUBMIT, self._arrive, 0)
+            kernel.schedule(first, SAMPLE, self._sample)
         n = len(self.jobs)
         while kernel.peek() is not None:
             if progress is None:
