@@ -19,9 +19,12 @@ from typing import Any
 from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import Cluster
 from aifactory.core.job import MILLI
-from aifactory.core.states import JobState
+from aifactory.core.states import TERMINAL, JobState
 
-_HOLDING = (JobState.RUNNING, JobState.PREEMPTED)
+# Module constants: the recorder runs once per transition (hundreds of thousands per replay).
+_RUNNING = JobState.RUNNING
+_PREEMPTED = JobState.PREEMPTED
+_HOLDING = frozenset((JobState.RUNNING, JobState.PREEMPTED))
 
 
 @dataclass(slots=True)
@@ -69,19 +72,21 @@ class Recorder:
 
     def record(self, a: StateChanged) -> None:
         i, new, at = a.job_id, a.new, a.at
-        if new is JobState.RUNNING:
+        if new is _RUNNING:
             if self.started[i] != self.started[i]:  # NaN: first start
                 self.started[i] = at
                 self.start_order.append(i)
             self._since[i] = at
-        elif a.old is None:
+            return
+        old = a.old
+        if old is None:
             self.submitted[i] = at
             if at < self.first_at:
                 self.first_at = at
-        elif a.old in _HOLDING and new is not JobState.PREEMPTED:
+        elif old in _HOLDING and new is not _PREEMPTED:
             p = self.project_of[i]
             self.gpu_s[p] = self.gpu_s.get(p, 0.0) + self.gpus[i] * (at - self._since[i])
-        if new.terminal:
+        if new in TERMINAL:
             self.ended[i] = at
             self.final[i] = new
             self.last_at = at
