@@ -57,6 +57,10 @@ def test_train_example_from_the_issue(home: Path) -> None:
     assert (
         data["memory_gb"]["total"] <= 80 and data["layout"]["dp"] * data["layout"]["tp"] * data["layout"]["pp"] == 2048
     )
+    llama = as_json(*args, "--layers", "80", "--hidden", "8192", "--heads", "64", "--tp", "8", "--pp", "4")
+    # selective recomputation: 34 bytes per token x hidden per layer, split over tp (Korthikanti et al. 2022)
+    assert llama["memory_gb"]["activations"] == pytest.approx(80 * 4096 * 8192 * 34 / 8 / 1e9)
+    assert llama["memory_gb"]["weights"] == pytest.approx(70e9 * 2 / 32 / 1e9) and llama["layout"]["dp"] == 64
 
 
 def test_energy_prints_the_implied_mfu_of_llama2(home: Path, published: dict[str, Any]) -> None:
@@ -100,6 +104,8 @@ def test_bad_input_exits_2_with_a_clear_message(home: Path, tmp_path: Path) -> N
     assert "did you mean 'A100-SXM-80GB'" in refused(home, *base, "--params", "70e9", "--gpu", "A100-80G")
     err = refused(home, *base, "--params", "70e9", "--gpu", "A100-80GB", "--tp", "1", "--pp", "1")
     assert "memory: plan does not fit" in err and "GB per GPU" in err
+    partial = refused(home, *base, "--params", "7e9", "--gpu", "H100", "--layers", "32")
+    assert "give --layers, --hidden and --heads together" in partial
     assert "target-loss" in refused(home, "budget", "--target-loss", "1.0")
     assert "no such file" in refused(home, "fit", str(tmp_path / "absent.csv"))
     assert "catalog" in refused(home, "gpus", "--catalog", str(tmp_path / "absent.toml"))

@@ -12,6 +12,9 @@ app = typer.Typer(no_args_is_help=True)
 
 CATALOG_OPT = typer.Option(None, "--catalog", help="TOML file of GPUs/systems added to or overriding the catalogue.")
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
+LAYERS_OPT = typer.Option(None, help="Transformer layers (with --hidden and --heads; default from N).")
+HIDDEN_OPT = typer.Option(None, help="Hidden width (with --layers and --heads).")
+HEADS_OPT = typer.Option(None, help="Attention heads (with --layers and --hidden).")
 FIT_OPT = typer.Option("epoch", "--fit", help="Published L(N, D) fit: chinchilla or epoch (Epoch AI replication).")
 
 
@@ -29,6 +32,19 @@ def _emit(title: str, rows: list[tuple[str, str]], data: dict[str, Any], as_json
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+
+
+def _shape(layers: int | None, hidden: int | None, heads: int | None) -> Any:
+    """The model shape the user gave (all three or none), else None: derived from N."""
+    from aifactory.core.errors import SpecError
+    from aifactory.plan.memory import Shape
+
+    given = [v for v in (layers, hidden, heads) if v is not None]
+    if not given:
+        return None
+    if len(given) < 3:
+        raise SpecError("layers", "give --layers, --hidden and --heads together, or none of them")
+    return Shape(layers, hidden, heads)  # type: ignore[arg-type]
 
 
 def _catalog(path: Path | None) -> Any:
@@ -112,6 +128,9 @@ def train(
     micro_batch: int = typer.Option(1, help="Micro-batch size in sequences."),
     seq_len: int = typer.Option(4096, help="Sequence length in tokens."),
     recompute: str = typer.Option("selective", help="Activation recomputation: none, selective or full."),
+    layers: int | None = LAYERS_OPT,
+    hidden: int | None = HIDDEN_OPT,
+    heads: int | None = HEADS_OPT,
     catalog: Path | None = CATALOG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -120,8 +139,9 @@ def train(
     from aifactory.plan.train import TrainSpec, plan_training
 
     spec = TrainSpec(
-        params, tokens, gpu, gpus, mfu, goodput, precision, power_w, tp, pp, zero, micro_batch, seq_len, recompute
-    )
+        params, tokens, gpu, gpus, mfu, goodput, precision, power_w, tp, pp, zero, micro_batch, seq_len, recompute,
+        _shape(layers, hidden, heads),
+    )  # fmt: skip
     p = plan_training(spec, _catalog(catalog), Facility(pue, grid, usd_per_gpu_hour, usd_per_kwh))
     m, par = p.memory, p.parallel
     rows = [
@@ -253,8 +273,8 @@ def optimal(
     law = get_fit(fit)
     pt = solve(law, flops)
     _emit(
-        f"compute-optimal at {flops:.3g} FLOP ({law.name}: {law.source})",
-        _law_rows(pt),
+        f"compute-optimal at {flops:.3g} FLOP",
+        [("fit", f"{law.name}: {law.source}"), *_law_rows(pt)],
         {"fit": law.name, **_law_data(pt)},
         as_json,
     )
@@ -380,6 +400,9 @@ def inference(
     tpot: float = typer.Option(0.05, help="Time-per-output-token target, seconds."),
     precision: str = typer.Option("bf16", help="Weights and compute precision: fp8, bf16, fp16 or fp32."),
     kv_heads: int | None = typer.Option(None, help="KV heads (grouped-query attention); default one per head."),
+    layers: int | None = LAYERS_OPT,
+    hidden: int | None = HIDDEN_OPT,
+    heads: int | None = HEADS_OPT,
     catalog: Path | None = CATALOG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -388,7 +411,8 @@ def inference(
 
     from aifactory.plan.inference import InferenceSpec, plan_inference
 
-    spec = InferenceSpec(params, precision, kv_heads, prompt_tokens, output_tokens, rate, ttft, tpot)
+    shape = _shape(layers, hidden, heads)
+    spec = InferenceSpec(params, precision, kv_heads, prompt_tokens, output_tokens, rate, ttft, tpot, shape)
     p = plan_inference(spec, _catalog(catalog).gpu(gpu))
     rows = [
         ("replica", f"{p.tp} x {p.gpu} (tensor parallel), batch {p.batch} (limited by {p.bound})"),

@@ -38,6 +38,13 @@ class Shape:
     hidden: int
     heads: int
 
+    def __post_init__(self) -> None:
+        for name in ("layers", "hidden", "heads"):
+            if getattr(self, name) < 1:
+                raise SpecError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.hidden % self.heads:
+            raise SpecError("heads", f"must divide hidden={self.hidden}, got {self.heads}")
+
 
 def shape_for(params: float) -> Shape:
     """A plausible shape for `params` parameters: params ~ 12 * layers * hidden^2 at hidden/layers ~ 128.
