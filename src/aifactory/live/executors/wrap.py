@@ -17,8 +17,9 @@ it could swallow one. The wrapper itself only dies by SIGKILL.
 
 from __future__ import annotations
 
+# The C module, not `signal`: that one imports enum, which would double the start-up time.
+import _signal as signal
 import os
-import signal
 import sys
 
 STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -35,7 +36,7 @@ def write_status(path: str, code: int, why: str = "") -> None:
     os.replace(tmp, path)
 
 
-def stops_pending() -> set[signal.Signals]:
+def stops_pending() -> set[int]:
     return set(signal.sigpending()) & STOP
 
 
