@@ -170,12 +170,13 @@ class Cluster:
                             return node
         return None
 
-    def _relevel(self, node: Node, old: int) -> None:
+    def _relevel(self, node: Node, old: int, milli: int) -> None:
         if old != node.free_whole:
             levels = self._levels[(node.pool, node.gpu_model)]
             del levels[old][node.name]
             levels[node.free_whole][node.name] = node
-        self._repartial(node)
+        if milli < MILLI:  # whole GPUs go from all free to none and back: never partly used
+            self._repartial(node)
 
     def _repartial(self, node: Node) -> None:
         partial = self._partial[(node.pool, node.gpu_model)]
@@ -212,7 +213,7 @@ class Cluster:
                     node.free_whole -= 1
                 node.free[g] -= milli
                 node.holders[g][job_id] = milli
-            self._relevel(node, old)
+            self._relevel(node, old, milli)
         self.allocations[job_id] = placement
 
     def release(self, job_id: int) -> Placement | None:
@@ -227,5 +228,5 @@ class Cluster:
                 del node.holders[g][job_id]
                 if node.free[g] == MILLI:
                     node.free_whole += 1
-            self._relevel(node, old)
+            self._relevel(node, old, placement.milli)
         return placement
