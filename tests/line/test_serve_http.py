@@ -51,13 +51,14 @@ def models(registry: Registry) -> dict[int, LoadedModel]:
 
 
 def serve(home: Path, **overrides: object) -> BackgroundServer:
-    config = ServeConfig(home=home, port=0, **overrides)  # type: ignore[arg-type]
-    return BackgroundServer(config)
+    """A server on a free loopback port; small batches keep the per-shape warm-up short."""
+    settings: dict[str, object] = {"batch": BatchSettings(max_batch=8, max_wait_s=0.002), **overrides}
+    return BackgroundServer(ServeConfig(home=home, port=0, **settings))  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def server(home: Path, registry: Registry) -> Iterator[BackgroundServer]:
-    with serve(home, batch=BatchSettings(max_batch=8, max_wait_s=0.002)) as srv:
+    with serve(home) as srv:
         yield srv
 
 
@@ -171,7 +172,7 @@ def hammer(url: str, stop: threading.Event, seen: list[tuple[int, int, list[list
 
 
 def test_hot_swap_under_load_drops_nothing(home: Path, registry: Registry, models: dict[int, LoadedModel]) -> None:
-    with serve(home, poll_s=0.05, batch=BatchSettings(max_batch=8, max_wait_s=0.002)) as srv:
+    with serve(home, poll_s=0.05) as srv:
         stop = threading.Event()
         seen: list[list[tuple[int, int, list[list[float]], int]]] = [[] for _ in range(3)]
         clients = [threading.Thread(target=hammer, args=(srv.url, stop, s)) for s in seen]
