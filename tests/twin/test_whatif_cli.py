@@ -117,6 +117,8 @@ def test_cli_errors_exit_2_with_the_known_names(tmp_path: Path) -> None:
     assert "Traceback" not in bad_policy.stderr
     bad_trace = aifactory("twin", "run", "--trace", "phily", home=tmp_path)
     assert bad_trace.returncode == 2 and "philly" in bad_trace.stderr and "openb" in bad_trace.stderr
+    no_dir = aifactory("twin", "run", "--trace", trace, "--report", str(tmp_path / "nope" / "r.html"), home=tmp_path)
+    assert no_dir.returncode == 2 and "report" in no_dir.stderr and "Traceback" not in no_dir.stderr
     no_store = aifactory("twin", "convert", "eventlog", str(tmp_path / "x.csv"), home=tmp_path)
     assert no_store.returncode == 2 and "no live store" in no_store.stderr
     assert not (tmp_path / "factory.db").exists() and not (tmp_path / "x.csv").exists()

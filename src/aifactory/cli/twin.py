@@ -45,6 +45,16 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _writable(path: Path, field: str) -> None:
+    """Fail before a long replay, not after it, when the output cannot be written."""
+    from aifactory.core.errors import SpecError
+
+    if not path.parent.is_dir():
+        raise SpecError(field, f"{path}: no such directory {path.parent}")
+    if path.is_dir():
+        raise SpecError(field, f"{path} is a directory")
+
+
 def _series(result: Any) -> dict[str, Any]:
     """The sampled time series: time (s), GPUs allocated, jobs pending, fragmentation (0..1)."""
     s = result.samples
@@ -90,6 +100,8 @@ def run(
     from aifactory.twin.whatif import comparison
 
     variants = _variants(policy, placement, nodes, projects, no_pools)
+    if report is not None:
+        _writable(report, "report")
     scenario = load_scenario(trace, limit, store, gpus_per_node)
     results = _run_with_progress(scenario, variants, quiet=as_json)
     rows = comparison(results)
@@ -162,6 +174,7 @@ def convert(
 
     if out.suffix not in (".csv", ".parquet"):
         raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
+    _writable(out, "out")
     scenario = load_scenario(source, limit, store)
     write_trace(scenario.jobs, out)
     typer.echo(f"wrote {len(scenario.jobs):,} jobs to {out}")
