@@ -28,7 +28,7 @@ from aifactory.core.errors import AifactoryError
 from aifactory.line import db
 from aifactory.line import home as default_home
 from aifactory.line.executors import StepExecutor, StepJob, StepOutcome
-from aifactory.line.pipeline import Pipeline, ancestors, validate
+from aifactory.line.pipeline import Pipeline, Step, ancestors, validate
 from aifactory.line.report import METRICS_ENV, read_metrics
 from aifactory.line.steps import code_hash, get_step_kind
 
@@ -88,47 +88,56 @@ class PipelineRunner:
         started = time.time()
         run_id = self._start_run(pipeline.name, started)
         outputs: dict[str, dict[str, Any]] = {}
-        cached: list[str] = []
         lineage: dict[str, Any] = {"pipeline": pipeline.name, "run": run_id, "steps": {}}
         try:
             for step in order:
                 inputs: dict[str, Any] = {"model": pipeline.model}
-                for prior in order:
+                for prior in order:  # ancestors' outputs, later ones overriding earlier ones
                     if prior.name in ancestors(step, by_name):
                         inputs.update(outputs[prior.name])
-                kind = get_step_kind(step.kind_name)
-                code = code_hash(kind)
-                key = cache_key(kind.name, step.params, inputs, code)
                 _note_lineage(lineage, inputs)
-                hit = self._cached(key) if (step.cache if step.cache is not None else kind.cache) else None
-                if hit is not None and self.use_cache:
-                    outputs[step.name] = hit
-                    cached.append(step.name)
-                    self.on_event(StepEvent(step.name, "cached", hit))
-                    job_id = None
-                else:
-                    if kind.name == "register":
-                        inputs["lineage"] = {**lineage, "environment": inputs.get("environment", {})}
-                    outputs[step.name], job_id = await self._run_step(pipeline, step, run_id, inputs)
-                    if kind.cache:
-                        self._store(key, step.name, outputs[step.name])
-                lineage["steps"][step.name] = {
-                    "kind": kind.name,
-                    "params": step.params,
-                    "code": code,
-                    "key": key[:16],
-                    "cached": step.name in cached,
-                    "job": job_id,
-                }
+                outputs[step.name], lineage["steps"][step.name] = await self._step(
+                    pipeline, step, run_id, inputs, lineage
+                )
                 _note_lineage(lineage, outputs[step.name])
         except BaseException:
             self._finish_run(run_id, "failed", lineage)
             raise
         self._finish_run(run_id, "succeeded", lineage)
+        cached = [name for name, record in lineage["steps"].items() if record["cached"]]
         return RunResult(run_id, pipeline.name, outputs, cached, lineage, time.time() - started)
 
+    async def _step(
+        self, pipeline: Pipeline, step: Step, run_id: int, inputs: dict[str, Any], lineage: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Reuse the step's cached result or run it; returns its outputs and its lineage record."""
+        kind = get_step_kind(step.kind_name)
+        code = code_hash(kind)
+        key = cache_key(kind.name, step.params, inputs, code)
+        cacheable = step.cache if step.cache is not None else kind.cache
+        hit = self._cached(key) if cacheable and self.use_cache else None
+        job_id = None
+        if hit is not None:
+            result = hit
+            self.on_event(StepEvent(step.name, "cached", hit))
+        else:
+            if kind.name == "register":
+                inputs = {**inputs, "lineage": {**lineage, "environment": inputs.get("environment", {})}}
+            result, job_id = await self._run_step(pipeline, step, run_id, inputs)
+            if cacheable:
+                self._store(key, step.name, result)
+        record = {
+            "kind": kind.name,
+            "params": step.params,
+            "code": code,
+            "key": key[:16],
+            "cached": hit is not None,
+            "job": job_id,
+        }
+        return result, record
+
     async def _run_step(
-        self, pipeline: Pipeline, step: Any, run_id: int, inputs: dict[str, Any]
+        self, pipeline: Pipeline, step: Step, run_id: int, inputs: dict[str, Any]
     ) -> tuple[dict[str, Any], int | None]:
         kind = get_step_kind(step.kind_name)
         workdir = self.home / "runs" / f"{run_id:05d}" / step.name
