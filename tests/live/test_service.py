@@ -8,6 +8,7 @@ import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -93,6 +94,7 @@ def test_queue_drains_in_order_and_views_show_who_holds_what(live_home: Path) ->
             c = await svc.submit(py(hold, gpus=2))
             d = await svc.submit(py("pass"))
             assert (a.state, b.state, c.state, d.state) == (JobState.RUNNING, JobState.RUNNING, *[JobState.QUEUED] * 2)
+            assert replace(c, pending_reason="") == svc.job(c.id)  # submit's row is what the store holds
             [node] = svc.nodes()
             assert node.holders == ({a.id: 1000}, {b.id: 500})
             [proj] = svc.projects()

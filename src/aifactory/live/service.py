@@ -263,7 +263,8 @@ class FactoryService:
             # create_job already wrote the job's first event.
             first = [a for a in actions if isinstance(a, StateChanged) and a.job_id == job_id and a.old is None]
             self._commit([a for a in actions if not any(a is f for f in first)])
-        return self.store.get_job(job_id)
+            # Just saved, its process (if it starts now) not spawned yet: no need to read it back.
+            return JobRow.from_job(self.factory.jobs[job_id])
 
     async def cancel(self, job_id: int) -> JobRow:
         """Cancel a queued job now, or stop a running one (it ends cancelled once its process exits)."""

@@ -176,6 +176,31 @@ class JobRow:
             log_path=m["log_path"],
         )
 
+    @classmethod
+    def from_job(cls, job: Job, pid: int | None = None, pgid: int | None = None, log_path: str | None = None) -> JobRow:
+        """The row a job record is saved as (what the store would read back)."""
+        return cls(
+            id=job.id,
+            spec=job.spec,
+            state=job.state,
+            user=job.spec.user,
+            project=job.spec.project,
+            submitted_at=job.submitted_at,
+            queued_at=job.queued_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            exit_code=job.exit_code,
+            reason=job.reason,
+            stop_reason=job.stop_reason,
+            placement=job.placement,
+            attempts=job.attempts,
+            done_s=job.done_s,
+            pending_reason=job.pending_reason,
+            pid=pid,
+            pgid=pgid,
+            log_path=log_path,
+        )
+
     def to_job(self) -> Job:
         """The core record, for Factory.restore after a restart."""
         return Job(

@@ -114,7 +114,7 @@ class Store:
                     "project": spec.project,
                     "submitted_at": now,
                     "queued_at": now,
-                    "reason": "submitted",
+                    "reason": "",  # as the core records it; the event says "submitted"
                 },
             ).scalar_one()
             conn.execute(
