@@ -182,6 +182,10 @@ def test_up_in_the_foreground_ctrl_c_stops_the_server_not_the_jobs(tmp_path: Pat
         while not (home / "server.json").is_file() or str(up.pid) not in (home / "server.json").read_text():
             assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
             time.sleep(0.05)
+        second = subprocess.run(
+            [*AIFACTORY, "up", "--gpus", "2", "--port", "0"], env=env, capture_output=True, text=True
+        )
+        refused(second, "already serves")
         from aifactory.live.client import Client
 
         code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"

@@ -84,10 +84,31 @@ def _remove_if_ours(server_file: Path) -> None:
         pass
 
 
+def refuse_if_served(server_file: Path) -> None:
+    """Two servers on one home would both launch the same queued jobs: refuse to be the second.
+
+    A server.json left by a crash names a dead pid or a closed port, and is ignored.
+    """
+    try:
+        info = json.loads(server_file.read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+        os.kill(pid, 0)
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    raise SpecError("home", f"a factory server (pid {pid}) already serves {server_file.parent} at {url}")
+
+
 async def serve(settings: LiveSettings, executor: str = "local") -> None:
     """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
+    refuse_if_served(settings.server_file)
     sock = _bind(settings.host, settings.port)
-    service = await FactoryService.open(settings, executor)
+    try:
+        service = await FactoryService.open(settings, executor)
+    except BaseException:
+        sock.close()
+        raise
     try:
         ensure_admin_token(service.store, settings.token_path, getpass.getuser())
         config = uvicorn.Config(
