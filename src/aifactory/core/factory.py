@@ -90,6 +90,7 @@ class Factory:
         self.running_by_project: dict[str, dict[int, Job]] = {}
         self.usage: dict[str, float] = {name: 0.0 for name in self.projects}  # GPUs held now
         self.model_usage: dict[tuple[str, str], float] = {}  # (project, GPU model) -> GPUs held
+        self.dept_usage: dict[str, float] = {}  # department -> GPUs its projects hold
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
         self._capacity: dict[tuple[str | None, str | None], Capacity] = {}
@@ -120,6 +121,11 @@ class Factory:
         check_project(project)
         self.projects[project.name] = project
         self.usage.setdefault(project.name, 0.0)
+        self.dept_usage = {}
+        for name, used in self.usage.items():
+            dept = self.projects[name].department
+            if dept is not None:
+                self.dept_usage[dept] = self.dept_usage.get(dept, 0.0) + used
         self._dirty = None
 
     def set_department(self, department: Department) -> None:
@@ -292,6 +298,9 @@ class Factory:
         used = self.usage.get(project, 0.0)
         self.history.advance(project, used, now)
         self.usage[project] = max(0.0, used + sign * placement.gpus)
+        dept = self.projects[project].department
+        if dept is not None:
+            self.dept_usage[dept] = max(0.0, self.dept_usage.get(dept, 0.0) + sign * placement.gpus)
         model = (project, self.cluster.nodes[placement.parts[0][0]].gpu_model)
         self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + sign * placement.gpus)
         held = self.running_by_project.setdefault(project, {})

@@ -9,7 +9,7 @@ job of that shape: a pass costs O(projects x shapes + starts), not O(pending).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aifactory.core.job import Job, JobSpec
 
@@ -27,6 +27,8 @@ class ProjectQueue:
     """One project's pending jobs in one pool: buckets by shape, each in submission order."""
 
     buckets: dict[Shape, dict[int, Job]]
+    fits: dict[FitKey, int] = field(default_factory=dict)  # fit key -> buckets with it (a pass skips
+    # a project none of whose fit keys could fit)
     count: int = 0
     gpus: float = 0.0  # GPUs asked for by the pending jobs (demand, fractions as fractions)
 
@@ -34,6 +36,7 @@ class ProjectQueue:
 class PendingIndex:
     def __init__(self) -> None:
         self.pools: dict[str | None, dict[str, ProjectQueue]] = {}
+        self.fits: dict[str | None, dict[FitKey, int]] = {}  # per pool: fit key -> buckets with it
         self._totals: dict[str, tuple[int, float]] = {}
 
     def add(self, key: str | None, job: Job) -> None:
@@ -42,7 +45,12 @@ class PendingIndex:
         if pq is None:
             pq = projects[job.spec.project] = ProjectQueue({})
         shape: Shape = (job.spec.priority, fit_key(job.spec))
-        bucket = pq.buckets.setdefault(shape, {})
+        bucket = pq.buckets.get(shape)
+        if bucket is None:
+            bucket = pq.buckets[shape] = {}
+            pq.fits[shape[1]] = pq.fits.get(shape[1], 0) + 1
+            fits = self.fits.setdefault(key, {})
+            fits[shape[1]] = fits.get(shape[1], 0) + 1
         bucket[job.id] = job
         if len(bucket) > 1 and job.id < next(reversed(bucket)):
             pq.buckets[shape] = dict(sorted(bucket.items()))  # a requeued job keeps its place
@@ -62,6 +70,10 @@ class PendingIndex:
             return
         if not bucket:
             del pq.buckets[shape]
+            for fits in (pq.fits, self.fits[key]):
+                fits[shape[1]] -= 1
+                if not fits[shape[1]]:
+                    del fits[shape[1]]
         pq.count -= 1
         pq.gpus = max(0.0, pq.gpus - job.demand)
         if pq.count == 0:

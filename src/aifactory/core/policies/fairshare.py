@@ -82,7 +82,7 @@ class PoolPass:
         self.no_room_for: dict[tuple[str | None, bool], int] = {}  # (model, multi-node) -> smallest failing count
         self.heads: dict[tuple[str, Shape], Job | None] = {}  # per bucket: next job not yet started
         self.cursors: dict[tuple[str, Shape], Iterator[Job]] = {}
-        self.dept_held: dict[str, float] = {}
+        self.history_weight = view.settings.history_weight
         self.fits_at_start: dict[FitKey, bool] = {}
         self.reclaimed: set[int] = set()  # jobs a reclaim was tried for in this pass
         self.promised: dict[str, float] = {}  # project -> GPUs coming to it from reclaims of this pass
@@ -90,20 +90,19 @@ class PoolPass:
         self.reclaim_failed: set[FitKey] = set()  # shapes no reclaim can make room for in this pass
         self.recents: dict[str, float] = {}  # project -> recent average GPUs (history is fixed within a pass)
         self.victims: list[Job] | None = None  # reclaim candidates, found on the first reclaim of the pass
-        self.protected_until: float | None = None  # when the youngest-protected candidate may be preempted
-        for name, used in self.f.usage.items():
-            dept = self.f.projects[name].department
-            if dept is not None:
-                self.dept_held[dept] = self.dept_held.get(dept, 0.0) + used
+        self.protected_until: float | None = None  # when the first protected candidate may be preempted
+        self.dept_held = dict(self.f.dept_usage)
 
     def run(self) -> None:
         # Only projects that may start something (a shape that fits the free GPUs at the start of
         # the pass) or that are under their guarantee (they may reclaim) take part; the others
         # keep the reason they were given when last looked at.
+        fits = {fk for fk in self.f.pending.fits.get(self.key, {}) if self.possible(fk)}
+        projects = self.f.projects
         heap = [
             (self.rank(name), name)
             for name, pq in self.queues.items()
-            if self.view.held(name) < self.f.projects[name].quota or any(self.possible(s[1]) for s in pq.buckets)
+            if not pq.fits.keys().isdisjoint(fits) or self.view.held(name) < projects[name].quota
         ]
         heapq.heapify(heap)
         while heap:
@@ -151,25 +150,28 @@ class PoolPass:
         return ok
 
     def rank(self, name: str) -> Rank:
-        """Lower goes first: (project over guarantee?, department over?, department share, project share)."""
+        """Lower goes first: (project over guarantee?, department over?, department share, project share).
+
+        Inlined arithmetic: this runs for every project with work at every pass."""
         project = self.f.projects[name]
-        held = self.view.held(name)
-        recent = self.recents.get(name)
-        if recent is None:
-            recent = self.recents[name] = self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
-        tier, share = self.share(held, project.quota, project.weight, recent)
-        dept = self.f.department_of(name)
+        held = self.f.usage.get(name, 0.0) + self.view.granted.get(name, 0.0)
+        quota = project.quota
+        if held < quota:
+            tier, share = 0, held / quota
+        else:
+            recent = self.recents.get(name)
+            if recent is None:
+                recent = self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
+                self.recents[name] = recent
+            past = recent - quota if recent > quota else 0.0
+            tier, share = 1, (held - quota + self.history_weight * past) / project.weight
+        dept = self.f.departments.get(project.department) if project.department is not None else None
         if dept is None:
             return (tier, tier, share, share, name)
         d_held = self.dept_held.get(dept.name, 0.0)
-        d_tier, d_share = self.share(d_held, dept.quota, dept.weight, None)
-        return (tier, d_tier, d_share, share, name)
-
-    def share(self, held: float, quota: float, weight: float, recent: float | None) -> tuple[int, float]:
-        if held < quota:
-            return 0, held / quota
-        past = max(0.0, (recent or 0.0) - quota)
-        return 1, (held - quota + self.view.settings.history_weight * past) / weight
+        if d_held < dept.quota:
+            return (tier, 0, d_held / dept.quota, share, name)
+        return (tier, 1, (d_held - dept.quota) / dept.weight, share, name)
 
     # -- admission -------------------------------------------------------------------------
 
