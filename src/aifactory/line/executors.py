@@ -60,9 +60,11 @@ class LocalExecutor:
             )
             try:
                 code = await asyncio.wait_for(proc.wait(), job.time_limit_s)
-            except TimeoutError:
+            except (TimeoutError, asyncio.CancelledError) as exc:
                 proc.kill()
                 await proc.wait()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return StepOutcome(None, log_path, state="time limit")
         return StepOutcome(code, log_path, state="succeeded" if code == 0 else f"exit code {code}")
 
@@ -72,6 +74,7 @@ class FactoryLike(Protocol):
 
     async def submit(self, spec: Any) -> Any: ...
     async def wait(self, job_id: int, timeout: float | None = None) -> Any: ...
+    async def cancel(self, job_id: int) -> Any: ...
     def log_path(self, job_id: int) -> Path: ...
 
 
@@ -97,7 +100,11 @@ class FloorExecutor:
             env=dict(job.env),
         )
         row = await self.service.submit(spec)
-        row = await self.service.wait(row.id)
+        try:
+            row = await self.service.wait(row.id)
+        except asyncio.CancelledError:  # the pipeline was interrupted: its job must not run on alone
+            await self.service.cancel(row.id)
+            raise
         state = f"{row.state.value} ({row.reason})" if row.reason else row.state.value
         return StepOutcome(row.exit_code, self.service.log_path(row.id), row.id, state)
 
@@ -120,9 +127,13 @@ class ClientExecutor:
         if job.time_limit_s is not None:
             body["time_limit"] = job.time_limit_s
         out = await asyncio.to_thread(self.client.submit, body)
-        while out.state not in TERMINAL:
-            await asyncio.sleep(POLL_S)
-            out = await asyncio.to_thread(self.client.job, out.id)
+        try:
+            while out.state not in TERMINAL:
+                await asyncio.sleep(POLL_S)
+                out = await asyncio.to_thread(self.client.job, out.id)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self.client.cancel, out.id)
+            raise
         log_path = job.workdir / "log.txt"
         log_path.write_text(await asyncio.to_thread(self.client.logs, out.id))
         state = f"{out.state} ({out.reason})" if out.reason else out.state

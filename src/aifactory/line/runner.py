@@ -100,6 +100,9 @@ class PipelineRunner:
                     pipeline, step, run_id, inputs, lineage
                 )
                 _note_lineage(lineage, outputs[step.name])
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self._finish_run(run_id, "cancelled", lineage)
+            raise
         except BaseException:
             self._finish_run(run_id, "failed", lineage)
             raise
@@ -157,13 +160,18 @@ class PipelineRunner:
         began = time.perf_counter()
         task = asyncio.ensure_future(self.executor.run(job))
         offset = 0
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=POLL_S)
-            records, offset = read_metrics(metrics_file, offset)
-            for record in records:
-                self.on_event(StepEvent(step.name, "metrics", record))
-            if done:
-                break
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=POLL_S)
+                records, offset = read_metrics(metrics_file, offset)
+                for record in records:
+                    self.on_event(StepEvent(step.name, "metrics", record))
+                if done:
+                    break
+        except asyncio.CancelledError:  # interrupted: stop the step's job too
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
         outcome = task.result()
         out_file = workdir / "outputs.json"
         if outcome.exit_code != 0 or not out_file.is_file():
