@@ -1,8 +1,9 @@
 """Submit latency and API throughput of a real server (uvicorn subprocess, virtual GPUs, SQLite).
 
-1. latency: JOBS trivial jobs (`true`) submitted one after another, each while a GPU
-   is free; submit -> running measured from the client (POST sent until the job is
-   seen running) and from the server's records (started_at - submitted_at);
+1. latency: JOBS trivial jobs (`date`) submitted one after another, each while a GPU
+   is free; submit -> running measured from the client (POST sent until the API
+   shows the job running) and to the moment the job's process runs (the time it
+   prints, minus the server's submitted_at);
 2. throughput: CLIENTS processes submit concurrently while one job holds every GPU, so
    the submits only queue: jobs/s the API accepts; then the same on an idle floor,
    where a submit may also launch its job (bounded by process spawning);
@@ -29,6 +30,8 @@ from aifactory.live.api.launch import ServerProcess
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 BODY = {"command": ["true"], "gpus": 1}
+# The latency jobs print the wall time their process began: submit -> process start, same clock.
+STAMP = {"command": ["date", "+%s.%N"], "gpus": 1}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,7 +55,7 @@ def latency_phase(http: httpx.Client, jobs: int, gpus: int) -> tuple[list[int], 
             time.sleep(0.005)
             in_flight = http.get("/api/jobs", params={"state": ["queued", "running"]}).json()
         t0 = time.perf_counter()
-        r = http.post("/api/jobs", json=BODY)
+        r = http.post("/api/jobs", json=STAMP)
         r.raise_for_status()
         wait_running(http, r.json())
         observed.append((time.perf_counter() - t0) * 1000)
@@ -113,9 +116,13 @@ def count_lost(http: httpx.Client, ids: list[int], timeout: float) -> tuple[int,
     return sum(1 for i in ids if states.get(i) not in TERMINAL), tally
 
 
-def server_latency_ms(http: httpx.Client, ids: list[int]) -> list[float]:
-    jobs = {j["id"]: j for j in http.get("/api/jobs").json()}
-    return [(jobs[i]["started_at"] - jobs[i]["submitted_at"]) * 1000 for i in ids if jobs[i]["started_at"]]
+def process_start_ms(http: httpx.Client, ids: list[int]) -> list[float]:
+    """Submit (the server's record) -> the job's process running (its own clock reading), ms."""
+    out = []
+    for i in ids:
+        submitted = http.get(f"/api/jobs/{i}").json()["submitted_at"]
+        out.append((float(http.get(f"/api/jobs/{i}/logs").text) - submitted) * 1000)
+    return out
 
 
 def main() -> None:
@@ -131,7 +138,7 @@ def main() -> None:
         server.client(timeout=60) as http,
     ):
         lat_ids, observed = latency_phase(http, a.jobs, a.gpus)
-        recorded = server_latency_ms(http, lat_ids)
+        process = process_start_ms(http, lat_ids)
         blocker = block_floor(http, a.gpus)
         tp_ids, rate = throughput_phase(server, a.clients, a.per_client)
         http.post(f"/api/jobs/{blocker}/cancel").raise_for_status()
@@ -145,8 +152,8 @@ def main() -> None:
         "gpus": a.gpus,
         "submit_to_running_p50_ms": round(statistics.median(observed), 2),
         "submit_to_running_p99_ms": round(percentile(observed, 99), 2),
-        "recorded_submit_to_running_p50_ms": round(statistics.median(recorded), 2),
-        "recorded_submit_to_running_p99_ms": round(percentile(recorded, 99), 2),
+        "submit_to_process_p50_ms": round(statistics.median(process), 2),
+        "submit_to_process_p99_ms": round(percentile(process, 99), 2),
         "clients": a.clients,
         "submits_per_s": round(rate, 1),
         "submits_per_s_idle_floor": round(idle_rate, 1),
@@ -158,8 +165,8 @@ def main() -> None:
     print(
         f"submit -> running, client-observed over {len(observed)} jobs: p50 {figures['submit_to_running_p50_ms']} ms,"
     )
-    print(f"  p99 {figures['submit_to_running_p99_ms']} ms; as the server recorded it: p50 ")
-    print(f"  {figures['recorded_submit_to_running_p50_ms']} ms, p99 {figures['recorded_submit_to_running_p99_ms']} ms")
+    print(f"  p99 {figures['submit_to_running_p99_ms']} ms; submit -> the job's process running: p50")
+    print(f"  {figures['submit_to_process_p50_ms']} ms, p99 {figures['submit_to_process_p99_ms']} ms")
     print(f"throughput, {a.clients} concurrent clients x {a.per_client} submits, floor full (jobs queue):")
     print(f"  {figures['submits_per_s']} jobs/s accepted; drained at {figures['drained_jobs_per_s']} jobs/s")
     print(
