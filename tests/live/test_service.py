@@ -32,7 +32,8 @@ def py(code: str, gpus: float = 1, **kw: object) -> JobSpec:
 
 
 def settings(home: Path, gpus: int = 2, db_url: str | None = None, **kw: object) -> LiveSettings:
-    return LiveSettings(home=home, db_url=db_url, gpus=gpus, kill_grace_s=0.5, **kw)  # type: ignore[arg-type]
+    kw.setdefault("kill_grace_s", 0.5)
+    return LiveSettings(home=home, db_url=db_url, gpus=gpus, **kw)  # type: ignore[arg-type]
 
 
 async def wait_for_text(path: Path, text: str) -> None:
@@ -220,5 +221,21 @@ def test_bad_settings_are_clear_errors(live_home: Path) -> None:
             await FactoryService.open(settings(live_home), executor="nope")
         with pytest.raises(UnknownName):
             await FactoryService.open(settings(live_home, policy="nope"))
+
+    run(main)
+
+
+def test_a_cancel_under_way_survives_a_restart(live_home: Path) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+
+    async def main() -> None:
+        svc = await FactoryService.open(settings(live_home, gpus=1, kill_grace_s=60))
+        job = await svc.submit(py(code))
+        await wait_for_text(svc.log_path(job.id), "up")
+        await svc.cancel(job.id)  # SIGTERM ignored; the SIGKILL is 60 s away
+        await svc.close()  # the server goes down with the cancel under way
+        async with await FactoryService.open(settings(live_home, gpus=1, kill_grace_s=0.3)) as again:
+            row = await again.wait(job.id, 10)  # the new server stops it, with its own grace
+            assert (row.state, row.reason, row.exit_code) == (JobState.CANCELLED, "cancelled by user", -9)
 
     run(main)
