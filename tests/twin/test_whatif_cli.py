@@ -93,7 +93,7 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
     series = fifo["series"]
     assert len(series["at"]) == len(series["allocated"]) > 0 and max(series["allocated"]) <= 16
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 4 and "<script" not in page
+    assert page.count("data:image/png;base64,") == 4 + 2 and "<script" not in page  # + usage per variant
     png = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,7 +1,8 @@
 """A self-contained HTML report of a what-if comparison: tables plus PNG plots inlined as base64.
 
-Plots: CDF of wait and of JCT per variant, GPUs allocated over time, and mean GPUs
-held per project against its quota. One file, no external assets.
+Plots: CDF of wait and of JCT per variant, GPUs allocated over time, mean GPUs held
+per project against its quota, and each variant's per-project GPUs over time
+(stacked). One file, no external assets.
 """
 
 from __future__ import annotations
@@ -63,6 +64,26 @@ def _allocation_plot(results: Sequence[RunResult]) -> str:
     ax.set_xlabel("time (days)")
     ax.set_ylabel("GPUs allocated")
     ax.legend()
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _usage_plot(result: RunResult) -> str:
+    """GPUs held per project over time, stacked, for one variant."""
+    import matplotlib.pyplot as plt
+
+    samples = result.samples
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = sorted(samples.by_project)
+    if samples.at and names:
+        days = [t / 86400 for t in samples.at]
+        colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(names))]  # tab10 repeats after 10
+        ax.stackplot(days, [samples.by_project[n] for n in names], labels=names, colors=colors)
+        ax.legend(fontsize="small", ncol=2, loc="upper left")
+    ax.set_xlabel("time (days)")
+    ax.set_ylabel(f"GPUs held ({result.name})")
     ax.grid(alpha=0.3)
     out = _png(fig)
     plt.close(fig)
@@ -137,6 +158,7 @@ def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
         _allocation_plot(results),
         "<h2>Per project</h2>",
         _projects_plot(results),
+        *(_usage_plot(r) for r in results),
         *(_project_table(r) for r in results),
         "</body></html>",
     ]
