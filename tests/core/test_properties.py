@@ -10,7 +10,7 @@ same inputs give the same decisions.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aifactory.core import Cluster, Factory, JobSpec, Node, Preempt, Project, SpecError, Submit
@@ -18,7 +18,7 @@ from aifactory.core.factory import FactorySettings
 
 from .sim import simulate
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POLICIES = ["fairshare", "fifo", "priority", "las", "srtf", "backfill"]
 
 
@@ -77,7 +77,8 @@ def test_no_overcommit_and_every_job_finishes(data: st.DataObject, policy: str, 
     cluster, projects = data.draw(floors())
     arrivals, durations = data.draw(streams(cluster, projects))
     f = build(cluster, projects, policy, placement)
-    simulate(f, arrivals, durations)  # checks the allocation map after every event
+    trace = simulate(f, arrivals, durations)  # checks the allocation map after every event
+    event(f"preemptions: {min(3, sum(isinstance(a, Preempt) for _, a in trace.actions))}")
     states = {j.id: j.state for j in f.jobs.values()}
     assert all(s.terminal for s in states.values()), states
     assert not f.running and f.cluster.free_gpus() == sum(n.gpu_count for n in cluster)
@@ -102,6 +103,7 @@ def test_preemption_only_takes_borrowed_gpus_for_an_owner_within_quota(data: st.
                 seen.append((owner, victim))
 
     simulate(f, arrivals, durations, on_actions=check)
+    event(f"reclaims: {min(len(seen), 3)}")
     assert all(j.state.terminal for j in f.jobs.values())
 
 

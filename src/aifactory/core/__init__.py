@@ -13,19 +13,25 @@ from aifactory.core.errors import (
     SpecError,
     UnknownName,
 )
-from aifactory.core.events import Cancel, Event, Finished, Submit, Tick
-from aifactory.core.factory import Factory
+from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
+from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import Job, JobSpec, Placement
-from aifactory.core.project import Project
+from aifactory.core.project import PREEMPTIBLE, PRIORITY_CLASSES, Account, Department, Project
 from aifactory.core.states import JobState
 
 __all__ = [
+    "PREEMPTIBLE",
+    "PRIORITY_CLASSES",
+    "Account",
     "Action",
     "AifactoryError",
     "Cancel",
+    "Checkpoint",
     "Cluster",
+    "Department",
     "Event",
     "Factory",
+    "FactorySettings",
     "Finished",
     "InvalidTransition",
     "Job",

@@ -41,14 +41,10 @@ def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
         return f"project {project.name} at its limit {used:g}/{project.limit:g}"
     dept = factory.department_of(project.name)
     if dept is not None and dept.limit is not None:
-        held = department_usage(factory, dept.name) + extra
+        held = factory.dept_usage.get(dept.name, 0.0) + extra
         if held + job.demand > dept.limit + 1e-9:
             return f"department {dept.name} at its limit {held:g}/{dept.limit:g}"
     return None
-
-
-def department_usage(factory: Factory, department: str) -> float:
-    return sum(u for name, u in factory.usage.items() if factory.projects[name].department == department)
 
 
 def pending_reason(factory: Factory, job: Job) -> str:
