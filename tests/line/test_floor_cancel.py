@@ -14,15 +14,17 @@ from aifactory.line.pipeline import parse_pipeline
 from aifactory.line.runner import PipelineRunner, StepEvent
 
 
-async def _interrupt_training(home: Path) -> tuple[list[str], object]:
+async def _interrupt_training(home: Path) -> tuple[list[str], object, list[StepEvent]]:
     from aifactory.live.service import FactoryService
     from aifactory.live.settings import LiveSettings
 
     service = await FactoryService.open(LiveSettings(home=home, gpus=2))
     try:
         first_epoch = asyncio.Event()
+        events: list[StepEvent] = []
 
         def on_event(event: StepEvent) -> None:
+            events.append(event)
             if event.kind == "metrics":
                 first_epoch.set()
 
@@ -42,13 +44,15 @@ async def _interrupt_training(home: Path) -> tuple[list[str], object]:
         jobs = service.jobs()
         train = next(j for j in jobs if j.spec.name == "line:train")
         final = await service.wait(train.id, timeout=60)
-        return [j.spec.name or "" for j in jobs], final
+        return [j.spec.name or "" for j in jobs], final, events
     finally:
         await service.close()
 
 
 def test_cancelling_a_run_cancels_the_running_step_job(home: Path) -> None:
-    names, train = asyncio.run(_interrupt_training(home))
+    names, train, events = asyncio.run(_interrupt_training(home))
+    submitted = [e.data["job"] for e in events if e.step == "train" and e.kind == "submitted"]
+    assert submitted == [train.id]  # type: ignore[attr-defined]  # known while it ran, for the live view
     assert sorted(names) == ["line:ingest", "line:train"]
     assert train.state is JobState.CANCELLED  # type: ignore[attr-defined]
     with db.open_engine(home).begin() as conn:

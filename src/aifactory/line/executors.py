@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,12 @@ class StepJob:
     priority_class: str
     workdir: Path
     time_limit_s: float | None = None
+    # Called with the job id once the floor has accepted the job (progress shows it while it runs).
+    on_submitted: Callable[[int], None] | None = None
+
+    def submitted(self, job_id: int) -> None:
+        if self.on_submitted is not None:
+            self.on_submitted(job_id)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class FloorExecutor:
             env=dict(job.env),
         )
         row = await self.service.submit(spec)
+        job.submitted(row.id)
         try:
             row = await self.service.wait(row.id)
         except asyncio.CancelledError:  # the pipeline was interrupted: its job must not run on alone
@@ -127,6 +135,7 @@ class ClientExecutor:
         if job.time_limit_s is not None:
             body["time_limit"] = job.time_limit_s
         out = await asyncio.to_thread(self.client.submit, body)
+        job.submitted(out.id)
         try:
             while out.state not in TERMINAL:
                 await asyncio.sleep(POLL_S)

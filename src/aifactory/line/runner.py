@@ -39,7 +39,7 @@ LOG_TAIL = 2000  # characters of a failed step's log quoted in the error
 @dataclass(frozen=True)
 class StepEvent:
     step: str
-    kind: str  # "started", "metrics", "cached", "finished", "failed"
+    kind: str  # "started", "submitted" (job id known), "metrics", "cached", "finished", "failed"
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +155,7 @@ class PipelineRunner:
             priority_class=pipeline.priority_class,
             workdir=workdir,
             time_limit_s=step.time_limit_s,
+            on_submitted=lambda job_id: self.on_event(StepEvent(step.name, "submitted", {"job": job_id})),
         )
         self.on_event(StepEvent(step.name, "started", {"gpus": job.gpus}))
         began = time.perf_counter()
