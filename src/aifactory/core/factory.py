@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aifactory.core.accounting import UsageHistory, accounts
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.admission import check_fits, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
@@ -23,7 +24,6 @@ from aifactory.core.job import MILLI, Job, JobSpec, Placement
 from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
 from aifactory.core.project import (
-    PREEMPTIBLE,
     PRIORITY_CLASSES,
     Account,
     Department,
@@ -157,26 +157,8 @@ class Factory:
             raise SpecError("time_limit", f"must be positive, got {spec.time_limit_s}")
         if spec.priority_class not in PRIORITY_CLASSES:
             raise SpecError("priority_class", str(UnknownName("priority class", spec.priority_class, PRIORITY_CLASSES)))
-        self._check_fits(spec)
-        self._check_share(spec)
-
-    def _check_share(self, spec: JobSpec) -> None:
-        """A job larger than its project's hard limit, or a non-preemptible one larger than the quota, never runs."""
-        project = self.projects[spec.project]
-        need = self.demand_of(spec)
-        if project.limit is not None and need > project.limit:
-            raise SpecError("gpus", f"asks {need:g} GPUs, project {project.name} is limited to {project.limit:g}")
-        dept = self.department_of(spec.project)
-        if dept is not None and dept.limit is not None and need > dept.limit:
-            raise SpecError("gpus", f"asks {need:g} GPUs, department {dept.name} is limited to {dept.limit:g}")
-        if spec.priority_class not in PREEMPTIBLE and getattr(self.policy, "uses_quota", False):
-            quota = project.quota_by_model.get(spec.gpu_model, project.quota) if spec.gpu_model else project.quota
-            if need > quota:
-                raise SpecError(
-                    "priority_class",
-                    f"{spec.priority_class} jobs run only within quota; asks {need:g} GPUs, "
-                    f"project {project.name} has a quota of {quota:g} (use priority_class train to borrow)",
-                )
+        check_fits(self, spec)
+        check_share(self, spec)
 
     def demand_of(self, spec: JobSpec) -> float:
         """GPUs the job counts against quotas: whole GPUs, or its fraction on the largest eligible GPU."""
@@ -201,32 +183,6 @@ class Factory:
             )
             self._capacity[key] = cap
         return cap
-
-    def _check_fits(self, spec: JobSpec) -> None:
-        pool = self.pool_of(spec.project)
-        cap = self.capacity(pool, spec.gpu_model)
-        if spec.gpu_model is not None and not cap.nodes:
-            known = sorted({n.gpu_model for n in self.cluster.pool_nodes(pool)})
-            raise SpecError("gpu_model", f"no GPU of model {spec.gpu_model!r} here (have: {', '.join(known)})")
-        where = f" in pool {pool!r}" if pool is not None else ""
-        if spec.fractional:
-            if spec.gpu_memory_mib is not None and cap.biggest_mib and spec.gpu_memory_mib > cap.biggest_mib:
-                raise SpecError(
-                    "gpu_memory", f"asks {spec.gpu_memory_mib} MiB, largest GPU{where} has {cap.biggest_mib} MiB"
-                )
-            if not cap.nodes:
-                raise SpecError("gpus", f"no GPU{where} to run on")
-            return
-        largest, total = cap.largest, cap.total
-        if spec.multi_node:
-            if spec.whole_gpus > total:
-                raise SpecError("gpus", f"asks {spec.whole_gpus} GPUs, the cluster{where} has {total}")
-        elif spec.whole_gpus > largest:
-            raise SpecError(
-                "gpus",
-                f"asks {spec.whole_gpus} GPUs on one node, the largest node{where} has {largest}"
-                + (f" (the cluster has {total}; set multi_node to span nodes)" if spec.whole_gpus <= total else ""),
-            )
 
     # -- the state machine ---------------------------------------------------------------
 

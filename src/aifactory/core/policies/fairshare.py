@@ -294,14 +294,7 @@ class PoolPass:
             self.victims = self.borrowed_jobs()
         candidates = [v for v in self.victims if v.spec.project != job.spec.project]
 
-        def can_take(victim: Job, taken: list[Job]) -> bool:
-            """A project gives back only what it borrowed: it is over quota before losing `victim`."""
-            name = victim.spec.project
-            leaving = [*taken, *self.stopping.values()]
-            lost = sum(v.placement.gpus for v in leaving if v.spec.project == name and v.placement is not None)
-            return self.view.held(name) - lost > self.f.projects[name].quota + 1e-9
-
-        found = find_victims(job, cluster, self.key, candidates, stopping, now, can_take)
+        found = find_victims(job, cluster, self.key, candidates, stopping, now, self.can_take)
         if found is None:
             self.reclaim_failed.add(fk)
             self.futile[(self.key, fk)] = now + self.view.settings.reclaim_retry_s
@@ -321,6 +314,13 @@ class PoolPass:
             f"reclaiming borrowed GPUs for project {job.spec.project}: waiting for {waiting} job{plural} to stop"
         )
         return True
+
+    def can_take(self, victim: Job, taken: list[Job]) -> bool:
+        """A project gives back only what it borrowed: it is over quota before losing `victim`."""
+        name = victim.spec.project
+        leaving = [*taken, *self.stopping.values()]
+        lost = sum(v.placement.gpus for v in leaving if v.spec.project == name and v.placement is not None)
+        return self.view.held(name) - lost > self.f.projects[name].quota + 1e-9
 
     def borrowed(self) -> float:
         """GPUs held over quota in this pool, less what is already stopping."""

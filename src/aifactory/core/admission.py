@@ -1,0 +1,59 @@
+"""Admission: would a job spec ever run here? Raises SpecError naming the field, changes nothing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aifactory.core.errors import SpecError
+from aifactory.core.job import JobSpec
+from aifactory.core.project import PREEMPTIBLE
+
+if TYPE_CHECKING:
+    from aifactory.core.factory import Factory
+
+
+def check_fits(factory: Factory, spec: JobSpec) -> None:
+    """Could the nodes the job may use ever hold it (its model, one node unless multi-node)?"""
+    pool = factory.pool_of(spec.project)
+    cap = factory.capacity(pool, spec.gpu_model)
+    if spec.gpu_model is not None and not cap.nodes:
+        known = sorted({n.gpu_model for n in factory.cluster.pool_nodes(pool)})
+        raise SpecError("gpu_model", f"no GPU of model {spec.gpu_model!r} here (have: {', '.join(known)})")
+    where = f" in pool {pool!r}" if pool is not None else ""
+    if spec.fractional:
+        if spec.gpu_memory_mib is not None and cap.biggest_mib and spec.gpu_memory_mib > cap.biggest_mib:
+            raise SpecError(
+                "gpu_memory", f"asks {spec.gpu_memory_mib} MiB, largest GPU{where} has {cap.biggest_mib} MiB"
+            )
+        if not cap.nodes:
+            raise SpecError("gpus", f"no GPU{where} to run on")
+        return
+    largest, total = cap.largest, cap.total
+    if spec.multi_node:
+        if spec.whole_gpus > total:
+            raise SpecError("gpus", f"asks {spec.whole_gpus} GPUs, the cluster{where} has {total}")
+    elif spec.whole_gpus > largest:
+        raise SpecError(
+            "gpus",
+            f"asks {spec.whole_gpus} GPUs on one node, the largest node{where} has {largest}"
+            + (f" (the cluster has {total}; set multi_node to span nodes)" if spec.whole_gpus <= total else ""),
+        )
+
+
+def check_share(factory: Factory, spec: JobSpec) -> None:
+    """A job larger than its project's hard limit, or a non-preemptible one larger than the quota, never runs."""
+    project = factory.projects[spec.project]
+    need = factory.demand_of(spec)
+    if project.limit is not None and need > project.limit:
+        raise SpecError("gpus", f"asks {need:g} GPUs, project {project.name} is limited to {project.limit:g}")
+    dept = factory.department_of(spec.project)
+    if dept is not None and dept.limit is not None and need > dept.limit:
+        raise SpecError("gpus", f"asks {need:g} GPUs, department {dept.name} is limited to {dept.limit:g}")
+    if spec.priority_class not in PREEMPTIBLE and getattr(factory.policy, "uses_quota", False):
+        quota = project.quota_by_model.get(spec.gpu_model, project.quota) if spec.gpu_model else project.quota
+        if need > quota:
+            raise SpecError(
+                "priority_class",
+                f"{spec.priority_class} jobs run only within quota; asks {need:g} GPUs, "
+                f"project {project.name} has a quota of {quota:g} (use priority_class train to borrow)",
+            )
