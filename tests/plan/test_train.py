@@ -79,7 +79,7 @@ def test_defaults_are_visible_and_goodput_stretches_time(catalog: Catalog) -> No
     assert plan.mfu == 0.40 and "hopper" in plan.mfu_source
     ideal_hours = 6 * 7e9 * 1e12 / (989.4e12 * 0.40) / 3600
     assert plan.gpu_hours == pytest.approx(ideal_hours / 0.9)
-    assert plan.footprint.power_w == 1050  # the measured DGX H100 figure per GPU
+    assert plan.footprint.power_w == 700  # no published average for H100: its TDP
     assert plan.footprint.cost_usd == pytest.approx(2.0 * plan.gpu_hours)
 
 

@@ -84,7 +84,7 @@ class Gpu:
 
     @property
     def power_w(self) -> float:
-        """Training power per GPU: the published measurement (host share included) where there is one, else TDP."""
+        """Training power per GPU: the published average measured in training where there is one, else TDP."""
         return self.measured_power_w if self.measured_power_w is not None else self.tdp_w
 
     def source(self, key: str) -> str:
