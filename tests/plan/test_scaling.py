@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.plan.scaling import FITS, budget, get_fit, inference_aware, optimal
@@ -67,3 +69,15 @@ def test_bad_scaling_input() -> None:
         budget(get_fit("epoch"), 1.5)
     with pytest.raises(UnknownName, match="did you mean 'epoch'"):
         get_fit("epohc")
+
+
+@settings(max_examples=60, deadline=None)
+@given(log_c=st.floats(min_value=18, max_value=27), fit=st.sampled_from(sorted(FITS)))
+def test_optimum_and_budget_agree_at_any_compute(log_c: float, fit: str) -> None:
+    law = get_fit(fit)
+    pt = optimal(law, 10**log_c)
+    assert 6 * pt.params * pt.tokens == pytest.approx(10**log_c, rel=1e-9)
+    assert budget(law, pt.loss).train_flops == pytest.approx(10**log_c, rel=1e-6)
+    for factor in (0.97, 1.03):  # no neighbour on the iso-compute line does better
+        n = pt.params * factor
+        assert law.loss(n, 10**log_c / (6 * n)) >= pt.loss
