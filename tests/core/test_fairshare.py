@@ -155,3 +155,22 @@ def test_small_jobs_of_a_project_start_past_its_blocked_big_one() -> None:
     launched_now = launched(f.handle(Submit(3, spec(1)), 0))
     assert launched_now == [3]
     assert f.pending_reason(2) == "needs 4 GPUs on one node; largest free block is 1"
+
+
+def test_a_job_the_pass_skipped_still_says_why_it_waits() -> None:
+    f = factory([Project("a")], gpus=2)
+    f.handle(Submit(1, spec(2)), 0)
+    f.handle(Submit(2, spec(2)), 1)  # full floor, a is over quota: the pass stops early
+    assert f.pending_reason(2) == "needs 2 GPUs on one node; largest free block is 0"
+
+
+def test_memory_fractions_count_by_the_share_of_the_gpu() -> None:
+    from aifactory.core import Cluster, Factory
+
+    f = Factory(Cluster.virtual(2, 1, memory_mib=80_000), [Project("a", quota=1)])
+    f.handle(Submit(1, spec(1, gpu_memory_mib=20_000)), 0)
+    assert f.job(1).demand == 0.25 and f.usage["a"] == 0.25
+    assert f.job(1).placement is not None and f.job(1).placement.milli == 250
+    with pytest.raises(SpecError) as err:
+        f.check(spec(1, gpu_memory_mib=100_000))
+    assert err.value.field == "gpu_memory"

@@ -30,6 +30,18 @@ def fit_reason(factory: Factory, job: Job) -> str:
     return f"needs {spec.whole_gpus}{model} GPUs on one node{where}; largest free block is {block}"
 
 
+def fits_now(factory: Factory, job: Job) -> bool:
+    """Is there room for the job's shape on the free GPUs (from the cluster's free-block index)?"""
+    spec = job.spec
+    pool = factory.pool_of(spec.project)
+    cluster = factory.cluster
+    if spec.fractional:
+        return bool(cluster.whole_free(pool, spec.gpu_model) or cluster.partial_nodes(pool, spec.gpu_model))
+    if spec.multi_node:
+        return cluster.whole_free(pool, spec.gpu_model) >= spec.whole_gpus
+    return cluster.max_block(pool, spec.gpu_model) >= spec.whole_gpus
+
+
 def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
     """The project's or department's hard limit, if starting `job` would break it.
 
@@ -55,6 +67,8 @@ def pending_reason(factory: Factory, job: Job) -> str:
     limit = limit_reason(factory, job)
     if limit is not None:
         return limit
+    if not fits_now(factory, job):
+        return fit_reason(factory, job)
     queue = factory.queues.get(factory.pool_of(job.spec.project), {})
     ahead = 0
     for other in queue:
