@@ -54,8 +54,8 @@ def up(
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
     port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    policy: str = typer.Option("fifo", help="Scheduling policy by name."),
-    placement: str = typer.Option("pack", help="Placement policy by name."),
+    policy: str | None = typer.Option(None, help="Scheduling policy by name [default: the settings' (fifo)]."),
+    placement: str | None = typer.Option(None, help="Placement policy by name [default: the settings' (pack)]."),
     db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
 ) -> None:
     """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
@@ -66,8 +66,9 @@ def up(
         raise SpecError("gpus", f"must be at least 1, got {gpus}")
     if nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {nodes}")
-    settings = LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, policy=policy, placement=placement, db_url=db)
-    run(settings)
+    chosen = {"policy": policy, "placement": placement}
+    given = {k: v for k, v in chosen.items() if v is not None}
+    run(LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **given))
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:

@@ -142,12 +142,11 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8470, help="0: any free port")
-    p.add_argument("--policy", default="fifo")
-    p.add_argument("--placement", default="pack")
+    p.add_argument("--policy", help="scheduling policy (default: the settings', fifo)")
+    p.add_argument("--placement", help="placement policy (default: the settings', pack)")
     p.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default: SQLite under home)")
-    fields = vars(p.parse_args(argv))
-    if fields["home"] is None:
-        del fields["home"]  # LiveSettings' default: $AIFACTORY_HOME or ~/.aifactory
+    # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
+    fields = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return LiveSettings(**fields)
 
 
