@@ -16,7 +16,10 @@ import typer
 from aifactory.core.errors import SpecError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from aifactory.live.client import Client
+    from aifactory.live.wire import GpuOut, JobOut
 
 ACTIVE_STATES = ["queued", "running", "preempted"]
 token_app = typer.Typer(no_args_is_help=True, help="Per-user API tokens (admin only).")
@@ -43,7 +46,7 @@ def _client() -> Client:
     return Client.from_env()
 
 
-def _console() -> Any:
+def _console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False)
@@ -174,7 +177,7 @@ STATE_STYLE = {"queued": "yellow", "running": "cyan", "preempted": "magenta", "s
 STATE_STYLE |= {"failed": "red", "cancelled": "dim"}
 
 
-def _note(job: Any) -> str:
+def _note(job: JobOut) -> str:
     """What a reader wants to know next to the state: why it waits, or how it ended."""
     if job.state == "queued":
         return job.pending_reason
@@ -274,7 +277,7 @@ def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     typer.echo(f"job {j.id}: {j.state}" + (" (stopping)" if j.state in ("running", "preempted") else ""))
 
 
-def _holders(gpu: Any) -> str:
+def _holders(gpu: GpuOut) -> str:
     if not gpu.holders:
         return "[green]free[/]"
     parts = []
