@@ -239,3 +239,27 @@ def test_a_cancel_under_way_survives_a_restart(live_home: Path) -> None:
             assert (row.state, row.reason, row.exit_code) == (JobState.CANCELLED, "cancelled by user", -9)
 
     run(main)
+
+
+def test_projects_and_departments_are_saved_and_validated(live_home: Path) -> None:
+    from aifactory.core import Project
+    from aifactory.core.project import Department
+
+    async def main() -> None:
+        async with await FactoryService.open(settings(live_home, gpus=2, policy="fairshare")) as svc:
+            await svc.set_department(Department("research", quota=2))
+            view = await svc.set_project(
+                Project("vision", quota=1, department="research", quota_by_model={"virtual": 1})
+            )
+            assert (view.name, view.quota, view.department, view.in_use) == ("vision", 1.0, "research", 0.0)
+            with pytest.raises(SpecError) as err:
+                await svc.set_project(Project("bad", quota=-1))
+            assert err.value.field == "quota"
+            job = await svc.submit(py("pass", project="vision"))
+            assert (await svc.wait(job.id, 10)).state is JobState.SUCCEEDED
+        async with await FactoryService.open(settings(live_home, gpus=2, policy="fairshare")) as svc:
+            assert [p.name for p in svc.projects()] == ["default", "vision"]
+            assert svc.factory.projects["vision"].quota_by_model == {"virtual": 1}
+            assert list(svc.factory.departments) == ["research"]
+
+    run(main)

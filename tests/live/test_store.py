@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from aifactory.core import Cluster, JobSpec, JobState, NotFound, Placement, Project, StateChanged
+from aifactory.core.project import Department
 from aifactory.live.store import Store
 from aifactory.live.store.models import metadata
+from aifactory.live.store.repository import MIGRATIONS
 
 
 @pytest.fixture
@@ -28,7 +32,22 @@ def test_migration_builds_exactly_the_models(store: Store) -> None:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
     assert diffs == []
-    assert version == "0001"
+    assert version == "0002"
+
+
+def test_upgrade_from_the_first_schema_keeps_the_data(store_url: str) -> None:
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(sa.text("insert into projects (name, quota, weight) values ('vision', 2, 1)"))
+    engine.dispose()
+    with Store(store_url) as s:
+        assert s.load_projects() == [Project("vision", quota=2)]
+        s.save_departments([Department("research", quota=4)])
+        assert s.load_departments() == [Department("research", quota=4)]
 
 
 def test_reopen_keeps_data_and_does_not_migrate_twice(store_url: str) -> None:
@@ -118,9 +137,13 @@ def test_events_window_since_inclusive_until_exclusive(store: Store) -> None:
 
 
 def test_projects_upsert_and_nodes_replace(store: Store) -> None:
-    store.save_projects([Project("default", quota=4), Project("vision", 2, 3.0, 6.0, "a100", "research")])
+    vision = Project("vision", 2, 3.0, 6.0, "a100", "research", quota_by_model={"A100": 2.0})
+    store.save_projects([Project("default", quota=4), vision])
     store.save_projects([Project("default", quota=8)])
-    assert store.load_projects() == [Project("default", quota=8), Project("vision", 2, 3.0, 6.0, "a100", "research")]
+    assert store.load_projects() == [Project("default", quota=8), vision]
+    store.save_departments([Department("research", 4, 2.0, 8.0), Department("ops")])
+    store.save_departments([Department("ops", quota=1)])
+    assert store.load_departments() == [Department("ops", quota=1), Department("research", 4, 2.0, 8.0)]
     store.save_nodes(Cluster.virtual(4, 2, model="H100", memory_mib=81559))
     store.save_nodes(Cluster.virtual(2, 1))
     [node] = store.load_nodes()

@@ -28,7 +28,7 @@ from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
 from aifactory.core.events import Cancel, Event, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
-from aifactory.core.project import Project
+from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
 from aifactory.live.executors import Executor, ProcessInfo, get_executor
@@ -112,7 +112,8 @@ class FactoryService:
             core = FactorySettings(
                 policy=settings.policy, placement=settings.placement, kill_grace_s=settings.kill_grace_s
             )
-            service = cls(settings, store, Factory(cluster, projects, core), clock)
+            factory = Factory(cluster, projects, core, departments=store.load_departments())
+            service = cls(settings, store, factory, clock)
             await service._start(executor)
         except BaseException:
             store.close()
@@ -274,6 +275,22 @@ class FactoryService:
                 raise InvalidTransition(f"job {job_id} is already {row.state.value}")
             self._commit(self.factory.handle(Cancel(job_id), self._clock()))
         return self.store.get_job(job_id)
+
+    async def set_project(self, project: Project) -> ProjectView:
+        """Add or change a project (SpecError names a bad field; nothing is saved then)."""
+        async with self._lock:
+            self.factory.set_project(project)  # validates first, changes nothing on error
+            self.store.save_projects([project])
+            self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
+        return next(v for v in self.projects() if v.name == project.name)
+
+    async def set_department(self, department: Department) -> Department:
+        """Add or change a department (its projects name it in `Project.department`)."""
+        async with self._lock:
+            self.factory.set_department(department)
+            self.store.save_departments([department])
+            self._commit(self.factory.handle(Tick(), self._clock()))
+        return department
 
     async def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
         """The job's row once it is in a terminal state (TimeoutError after `timeout` seconds)."""

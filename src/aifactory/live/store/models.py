@@ -65,6 +65,16 @@ projects = sa.Table(
     sa.Column("limit", sa.Double),
     sa.Column("pool", sa.String(200)),
     sa.Column("department", sa.String(200)),
+    sa.Column("quota_by_model", sa.JSON, nullable=False, server_default=sa.text("'{}'")),  # model -> GPUs
+)
+
+departments = sa.Table(
+    "departments",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("quota", sa.Double, nullable=False),
+    sa.Column("weight", sa.Double, nullable=False),
+    sa.Column("limit", sa.Double),
 )
 
 nodes = sa.Table(

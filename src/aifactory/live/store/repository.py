@@ -20,7 +20,7 @@ from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import Node
 from aifactory.core.errors import AifactoryError, NotFound
 from aifactory.core.job import Job, JobSpec
-from aifactory.core.project import Project
+from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
 from aifactory.live.store import models as m
 from aifactory.live.store.models import EventRow, JobRow, TokenInfo
@@ -231,6 +231,7 @@ class Store:
                 "limit": p.limit,
                 "pool": p.pool,
                 "department": p.department,
+                "quota_by_model": dict(p.quota_by_model),
             }
             for p in projects
         ]
@@ -243,9 +244,30 @@ class Store:
         with self.engine.connect() as conn:
             return [
                 Project(
-                    name=r.name, quota=r.quota, weight=r.weight, limit=r.limit, pool=r.pool, department=r.department
+                    name=r.name,
+                    quota=r.quota,
+                    weight=r.weight,
+                    limit=r.limit,
+                    pool=r.pool,
+                    department=r.department,
+                    quota_by_model=dict(r.quota_by_model or {}),
                 )
                 for r in conn.execute(sa.select(m.projects).order_by(m.projects.c.name))
+            ]
+
+    def save_departments(self, departments: Iterable[Department]) -> None:
+        """Insert or replace the given departments (others are kept)."""
+        rows = [{"name": d.name, "quota": d.quota, "weight": d.weight, "limit": d.limit} for d in departments]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(m.departments.delete().where(m.departments.c.name.in_([r["name"] for r in rows])))
+                conn.execute(m.departments.insert(), rows)
+
+    def load_departments(self) -> list[Department]:
+        with self.engine.connect() as conn:
+            return [
+                Department(name=r.name, quota=r.quota, weight=r.weight, limit=r.limit)
+                for r in conn.execute(sa.select(m.departments).order_by(m.departments.c.name))
             ]
 
     def save_nodes(self, nodes: Iterable[Node]) -> None:
