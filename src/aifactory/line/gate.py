@@ -8,6 +8,9 @@ not, is recorded in the registry with both scores, the margin and the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from aifactory.core.errors import SpecError
 from aifactory.line.datasets import Datasets
@@ -51,8 +54,6 @@ def run_gate(
     `challenger_score`: the challenger's score already measured on this very holdout version
     (the pipeline's evaluate step); the champion is always scored here, now.
     """
-    from aifactory.line.evaluate import evaluate_checkpoint  # torch: only when a model is scored here
-
     holdout_version = datasets.resolve(holdout)
     x, y = datasets.load(holdout_version)
     cand = registry.get(model, challenger)
@@ -60,14 +61,14 @@ def run_gate(
     if challenger_score is not None:
         cand_score = challenger_score
     else:
-        cand_score = evaluate_checkpoint(cand.checkpoint_path, x, y)[settings.metric]
+        cand_score = _score(cand.checkpoint_path, x, y, settings.metric)
     if champ_version == challenger:
         promoted, reason, champ_score = False, f"v{challenger} is already {settings.alias}", cand_score
     else:
         champ_score = None
         if champ_version is not None:
             champ = registry.get(model, champ_version)
-            champ_score = evaluate_checkpoint(champ.checkpoint_path, x, y)[settings.metric]
+            champ_score = _score(champ.checkpoint_path, x, y, settings.metric)
         promoted, reason = decide(cand_score, champ_score, settings.margin)
     decision = registry.record_decision(
         GateDecision(
@@ -86,3 +87,9 @@ def run_gate(
     if promoted:
         registry.set_alias(model, settings.alias, challenger, reason=f"gate: {reason}")
     return decision
+
+
+def _score(checkpoint: Path, x: np.ndarray, y: np.ndarray, metric: str) -> float:
+    from aifactory.line.evaluate import evaluate_checkpoint  # imports torch: only when a model is scored
+
+    return float(evaluate_checkpoint(checkpoint, x, y)[metric])
