@@ -10,7 +10,14 @@ from aifactory.core.errors import SpecError
 from aifactory.plan.catalog import Catalog
 from aifactory.plan.energy import Facility, footprint, infer_grid_intensity
 from aifactory.plan.memory import Parallel, Shape, shape_for, training_memory
-from aifactory.plan.train import TrainSpec, achieved_tflops, implied_mfu, plan_training, training_flops
+from aifactory.plan.train import (
+    TrainSpec,
+    achieved_tflops,
+    implied_mfu,
+    plan_training,
+    training_flops,
+    wall_seconds,
+)
 
 LLAMA2 = ("llama2-7b", "llama2-13b", "llama2-70b")
 
@@ -81,6 +88,8 @@ def test_defaults_are_visible_and_goodput_stretches_time(catalog: Catalog) -> No
     assert plan.gpu_hours == pytest.approx(ideal_hours / 0.9)
     assert plan.footprint.power_w == 700  # no published average for H100: its TDP
     assert plan.footprint.cost_usd == pytest.approx(2.0 * plan.gpu_hours)
+    seconds = wall_seconds(plan.flops, catalog.gpu("H100"), 256, 0.40, 0.9)
+    assert seconds == pytest.approx(plan.days * 86400)
 
 
 def test_memory_breakdown_by_zero_stage() -> None:

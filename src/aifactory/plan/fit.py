@@ -45,8 +45,9 @@ class PowerLawFit:
         return math.sqrt(max(var, 0.0))
 
     def band(self, compute: float, z: float = Z95) -> tuple[float, float]:
+        """pred +- z standard errors, the lower end clipped at 0 (a loss is never negative)."""
         pred, se = self.predict(compute), self.stderr(compute)
-        return pred - z * se, pred + z * se
+        return max(pred - z * se, 0.0), pred + z * se
 
     @property
     def param_stderr(self) -> dict[str, float]:

@@ -76,6 +76,15 @@ def training_flops(params: float, tokens: float) -> float:
     return 6.0 * params * tokens
 
 
+def wall_seconds(flops: float, gpu: Gpu, gpus: int, mfu: float, goodput: float = 1.0, precision: str = "bf16") -> float:
+    """Wall-clock seconds of `flops` on `gpus` x `gpu` at `mfu` (what the twin needs for a job's duration)."""
+    if gpus < 1:
+        raise SpecError("gpus", f"must be >= 1, got {gpus}")
+    if not 0 < mfu <= 1 or not 0 < goodput <= 1:
+        raise SpecError("mfu" if not 0 < mfu <= 1 else "goodput", "must be a fraction in (0, 1]")
+    return flops / (gpus * gpu.peak_tflops(precision) * 1e12 * mfu * goodput)
+
+
 def implied_mfu(params: float, tokens: float, gpu_hours: float, peak_tflops: float) -> float:
     """The MFU a run must have had to do 6ND FLOPs in `gpu_hours` on GPUs of `peak_tflops`."""
     if not gpu_hours > 0:
@@ -118,7 +127,7 @@ def plan_training(spec: TrainSpec, catalog: Catalog, facility: Facility) -> Trai
         mfu = catalog.default_mfu(gpu)
         mfu_source = f"default for {gpu.generation}: {catalog.mfu_sources.get(gpu.generation, 'assumed')}"
     flops = training_flops(spec.params, spec.tokens)
-    gpu_hours = flops / (peak * 1e12 * mfu) / 3600.0 / spec.goodput
+    gpu_hours = wall_seconds(flops, gpu, spec.gpus, mfu, spec.goodput, spec.precision) * spec.gpus / 3600.0
     shape = spec.shape or shape_for(spec.params)
     par, mem = _layout(spec, shape, gpu.memory_gb)
     fp = footprint(gpu_hours, spec.power_w or gpu.power_w, facility)
