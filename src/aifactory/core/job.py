@@ -65,7 +65,8 @@ class Placement:
     gpus: float = field(init=False, repr=False, compare=False)  # a fraction counting as its fraction
 
     def __post_init__(self) -> None:
-        count = sum(len(idx) for _, idx in self.parts)
+        parts = self.parts
+        count = len(parts[0][1]) if len(parts) == 1 else sum(len(idx) for _, idx in parts)  # one node: the usual
         object.__setattr__(self, "gpu_count", count)
         object.__setattr__(self, "gpus", count * self.milli / MILLI)
 
