@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         home: Path | None = typer.Option(None, help="factory home (default $AIFACTORY_HOME or ~/.aifactory)"),
         poll_s: float = typer.Option(0.5, help="registry poll period for hot swap, s (0: never)"),
         threads: int = typer.Option(1, help="torch intra-op threads"),
+        log_url: str | None = typer.Option(None, help="prediction log database URL (default: SQLite under home)"),
     ) -> None:
         """Serve a model: dynamic batching, hot swap when its alias moves, optional shadow, feedback log."""
         from aifactory.serve.server import make_config, run
@@ -45,5 +46,6 @@ def register(app: typer.Typer) -> None:
             factory_tokens=factory_tokens,
             poll_s=poll_s,
             threads=threads,
+            log_url=log_url,
         )
         run(config)

@@ -230,6 +230,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | N
     p.add_argument("--factory-tokens", action="store_true", help="also accept the floor's tokens (per-user ones)")
     p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap (0: never)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--log-url", default=None, help="prediction log database URL (default: SQLite under home)")
     p.add_argument("--ready-file", type=Path, default=None, help="write {url, pid, model, version} here once bound")
     a = p.parse_args(argv)
     config = make_config(
@@ -245,6 +246,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | N
         factory_tokens=a.factory_tokens,
         poll_s=a.poll_s,
         threads=a.threads,
+        log_url=a.log_url,
     )
     return config, a.ready_file
 
@@ -261,8 +263,9 @@ def make_config(
     shadow: str | None,
     token_file: Path | None,
     poll_s: float,
-    factory_tokens: bool = False,
     threads: int,
+    factory_tokens: bool = False,
+    log_url: str | None = None,
 ) -> ServeConfig:
     """Check command-line values (SpecError naming the option) and build the config."""
     if not 0 <= port <= 65535:
@@ -283,6 +286,7 @@ def make_config(
         factory_tokens=factory_tokens,
         poll_s=poll_s,
         threads=threads,
+        log_url=log_url,
     )
 
 
