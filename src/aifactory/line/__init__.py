@@ -16,4 +16,4 @@ def home(path: Path | str | None = None) -> Path:
     if path is not None:
         return Path(path)
     env = os.environ.get("AIFACTORY_HOME")
-    return Path(env) if env else Path.home() / ".aifactory"
+    return Path(env).expanduser() if env else Path.home() / ".aifactory"
