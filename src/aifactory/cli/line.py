@@ -119,7 +119,9 @@ def line_run(
     on: str = typer.Option(
         "auto", "--on", help="where steps run: auto (the running server, else embedded), server, embedded, local"
     ),
-    gpus: int = typer.Option(4, "--gpus", help="virtual GPUs of the embedded factory"),
+    gpus: int = typer.Option(
+        4, "--gpus", help="virtual GPUs of the embedded factory (0: the real ones, found with NVML)"
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="run every step even if a cached result exists"),
 ) -> None:
     """Run a pipeline: every step a job on the floor, with live per-epoch metrics."""
@@ -155,7 +157,9 @@ def line_flywheel(
     accuracy_below: float = typer.Option(0.9, "--accuracy-below", help="retrain when live accuracy drops below"),
     window: int = typer.Option(200, "--window", help="labelled answers live accuracy is measured over"),
     check: bool = typer.Option(False, "--check", help="only say whether the trigger fires; change nothing"),
-    gpus: int = typer.Option(4, "--gpus", help="virtual GPUs of the embedded factory"),
+    gpus: int = typer.Option(
+        4, "--gpus", help="virtual GPUs of the embedded factory (0: the real ones, found with NVML)"
+    ),
 ) -> None:
     """One turn of the flywheel: if the trigger fires, labelled feedback becomes the next dataset version
     and the pipeline runs (train -> evaluate -> register -> gate)."""
@@ -208,7 +212,7 @@ async def _run_pipeline(
     from aifactory.live.service import FactoryService
     from aifactory.live.settings import LiveSettings
 
-    service = await FactoryService.open(LiveSettings(home=home, gpus=gpus))
+    service = await FactoryService.open(LiveSettings(home=home, gpus=gpus or None))
     try:
         return await PipelineRunner(FloorExecutor(service), home, progress, use_cache).run(pipeline)
     finally:
