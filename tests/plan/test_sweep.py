@@ -94,7 +94,8 @@ def test_a_failing_run_is_reported(home: Path, tmp_path: Path) -> None:
 
 def test_charlm_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "aifactory.plan.charlm", "--out", str(tmp_path / "r.json")]
-    for config, word in [('{"d_model": -4}', "d_model"), ('{"width": 4}', "width"), ("{nope", "JSON")]:
+    cases = [('{"d_model": -4}', "d_model"), ('{"width": 4}', "width"), ("{nope", "JSON"), ('{"lr": "x"}', "lr")]
+    for config, word in cases:
         proc = subprocess.run([*cmd, "--config", config], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and word in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r.json").exists()

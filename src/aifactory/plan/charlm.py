@@ -43,6 +43,9 @@ class CharLMConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            kind = (int, float) if f.name == "lr" else int
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise SpecError(f.name, f"must be {'a number' if f.name == 'lr' else 'an integer'}, got {value!r}")
             if not value > 0 and f.name != "seed":
                 raise SpecError(f.name, f"must be > 0, got {value}")
         if self.d_model % self.n_head:

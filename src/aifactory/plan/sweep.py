@@ -13,6 +13,7 @@ as d^4 and a few widths span decades of compute.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from aifactory.core.errors import AifactoryError, SpecError, UnknownName
 from aifactory.plan.charlm import CharLMConfig
 from aifactory.plan.fit import PowerLawFit, fit_power_law
 
-VOCAB = 103  # distinct characters in pydoc_data.topics (CPython 3.11-3.13); only sizes the budget
+VOCAB = 103  # distinct characters in CPython 3.11's pydoc_data.topics; it only sizes each run's token budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,10 @@ class LocalRunner:
 
     def _one(self, job: SweepJob, workdir: Path) -> SweepResult:
         out = workdir / f"{job.name}.json"
-        proc = subprocess.run(job_command(job, out), capture_output=True, text=True, timeout=self.timeout_s)
+        try:
+            proc = subprocess.run(job_command(job, out), capture_output=True, text=True, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SweepFailed(f"sweep run {job.name} ran past {self.timeout_s} s") from None
         if proc.returncode != 0:
             raise SweepFailed(f"sweep run {job.name} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
         return read_result(job, out)
@@ -145,8 +149,6 @@ class SweepOutcome:
 
     @property
     def compute_decades(self) -> float:
-        import math
-
         return math.log10(max(r.compute for r in self.results) / min(r.compute for r in self.results))
 
 
