@@ -47,9 +47,13 @@ def _client() -> Client:
 
 
 def _console() -> Console:
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output (grep, files) gets wide lines instead of rich's 80 columns and wrapped cells.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def up(
@@ -243,8 +247,9 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     ]
     if j.state == "queued":
         lines.append(("pending", j.pending_reason))
+    pad = max(len(key) for key, _ in lines)
     for key, value in lines:
-        console.print(f"  {key:<12} {value}")
+        console.print(f"  {key:<{pad}}  {value}")
     history = Table(title="history", box=None, header_style="bold", title_justify="left")
     for col in ("TIME", "FROM", "TO", "REASON"):
         history.add_column(col)
