@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -76,6 +77,23 @@ def test_predict_answers_with_the_champion(server: BackgroundServer, models: dic
     assert re.fullmatch(r"[0-9a-f]{12}-\d{8}", r2.json()["request_id"])  # made by the server
     info = httpx.get(f"{server.url}/v1/models/digits").json()
     assert info["version"] == 1 and info["ref"] == "digits@champion" and info["requests"] == 2
+
+
+def test_concurrent_requests_are_batched_over_http(home: Path, registry: Registry, models: dict) -> None:
+    async def burst(url: str) -> list[dict]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            rs = await asyncio.gather(
+                *(client.post("/api/predict", json={"inputs": DIGITS[i : i + 1].tolist()}) for i in range(24))
+            )
+        return [r.json() for r in rs]
+
+    with serve(home, batch=BatchSettings(max_batch=8, max_wait_s=0.2)) as srv:
+        answers = asyncio.run(burst(srv.url))
+        info = httpx.get(f"{srv.url}/v1/models/digits").json()
+    assert info["requests"] == 24 and 4 <= info["largest_batch_rows"] <= 8
+    assert info["batches"] <= 6  # 24 one-row requests in batches of up to 8, not 24 model calls
+    for i, body in enumerate(answers):  # and every request got its own row's answer back
+        np.testing.assert_allclose(body["probabilities"], models[1].predict_proba(DIGITS[i : i + 1]), atol=1e-5)
 
 
 BAD_INPUTS = [
