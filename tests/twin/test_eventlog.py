@@ -10,10 +10,12 @@ from typer.testing import CliRunner
 from aifactory.cli.twin import app
 from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import Node
+from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
 from aifactory.live.store import Store
+from aifactory.twin.scenarios import parse_when
 from aifactory.twin.traces import eventlog
 from aifactory.twin.traces.format import read_trace
 
@@ -80,3 +82,16 @@ def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
     for v in variants:
         assert v["summary"]["finished"] == 2 and v["summary"]["wait_s_mean"] == 0
         assert v["summary"]["jct_s_mean"] == (60 + 20) / 2
+
+
+def test_a_window_keeps_only_the_jobs_submitted_in_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    filled_store(url)
+    out = tmp_path / "window.csv"
+    # Job 1 was submitted at 100 s, job 2 at 105 s (epoch seconds in this store).
+    result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url, "--since", "101"])
+    assert result.exit_code == 0, result.output
+    assert [(j.submit_time, j.duration_s) for j in read_trace(out)] == [(0, 20)]
+    bad = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url, "--until", "last tuesday"])
+    assert isinstance(bad.exception, SpecError) and bad.exception.field == "until"
+    assert parse_when("1970-01-01T00:01:40", "since") == 100.0

@@ -45,6 +45,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    from aifactory.twin.scenarios import parse_when
+
+    return (
+        None if since is None else parse_when(since, "since"),
+        None if until is None else parse_when(until, "until"),
+    )
+
+
 def _writable(path: Path, field: str) -> None:
     """Fail before a long replay, not after it, when the output cannot be written."""
     from aifactory.core.errors import SpecError
@@ -93,6 +102,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
     limit: int | None = typer.Option(None, min=1, help="replay only the first N jobs"),
     store: str | None = typer.Option(None, help="store URL for --trace eventlog (default: the live factory's)"),
+    since: str | None = typer.Option(None, help="eventlog: jobs submitted from (ISO date or epoch s)"),
+    until: str | None = typer.Option(None, help="eventlog: jobs submitted before (ISO date or epoch s)"),
     gpus_per_node: int = typer.Option(8, min=1, help="node size for a trace file"),
 ) -> None:
     """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
@@ -102,7 +113,7 @@ def run(
     variants = _variants(policy, placement, nodes, projects, no_pools)
     if report is not None:
         _writable(report, "report")
-    scenario = load_scenario(trace, limit, store, gpus_per_node)
+    scenario = load_scenario(trace, limit, store, gpus_per_node, _window(since, until))
     results = _run_with_progress(scenario, variants, quiet=as_json)
     rows = comparison(results)
     if report is not None:
@@ -166,6 +177,8 @@ def convert(
     out: Path = typer.Argument(..., help="where to write: .csv or .parquet"),
     limit: int | None = typer.Option(None, min=1, help="only the first N jobs"),
     store: str | None = typer.Option(None, help="store URL for eventlog (default: the live factory's)"),
+    since: str | None = typer.Option(None, help="eventlog: jobs submitted from (ISO date or epoch s)"),
+    until: str | None = typer.Option(None, help="eventlog: jobs submitted before (ISO date or epoch s)"),
 ) -> None:
     """Write a trace in our format (docs/trace_format.md) from Philly, openb or the live event log."""
     from aifactory.core.errors import SpecError
@@ -175,6 +188,6 @@ def convert(
     if out.suffix not in (".csv", ".parquet"):
         raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
     _writable(out, "out")
-    scenario = load_scenario(source, limit, store)
+    scenario = load_scenario(source, limit, store, window=_window(since, until))
     write_trace(scenario.jobs, out)
     typer.echo(f"wrote {len(scenario.jobs):,} jobs to {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aifactory.core.cluster import Node
@@ -30,9 +31,14 @@ def from_file(path: Path, gpus_per_node: int = 8) -> Scenario:
 
 
 def load_scenario(
-    trace: str, limit: int | None = None, store_url: str | None = None, gpus_per_node: int = 8
+    trace: str,
+    limit: int | None = None,
+    store_url: str | None = None,
+    gpus_per_node: int = 8,
+    window: tuple[float | None, float | None] = (None, None),
 ) -> Scenario:
-    """`philly`, `openb`, `eventlog` (the live store at `store_url`) or a .csv/.parquet path."""
+    """`philly`, `openb`, `eventlog` (the live store at `store_url`, jobs submitted in
+    `window` = [since, until) epoch seconds) or a .csv/.parquet path."""
     if trace == "philly":
         from aifactory.twin.traces import philly
 
@@ -42,7 +48,7 @@ def load_scenario(
 
         return openb.load(limit=limit)
     if trace == "eventlog":
-        scenario = _eventlog(store_url)
+        scenario = _eventlog(store_url, window)
     elif Path(trace).suffix in SUFFIXES:
         scenario = from_file(Path(trace), gpus_per_node)
     else:
@@ -52,7 +58,20 @@ def load_scenario(
     return scenario
 
 
-def _eventlog(store_url: str | None) -> Scenario:
+def parse_when(text: str, field: str) -> float:
+    """Epoch seconds from a number or an ISO date/time (UTC unless it says otherwise)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SpecError(field, f"{text!r} is neither epoch seconds nor an ISO date") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _eventlog(store_url: str | None, window: tuple[float | None, float | None]) -> Scenario:
     from aifactory.live.settings import LiveSettings
     from aifactory.live.store import Store
     from aifactory.twin.traces import eventlog
@@ -61,4 +80,4 @@ def _eventlog(store_url: str | None) -> Scenario:
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise SpecError("store", f"no live store at {url} (opening it would create an empty one)")
     with Store(url) as store:
-        return eventlog.load(store)
+        return eventlog.load(store, *window)
