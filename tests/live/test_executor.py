@@ -257,3 +257,22 @@ def test_registry_by_name(tmp_path: Path) -> None:
     assert isinstance(ex, LocalExecutor) and ex.name == "local"
     with pytest.raises(UnknownName, match="did you mean 'local'"):
         get_executor("locl", tmp_path, lambda ev: None)
+
+
+def test_without_pidfds_exits_are_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")  # a kernel older than 5.3
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+    async def main() -> None:
+        r = Recorder(tmp_path / "logs")
+        quick = await r.ex.launch(1, py("raise SystemExit(3)"), ONE)
+        slow = await r.ex.launch(2, JobSpec(command=("sleep", "60")), ONE)
+        assert quick is not None and slow is not None
+        assert await r.finished(1) == Finished(1, 3, "")
+        r.ex.kill(2, grace_s=30)
+        assert (await r.finished(2)).exit_code == -15
+        assert gone(quick.pid) and gone(slow.pid)
+
+    run(main)

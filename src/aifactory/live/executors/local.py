@@ -219,7 +219,7 @@ class LocalExecutor:
         proc = self._procs.get(job_id)
         if proc is None:
             return
-        if is_wrapper_alive(proc.pid, status_path(proc.log_path)) and self._reap(proc.pid) is None:
+        if is_wrapper_alive(proc.pid, status_path(proc.log_path)):  # an exited child is a zombie: not alive
             asyncio.get_running_loop().call_later(POLL_S, self._poll, job_id)
         else:
             self._exited(job_id)
