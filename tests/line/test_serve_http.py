@@ -90,8 +90,11 @@ def test_concurrent_requests_are_batched_over_http(home: Path, registry: Registr
     with serve(home, batch=BatchSettings(max_batch=8, max_wait_s=0.2)) as srv:
         answers = asyncio.run(burst(srv.url))
         info = httpx.get(f"{srv.url}/v1/models/digits").json()
+        metrics = httpx.get(f"{srv.url}/metrics").text
     assert info["requests"] == 24 and 4 <= info["largest_batch_rows"] <= 8
     assert info["batches"] <= 6  # 24 one-row requests in batches of up to 8, not 24 model calls
+    assert "aifactory_serve_requests_total 24.0" in metrics
+    assert 'aifactory_serve_model_version{model="digits"} 1.0' in metrics
     for i, body in enumerate(answers):  # and every request got its own row's answer back
         np.testing.assert_allclose(body["probabilities"], models[1].predict_proba(DIGITS[i : i + 1]), atol=1e-5)
 

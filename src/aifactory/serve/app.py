@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
 from pydantic import BaseModel, ValidationError
 
 from aifactory.core.errors import AifactoryError, NotFound, SpecError
 from aifactory.serve.feedback import Conflict
+from aifactory.serve.metrics import CONTENT_TYPE, metrics_registry
 from aifactory.serve.wire import FeedbackRequest, FeedbackResponse, Health, ModelInfo, PredictRequest
 
 if TYPE_CHECKING:
@@ -79,6 +81,12 @@ def create_app(serving: Serving) -> FastAPI:
     async def model_info(name: str) -> Response:
         serving.check_name(name)
         return _json(serving.info())
+
+    registry = metrics_registry(serving)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", response_model=Health)
     @app.get("/v1/health", response_model=Health)
