@@ -96,9 +96,12 @@ def test_follow_prints_the_log_as_it_grows(server: ServerProcess) -> None:
 
 def test_submit_job_yaml(server: ServerProcess, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
-    spec.write_text(f"command: {PY} -c \"import os; print(os.environ['SEED'])\"\ngpus: 1\nenv: {{SEED: '7'}}\n")
+    spec.write_text(
+        f"command: {PY} -c \"import os; print(os.environ['SEED'])\"\ngpus: 1\ntime-limit: 1h\nenv: {{SEED: '7'}}\n"
+    )
     job_id = int(ok(cli(server, "submit", "-q", str(spec))))
-    assert wait_state(server, job_id, {"succeeded", "failed"})["state"] == "succeeded"
+    done = wait_state(server, job_id, {"succeeded", "failed"})
+    assert (done["state"], done["spec"]["time_limit_s"]) == ("succeeded", 3600)
     assert ok(cli(server, "logs", str(job_id))) == "7\n"
 
 

@@ -92,7 +92,8 @@ def _read_job_file(path: Path) -> dict[str, Any]:
         raise SpecError("file", f"{path}: malformed YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError("file", f"{path}: must be a mapping of job fields (command, project, gpus, ...)")
-    return data
+    # Keys as the options spell them (time-limit) or as the API does (time_limit).
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
