@@ -196,3 +196,10 @@ def test_bad_url_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-
         Store("nosuchdb://x").open()
     with pytest.raises(AifactoryError, match="db_url"):
         Store("postgresql+psycopg://nobody@127.0.0.1:1/none").open()
+
+
+def test_in_memory_sqlite_is_one_database() -> None:
+    with Store("sqlite://") as s:
+        job_id = s.create_job(spec(), 1.0)
+        assert s.get_job(job_id).state is JobState.QUEUED
+        assert [e.job_id for e in s.events()] == [job_id]

@@ -62,6 +62,8 @@ class Store:
         if url.get_backend_name() == "sqlite":
             if url.database and url.database != ":memory:":
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            else:  # one in-memory database shared by every use, not one per pooled connection
+                kwargs["poolclass"] = sa.pool.StaticPool
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         try:
             engine = sa.create_engine(url, **kwargs)
