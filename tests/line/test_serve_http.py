@@ -6,7 +6,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -192,6 +192,13 @@ def hammer(url: str, stop: threading.Event, seen: list[tuple[int, int, list[list
             i += 7
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_hot_swap_under_load_drops_nothing(home: Path, registry: Registry, models: dict[int, LoadedModel]) -> None:
     with serve(home, poll_s=0.05) as srv:
         stop = threading.Event()
@@ -199,12 +206,9 @@ def test_hot_swap_under_load_drops_nothing(home: Path, registry: Registry, model
         clients = [threading.Thread(target=hammer, args=(srv.url, stop, s)) for s in seen]
         for c in clients:
             c.start()
-        time.sleep(0.3)
-        registry.set_alias("digits", "champion", 2)
-        deadline = time.monotonic() + 10
-        while srv.serving.slot.swaps < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)
+        wait_until(lambda: all(len(s) >= 5 for s in seen))  # every client is answered by v1 ...
+        registry.set_alias("digits", "champion", 2)  # ... when the alias moves under it
+        wait_until(lambda: all(s[-1][1] == 2 for s in seen) and all(sum(a[1] == 2 for a in s) >= 5 for s in seen))
         stop.set()
         for c in clients:
             c.join()
@@ -247,7 +251,4 @@ def test_shadow_of_a_missing_challenger_waits_for_it(home: Path) -> None:
         path = registry.versions("digits")[0].checkpoint_path
         registry.register("digits", path, {}, {})
         registry.set_alias("digits", "challenger", 2)
-        deadline = time.monotonic() + 10
-        while srv.serving.shadow.version != 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert srv.serving.shadow.version == 2
+        wait_until(lambda: srv.serving.shadow is not None and srv.serving.shadow.version == 2)
