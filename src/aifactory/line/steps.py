@@ -73,9 +73,19 @@ STEP_KINDS: dict[str, StepKind] = {
     "ingest": StepKind(
         "ingest", ("aifactory.line.steps", "aifactory.line.datasets", "aifactory.line.readers"), False, 0.1
     ),
-    "train": StepKind("train", ("aifactory.line.train", "aifactory.line.digits_model"), True, 1.0, ("dataset",)),
+    "train": StepKind(
+        "train",
+        ("aifactory.line.train", "aifactory.line.digits_model", "aifactory.line.datasets"),
+        True,
+        1.0,
+        ("dataset",),
+    ),
     "evaluate": StepKind(
-        "evaluate", ("aifactory.line.evaluate", "aifactory.line.digits_model"), True, 0.25, ("checkpoint", "holdout")
+        "evaluate",
+        ("aifactory.line.steps", "aifactory.line.evaluate", "aifactory.line.digits_model", "aifactory.line.datasets"),
+        True,
+        0.25,
+        ("checkpoint", "holdout"),
     ),
     "register": StepKind("register", ("aifactory.line.registry",), False, 0.1, ("checkpoint",)),
     "deploy": StepKind(
