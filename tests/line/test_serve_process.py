@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,7 +86,11 @@ def test_bad_options_exit_2_naming_the_option(home: Path, capsys: pytest.Capture
         (["--port", "70000"], "port"),
         (["--model", "cats@champion"], "cats"),
     ]
-    for args, expected in cases:
-        assert server_main(["--home", str(home), *args]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and expected in err, err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        cases.append((["--port", str(taken.getsockname()[1])], "cannot listen"))
+        for args, expected in cases:
+            assert server_main(["--home", str(home), *args]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and expected in err, err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import itertools
 import json
 import logging
@@ -171,7 +172,11 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SpecError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -199,7 +204,10 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
-    app = Guard(create_app(serving), config.max_body_bytes, make_auth(config))
+    auth = make_auth(config)
+    if auth is None and not ipaddress.ip_address(host).is_loopback:
+        log.warning("serving on %s without a token: anyone who can reach it can use it (see --token-file)", host)
+    app = Guard(create_app(serving), config.max_body_bytes, auth)
     server = uvicorn.Server(uvicorn_config(app))
     # The heap now holds torch, FastAPI, SQLAlchemy and the model: ~10^6 long-lived objects that
     # every full collection would walk (0.2-0.5 s on this box, a stall for every request in
