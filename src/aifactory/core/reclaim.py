@@ -96,16 +96,24 @@ def find_victims(
         for name in stopper.placement.nodes if stopper.placement is not None else ():
             by_node.setdefault(name, [])
     best: tuple[float, Victims] | None = None
+    need = job.spec.whole_gpus
     for name in sorted(by_node):
         node = cluster.nodes[name]
         if (pool is not None and node.pool != pool) or not eligible(job.spec, node):
             continue
+        if need and node.free_whole + _held_on(node.name, by_node[name], stopping) < need:
+            continue  # even losing every candidate here would not free enough whole GPUs
         found = _search(job, [node], by_node[name], gone, can_take, name)
         if found is not None:
             cost = sum(work_at_risk(v, now)[0] for v in found.jobs)
             if best is None or cost < best[0]:
                 best = (cost, found)
     return best[1] if best is not None else None
+
+
+def _held_on(name: str, *groups: Iterable[Job]) -> int:
+    """GPUs the given jobs hold on node `name` (an upper bound on what stopping them frees)."""
+    return sum(len(idx) for jobs in groups for j in jobs if j.placement for n, idx in j.placement.parts if n == name)
 
 
 def _search(

@@ -105,9 +105,10 @@ class PoolPass:
             if not pq.fits.keys().isdisjoint(fits) or self.view.held(name) < projects[name].quota
         ]
         heapq.heapify(heap)
+        full = self.exhausted()
         while heap:
             rank, name = heapq.heappop(heap)
-            if rank[0] == 1 and self.exhausted():
+            if rank[0] == 1 and full:
                 break  # everyone left is over quota and nothing is free: only owners could reclaim
             fresh = self.rank(name)
             if fresh != rank and heap and fresh > heap[0][0]:
@@ -120,6 +121,7 @@ class PoolPass:
             if placement is not None:
                 self.plan.starts.append(Start(job.id, placement))
                 self.advance(job)
+                full = self.exhausted()
                 dept = self.f.projects[name].department
                 if dept is not None:
                     self.dept_held[dept] = self.dept_held.get(dept, 0.0) + placement.gpus
@@ -193,7 +195,7 @@ class PoolPass:
                     best = head
                     continue
                 self.plan.reasons.setdefault(head.id, reason)
-                if no_room and head.id not in self.reclaimed and self.within_quota(head) and self.reclaim(head):
+                if no_room and self.may_reclaim(head) and self.within_quota(head) and self.reclaim(head):
                     promised = True
             if not promised:
                 return best
@@ -258,6 +260,13 @@ class PoolPass:
         self.plan.reasons[job.id] = reason
         if job.id not in self.reclaimed and self.within_quota(job):
             self.reclaim(job)
+
+    def may_reclaim(self, job: Job) -> bool:
+        """Cheap checks first: not tried for this job in this pass, nor in vain for its shape lately."""
+        if job.id in self.reclaimed:
+            return False
+        fk = fit_key(job.spec)
+        return fk not in self.reclaim_failed and self.futile.get((self.key, fk), -math.inf) <= self.view.now
 
     def reclaim(self, job: Job) -> bool:
         """Preempt borrowed, preemptible jobs of projects over quota, just enough for `job`.
