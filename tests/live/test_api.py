@@ -276,3 +276,14 @@ def test_server_on_postgresql(store_url: str, tmp_path: Path) -> None:
         assert http.post("/api/jobs", json={"command": ["true"], "gpus": 3}).status_code == 422
         assert job_ids(http) == [job["id"]]
         assert httpx.get(f"{pg.url}/api/jobs").status_code == 401
+
+
+def test_big_log_streams_whole_and_tails(http: httpx.Client) -> None:
+    # 200,000 numbered lines (~1.3 MB: many chunks), the last one without a newline.
+    job = submit(http, "import sys; sys.stdout.write('\\n'.join(str(i) for i in range(200000)))")
+    assert wait_for(http, job["id"], TERMINAL)["state"] == "succeeded"
+    whole = http.get(f"/api/jobs/{job['id']}/logs").text
+    assert whole.split("\n") == [str(i) for i in range(200000)]
+    assert http.get(f"/api/jobs/{job['id']}/logs", params={"tail": 3}).text == "199997\n199998\n199999"
+    assert http.get(f"/api/jobs/{job['id']}/logs", params={"tail": 0}).text == ""
+    assert http.get(f"/api/jobs/{job['id']}/logs", params={"tail": 10**6}).text == whole

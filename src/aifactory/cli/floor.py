@@ -267,12 +267,10 @@ def logs(
     """A job's stdout and stderr."""
     out = sys.stdout.buffer
     with _client() as client:
-        if follow:
-            for chunk in client.follow(job_id, tail):
-                out.write(chunk)
+        for chunk in client.stream_log(job_id, tail, follow):
+            out.write(chunk)
+            if follow:
                 out.flush()
-        else:
-            out.write(client.logs(job_id, tail).encode())
     out.flush()
 
 

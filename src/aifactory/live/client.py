@@ -124,9 +124,9 @@ class Client:
         params = {"tail": tail} if tail is not None else {}
         return self._request("GET", f"/api/jobs/{job_id}/logs", params=params).text
 
-    def follow(self, job_id: int, tail: int | None = None) -> Iterator[bytes]:
-        """The log as it grows, until the job has ended and its log is drained."""
-        params: dict[str, Any] = {"follow": "true"}
+    def stream_log(self, job_id: int, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
+        """The log in chunks as the server sends them; `follow`: until the job has ended and its log is drained."""
+        params: dict[str, Any] = {"follow": "true"} if follow else {}
         if tail is not None:
             params["tail"] = tail
         try:

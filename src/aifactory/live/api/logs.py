@@ -19,15 +19,13 @@ def _tail_offset(path: Path, lines: int | None) -> int:
     if lines is None or not path.is_file():
         return 0
     size = path.stat().st_size
+    if lines == 0:
+        return size
     start = max(0, size - TAIL_WINDOW)
     with path.open("rb") as f:
         f.seek(start)
-        data = f.read()
-    if lines == 0:
-        return size
-    cut = len(data)
-    if data.endswith(b"\n"):
-        cut -= 1
+        data = f.read(size - start)
+    cut = len(data) - 1 if data.endswith(b"\n") else len(data)
     for _ in range(lines):
         cut = data.rfind(b"\n", 0, cut)
         if cut < 0:
@@ -35,12 +33,19 @@ def _tail_offset(path: Path, lines: int | None) -> int:
     return start + cut + 1
 
 
-def tail_log(path: Path, lines: int | None) -> str:
+async def read_log(path: Path, lines: int | None) -> AsyncIterator[bytes]:
+    """The log as it is now (its last `lines` lines), in chunks: a big log is never held in memory."""
     if not path.is_file():
-        return ""
+        return
     with path.open("rb") as f:
-        f.seek(_tail_offset(path, lines))
-        return f.read().decode(errors="replace")
+        end = f.seek(0, 2)
+        offset = f.seek(_tail_offset(path, lines))
+        while offset < end:
+            chunk = f.read(min(CHUNK, end - offset))
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
 
 
 def _terminal(service: FactoryService, job_id: int) -> bool:

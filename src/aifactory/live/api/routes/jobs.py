@@ -11,7 +11,7 @@ from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller
 from aifactory.live.api.convert import job_out
 from aifactory.live.api.deps import CallerDep, ServiceDep
-from aifactory.live.api.logs import follow_log, tail_log
+from aifactory.live.api.logs import follow_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
 from aifactory.live.wire import JobOut, JobSubmit
@@ -77,9 +77,8 @@ async def logs(
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
 ) -> Response:
-    """The job's stdout and stderr; `follow=true` streams until the job has ended and its log is drained."""
+    """The job's stdout and stderr (its last `tail` lines); `follow=true` streams until it ends, log drained."""
     _visible_job(service, caller, job_id)
     path = service.log_path(job_id)
-    if follow:
-        return StreamingResponse(follow_log(service, job_id, path, tail), media_type="text/plain")
-    return PlainTextResponse(tail_log(path, tail))
+    chunks = follow_log(service, job_id, path, tail) if follow else read_log(path, tail)
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
