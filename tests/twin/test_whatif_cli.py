@@ -89,6 +89,7 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
     assert out["jobs"] == 40 and [v["variant"] for v in out["variants"]] == ["fifo nodes 2", "priority nodes 2"]
     fifo = out["variants"][0]
     assert fifo["gpus"] == 16 and fifo["summary"]["finished"] == 40
+    assert fifo["settings"]["factory"]["policy"] == "fifo"  # the effective configuration travels with the figures
     assert set(fifo["summary"]["projects"]) == {"a", "b"}
     series = fifo["series"]
     assert len(series["at"]) == len(series["allocated"]) > 0 and max(series["allocated"]) <= 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def run(
             "trace": scenario.name,
             "jobs": len(scenario.jobs),
             "variants": [
-                _clean({**row, "summary": r.summary, "series": _series(r)})
+                _clean({**row, "settings": asdict(r.settings), "summary": r.summary, "series": _series(r)})
                 for row, r in zip(rows, results, strict=True)
             ],
         }

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,8 @@ def _project_table(result: RunResult) -> str:
         f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_cell(p[k])}</td>" for k in keys) + "</tr>"
         for name, p in result.summary["projects"].items()
     )
-    return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table>"
+    settings = html.escape(json.dumps(asdict(result.settings), default=str))
+    return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table><p><code>{settings}</code></p>"
 
 
 def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
