@@ -63,6 +63,15 @@ def test_cycle_message_names_the_loop() -> None:
         )
 
 
+def test_relative_sources_are_relative_to_the_yaml_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    spec = tmp_path / "sub" / "p.yaml"
+    spec.write_text("name: p\nsteps:\n  - {name: ingest, params: {dataset: d, source: data/x.csv}}\n")
+    assert load_pipeline(spec).steps[0].params["source"] == str(tmp_path / "sub" / "data" / "x.csv")
+    spec.write_text("name: p\nsteps:\n  - {name: ingest, params: {dataset: d, source: 'sklearn:digits'}}\n")
+    assert load_pipeline(spec).steps[0].params["source"] == "sklearn:digits"
+
+
 def test_malformed_yaml_and_fields(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
     bad.write_text("name: p\nsteps: [ {name: ingest\n")

@@ -72,7 +72,16 @@ def load_pipeline(path: Path) -> Pipeline:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SpecError("pipeline", f"{path.name} is not valid YAML: {exc}") from None
-    return parse_pipeline(data)
+    pipeline = parse_pipeline(data)
+    return pipeline.model_copy(update={"steps": [_anchor_source(s, path.parent) for s in pipeline.steps]})
+
+
+def _anchor_source(step: Step, folder: Path) -> Step:
+    """A relative file `source` is relative to the YAML file (steps run in their own folders)."""
+    source = step.params.get("source")
+    if not isinstance(source, str) or ":" in source or Path(source).is_absolute():
+        return step
+    return step.model_copy(update={"params": {**step.params, "source": str((folder / source).resolve())}})
 
 
 def parse_pipeline(data: object) -> Pipeline:
