@@ -75,7 +75,7 @@ class PipelineRunner:
         on_event: Callable[[StepEvent], None] | None = None,
         use_cache: bool = True,
     ) -> None:
-        self.home = default_home(home)
+        self.home = default_home(home).absolute()  # steps run in their own folders
         self.executor = executor
         self.engine = db.open_engine(self.home)
         self.on_event = on_event or (lambda _e: None)
