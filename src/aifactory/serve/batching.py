@@ -32,8 +32,8 @@ class BatchSettings:
     max_wait_s: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise SpecError("max_batch", f"must be >= 1, got {self.max_batch}")
+        if not 1 <= self.max_batch <= 4096:
+            raise SpecError("max_batch", f"must be within 1..4096, got {self.max_batch}")
         if not 0 <= self.max_wait_s <= 10:
             raise SpecError("max_wait_ms", f"must be within 0..10000 ms, got {self.max_wait_s * 1000:g}")
 

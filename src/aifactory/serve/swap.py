@@ -23,6 +23,7 @@ from aifactory.core.errors import NotFound, SpecError
 from aifactory.serve.wire import N_FEATURES
 
 log = logging.getLogger("aifactory.serve")
+MAX_WARM_ROWS = 64  # beyond this a first-use kernel build is small next to the batch's own compute
 
 
 class Predictor(Protocol):
@@ -83,7 +84,7 @@ def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served
     here, before the model is swapped in, keeps those stalls out of live requests.
     """
     predictor = source.load(Path(mv.checkpoint_path))
-    for rows in range(1, max(1, warm_rows) + 1):
+    for rows in range(1, min(max(1, warm_rows), MAX_WARM_ROWS) + 1):
         probs = np.asarray(predictor.predict_proba(np.zeros((rows, N_FEATURES), dtype=np.float32)))
         if probs.shape != (rows, 10):
             raise SpecError("checkpoint", f"{mv.checkpoint_path}: model answers shape {probs.shape}, expected (B, 10)")
