@@ -142,14 +142,17 @@ class _Line:
         return str(json.loads(ready.read_text())["url"])
 
     async def close(self) -> None:
-        if self.server_job is not None:
-            await self.service.cancel(self.server_job)
-            await self.service.wait(self.server_job, timeout=30)
-        if self.server_proc is not None and self.server_proc.returncode is None:
-            self.server_proc.terminate()
-            await self.server_proc.wait()
-        if self.service is not None:
-            await self.service.close()
+        """Stop the server job (if it is still running) and the embedded factory."""
+        try:
+            if self.server_job is not None and not self.service.job(self.server_job).state.terminal:
+                await self.service.cancel(self.server_job)
+                await self.service.wait(self.server_job, timeout=30)
+            if self.server_proc is not None and self.server_proc.returncode is None:
+                self.server_proc.terminate()
+                await self.server_proc.wait()
+        finally:
+            if self.service is not None:
+                await self.service.close()
 
 
 async def _wait_for_version(client: Any, version: int, timeout_s: float = 30.0) -> bool:
