@@ -174,3 +174,16 @@ def test_memory_fractions_count_by_the_share_of_the_gpu() -> None:
     with pytest.raises(SpecError) as err:
         f.check(spec(1, gpu_memory_mib=100_000))
     assert err.value.field == "gpu_memory"
+
+
+def test_a_job_behind_its_own_project_says_how_many_are_ahead() -> None:
+    f = factory([Project("a", limit=1)], gpus=4)
+    f.handle(Submit(1, spec(1)), 0)
+    f.handle(Submit(2, spec(1)), 0)
+    f.handle(Submit(3, spec(1, priority=5)), 0)
+    f.handle(Submit(4, spec(1)), 0)
+    f.job(4).pending_reason = ""  # as if no pass had reached it
+    assert f.pending_reason(4) == "project a at its limit 1/1"
+    f.set_project(Project("a", limit=None))
+    f.job(2).pending_reason = ""
+    assert f.pending_reason(2) == "1 job of project a ahead; waiting for its fair-share turn"

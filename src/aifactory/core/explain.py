@@ -69,6 +69,8 @@ def pending_reason(factory: Factory, job: Job) -> str:
         return limit
     if not fits_now(factory, job):
         return fit_reason(factory, job)
+    if getattr(factory.policy, "uses_quota", False):
+        return project_ahead(factory, job)
     queue = factory.queues.get(factory.pool_of(job.spec.project), {})
     ahead = 0
     for other in queue:
@@ -76,3 +78,16 @@ def pending_reason(factory: Factory, job: Job) -> str:
             break
         ahead += 1
     return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"
+
+
+def project_ahead(factory: Factory, job: Job) -> str:
+    """Under fair share the pass picks among projects, and within one by priority then submission."""
+    name = job.spec.project
+    pq = factory.pending.projects(factory.pool_of(name)).get(name)
+    mine = (-job.spec.priority, job.id)
+    ahead = 0
+    if pq is not None:
+        for bucket in pq.buckets.values():
+            ahead += sum(1 for other in bucket.values() if (-other.spec.priority, other.id) < mine)
+    plural = "s" if ahead != 1 else ""
+    return f"{ahead} job{plural} of project {name} ahead; waiting for its fair-share turn"
