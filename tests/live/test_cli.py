@@ -24,10 +24,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield srv
 
 
-def cli(server: ServerProcess, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    server: ServerProcess, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("AIFACTORY_URL", "AIFACTORY_TOKEN")}
     full_env = {**base, "AIFACTORY_HOME": str(server.home), "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([*AIFACTORY, *args], env=full_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*AIFACTORY, *args], env=full_env, capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -57,8 +59,9 @@ def wait_state(server: ServerProcess, job_id: int, states: set[str], timeout: fl
             time.sleep(0.05)
 
 
-def test_submit_jobs_show_logs(server: ServerProcess) -> None:
-    out = ok(cli(server, "submit", "-q", "--gpus", "2", "--name", "greet", "--", PY, "-c", "print('hi from cli')"))
+def test_submit_jobs_show_logs(server: ServerProcess, tmp_path: Path) -> None:
+    code = "import os; print('hi from', os.getcwd())"
+    out = ok(cli(server, "submit", "-q", "--gpus", "2", "--name", "greet", "--", PY, "-c", code, cwd=tmp_path))
     job_id = int(out.strip())
     wait_state(server, job_id, {"succeeded"})
     table = ok(cli(server, "jobs", "--all"))
@@ -66,7 +69,7 @@ def test_submit_jobs_show_logs(server: ServerProcess) -> None:
     assert "default" in row and "succeeded" in row and "node0:" in row
     shown = ok(cli(server, "show", str(job_id)))
     assert "succeeded" in shown and "exit code" in shown and "queued" in shown and "running" in shown
-    assert ok(cli(server, "logs", str(job_id))) == "hi from cli\n"
+    assert ok(cli(server, "logs", str(job_id))) == f"hi from {tmp_path}\n"  # it ran where it was submitted
 
 
 def test_queued_job_shows_why_it_waits_and_cancel(server: ServerProcess) -> None:
@@ -96,13 +99,13 @@ def test_follow_prints_the_log_as_it_grows(server: ServerProcess) -> None:
 
 def test_submit_job_yaml(server: ServerProcess, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
-    spec.write_text(
-        f"command: {PY} -c \"import os; print(os.environ['SEED'])\"\ngpus: 1\ntime-limit: 1h\nenv: {{SEED: '7'}}\n"
-    )
+    (tmp_path / "run").mkdir()
+    code = "import os; print(os.environ['SEED'], os.getcwd())"
+    spec.write_text(f'command: {PY} -c "{code}"\ngpus: 1\ntime-limit: 1h\nworkdir: run\nenv: {{SEED: "7"}}\n')
     job_id = int(ok(cli(server, "submit", "-q", str(spec))))
     done = wait_state(server, job_id, {"succeeded", "failed"})
     assert (done["state"], done["spec"]["time_limit_s"]) == ("succeeded", 3600)
-    assert ok(cli(server, "logs", str(job_id))) == "7\n"
+    assert ok(cli(server, "logs", str(job_id))) == f"7 {tmp_path / 'run'}\n"  # workdir: relative to the file
 
 
 def test_projects_and_tokens(server: ServerProcess) -> None:

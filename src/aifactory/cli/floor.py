@@ -106,6 +106,18 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def _workdir(option: str | None, in_file: object, file_dir: Path | None) -> object:
+    """Like sbatch: a job runs where it was submitted from unless told otherwise.
+
+    A relative `--workdir` is relative to here; a relative `workdir` in a job file, to the file.
+    """
+    if option is not None:
+        return str(Path(option).resolve())
+    if isinstance(in_file, str) and file_dir is not None:
+        return str(file_dir / in_file)
+    return str(Path.cwd()) if in_file is None else in_file
+
+
 def submit(
     args: list[str] = typer.Argument(None, help="The command to run (after --), or one job YAML file."),
     project: str | None = typer.Option(None, help="Project to charge (default: default)."),
@@ -119,15 +131,13 @@ def submit(
     priority: int | None = typer.Option(None, help="Higher runs first under the priority policy."),
     name: str | None = typer.Option(None, help="A name to recognise the job by."),
     env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
-    workdir: str | None = typer.Option(None, help="Working directory of the job (on the server's machine)."),
+    workdir: str | None = typer.Option(None, help="Working directory of the job [default: the current one]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
 ) -> None:
     """Submit a job: `submit --gpus 2 -- python train.py` or `submit job.yaml`."""
     args = args or []
-    if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
-        body = _read_job_file(Path(args[0]))
-    else:
-        body = {"command": args}
+    from_file = len(args) == 1 and args[0].endswith((".yaml", ".yml"))
+    body = _read_job_file(Path(args[0])) if from_file else {"command": args}
     options = {
         "project": project,
         "gpus": gpus,
@@ -137,9 +147,9 @@ def submit(
         "time_limit": time_limit,
         "priority": priority,
         "name": name,
-        "workdir": workdir,
     }
     body |= {k: v for k, v in options.items() if v is not None}
+    body["workdir"] = _workdir(workdir, body.get("workdir"), Path(args[0]).resolve().parent if from_file else None)
     if env:
         from_file = body.get("env") or {}
         if not isinstance(from_file, dict):
