@@ -18,7 +18,7 @@ from aifactory.core.factory import FactorySettings
 
 from .sim import simulate
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POLICIES = ["fairshare", "fifo", "priority", "las", "srtf", "backfill"]
 
 
