@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aifactory.core import Finished, JobState, Project, Submit, Tick
+import pytest
+
+from aifactory.core import Department, Finished, JobState, Project, SpecError, Submit, Tick
 from aifactory.core.events import Checkpoint
 
 from .helpers import factory, launched, preempted, spec
@@ -86,3 +88,27 @@ def test_gang_reclaim_frees_one_node() -> None:
     for v in victims:
         acts = f.handle(Finished(v, -15), 101)
     assert launched(acts) == [10]
+
+
+def test_a_restart_mid_reclaim_keeps_the_room_for_the_owner() -> None:
+    f = borrowed_floor()
+    f.handle(Submit(10, spec(1, "a")), 100)
+    assert f.job(4).state is JobState.PREEMPTED
+    g = factory([Project("a", quota=2), Project("b", quota=2)], gpus=4)
+    for job in f.jobs.values():  # the live shell's restart: records from the store
+        g.restore(job)
+    g.handle(Submit(11, spec(1, "b")), 101)
+    assert preempted(g.handle(Tick(), 101)) == []  # job 4 is already stopping: nothing more to take
+    assert launched(g.handle(Finished(4, -15), 102)) == [10]  # the freed GPU goes to its owner
+    assert g.job(11).state is JobState.QUEUED
+
+
+def test_department_changes_at_run_time() -> None:
+    f = factory([Project("a", department="d"), Project("b", department="d")], gpus=4)
+    f.handle(Submit(1, spec(2, "a")), 0)
+    f.set_department(Department("d", limit=3))
+    f.handle(Submit(2, spec(2, "b")), 1)
+    assert f.job(2).state is JobState.QUEUED and f.pending_reason(2) == "department d at its limit 2/3"
+    with pytest.raises(SpecError) as err:
+        f.set_department(Department("d", quota=4, limit=2))
+    assert err.value.field == "limit"
