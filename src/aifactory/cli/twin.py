@@ -106,6 +106,8 @@ def run(
     since: str | None = typer.Option(None, help="eventlog: jobs submitted from (ISO date or epoch s)"),
     until: str | None = typer.Option(None, help="eventlog: jobs submitted before (ISO date or epoch s)"),
     gpus_per_node: int = typer.Option(8, min=1, help="node size for a trace file"),
+    work_gpu: str = typer.Option("H100", help="GPU (plan catalogue) for rows that give work (FLOPs), not time"),
+    mfu: float | None = typer.Option(None, help="MFU for rows that give work (default: the GPU generation's)"),
 ) -> None:
     """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
     from aifactory.twin.scenarios import load_scenario
@@ -115,7 +117,12 @@ def run(
     if report is not None:
         _writable(report, "report")
     scenario = load_scenario(trace, limit, store, gpus_per_node, _window(since, until))
-    results = _run_with_progress(scenario, variants, quiet=as_json)
+    cost_model = None
+    if any(j.duration_s is None for j in scenario.jobs):
+        from aifactory.twin.costmodel import flops_cost_model
+
+        cost_model = flops_cost_model(work_gpu, mfu)
+    results = _run_with_progress(scenario, variants, cost_model, quiet=as_json)
     rows = comparison(results)
     if report is not None:
         from aifactory.twin.report import write_report
@@ -137,13 +144,13 @@ def run(
         typer.echo(f"report: {report}")
 
 
-def _run_with_progress(scenario: Any, variants: list[Any], quiet: bool) -> list[Any]:
+def _run_with_progress(scenario: Any, variants: list[Any], cost_model: Any, quiet: bool) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aifactory.twin.whatif import run_variants
 
     if quiet:
-        return run_variants(scenario, variants)
+        return run_variants(scenario, variants, cost_model)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
@@ -152,7 +159,7 @@ def _run_with_progress(scenario: Any, variants: list[Any], quiet: bool) -> list[
             task = bar.add_task(variant.name, total=len(scenario.jobs))
             return lambda done, total: bar.update(task, completed=done)
 
-        return run_variants(scenario, variants, progress=progress_for)
+        return run_variants(scenario, variants, cost_model, progress=progress_for)
 
 
 def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
