@@ -41,10 +41,15 @@ def test_resize_spreads_nodes_over_pools_by_size() -> None:
     assert len(resize(nodes, "20")) == 20
     added = [n for n in resize(nodes, "+10") if n.name.endswith("x0")]
     assert all(n.gpu_count == 8 and n.free == [1000] * 8 for n in added)
-    for bad in ("+x", "-10", "0", "1.5"):
+    assert by_pool(resize(nodes, "small:+3")) == {"big": 6, "mid": 3, "small": 4}
+    assert by_pool(resize(nodes, "mid:1")) == {"big": 6, "mid": 1, "small": 1}
+    assert by_pool(resize(nodes, "small:-1")) == {"big": 6, "mid": 3}
+    for bad in ("+x", "-10", "0", "1.5", "small:-2", "big:x"):
         with pytest.raises(SpecError) as err:
             resize(nodes, bad)
         assert err.value.field == "nodes"
+    with pytest.raises(UnknownName, match="did you mean 'small'"):
+        resize(nodes, "smal:+1")
 
 
 def test_project_overrides_from_toml(tmp_path: Path) -> None:

@@ -94,7 +94,9 @@ def run(
         help=f"policy to replay (repeat to compare; default: the floor's); NAME{SHARED} ignores node pools",
     ),
     placement: str = typer.Option("pack", help="placement policy"),
-    nodes: str | None = typer.Option(None, help="+N / -N nodes (spread over pools by size) or N nodes in all"),
+    nodes: str | None = typer.Option(
+        None, help="+N / -N nodes (spread over pools by size), N nodes in all, or POOL:+N for one pool"
+    ),
     projects: Path | None = typer.Option(
         None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
     ),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.core.cluster import Node
-from aifactory.core.errors import SpecError
+from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.factory import FactorySettings
 from aifactory.core.placement import get_placement
 from aifactory.core.policies import get_policy
@@ -33,7 +33,7 @@ class Variant:
     policy: str = field(default_factory=lambda: FactorySettings().policy)  # the live factory's default
     placement: str = "pack"
     use_pools: bool = True
-    nodes: str | None = None  # "+32" / "-8": nodes added or removed; "400": the node count
+    nodes: str | None = None  # "+32" / "-8": nodes added or removed; "400": the node count; "POOL:+8": one pool
     projects: tuple[ProjectOverride, ...] = ()  # field overrides (and additions), by project name
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
@@ -55,8 +55,8 @@ def check_variant(variant: Variant) -> None:
     """Raise UnknownName (with the known names) for an unknown policy or placement."""
     get_policy(variant.policy)
     get_placement(variant.placement)
-    if variant.nodes is not None and not _NODES.match(variant.nodes):
-        raise SpecError("nodes", f"{variant.nodes!r} is not +N, -N or N")
+    if variant.nodes is not None:
+        parse_nodes(variant.nodes)
 
 
 def _shares(pools: dict[str, list[Node]], total: int, change: int) -> dict[str, int]:
@@ -70,38 +70,46 @@ def _shares(pools: dict[str, list[Node]], total: int, change: int) -> dict[str, 
     return out
 
 
-def resize(nodes: list[Node], spec: str) -> list[Node]:
-    """Nodes after `spec` ("+N", "-N" or "N"), spread over the pools in proportion to their size.
-
-    New nodes copy the first node of their pool (GPU count, model, memory).
-    """
-    match = _NODES.match(spec)
+def parse_nodes(spec: str) -> tuple[str | None, str, int]:
+    """`[POOL:]+N`, `[POOL:]-N` or `[POOL:]N` -> (pool or None, sign, N)."""
+    pool, _, amount = spec.rpartition(":")
+    match = _NODES.match(amount)
     if match is None:
-        raise SpecError("nodes", f"{spec!r} is not +N, -N or N")
-    sign, count = match.group(1), int(match.group(2))
-    change = {"+": count, "-": -count, "": count - len(nodes)}[sign]
-    if len(nodes) + change < 1:
-        raise SpecError("nodes", f"{spec}: the cluster would have {len(nodes) + change} nodes")
+        raise SpecError("nodes", f"{spec!r} is not +N, -N or N (optionally POOL:+N)")
+    return pool or None, match.group(1), int(match.group(2))
+
+
+def resize(nodes: list[Node], spec: str) -> list[Node]:
+    """Nodes after `spec`: "+N", "-N" or "N" spread over the pools in proportion to their size,
+    or "POOL:+N" (-N, N) for one pool. New nodes copy the first node of their pool."""
+    pool, sign, count = parse_nodes(spec)
     pools: dict[str, list[Node]] = {}
     for node in nodes:
         pools.setdefault(node.pool, []).append(node)
+    if pool is not None and pool not in pools:
+        raise UnknownName("node pool", pool, pools)
+    base = len(pools[pool]) if pool is not None else len(nodes)
+    change = {"+": count, "-": -count, "": count - base}[sign]
+    if base + change < (0 if pool is not None else 1):
+        raise SpecError("nodes", f"{spec}: would leave {base + change} nodes")
+    deltas = {p: 0 for p in pools} | ({pool: change} if pool is not None else _shares(pools, len(nodes), change))
     out: list[Node] = []
-    for pool, delta in _shares(pools, len(nodes), change).items():
-        mine = pools[pool]
+    for name, delta in deltas.items():
+        mine = pools[name]
         keep = mine[: max(0, len(mine) + min(delta, 0))]
-        model = mine[0]
-        extra = [
-            Node(
-                name=f"{pool}-x{i}",
-                gpu_count=model.gpu_count,
-                gpu_model=model.gpu_model,
-                gpu_memory_mib=model.gpu_memory_mib,
-                pool=pool,
-            )
-            for i in range(max(delta, 0))
-        ]
-        out += keep + extra
+        out += keep + [_copy(mine[0], f"{name}-x{i}") for i in range(max(delta, 0))]
     return out
+
+
+def _copy(model: Node, name: str) -> Node:
+    """A new, empty node like `model` (GPU count, model, memory, pool)."""
+    return Node(
+        name=name,
+        gpu_count=model.gpu_count,
+        gpu_model=model.gpu_model,
+        gpu_memory_mib=model.gpu_memory_mib,
+        pool=model.pool,
+    )
 
 
 def read_projects(path: str | Path) -> tuple[ProjectOverride, ...]:
