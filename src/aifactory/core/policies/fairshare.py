@@ -97,15 +97,15 @@ class PoolPass:
         # Only projects that may start something (a shape that fits the free GPUs at the start of
         # the pass) or that are under their guarantee (they may reclaim) take part; the others
         # keep the reason they were given when last looked at.
-        fits = {fk for fk in self.f.pending.fits.get(self.key, {}) if self.possible(fk)}
+        full = self.exhausted()
+        fits = set() if full else {fk for fk in self.f.pending.fits.get(self.key, {}) if self.possible(fk)}
         projects = self.f.projects
         heap = [
             (self.rank(name), name)
             for name, pq in self.queues.items()
-            if not pq.fits.keys().isdisjoint(fits) or self.view.held(name) < projects[name].quota
+            if self.view.held(name) < projects[name].quota or not pq.fits.keys().isdisjoint(fits)
         ]
         heapq.heapify(heap)
-        full = self.exhausted()
         while heap:
             rank, name = heapq.heappop(heap)
             if rank[0] == 1 and full:
@@ -195,7 +195,7 @@ class PoolPass:
                     best = head
                     continue
                 self.plan.reasons.setdefault(head.id, reason)
-                if no_room and self.may_reclaim(head) and self.within_quota(head) and self.reclaim(head):
+                if no_room and self.may_reclaim(head, shape[1]) and self.within_quota(head) and self.reclaim(head):
                     promised = True
             if not promised:
                 return best
@@ -261,11 +261,10 @@ class PoolPass:
         if job.id not in self.reclaimed and self.within_quota(job):
             self.reclaim(job)
 
-    def may_reclaim(self, job: Job) -> bool:
+    def may_reclaim(self, job: Job, fk: FitKey) -> bool:
         """Cheap checks first: not tried for this job in this pass, nor in vain for its shape lately."""
         if job.id in self.reclaimed:
             return False
-        fk = fit_key(job.spec)
         return fk not in self.reclaim_failed and self.futile.get((self.key, fk), -math.inf) <= self.view.now
 
     def reclaim(self, job: Job) -> bool:
