@@ -253,12 +253,13 @@ class Factory:
         project = job.spec.project
         used = self.usage.get(project, 0.0)
         self.history.advance(project, used, now)
-        self.usage[project] = max(0.0, used + sign * placement.gpus)
+        delta = sign * placement.gpus
+        self.usage[project] = max(0.0, used + delta)
         dept = self.projects[project].department
         if dept is not None:
-            self.dept_usage[dept] = max(0.0, self.dept_usage.get(dept, 0.0) + sign * placement.gpus)
+            self.dept_usage[dept] = max(0.0, self.dept_usage.get(dept, 0.0) + delta)
         model = (project, self.cluster.nodes[placement.parts[0][0]].gpu_model)
-        self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + sign * placement.gpus)
+        self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + delta)
         held = self.running_by_project.setdefault(project, {})
         if sign > 0:
             held[job.id] = job
