@@ -443,7 +443,7 @@ class Factory:
         """
         if job.id in self.jobs:
             raise SpecError("id", f"job {job.id} exists already")
-        if job.spec.project not in self.projects:
+        if not job.state.terminal and job.spec.project not in self.projects:
             raise SpecError("project", str(UnknownName("project", job.spec.project, self.projects)))
         if job.state in (JobState.RUNNING, JobState.PREEMPTED) and job.placement is None:
             raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
