@@ -80,6 +80,11 @@ def job_env(job_id: int, spec: JobSpec, placement: Placement) -> dict[str, str]:
     return env
 
 
+def _spawn(status: Path, argv: list[str], env: dict[str, str], actions: list[tuple[object, ...]]) -> int:
+    status.unlink(missing_ok=True)  # a status left by an earlier attempt
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions)
+
+
 @dataclass(slots=True)
 class _Proc:
     job_id: int
@@ -101,6 +106,7 @@ class LocalExecutor:
         self._on_finished = on_finished
         self._procs: dict[int, _Proc] = {}
         self._launching: dict[int, float | None] = {}  # job id -> grace of a kill asked meanwhile
+        self._cwd = os.getcwd()  # where jobs without a workdir run: where the server was started
 
     def log_path(self, job_id: int) -> Path:
         return self.logs_dir / f"job-{job_id}.log"
@@ -124,7 +130,7 @@ class LocalExecutor:
             self._launching.pop(job_id, None)
             self._report(job_id, wrap.NOT_FOUND, "empty command")
             return None
-        argv = [sys.executable, "-I", "-S", WRAP, str(status), spec.workdir or os.getcwd(), *spec.command]
+        argv = [sys.executable, "-I", "-S", WRAP, str(status), spec.workdir or self._cwd, *spec.command]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
@@ -132,10 +138,9 @@ class LocalExecutor:
         ]
         env = job_env(job_id, spec, placement)
         try:
-            status.unlink(missing_ok=True)  # a status left by an earlier attempt
             # In a thread: the spawn returns only once the child has exec'd, which on a
             # busy machine takes milliseconds the event loop should spend on requests.
-            pid = await asyncio.to_thread(os.posix_spawn, argv[0], argv, env, file_actions=actions)
+            pid = await asyncio.to_thread(_spawn, status, argv, env, actions)
         except OSError as exc:
             self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
             return None
