@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +50,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         conn.close()
+
+
+@pytest.fixture
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """After the test, SIGKILL every process it left running (a failing test must not leak jobs).
+
+    Found by `tmp_path` in the command line: job wrappers (leaders of their process
+    group, so the group goes too) and server processes the test started.
+    """
+    yield
+    marker = os.fsencode(str(tmp_path))
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        try:
+            found = marker in (entry / "cmdline").read_bytes() and pid != os.getpid()
+        except OSError:
+            continue
+        if found:
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)

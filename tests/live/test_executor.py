@@ -17,6 +17,8 @@ from aifactory.core import Finished, JobSpec, Placement, UnknownName
 from aifactory.live.executors import get_executor
 from aifactory.live.executors.local import LOST, LocalExecutor
 
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 T = TypeVar("T")
 PY = sys.executable
 ONE = Placement((("node0", (0,)),))

@@ -19,6 +19,8 @@ from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
 
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
 T = TypeVar("T")
 PY = sys.executable
 

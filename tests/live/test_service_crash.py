@@ -21,11 +21,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from aifactory.core import JobState
 from aifactory.live.executors.local import LOST
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 SERVER = textwrap.dedent(
     """

@@ -6,10 +6,14 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from aifactory.core import JobSpec, JobState, Project
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
 class Clock:
