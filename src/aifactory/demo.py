@@ -1,6 +1,11 @@
-"""`make demo`: an embedded factory with 4 virtual GPUs drains a queue of real jobs.
+"""`make demo`: the main job.
 
-Two projects (`default` and `vision`) submit a dozen short `python -c` sleeps
+By default it runs the production line's whole flywheel on an embedded factory
+(`aifactory.line.demo`: data -> train -> gate -> serve -> feedback -> retrain ->
+promote). `--floor` runs the floor's own act instead: an embedded factory with 4
+virtual GPUs drains a queue of real jobs.
+
+In the floor act, two projects (`default` and `vision`) submit a dozen short `python -c` sleeps
 asking for 1, 2 or 4 GPUs; a live table shows the queue draining and a summary
 gives each job's wait and runtime. `run_floor_demo` is the first act other demos
 can call; `main()` runs it in a temporary home.
@@ -136,15 +141,25 @@ def run_floor_demo(console: Console, home: Path, speed: float = 1.0) -> FloorSum
     return summary
 
 
-def main() -> None:
+def floor_main() -> int:
     console = Console()
     console.print("[bold]aifactory demo: the floor[/] - an embedded factory with 4 virtual GPUs, two projects")
     with tempfile.TemporaryDirectory(prefix="aifactory-demo-") as tmp:
         summary = run_floor_demo(console, Path(tmp) / "home")
     if not summary.all_succeeded:
         console.print("[red]some demo jobs did not succeed[/]")
-        sys.exit(1)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--floor"]:
+        return floor_main()
+    from aifactory.line.demo import main as flywheel_main
+
+    return flywheel_main(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,6 +45,9 @@ class PipelineProgress:
     def __exit__(self, *exc: object) -> None:
         self._live.update(self.render())
         self._live.__exit__(None, None, None)
+        if not self.console.is_terminal:
+            # Off a terminal, rich prints the final frame without ending its last line.
+            self.console.line()
 
     def __call__(self, event: StepEvent) -> None:
         row = self.rows.setdefault(event.step, {"state": "waiting", "job": "", "detail": ""})
