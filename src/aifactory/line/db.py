@@ -14,6 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from aifactory.dbutil import create_engine
+
 VERSION_TABLE = "line_alembic_version"
 HEAD = "l0001"  # the latest revision in migrations/versions (a test checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -116,30 +118,10 @@ def open_engine(home: Path, url: str | None = None) -> Engine:
         if engine is None:
             if url.startswith("sqlite"):
                 Path(home).mkdir(parents=True, exist_ok=True)
-            engine = _make_engine(url)
+            engine = create_engine(url, BUSY_TIMEOUT_MS, begin_immediate=True)
             _migrate(engine)
             _engines[url] = engine
         return engine
-
-
-def _make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def write_lock(conn: sa.Connection, key: str) -> None:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from aifactory.core.errors import AifactoryError, NotFound, SpecError
+from aifactory.dbutil import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LIVE, SHADOW = "live", "shadow"
@@ -122,7 +123,8 @@ class FeedbackLog:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.url = url or default_url(self.home)
-        self.engine = _engine(self.url)
+        # Readers (the flywheel) never block the server's writes: WAL.
+        self.engine = create_engine(self.url, 30_000, any_thread=True)
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._insert = (
             f"INSERT INTO serve_predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
@@ -271,22 +273,6 @@ class FeedbackLog:
         with self.engine.connect() as conn:
             q = sa.select(sa.func.count()).select_from(predictions).where(predictions.c.role == role)
             return int(conn.execute(q).scalar_one())
-
-
-def _engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")  # readers (the flywheel) never block the server's writes
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    return engine
 
 
 class LogWriter:

@@ -31,6 +31,7 @@ import numpy as np
 import uvicorn
 
 from aifactory.core.errors import AifactoryError, SpecError, UnknownName
+from aifactory.netutil import bind_tcp
 from aifactory.serve.app import create_app
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog, LogWriter
@@ -165,21 +166,8 @@ class Serving:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket; port 0 picks a free one (read it back with getsockname)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio turns Nagle off only on sockets that say they are TCP; with
-    # Nagle on, a response's header and body writes wait for a delayed ACK (~40 ms each request)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SpecError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    """A listening socket the uvicorn workers inherit; port 0 picks a free one."""
+    return bind_tcp(host, port, backlog=2048, inheritable=True)
 
 
 def make_auth(config: ServeConfig) -> TokenCheck | None:
