@@ -91,7 +91,8 @@ def test_queue_drains_in_order_and_views_show_who_holds_what(live_home: Path) ->
     hold = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
 
     async def main() -> None:
-        async with await FactoryService.open(settings(live_home, gpus=2)) as svc:
+        # fifo: the head blocks the rest (fairshare, the default, would let d start before c)
+        async with await FactoryService.open(settings(live_home, gpus=2, policy="fifo")) as svc:
             a = await svc.submit(py(hold))
             b = await svc.submit(py(hold, gpus=0.5))
             c = await svc.submit(py(hold, gpus=2))

@@ -88,12 +88,15 @@ def test_settings_defaults_follow_aifactory_home(monkeypatch: pytest.MonkeyPatch
     assert s.database_url == f"sqlite:///{tmp_path / 'h' / 'factory.db'}"
     assert (s.logs_dir, s.token_path, s.server_file) == (s.home / "logs", s.home / "token", s.home / "server.json")
     assert (s.policy, s.placement, s.nodes, s.host, s.port, s.kill_grace_s) == (
-        "fifo",
+        "fairshare",
         "pack",
         1,
         "127.0.0.1",
         8470,
         10,
     )
+    core = s.core()  # the live defaults are the core's defaults
+    assert (core.policy, core.min_runtime_s, core.preempt_grace_s) == ("fairshare", 60.0, 30.0)
+    assert (s.min_runtime_s, s.preempt_grace_s) == (core.min_runtime_s, core.preempt_grace_s)
     monkeypatch.delenv("AIFACTORY_HOME")
     assert LiveSettings().home == Path.home() / ".aifactory"

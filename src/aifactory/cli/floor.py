@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 ACTIVE_STATES = ["queued", "running", "preempted"]
 token_app = typer.Typer(no_args_is_help=True, help="Per-user API tokens (admin only).")
 project_app = typer.Typer(no_args_is_help=True, help="Add or change projects (admin only).")
+department_app = typer.Typer(no_args_is_help=True, help="Add or change departments (admin only).")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
     app.command()(projects)
     app.add_typer(token_app, name="token")
     app.add_typer(project_app, name="project")
+    app.add_typer(department_app, name="department")
 
 
 def _client() -> Client:
@@ -61,19 +63,31 @@ def up(
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
     port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    policy: str | None = typer.Option(None, help="Scheduling policy by name [default: the settings' (fifo)]."),
-    placement: str | None = typer.Option(None, help="Placement policy by name [default: the settings' (pack)]."),
+    policy: str | None = typer.Option(None, help="Scheduling policy by name [default: fairshare]."),
+    placement: str | None = typer.Option(None, help="Placement policy by name [default: pack]."),
     db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
+    projects: Path | None = typer.Option(None, help="Projects and departments file (TOML or YAML), applied at start."),
+    min_runtime: float | None = typer.Option(None, help="Seconds a job is safe from preemption [default: 60]."),
+    preempt_grace: float | None = typer.Option(None, help="Seconds a reclaim victim gets after SIGTERM [default: 30]."),
 ) -> None:
     """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
     from aifactory.live.api.server import run
     from aifactory.live.settings import LiveSettings
+    from aifactory.projects_file import load_projects
 
     if gpus is not None and gpus < 1:
         raise SpecError("gpus", f"must be at least 1, got {gpus}")
     if nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {nodes}")
-    chosen = {"policy": policy, "placement": placement}
+    if projects is not None:
+        load_projects(projects)  # a bad file is refused before anything starts
+    chosen = {
+        "policy": policy,
+        "placement": placement,
+        "projects_file": projects,
+        "min_runtime_s": min_runtime,
+        "preempt_grace_s": preempt_grace,
+    }
     given = {k: v for k, v in chosen.items() if v is not None}
     run(LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **given))
 
@@ -128,7 +142,10 @@ def submit(
         None, "--multi-node", help="May span nodes (a gang) if one node is too small."
     ),
     time_limit: str | None = typer.Option(None, help="Kill the job after this long, e.g. 30m, 1h30m."),
-    priority: int | None = typer.Option(None, help="Higher runs first under the priority policy."),
+    priority: int | None = typer.Option(None, help="Higher runs first within its project."),
+    priority_class: str | None = typer.Option(
+        None, "--class", help="train (default; may borrow, preemptible), interactive or inference (within quota)."
+    ),
     name: str | None = typer.Option(None, help="A name to recognise the job by."),
     env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
     workdir: str | None = typer.Option(None, help="Working directory of the job [default: the current one]."),
@@ -146,6 +163,7 @@ def submit(
         "multi_node": multi_node,
         "time_limit": time_limit,
         "priority": priority,
+        "priority_class": priority_class,
         "name": name,
     }
     body |= {k: v for k, v in options.items() if v is not None}
@@ -192,10 +210,21 @@ STATE_STYLE = {"queued": "yellow", "running": "cyan", "preempted": "magenta", "s
 STATE_STYLE |= {"failed": "red", "cancelled": "dim"}
 
 
+def _estimate(job: JobOut) -> str:
+    """`~in 4m10s` for a queued job whose start the time limits bound; "" where unknown."""
+    import time
+
+    if job.estimated_start is None:
+        return ""
+    wait = job.estimated_start - time.time()
+    return "~now" if wait < 1 else f"~in {duration(wait)}"
+
+
 def _note(job: JobOut) -> str:
-    """What a reader wants to know next to the state: why it waits, or how it ended."""
+    """What a reader wants to know next to the state: why it waits (and when it may start), or how it ended."""
     if job.state == "queued":
-        return job.pending_reason
+        when = _estimate(job)
+        return f"{job.pending_reason} (start {when})" if when else job.pending_reason
     if job.state in ("failed", "cancelled"):
         return job.reason
     return ""
@@ -258,6 +287,8 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     ]
     if j.state == "queued":
         lines.append(("pending", j.pending_reason))
+        if j.estimated_start is not None:
+            lines.append(("estimated start", f"{_clock(j.estimated_start)} ({_estimate(j)}, if jobs ahead allow)"))
     pad = max(len(key) for key, _ in lines)
     for key, value in lines:
         console.print(f"  {key:<{pad}}  {value}")
@@ -318,19 +349,33 @@ def nodes() -> None:
 
 
 def projects() -> None:
-    """Projects: quota, weight, limit, pool, and the GPUs and jobs each has now."""
+    """Projects: quota, weight, limit, department, GPUs in use, borrowed and lent, jobs; then departments."""
     from rich.table import Table
 
     with _client() as client:
         rows = client.projects()
+        depts = client.departments()
     table = Table(box=None, header_style="bold")
-    for col in ("PROJECT", "QUOTA", "WEIGHT", "LIMIT", "POOL", "IN USE", "RUNNING", "QUEUED"):
-        table.add_column(col, justify="left" if col in ("PROJECT", "POOL") else "right")
+    cols = ("PROJECT", "DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "LENT", "RUNNING", "PENDING")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("PROJECT", "DEPARTMENT") else "right")
     for p in rows:
         limit = "-" if p.limit is None else _gpus(p.limit)
-        cells = (_gpus(p.quota), _gpus(p.weight), limit, p.pool or "-", _gpus(p.in_use), str(p.running), str(p.queued))
-        table.add_row(p.name, *cells)
-    _console().print(table)
+        pending = f"{p.queued} ({_gpus(p.pending_gpus)} GPUs)" if p.queued else "0"
+        numbers = (_gpus(p.quota), _gpus(p.weight), limit, _gpus(p.in_use), _gpus(p.borrowed), _gpus(p.lent))
+        table.add_row(p.name, p.department or "-", *numbers, str(p.running), pending)
+    console = _console()
+    console.print(table)
+    if depts:
+        dtable = Table(box=None, header_style="bold")
+        for col in ("DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "PROJECTS"):
+            dtable.add_column(col, justify="left" if col in ("DEPARTMENT", "PROJECTS") else "right")
+        for d in depts:
+            limit = "-" if d.limit is None else _gpus(d.limit)
+            numbers = (_gpus(d.quota), _gpus(d.weight), limit, _gpus(d.in_use), _gpus(d.borrowed))
+            dtable.add_row(d.name, *numbers, ", ".join(d.projects) or "-")
+        console.print()
+        console.print(dtable)
 
 
 @token_app.command("create")
@@ -359,3 +404,16 @@ def project_set(
     with _client() as client:
         p = client.set_project(name, **fields)
     typer.echo(f"project {p.name}: quota {_gpus(p.quota)}, weight {_gpus(p.weight)}")
+
+
+@department_app.command("set")
+def department_set(
+    name: str = typer.Argument(..., help="Department name."),
+    quota: float = typer.Option(0.0, help="Guaranteed GPUs for all its projects together."),
+    weight: float = typer.Option(1.0, help="Share of idle GPUs lent to it over its quota."),
+    limit: float | None = typer.Option(None, help="Most GPUs its projects may hold at once."),
+) -> None:
+    """Add department NAME, or change it (every field is set as given); projects join with --department."""
+    with _client() as client:
+        d = client.set_department(name, quota=quota, weight=weight, limit=limit)
+    typer.echo(f"department {d.name}: quota {_gpus(d.quota)}, weight {_gpus(d.weight)}")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from aifactory.core.errors import AifactoryError
-from aifactory.live.wire import JobOut, NodeOut, ProjectOut, TokenOut
+from aifactory.live.wire import DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
 
 
 class ServerUnreachable(AifactoryError):
@@ -145,8 +145,15 @@ class Client:
         return [ProjectOut.model_validate(p) for p in self._request("GET", "/api/projects").json()]
 
     def set_project(self, name: str, **fields: Any) -> ProjectOut:
-        """Add or change a project (admin): quota, weight, limit, pool, department."""
+        """Add or change a project (admin): quota, weight, limit, pool, department, quota_by_model."""
         return ProjectOut.model_validate(self._request("PUT", f"/api/projects/{name}", json=fields).json())
+
+    def departments(self) -> list[DepartmentOut]:
+        return [DepartmentOut.model_validate(d) for d in self._request("GET", "/api/departments").json()]
+
+    def set_department(self, name: str, **fields: Any) -> DepartmentOut:
+        """Add or change a department (admin): quota, weight, limit."""
+        return DepartmentOut.model_validate(self._request("PUT", f"/api/departments/{name}", json=fields).json())
 
     def create_token(self, user: str, projects: list[str], admin: bool = False) -> TokenOut:
         body = {"user": user, "projects": projects, "admin": admin}

@@ -25,15 +25,17 @@ from pathlib import Path
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
-from aifactory.core.events import Cancel, Event, Submit, Tick
-from aifactory.core.factory import Factory, FactorySettings
+from aifactory.core.events import Cancel, Checkpoint, Event, Submit, Tick
+from aifactory.core.factory import Factory
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
+from aifactory.live.checkpoints import CheckpointWatch
 from aifactory.live.executors import Executor, ProcessInfo, get_executor
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, Store
+from aifactory.projects_file import load_projects
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,41 @@ class NodeView:
 
 @dataclass(frozen=True, slots=True)
 class ProjectView:
+    """A project's settings and its account now (GPUs; a fraction counts as its fraction)."""
+
     name: str
     quota: float
     weight: float
     limit: float | None
     pool: str | None
     department: str | None
-    in_use: float  # GPUs held now, a fraction as its fraction
+    in_use: float  # GPUs held now
     running: int  # running or preempted (still holding GPUs)
     queued: int
+    borrowed: float = 0.0  # held over quota
+    lent: float = 0.0  # its idle guarantee that other projects are using
+    pending_gpus: float = 0.0  # GPUs its queued jobs ask for
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentView:
+    name: str
+    quota: float
+    weight: float
+    limit: float | None
+    projects: tuple[str, ...]
+    in_use: float  # GPUs its projects hold now
+    borrowed: float  # held over its quota
+
+
+def read_projects_file(path: Path, cluster: Cluster) -> tuple[list[Project], list[Department]]:
+    """A projects file, validated whole (SpecError names the field); pools must exist on `cluster`."""
+    projects, departments = load_projects(path)
+    pools = sorted({n.pool for n in cluster})
+    for i, project in enumerate(projects):
+        if project.pool is not None and project.pool not in pools:
+            raise SpecError(f"projects[{i}].pool", f"no node pool {project.pool!r} (have: {', '.join(pools)})")
+    return projects, departments
 
 
 def build_cluster(settings: LiveSettings) -> Cluster:
@@ -93,6 +121,8 @@ class FactoryService:
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()  # launches under way (spawning off the loop)
+        self._checkpoints = CheckpointWatch(settings.logs_dir)
+        self._watcher: asyncio.Task[None] | None = None
         self.executor: Executor | None = None
 
     # -- open and close ----------------------------------------------------------------
@@ -100,19 +130,20 @@ class FactoryService:
     @classmethod
     async def open(cls, settings: LiveSettings, executor: str = "local", clock: Clock = time.time) -> FactoryService:
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cluster = build_cluster(settings)
+        # Read whole before the store is touched: a bad file changes nothing.
+        config = read_projects_file(settings.projects_file, cluster) if settings.projects_file else None
         settings.logs_dir.mkdir(exist_ok=True)
         store = Store(settings.database_url).open()
         try:
-            cluster = build_cluster(settings)
             store.save_nodes(cluster)
+            if config is not None:
+                store.save_config(*config)
             projects = store.load_projects()
             if not projects:  # first start: one project owning every GPU
                 projects = [Project("default", quota=float(cluster.total_gpus()))]
                 store.save_projects(projects)
-            core = FactorySettings(
-                policy=settings.policy, placement=settings.placement, kill_grace_s=settings.kill_grace_s
-            )
-            factory = Factory(cluster, projects, core, departments=store.load_departments())
+            factory = Factory(cluster, projects, settings.core(), departments=store.load_departments())
             service = cls(settings, store, factory, clock)
             await service._start(executor)
         except BaseException:
@@ -125,6 +156,7 @@ class FactoryService:
         self._restore()
         await self._handle([Tick()])  # a first pass: restored queued jobs may start now
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_checkpoints(), name="aifactory-checkpoints")
 
     def _restore(self) -> None:
         """Give the core back its active jobs; re-attach the processes of running ones."""
@@ -154,10 +186,11 @@ class FactoryService:
 
     async def close(self) -> None:
         """Stop the loop and the store; running jobs keep running (re-attached on the next open)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._watcher = None
         async with self._lock:
             await asyncio.gather(*self._launches, return_exceptions=True)
             if self.executor is not None:
@@ -204,6 +237,14 @@ class FactoryService:
         except TimeoutError:
             return Tick()
 
+    async def _watch_checkpoints(self) -> None:
+        """Every `checkpoint_poll_s`, a Checkpoint event for each running job that touched its file."""
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_poll_s)
+            running = [j.id for j in self.factory.running.values() if j.state is JobState.RUNNING]
+            for job_id in self._checkpoints.poll(running):
+                self._inbox.put_nowait(Checkpoint(job_id))
+
     async def _handle(self, events: Iterable[Event]) -> None:
         async with self._lock:
             actions: list[Action] = []
@@ -223,6 +264,7 @@ class FactoryService:
         self.store.apply(changes, jobs)
         for action in actions:
             if isinstance(action, Launch):
+                self._checkpoints.baseline(action.job_id)
                 started = self.executor.launch(action.job_id, action.spec, action.placement)
                 task = asyncio.ensure_future(self._record_process(action.job_id, started))
                 self._launches.add(task)
@@ -278,19 +320,22 @@ class FactoryService:
 
     async def set_project(self, project: Project) -> ProjectView:
         """Add or change a project (SpecError names a bad field; nothing is saved then)."""
+        pools = sorted({n.pool for n in self.factory.cluster})
+        if project.pool is not None and project.pool not in pools:
+            raise SpecError("pool", f"no node pool {project.pool!r} (have: {', '.join(pools)})")
         async with self._lock:
             self.factory.set_project(project)  # validates first, changes nothing on error
             self.store.save_projects([project])
             self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
         return next(v for v in self.projects() if v.name == project.name)
 
-    async def set_department(self, department: Department) -> Department:
+    async def set_department(self, department: Department) -> DepartmentView:
         """Add or change a department (its projects name it in `Project.department`)."""
         async with self._lock:
             self.factory.set_department(department)
             self.store.save_departments([department])
             self._commit(self.factory.handle(Tick(), self._clock()))
-        return department
+        return next(v for v in self.departments() if v.name == department.name)
 
     async def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
         """The job's row once it is in a terminal state (TimeoutError after `timeout` seconds)."""
@@ -338,6 +383,13 @@ class FactoryService:
         self.store.get_job(job_id)
         return ""
 
+    def estimate_start(self, job_id: int) -> float | None:
+        """When a queued job could start if running jobs end at their time limits (None: unknown)."""
+        job = self.factory.jobs.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return None
+        return self.factory.estimate_start(job_id, self._clock())
+
     def nodes(self) -> list[NodeView]:
         return [
             NodeView(
@@ -353,27 +405,40 @@ class FactoryService:
         ]
 
     def projects(self) -> list[ProjectView]:
-        held: dict[str, float] = {}
+        """Every project's settings and account (`Factory.accounts`), by name."""
         running: dict[str, int] = {}
-        queued: dict[str, int] = {}
-        for job in self.factory.jobs.values():
-            name = job.spec.project
-            if job.state is JobState.QUEUED:
-                queued[name] = queued.get(name, 0) + 1
-            elif job.state in (JobState.RUNNING, JobState.PREEMPTED):
-                running[name] = running.get(name, 0) + 1
-                held[name] = held.get(name, 0.0) + (job.placement.gpus if job.placement else 0.0)
-        return [
-            ProjectView(
-                name=p.name,
-                quota=p.quota,
-                weight=p.weight,
-                limit=p.limit,
-                pool=p.pool,
-                department=p.department,
-                in_use=held.get(p.name, 0.0),
-                running=running.get(p.name, 0),
-                queued=queued.get(p.name, 0),
+        for job in self.factory.running.values():
+            running[job.spec.project] = running.get(job.spec.project, 0) + 1
+        views = []
+        for a in self.factory.accounts(self._clock()):
+            p = self.factory.projects[a.project]
+            views.append(
+                ProjectView(
+                    name=a.project,
+                    quota=a.quota,
+                    weight=a.weight,
+                    limit=a.limit,
+                    pool=p.pool,
+                    department=a.department,
+                    in_use=a.in_use,
+                    running=running.get(a.project, 0),
+                    queued=a.pending_jobs,
+                    borrowed=a.borrowed,
+                    lent=a.lent,
+                    pending_gpus=a.pending_gpus,
+                )
             )
-            for p in sorted(self.factory.projects.values(), key=lambda p: p.name)
-        ]
+        return views
+
+    def departments(self) -> list[DepartmentView]:
+        """Every department with its projects and the GPUs they hold, by name."""
+        members: dict[str, list[str]] = {}
+        for p in self.factory.projects.values():
+            if p.department is not None:
+                members.setdefault(p.department, []).append(p.name)
+        views = []
+        for d in sorted(self.factory.departments.values(), key=lambda d: d.name):
+            used = self.factory.dept_usage.get(d.name, 0.0)
+            names = tuple(sorted(members.get(d.name, [])))
+            views.append(DepartmentView(d.name, d.quota, d.weight, d.limit, names, used, max(0.0, used - d.quota)))
+        return views

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aifactory.core.errors import SpecError
+from aifactory.core.factory import FactorySettings
+
 
 def default_home() -> Path:
     """`$AIFACTORY_HOME`, or `~/.aifactory` where it is unset."""
@@ -19,11 +22,22 @@ class LiveSettings:
     db_url: str | None = None  # None: SQLite at home/factory.db; PostgreSQL as postgresql+psycopg://...
     gpus: int | None = None  # None: discover with NVML; N: N virtual GPUs per node
     nodes: int = 1
-    policy: str = "fifo"
+    policy: str = "fairshare"  # the core's default: quotas, fair share, reclaim
     placement: str = "pack"
     kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
+    preempt_grace_s: float = 30.0  # SIGTERM -> SIGKILL for a reclaim victim: its time to checkpoint
+    min_runtime_s: float = 60.0  # a job younger than this is never a preemption victim
+    projects_file: Path | None = None  # TOML/YAML projects and departments, applied to the store at open
+    checkpoint_poll_s: float = 1.0  # how often running jobs' checkpoint files are stat'ed
     host: str = "127.0.0.1"
     port: int = 8470
+
+    def __post_init__(self) -> None:
+        for name in ("kill_grace_s", "preempt_grace_s", "min_runtime_s"):
+            if not getattr(self, name) >= 0:
+                raise SpecError(name.removesuffix("_s"), f"must be 0 or more seconds, got {getattr(self, name)}")
+        if not self.checkpoint_poll_s > 0:
+            raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
 
     @property
     def logs_dir(self) -> Path:
@@ -36,6 +50,16 @@ class LiveSettings:
     @property
     def server_file(self) -> Path:
         return self.home / "server.json"
+
+    def core(self) -> FactorySettings:
+        """The core's settings these live settings choose."""
+        return FactorySettings(
+            policy=self.policy,
+            placement=self.placement,
+            kill_grace_s=self.kill_grace_s,
+            preempt_grace_s=self.preempt_grace_s,
+            min_runtime_s=self.min_runtime_s,
+        )
 
     @property
     def database_url(self) -> str:

@@ -75,6 +75,8 @@ class JobSubmit(_Strict):
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     multi_node: StrictBool = False
     priority: StrictInt = Field(0, ge=-1_000_000, le=1_000_000)
+    # train (may borrow idle GPUs, preemptible), interactive or inference (within quota, never preempted)
+    priority_class: str = Field("train", min_length=1, max_length=64)
     time_limit: str | float | None = None  # "1h30m" or seconds
     name: str | None = Field(None, min_length=1, max_length=256)
     workdir: str | None = Field(None, min_length=1, max_length=4096)
@@ -132,6 +134,7 @@ class JobSubmit(_Strict):
             gpu_model=self.gpu_model,
             multi_node=self.multi_node,
             priority=self.priority,
+            priority_class=self.priority_class,
             time_limit_s=parse_duration_s(self.time_limit) if self.time_limit is not None else None,
             name=self.name,
             workdir=self.workdir,
@@ -168,6 +171,7 @@ class JobOut(BaseModel):
     placement: str | None  # `node0:0,1`, `node0:2@0.50` for a fraction
     attempts: int
     pending_reason: str
+    estimated_start: float | None = None  # unix seconds, queued jobs only: a lower bound from time limits
     spec: dict[str, Any]
     history: list[EventOut] | None = None  # only on GET /api/jobs/{id}
 
@@ -205,6 +209,19 @@ class ProjectOut(BaseModel):
     in_use: float  # GPUs held now
     running: int
     queued: int
+    borrowed: float = 0.0  # GPUs held over quota
+    lent: float = 0.0  # idle guarantee other projects are using
+    pending_gpus: float = 0.0  # GPUs the queued jobs ask for
+
+
+class DepartmentOut(BaseModel):
+    name: str
+    quota: float
+    weight: float
+    limit: float | None
+    projects: list[str]
+    in_use: float  # GPUs its projects hold now
+    borrowed: float  # held over its quota
 
 
 class ProjectSet(_Strict):
@@ -215,6 +232,15 @@ class ProjectSet(_Strict):
     limit: float | None = Field(None, gt=0, allow_inf_nan=False)
     pool: str | None = Field(None, min_length=1, max_length=128)
     department: str | None = Field(None, min_length=1, max_length=128)
+    quota_by_model: dict[str, float] = Field(default_factory=dict, max_length=64)  # GPU model -> guaranteed GPUs
+
+
+class DepartmentSet(_Strict):
+    """The body of PUT /api/departments/{name}: add a department or change one (GPUs)."""
+
+    quota: float = Field(0.0, ge=0, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class TokenCreate(_Strict):

@@ -18,7 +18,11 @@ def spec_dict(spec: JobSpec) -> dict[str, Any]:
 
 
 def job_out(
-    row: JobRow, history: list[EventRow] | None = None, pending: str | None = None, now: float | None = None
+    row: JobRow,
+    history: list[EventRow] | None = None,
+    pending: str | None = None,
+    now: float | None = None,
+    estimated_start: float | None = None,
 ) -> JobOut:
     now = time.time() if now is None else now
     spec = row.spec
@@ -45,6 +49,7 @@ def job_out(
         placement=row.placement.describe() if row.placement is not None else None,
         attempts=row.attempts,
         pending_reason=pending if pending is not None else (row.pending_reason or ""),
+        estimated_start=estimated_start,
         spec=spec_dict(spec),
         history=None if history is None else [event_out(e) for e in history],
     )

@@ -142,9 +142,13 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8470, help="0: any free port")
-    p.add_argument("--policy", help="scheduling policy (default: the settings', fifo)")
+    p.add_argument("--policy", help="scheduling policy (default: the settings', fairshare)")
     p.add_argument("--placement", help="placement policy (default: the settings', pack)")
     p.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default: SQLite under home)")
+    p.add_argument("--projects", dest="projects_file", type=Path, help="projects and departments file (TOML/YAML)")
+    p.add_argument("--min-runtime", dest="min_runtime_s", type=float, help="seconds a job is safe from preemption")
+    p.add_argument("--preempt-grace", dest="preempt_grace_s", type=float, help="seconds from SIGTERM to SIGKILL")
+    p.add_argument("--checkpoint-poll", dest="checkpoint_poll_s", type=float, help="seconds between checkpoint stats")
     # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
     fields = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return LiveSettings(**fields)

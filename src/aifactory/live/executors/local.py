@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from aifactory.core.events import Finished
 from aifactory.core.job import MILLI, JobSpec, Placement
+from aifactory.live.checkpoints import checkpoint_path
 from aifactory.live.executors import OnFinished, ProcessInfo, wrap
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
 LOST = "process lost while the server was down"
 POLL_S = 0.05  # exit polling period where pidfds are unavailable
+CHECKPOINT_ENV = "AIFACTORY_CHECKPOINT_FILE"
 
 
 def status_path(log_path: Path) -> Path:
@@ -71,8 +73,10 @@ def is_wrapper_alive(pid: int, status: Path) -> bool:
     return state != "Z" and os.fsencode(status) in args
 
 
-def job_env(job_id: int, spec: JobSpec, placement: Placement) -> dict[str, str]:
+def job_env(job_id: int, spec: JobSpec, placement: Placement, checkpoint: Path | None = None) -> dict[str, str]:
     env = {**os.environ, **spec.env}
+    if checkpoint is not None:  # the job reports a checkpoint by touching it (aifactory.checkpoint)
+        env[CHECKPOINT_ENV] = str(checkpoint)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for _, idx in placement.parts for g in idx)
     env["AIFACTORY_JOB_ID"] = str(job_id)
     env["AIFACTORY_GPU_FRACTION"] = f"{placement.milli / MILLI:g}"  # "1" for whole GPUs, "0.5" for half
@@ -136,7 +140,7 @@ class LocalExecutor:
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ]
-        env = job_env(job_id, spec, placement)
+        env = job_env(job_id, spec, placement, checkpoint_path(self.logs_dir, job_id))
         try:
             # In a thread: the spawn returns only once the child has exec'd, which on a
             # busy machine takes milliseconds the event loop should spend on requests.

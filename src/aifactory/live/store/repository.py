@@ -44,6 +44,32 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _project_rows(projects: Iterable[Project]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "quota": p.quota,
+            "weight": p.weight,
+            "limit": p.limit,
+            "pool": p.pool,
+            "department": p.department,
+            "quota_by_model": dict(p.quota_by_model),
+        }
+        for p in projects
+    ]
+
+
+def _department_rows(departments: Iterable[Department]) -> list[dict[str, Any]]:
+    return [{"name": d.name, "quota": d.quota, "weight": d.weight, "limit": d.limit} for d in departments]
+
+
+def _put(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace `rows` by name (other rows are kept)."""
+    if rows:
+        conn.execute(table.delete().where(table.c.name.in_([r["name"] for r in rows])))
+        conn.execute(table.insert(), rows)
+
+
 class Store:
     """Jobs, the append-only event log, projects, nodes, tokens and meta, by URL."""
 
@@ -225,22 +251,14 @@ class Store:
 
     def save_projects(self, projects: Iterable[Project]) -> None:
         """Insert or replace the given projects (others are kept)."""
-        rows = [
-            {
-                "name": p.name,
-                "quota": p.quota,
-                "weight": p.weight,
-                "limit": p.limit,
-                "pool": p.pool,
-                "department": p.department,
-                "quota_by_model": dict(p.quota_by_model),
-            }
-            for p in projects
-        ]
         with self.engine.begin() as conn:
-            if rows:
-                conn.execute(m.projects.delete().where(m.projects.c.name.in_([r["name"] for r in rows])))
-                conn.execute(m.projects.insert(), rows)
+            _put(conn, m.projects, _project_rows(projects))
+
+    def save_config(self, projects: Iterable[Project], departments: Iterable[Department]) -> None:
+        """Insert or replace projects and departments (a projects file) in one transaction."""
+        with self.engine.begin() as conn:
+            _put(conn, m.departments, _department_rows(departments))
+            _put(conn, m.projects, _project_rows(projects))
 
     def load_projects(self) -> list[Project]:
         with self.engine.connect() as conn:
@@ -259,11 +277,8 @@ class Store:
 
     def save_departments(self, departments: Iterable[Department]) -> None:
         """Insert or replace the given departments (others are kept)."""
-        rows = [{"name": d.name, "quota": d.quota, "weight": d.weight, "limit": d.limit} for d in departments]
         with self.engine.begin() as conn:
-            if rows:
-                conn.execute(m.departments.delete().where(m.departments.c.name.in_([r["name"] for r in rows])))
-                conn.execute(m.departments.insert(), rows)
+            _put(conn, m.departments, _department_rows(departments))
 
     def load_departments(self) -> list[Department]:
         with self.engine.connect() as conn:

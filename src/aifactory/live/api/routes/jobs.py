@@ -19,9 +19,14 @@ from aifactory.live.wire import JobOut, JobSubmit
 router = APIRouter(tags=["jobs"])
 
 
-def _out(service: FactoryService, row: JobRow, history: list[EventRow] | None = None) -> JobOut:
-    pending = service.pending_reason(row.id) if str(row.state) == JobState.QUEUED else None
-    return job_out(row, history, pending)
+ESTIMATES_PER_LIST = 200  # queued jobs per listing that get an estimated start (each costs a pass over running jobs)
+
+
+def _out(service: FactoryService, row: JobRow, history: list[EventRow] | None = None, estimate: bool = True) -> JobOut:
+    if str(row.state) != JobState.QUEUED:
+        return job_out(row, history)
+    start = service.estimate_start(row.id) if estimate else None
+    return job_out(row, history, service.pending_reason(row.id), estimated_start=start)
 
 
 def _visible_job(service: FactoryService, caller: Caller, job_id: int) -> JobRow:
@@ -54,7 +59,11 @@ async def list_jobs(
         rows = sorted(picked, key=lambda r: -r.id)[:limit]
     else:
         rows = service.jobs(project=project, state=state[0] if state else None, user=user, limit=limit)
-    return [_out(service, r) for r in rows if caller.may_use(r.project)]
+    visible = [r for r in rows if caller.may_use(r.project)]
+    queued = [r.id for r in visible if str(r.state) == JobState.QUEUED]
+    # The oldest queued jobs are the ones whose start is near enough to estimate usefully.
+    estimated = set(sorted(queued)[:ESTIMATES_PER_LIST])
+    return [_out(service, r, estimate=r.id in estimated) for r in visible]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

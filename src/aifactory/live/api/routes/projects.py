@@ -1,4 +1,4 @@
-"""/api/projects: quotas and what each project holds and waits for; the admin adds and changes them."""
+"""/api/projects and /api/departments: quotas and what each holds and waits for; the admin changes them."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import re
 from fastapi import APIRouter
 
 from aifactory.core.errors import SpecError
-from aifactory.core.project import Project
+from aifactory.core.project import Department, Project
 from aifactory.live.api.deps import CallerDep, ServiceDep
-from aifactory.live.service import FactoryService, ProjectView
-from aifactory.live.wire import ProjectOut, ProjectSet
+from aifactory.live.service import DepartmentView, ProjectView
+from aifactory.live.wire import DepartmentOut, DepartmentSet, ProjectOut, ProjectSet
 
 router = APIRouter(tags=["projects"])
-PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def project_out(view: ProjectView) -> ProjectOut:
@@ -27,21 +27,27 @@ def project_out(view: ProjectView) -> ProjectOut:
         in_use=view.in_use,
         running=view.running,
         queued=view.queued,
+        borrowed=view.borrowed,
+        lent=view.lent,
+        pending_gpus=view.pending_gpus,
     )
 
 
-def set_project(service: FactoryService, project: Project) -> None:
-    """Add or change a project: stored first, then given to the running factory.
+def department_out(view: DepartmentView) -> DepartmentOut:
+    return DepartmentOut(
+        name=view.name,
+        quota=view.quota,
+        weight=view.weight,
+        limit=view.limit,
+        projects=list(view.projects),
+        in_use=view.in_use,
+        borrowed=view.borrowed,
+    )
 
-    Both steps are synchronous, so no other request is served between them.
-    """
-    if not PROJECT_NAME.fullmatch(project.name):
-        raise SpecError("name", f"not a project name: {project.name!r} (letters, digits, _ . -; up to 64)")
-    pools = {n.pool for n in service.nodes()}
-    if project.pool is not None and project.pool not in pools:
-        raise SpecError("pool", f"no node pool {project.pool!r} (have: {', '.join(sorted(pools))})")
-    service.store.save_projects([project])
-    service.factory.set_project(project)
+
+def _check_name(name: str, what: str) -> None:
+    if not NAME.fullmatch(name):
+        raise SpecError("name", f"not a {what} name: {name!r} (letters, digits, _ . -; up to 64)")
 
 
 @router.get("/projects", response_model=list[ProjectOut])
@@ -51,8 +57,22 @@ async def list_projects(service: ServiceDep, caller: CallerDep) -> list[ProjectO
 
 @router.put("/projects/{name}", response_model=ProjectOut)
 async def put_project(name: str, body: ProjectSet, service: ServiceDep, caller: CallerDep) -> ProjectOut:
-    """Admin: add the project `name`, or change its quota, weight, limit, pool or department."""
+    """Admin: add the project `name`, or change it (every field as given; the queue is looked at again)."""
     caller.require_admin()
-    set_project(service, Project(name=name, **body.model_dump()))
-    (view,) = [v for v in service.projects() if v.name == name]
-    return project_out(view)
+    _check_name(name, "project")
+    return project_out(await service.set_project(Project(name=name, **body.model_dump())))
+
+
+@router.get("/departments", response_model=list[DepartmentOut])
+async def list_departments(service: ServiceDep, caller: CallerDep) -> list[DepartmentOut]:
+    """Departments; a project-bound token sees those of its projects only."""
+    views = service.departments()
+    return [department_out(v) for v in views if any(caller.may_use(p) for p in v.projects) or caller.admin]
+
+
+@router.put("/departments/{name}", response_model=DepartmentOut)
+async def put_department(name: str, body: DepartmentSet, service: ServiceDep, caller: CallerDep) -> DepartmentOut:
+    """Admin: add the department `name`, or change its quota, weight or limit."""
+    caller.require_admin()
+    _check_name(name, "department")
+    return department_out(await service.set_department(Department(name=name, **body.model_dump())))
