@@ -5,6 +5,7 @@ The CLI is run as a user runs it (`aifactory ...` subprocesses) against a real s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from aifactory.live.api.launch import ServerProcess
+from aifactory.live.service import FactoryService
+from aifactory.live.settings import LiveSettings
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -116,6 +119,33 @@ def test_projects_and_departments_from_the_file(server: ServerProcess) -> None:
     with server.client() as http:
         (research,) = http.get("/api/departments").json()
         assert (research["quota"], research["projects"], research["in_use"]) == (3, ["speech", "vision"], 0)
+    # Not preemptible, so within quota only: vision's guarantee is 2.
+    refused(
+        cli(server.home, "submit", "--project", "vision", "--gpus", "3", "--class", "interactive", "--", "true"),
+        "priority_class",
+        "quota of 2",
+    )
+    refused(
+        cli(server.home, "submit", "--class", "batch", "--project", "vision", "--", "true"), "priority_class", "batch"
+    )
+
+
+def test_a_projects_file_is_stored_and_outlives_restarts(store_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "projects.yaml"
+    file.write_text(
+        "departments: [{name: research, quota: 2}]\nprojects: [{name: vision, department: research, quota: 2}]\n"
+    )
+    home = tmp_path / "home"
+
+    async def main() -> None:
+        first = LiveSettings(home=home, db_url=store_url, gpus=2, projects_file=file)
+        async with await FactoryService.open(first) as svc:
+            assert [(p.name, p.quota, p.department) for p in svc.projects()] == [("vision", 2.0, "research")]
+        async with await FactoryService.open(LiveSettings(home=home, db_url=store_url, gpus=2)) as svc:
+            assert [(p.name, p.department) for p in svc.projects()] == [("vision", "research")]
+            assert [(d.name, d.quota, d.projects) for d in svc.departments()] == [("research", 2.0, ("vision",))]
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_admin_changes_apply_at_run_time_and_others_get_403(server: ServerProcess, tmp_path: Path) -> None:
