@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from aifactory.core.states import JobState
 
@@ -77,7 +78,16 @@ class Placement:
     def describe(self) -> str:
         """`node0:0,1` or `node0:2@0.50` for a fraction."""
         frac = "" if self.milli == MILLI else f"@{self.milli / MILLI:.2f}"
-        return " ".join(f"{n}:{','.join(map(str, idx))}{frac}" for n, idx in self.parts)
+        if len(self.parts) == 1:  # one node: the usual case, described on every start
+            name, idx = self.parts[0]
+            return f"{name}:{_indices(idx)}{frac}"
+        return " ".join(f"{n}:{_indices(idx)}{frac}" for n, idx in self.parts)
+
+
+@lru_cache(maxsize=4096)
+def _indices(idx: tuple[int, ...]) -> str:
+    """`0,1,2`: GPU index lists repeat (a node has few distinct free blocks), so their text is cached."""
+    return ",".join(map(str, idx))
 
 
 @dataclass(slots=True)
