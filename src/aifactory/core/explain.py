@@ -48,10 +48,13 @@ def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
     `extra` is GPUs the current pass has already given the project (not yet in usage).
     """
     project = factory.projects[job.spec.project]
-    used = factory.usage.get(project.name, 0.0) + extra
-    if project.limit is not None and used + job.demand > project.limit + 1e-9:
-        return f"project {project.name} at its limit {used:g}/{project.limit:g}"
-    dept = factory.department_of(project.name)
+    if project.limit is not None:
+        used = factory.usage.get(project.name, 0.0) + extra
+        if used + job.demand > project.limit + 1e-9:
+            return f"project {project.name} at its limit {used:g}/{project.limit:g}"
+    if project.department is None:  # the usual case: a pass asks this of every job it places
+        return None
+    dept = factory.departments.get(project.department)
     if dept is not None and dept.limit is not None:
         held = factory.dept_usage.get(dept.name, 0.0) + extra
         if held + job.demand > dept.limit + 1e-9:

@@ -33,7 +33,7 @@ from aifactory.core.project import (
 )
 from aifactory.core.queues import PendingIndex
 from aifactory.core.reservation import reserve
-from aifactory.core.states import JobState, check_transition
+from aifactory.core.states import TERMINAL, TRANSITIONS, JobState, check_transition
 
 TIME_LIMIT = "time limit"
 
@@ -199,8 +199,10 @@ class Factory:
             return out
         elif not isinstance(event, Tick):
             raise TypeError(f"not an event: {event!r}")
-        self._enforce_time_limits(now, out)
-        self._wake(now)
+        if self._deadlines:
+            self._enforce_time_limits(now, out)
+        if self._wakeups:
+            self._wake(now)
         self._schedule(now, out)
         return out
 
@@ -211,11 +213,12 @@ class Factory:
             raise NotFound(f"no job {job_id}") from None
 
     def _move(self, job: Job, new: JobState, now: float, reason: str, out: list[Action]) -> None:
-        check_transition(job.id, job.state, new)
+        if new not in TRANSITIONS[job.state]:  # checked inline: this runs on every transition
+            check_transition(job.id, job.state, new)
         out.append(StateChanged(job.id, job.state, new, now, reason))
         job.state = new
         job.reason = reason
-        if new.terminal:
+        if new in TERMINAL:
             job.finished_at = now
 
     def _enqueue(self, job: Job) -> None:
@@ -260,7 +263,9 @@ class Factory:
             self.dept_usage[dept] = max(0.0, self.dept_usage.get(dept, 0.0) + delta)
         model = (project, self.cluster.nodes[placement.parts[0][0]].gpu_model)
         self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + delta)
-        held = self.running_by_project.setdefault(project, {})
+        held = self.running_by_project.get(project)
+        if held is None:
+            held = self.running_by_project[project] = {}
         if sign > 0:
             held[job.id] = job
         else:
@@ -271,9 +276,12 @@ class Factory:
         self.running.pop(job.id, None)
         if placement is not None:
             self._hold(job, placement, now, -1.0)
-            for name in placement.nodes:
-                self._mark_dirty(self.cluster.nodes[name].pool)
-            self._mark_dirty(None)
+            dirty = self._dirty
+            if dirty is not None:  # the pools of the freed nodes, and the pool of all nodes
+                nodes = self.cluster.nodes
+                for name, _ in placement.parts:
+                    dirty.add(nodes[name].pool)
+                dirty.add(None)
         if job.started_at is not None:
             job.done_s += now - job.started_at
 
@@ -341,7 +349,7 @@ class Factory:
                 limit = deadline
                 break
             heapq.heappop(heap)
-        policy = min(self._wakeups.values(), default=None)
+        policy = min(self._wakeups.values()) if self._wakeups else None
         if limit is None or (policy is not None and policy < limit):
             return policy
         return limit
@@ -356,24 +364,27 @@ class Factory:
     # -- scheduling ----------------------------------------------------------------------
 
     def _schedule(self, now: float, out: list[Action]) -> None:
-        if not any(self.queues.values()):
+        dirty = self._dirty
+        if not self._needs_pass(dirty):
             self._dirty = set()
             return
-        view = SchedulerView(self, now, self._dirty)
+        view = SchedulerView(self, now, dirty)
         try:
             plan = self.policy.schedule(view)
         except Exception:
             for job_id in view.reserved:
                 self.cluster.release(job_id)
             raise
-        started = {s.job_id for s in plan.starts}
-        for job_id in view.reserved:
-            if job_id not in started:
-                self.cluster.release(job_id)
+        reserved = view.reserved
+        if reserved:
+            started = {s.job_id for s in plan.starts}
+            for job_id in reserved:
+                if job_id not in started:
+                    self.cluster.release(job_id)
         for job_id, reason in plan.preempt:
             self._preempt(self.job(job_id), reason, now, out)
         for start in plan.starts:
-            self._start(self.job(start.job_id), start.placement, now, out, reserved=start.job_id in view.reserved)
+            self._start(self.job(start.job_id), start.placement, now, out, reserved=start.job_id in reserved)
         for job_id, reason in plan.reasons.items():
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.QUEUED:
@@ -382,8 +393,18 @@ class Factory:
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.QUEUED:
                 job.estimated_start = at
-        self._wakeups.update(plan.wakeups)
+        if plan.wakeups:
+            self._wakeups.update(plan.wakeups)
         self._dirty = set()
+
+    def _needs_pass(self, dirty: set[str | None] | None) -> bool:
+        """Does any queue the policy will look at hold a job? A policy looks only at the queues
+        whose situation changed (`SchedulerView.queue_keys`), so with none of them pending
+        the pass could decide nothing: it is skipped (most events of a replay end here)."""
+        queues = self.queues
+        if dirty is None:
+            return any(queues.values())
+        return any(queues.get(key) for key in dirty)
 
     def _start(self, job: Job, placement: Placement, now: float, out: list[Action], reserved: bool) -> None:
         if not reserved:

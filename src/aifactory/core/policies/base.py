@@ -39,6 +39,9 @@ class Plan:
 class SchedulerView:
     """What a policy may look at during one pass, plus the one thing it may do: reserve."""
 
+    # Slotted: a view is built on every pass (once per event that leaves a changed queue pending).
+    __slots__ = ("_dirty", "_f", "cluster", "granted", "now", "projects", "reserved", "running", "settings", "usage")
+
     def __init__(self, factory: Factory, now: float, dirty: set[str | None] | None) -> None:
         self._f = factory
         self.now = now
@@ -66,14 +69,19 @@ class SchedulerView:
 
     def queue_keys(self, only_dirty: bool = True) -> list[str | None]:
         """Pool keys with pending jobs; by default only those whose situation changed."""
-        keys = [k for k, q in self._f.queues.items() if q]
-        if only_dirty and self._dirty is not None:
-            keys = [k for k in keys if k in self._dirty]
-        return keys
+        queues = self._f.queues
+        dirty = self._dirty if only_dirty else None
+        if dirty is None:
+            return [k for k, q in queues.items() if q]
+        if len(dirty) == 1:  # the usual pass: one event changed one pool
+            (key,) = dirty
+            return [key] if queues.get(key) else []
+        return [k for k, q in queues.items() if q and k in dirty]
 
     def queue(self, key: str | None) -> Iterator[Job]:
-        """Pending jobs bound to pool `key`, in submission order."""
-        yield from list(self._f.queues.get(key, {}).values())
+        """Pending jobs bound to pool `key`, in submission order. Not a copy: queues only change
+        after the pass, when the Factory carries out the plan."""
+        return iter(self._f.queues.get(key, {}).values())
 
     def pending(self) -> Iterable[Job]:
         for q in self._f.queues.values():
@@ -115,7 +123,7 @@ class SchedulerView:
         "emptiest" (spread) only ever picks the first node of the fewest / most free whole GPUs
         that fits, so it is handed just that node (plus partly used ones for a fraction)."""
         spec = job.spec
-        pool = self.pool_of(job)
+        pool = self._f.pool_of(spec.project)
         scope = getattr(self._f.placement, "scope", "all")
         if spec.fractional:
             if scope == "all":
@@ -124,11 +132,12 @@ class SchedulerView:
             first = self.cluster.first_at(pool, spec.gpu_model, 1, fullest=scope == "fullest")
             return [*nodes, first] if first is not None else nodes
         need = spec.whole_gpus
-        top = self.cluster.max_block(pool, spec.gpu_model)
-        if top >= need and scope != "all":
+        if scope != "all":
+            # An up node with `need` free whole GPUs is the answer (and proves the largest block fits).
             first = self.cluster.first_at(pool, spec.gpu_model, need, fullest=scope == "fullest")
             if first is not None:
                 return [first]
+        top = self.cluster.max_block(pool, spec.gpu_model)
         if spec.multi_node:
             if self.cluster.whole_free(pool, spec.gpu_model) < need:
                 return []
