@@ -63,12 +63,12 @@ def up(
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
     port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    policy: str | None = typer.Option(None, help="Scheduling policy by name [default: fairshare]."),
-    placement: str | None = typer.Option(None, help="Placement policy by name [default: pack]."),
+    policy: str | None = typer.Option(None, help="Scheduling policy by name (default: fairshare)."),
+    placement: str | None = typer.Option(None, help="Placement policy by name (default: pack)."),
     db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
     projects: Path | None = typer.Option(None, help="Projects and departments file (TOML or YAML), applied at start."),
-    min_runtime: float | None = typer.Option(None, help="Seconds a job is safe from preemption [default: 60]."),
-    preempt_grace: float | None = typer.Option(None, help="Seconds a reclaim victim gets after SIGTERM [default: 30]."),
+    min_runtime: float | None = typer.Option(None, help="Seconds a job is safe from preemption (default: 60)."),
+    preempt_grace: float | None = typer.Option(None, help="Seconds a reclaim victim gets after SIGTERM (default: 30)."),
 ) -> None:
     """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
     from aifactory.live.api.server import run
