@@ -7,9 +7,10 @@ are Launch (a task: executor.launch spawns off the loop, then store.set_process)
 Kill and Preempt (executor.kill) carried out. A crash between the two steps loses
 no job: the store already holds what the core decided, and the next open()
 re-attaches what still runs and fails what does not.
-Events come from three places: the API (submit, cancel), the executor (Finished,
-queued by its callback) and the clock (a Tick at factory.next_wakeup(), the next
-time limit). A background task takes every Finished that is waiting as one batch,
+Events come from four places: the API (submit, cancel), the executor (Finished,
+queued by its callback), the clock (a Tick at factory.next_wakeup(), the next
+time limit) and the jobs' checkpoint files (a Checkpoint for each new mtime, see
+aifactory.live.checkpoints). A background task takes every Finished that is waiting as one batch,
 so a burst of completions costs one transaction, not one each.
 """
 
