@@ -28,6 +28,7 @@ from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
+from aifactory.netutil import bind_tcp
 
 
 class _Server(uvicorn.Server):
@@ -43,21 +44,6 @@ class _Server(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and without it
-    # Nagle holds a response's body behind its headers for the client's delayed ACK (40 ms).
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SpecError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(False)
-    return sock
 
 
 def _url(host: str, port: int) -> str:
@@ -103,7 +89,7 @@ def refuse_if_served(server_file: Path) -> None:
 async def serve(settings: LiveSettings, executor: str = "local") -> None:
     """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
     refuse_if_served(settings.server_file)
-    sock = _bind(settings.host, settings.port)
+    sock = bind_tcp(settings.host, settings.port)
     try:
         service = await FactoryService.open(settings, executor)
     except BaseException:

@@ -22,22 +22,13 @@ from aifactory.core.errors import AifactoryError, NotFound
 from aifactory.core.job import Job, JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
+from aifactory.dbutil import create_engine
 from aifactory.live.store import models as m
 from aifactory.live.store.models import EventRow, JobRow, TokenInfo
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each.
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
 
 
 def token_hash(token: str) -> str:
@@ -90,13 +81,10 @@ class Store:
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             else:  # one in-memory database shared by every use, not one per pooled connection
                 kwargs["poolclass"] = sa.pool.StaticPool
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         try:
-            engine = sa.create_engine(url, **kwargs)
+            engine = create_engine(self.url, SQLITE_BUSY_TIMEOUT_MS, foreign_keys=True, any_thread=True, **kwargs)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise AifactoryError(f"db_url: cannot use {self.url!r}: {exc}") from None
-        if url.get_backend_name() == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
         try:
             with engine.begin() as conn:
                 cfg = Config()
