@@ -160,8 +160,16 @@ class Cluster:
     def first_at(self, pool: str | None, model: str | None, floor: int, fullest: bool) -> Node | None:
         """The first up node with at least `floor` free whole GPUs: of the fewest such (fullest) or the most."""
         groups = self.groups(pool, model)
+        low = max(floor, 0)
+        if len(groups) == 1:  # one (pool, model) group, the usual case: walk its levels directly
+            levels = groups[0]
+            for k in range(low, len(levels)) if fullest else range(len(levels) - 1, low - 1, -1):
+                for node in levels[k].values():
+                    if node.up:
+                        return node
+            return None
         top = max((len(levels) for levels in groups), default=0)
-        order = range(max(floor, 0), top) if fullest else range(top - 1, max(floor, 0) - 1, -1)
+        order = range(low, top) if fullest else range(top - 1, low - 1, -1)
         for k in order:
             for levels in groups:
                 if k < len(levels):

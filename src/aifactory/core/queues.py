@@ -38,13 +38,17 @@ class PendingIndex:
         self.pools: dict[str | None, dict[str, ProjectQueue]] = {}
         self.fits: dict[str | None, dict[FitKey, int]] = {}  # per pool: fit key -> buckets with it
         self._totals: dict[str, tuple[int, float]] = {}
+        self._shapes: dict[int, Shape] = {}  # pending job id -> its shape (worked out once, on add)
 
     def add(self, key: str | None, job: Job) -> None:
-        projects = self.pools.setdefault(key, {})
+        projects = self.pools.get(key)
+        if projects is None:
+            projects = self.pools[key] = {}
         pq = projects.get(job.spec.project)
         if pq is None:
             pq = projects[job.spec.project] = ProjectQueue({})
         shape: Shape = (job.spec.priority, fit_key(job.spec))
+        self._shapes[job.id] = shape
         bucket = pq.buckets.get(shape)
         if bucket is None:
             bucket = pq.buckets[shape] = {}
@@ -62,12 +66,13 @@ class PendingIndex:
     def remove(self, key: str | None, job: Job) -> None:
         projects = self.pools.get(key, {})
         pq = projects.get(job.spec.project)
-        if pq is None:
+        shape = self._shapes.get(job.id)
+        if pq is None or shape is None:
             return
-        shape: Shape = (job.spec.priority, fit_key(job.spec))
         bucket = pq.buckets.get(shape)
         if bucket is None or bucket.pop(job.id, None) is None:
             return
+        del self._shapes[job.id]
         if not bucket:
             del pq.buckets[shape]
             for fits in (pq.fits, self.fits[key]):
