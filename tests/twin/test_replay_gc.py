@@ -43,3 +43,19 @@ def test_collector_is_back_on_when_the_replay_fails(collector_enabled: None) -> 
     with pytest.raises(RuntimeError, match="stop"):
         replay(one_node(TRACE), settings("fifo"), progress=fail)
     assert gc.isenabled()
+
+
+def test_replay_freezes_nothing(collector_enabled: None) -> None:
+    before = gc.get_freeze_count()  # 0 unless another test of this process froze objects
+    replay(one_node(TRACE), settings("fifo"))
+    assert gc.get_freeze_count() == before
+
+
+def test_objects_someone_froze_stay_frozen(collector_enabled: None) -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        replay(one_node(TRACE), settings("fifo"))
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

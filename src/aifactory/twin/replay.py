@@ -57,13 +57,19 @@ def collector_paused() -> Iterator[None]:
     A replay allocates millions of short-lived objects (specs, actions, heap entries) and
     makes no reference cycle per event, so reference counting frees them all; the cyclic
     collector would only re-scan the growing set of live jobs, about a quarter of a
-    Philly replay's time.
+    Philly replay's time. On the way out, the objects the replay kept are moved to the
+    oldest generation unscanned (freeze, then unfreeze: both only splice lists), or the
+    first allocation after the pause would scan them all at once; skipped when someone
+    else has frozen objects, which must stay frozen.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
