@@ -24,6 +24,7 @@ class UsageHistory:
         if half_life_s < 0:
             raise ValueError(f"negative half-life {half_life_s}")
         self.half_life_s = half_life_s
+        self._mean_life_s = half_life_s / math.log(2)  # h / ln 2: what one GPU held for ever converges to
         self._h: dict[str, tuple[float, float]] = {}  # project -> (GPU-seconds, at)
 
     def _at(self, project: str, usage: float, now: float) -> float:
@@ -32,7 +33,7 @@ class UsageHistory:
         if dt <= 0 or self.half_life_s == 0:
             return value
         decay = 2.0 ** (-dt / self.half_life_s)
-        return value * decay + usage * (self.half_life_s / math.log(2)) * (1.0 - decay)
+        return value * decay + usage * self._mean_life_s * (1.0 - decay)
 
     def advance(self, project: str, usage: float, now: float) -> None:
         """Integrate `usage` GPUs held since the last update up to `now` (call before usage changes)."""

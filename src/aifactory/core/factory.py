@@ -404,7 +404,7 @@ class Factory:
         queues = self.queues
         if dirty is None:
             return any(queues.values())
-        return any(queues.get(key) for key in dirty)
+        return any(map(queues.get, dirty))
 
     def _start(self, job: Job, placement: Placement, now: float, out: list[Action], reserved: bool) -> None:
         if not reserved:

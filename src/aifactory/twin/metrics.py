@@ -45,10 +45,12 @@ def free_and_fragmentation(cluster: Cluster) -> tuple[float, float]:
     for node in cluster.nodes.values():
         if not node.up:
             continue
-        f = sum(node.free)
-        free += f
-        if node.free_whole == node.gpu_count:
+        if node.free_whole == node.gpu_count:  # wholly free: no need to add up its GPUs
+            f = node.gpu_count * MILLI
             whole += f
+        else:
+            f = sum(node.free)
+        free += f
     return free / MILLI, (0.0 if free == 0 else 1.0 - whole / free)
 
 
