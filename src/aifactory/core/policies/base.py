@@ -4,7 +4,9 @@ A pass reads like the papers' figure: admit -> order -> place -> execute. The
 policy orders the queue and asks the view to place jobs; `view.try_place` finds
 room with the configured placement policy and reserves it for this pass. The
 plan it returns must list every reservation it made as a start (the Factory
-releases any it forgot) and may name running jobs to preempt.
+releases any it forgot) and may name running jobs to preempt. A policy looks only
+at the pools whose situation changed (`queue_keys`), so the Factory runs no pass at
+all when none of those has a pending job; a policy timer goes through `Plan.wakeups`.
 """
 
 from __future__ import annotations
