@@ -179,3 +179,23 @@ def test_restore_reattaches_running_jobs_and_requeues_queued() -> None:
         g.restore(job)
     assert g.cluster.free_gpus() == 1 and list(g.queues[None]) == [2]
     assert launches(g.handle(Finished(1, 0), 5)) == [2]
+
+
+def test_a_preempted_job_gets_its_place_in_the_queue_back() -> None:
+    from aifactory.core import Preempt
+
+    f = Factory(
+        Cluster.virtual(4),
+        [Project("a", quota=2), Project("b", quota=2)],
+        FactorySettings(policy="fairshare", min_runtime_s=0),
+    )
+    f.handle(Submit(1, spec(2, project="a")), 0)
+    f.handle(Submit(2, spec(2, project="a")), 0)  # borrows b's idle guarantee
+    f.handle(Submit(3, spec(2, project="a")), 1)  # queued: the floor is full
+    acts = f.handle(Submit(4, spec(2, project="b")), 2)  # b wants its guarantee back
+    victims = [a.job_id for a in acts if isinstance(a, Preempt)]
+    assert len(victims) == 1 and victims[0] in (1, 2)
+    f.handle(Finished(victims[0], -15), 3)
+    assert f.job(victims[0]).state is JobState.QUEUED and f.job(victims[0]).attempts == 1
+    # Submitted before job 3, so it waits ahead of job 3, not behind it.
+    assert [j for j in f.queues[None] if f.job(j).spec.project == "a"] == [victims[0], 3]

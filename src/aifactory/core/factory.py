@@ -224,8 +224,9 @@ class Factory:
     def _enqueue(self, job: Job) -> None:
         key = self.pool_of(job.spec.project)
         queue = self.queues.setdefault(key, {})
+        last = next(reversed(queue), None)
         queue[job.id] = job
-        if len(queue) > 1 and job.id < next(reversed(queue)):
+        if last is not None and job.id < last:
             # A requeued job keeps its place by submission order.
             self.queues[key] = dict(sorted(queue.items()))
         self.pending.add(key, job)

@@ -55,8 +55,9 @@ class PendingIndex:
             pq.fits[shape[1]] = pq.fits.get(shape[1], 0) + 1
             fits = self.fits.setdefault(key, {})
             fits[shape[1]] = fits.get(shape[1], 0) + 1
+        last = next(reversed(bucket), None)
         bucket[job.id] = job
-        if len(bucket) > 1 and job.id < next(reversed(bucket)):
+        if last is not None and job.id < last:
             pq.buckets[shape] = dict(sorted(bucket.items()))  # a requeued job keeps its place
         pq.count += 1
         pq.gpus += job.demand
