@@ -53,7 +53,10 @@ def test_no_borrowing_while_gpus_are_being_reclaimed() -> None:
     f.handle(Submit(11, spec(1, "b")), 101)
     f.handle(Finished(4, -15), 102)  # one GPU is free, but it is a's: b may not borrow it
     assert f.job(11).state is JobState.QUEUED and f.job(10).state is JobState.QUEUED
-    assert "no borrowing" in f.pending_reason(11)
+    # The victim (4) is back at the head of b's queue, ahead of 11: it is the one held back.
+    assert f.job(4).state is JobState.QUEUED
+    assert "no borrowing" in f.pending_reason(4)
+    assert "1 job of project b ahead" in f.pending_reason(11)
     assert launched(f.handle(Finished(3, -15), 103)) == [10]
 
 
