@@ -29,10 +29,17 @@ class Node:
     free_whole: int = 0  # GPUs with all 1000 milli free
     up: bool = True
     rack: str | None = None  # nodes in one rack share a fast network (topology placement)
+    # Host resources not yet held (milli-cores, MiB); meaningful only where the capacity is tracked (> 0).
+    cpu_free: int = field(default=0, init=False)
+    memory_free: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.gpu_count < 0:
             raise SpecError("gpu_count", f"node {self.name}: negative GPU count {self.gpu_count}")
+        if self.cpu_milli < 0 or self.memory_mib < 0:
+            raise SpecError("cpu" if self.cpu_milli < 0 else "memory", f"node {self.name}: negative capacity")
+        self.cpu_free = self.cpu_milli
+        self.memory_free = self.memory_mib
         if not self.free:
             self.free = [MILLI] * self.gpu_count
             self.holders = [{} for _ in range(self.gpu_count)]
@@ -41,6 +48,12 @@ class Node:
     @property
     def free_milli(self) -> int:
         return sum(self.free)
+
+    def host_fits(self, cpu_milli: int, memory_mib: int) -> bool:
+        """Is there this much CPU and memory free here? (An untracked resource always fits.)"""
+        return (not self.cpu_milli or cpu_milli <= self.cpu_free) and (
+            not self.memory_mib or memory_mib <= self.memory_free
+        )
 
 
 class Cluster:
@@ -72,10 +85,27 @@ class Cluster:
             self._repartial(node)
 
     @classmethod
-    def virtual(cls, gpus: int, nodes: int = 1, model: str = "virtual", memory_mib: int = 0) -> Cluster:
-        """`nodes` nodes with `gpus` GPUs each (for `aifactory up --gpus N` and tests)."""
+    def virtual(
+        cls,
+        gpus: int,
+        nodes: int = 1,
+        model: str = "virtual",
+        memory_mib: int = 0,
+        cpu_milli: int = 0,
+        host_memory_mib: int = 0,
+    ) -> Cluster:
+        """`nodes` nodes with `gpus` GPUs each (for `aifactory up --gpus N` and tests); `memory_mib` is
+        per GPU, `cpu_milli`/`host_memory_mib` per node (0: not tracked)."""
         return cls(
-            Node(name=f"node{i}", gpu_count=gpus, gpu_model=model, gpu_memory_mib=memory_mib) for i in range(nodes)
+            Node(
+                name=f"node{i}",
+                gpu_count=gpus,
+                gpu_model=model,
+                gpu_memory_mib=memory_mib,
+                cpu_milli=cpu_milli,
+                memory_mib=host_memory_mib,
+            )
+            for i in range(nodes)
         )
 
     # -- queries -----------------------------------------------------------------------
@@ -213,8 +243,19 @@ class Cluster:
                     raise ValueError(f"node {name} has no GPU {g}")
                 if node.free[g] < milli:
                     raise ValueError(f"GPU {name}:{g} has {node.free[g]} milli free, job {job_id} needs {milli}")
+            if (placement.cpu_milli or placement.memory_mib) and not node.host_fits(
+                placement.cpu_milli, placement.memory_mib
+            ):
+                raise ValueError(
+                    f"node {name} has {node.cpu_free} milli-CPU and {node.memory_free} MiB free, job {job_id} needs "
+                    f"{placement.cpu_milli} and {placement.memory_mib}"
+                )
+        cpu, mem = placement.cpu_milli, placement.memory_mib
         for name, idx in placement.parts:
             node = self.nodes[name]
+            if cpu or mem:
+                node.cpu_free -= cpu
+                node.memory_free -= mem
             old = node.free_whole
             for g in idx:
                 if node.free[g] == MILLI:
@@ -230,6 +271,9 @@ class Cluster:
             return None
         for name, idx in placement.parts:
             node = self.nodes[name]
+            if placement.cpu_milli or placement.memory_mib:
+                node.cpu_free += placement.cpu_milli
+                node.memory_free += placement.memory_mib
             old = node.free_whole
             for g in idx:
                 node.free[g] += placement.milli

@@ -18,6 +18,8 @@ def fit_reason(factory: Factory, job: Job) -> str:
     cluster = factory.cluster
     where = f" in pool {pool}" if pool else ""
     model = f" {spec.gpu_model}" if spec.gpu_model else ""
+    if spec.host and fits_now(factory, job):
+        return host_reason(factory, job, where)
     if spec.fractional:
         partial = (f for n in cluster.partial_nodes(pool, spec.gpu_model) for f in n.free if f < MILLI)
         best = MILLI if cluster.whole_free(pool, spec.gpu_model) else max(partial, default=0)
@@ -28,6 +30,20 @@ def fit_reason(factory: Factory, job: Job) -> str:
         return f"needs {spec.whole_gpus}{model} GPUs{where}; {free} free"
     block = cluster.max_block(pool, spec.gpu_model)
     return f"needs {spec.whole_gpus}{model} GPUs on one node{where}; largest free block is {block}"
+
+
+def host_reason(factory: Factory, job: Job, where: str) -> str:
+    """The GPUs would fit but the CPU or memory does not: what the job asks per node, and the most free."""
+    spec = job.spec
+    nodes = [n for n in factory.cluster.pool_nodes(factory.pool_of(spec.project)) if n.up and n.gpu_count]
+    asks = []
+    if spec.cpu_milli:
+        best = max((n.cpu_free for n in nodes if n.cpu_milli), default=0)
+        asks.append(f"{spec.cpu_milli / 1000:g} CPUs (most free on a node: {best / 1000:g})")
+    if spec.memory_mib:
+        best = max((n.memory_free for n in nodes if n.memory_mib), default=0)
+        asks.append(f"{spec.memory_mib} MiB memory (most free on a node: {best})")
+    return f"needs {' and '.join(asks)} per node{where} beside its GPUs"
 
 
 def fits_now(factory: Factory, job: Job) -> bool:

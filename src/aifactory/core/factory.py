@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aifactory.core.accounting import UsageHistory, accounts
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
-from aifactory.core.admission import check_fits, check_share
+from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
@@ -60,6 +60,11 @@ class Capacity:
     largest: int  # GPUs on the biggest node
     total: int
     biggest_mib: int  # memory of the biggest GPU
+    # Host resources of the nodes that track them (0: none does): totals and the biggest node's.
+    cpu_milli: int = 0
+    memory_mib: int = 0
+    largest_cpu: int = 0
+    largest_memory: int = 0
 
 
 class Factory:
@@ -91,6 +96,8 @@ class Factory:
         self.usage: dict[str, float] = {name: 0.0 for name in self.projects}  # GPUs held now
         self.model_usage: dict[tuple[str, str], float] = {}  # (project, GPU model) -> GPUs held
         self.dept_usage: dict[str, float] = {}  # department -> GPUs its projects hold
+        # project -> (milli-CPU, memory MiB) held, summed over nodes; only projects whose jobs asked (DRF).
+        self.host_usage: dict[str, tuple[int, int]] = {}
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
         self._capacity: dict[tuple[str | None, str | None], Capacity] = {}
@@ -158,6 +165,7 @@ class Factory:
         if spec.priority_class not in PRIORITY_CLASSES:
             raise SpecError("priority_class", str(UnknownName("priority class", spec.priority_class, PRIORITY_CLASSES)))
         check_fits(self, spec)
+        check_host(self, spec)
         check_share(self, spec)
 
     def demand_of(self, spec: JobSpec) -> float:
@@ -180,6 +188,10 @@ class Factory:
                 largest=max((n.gpu_count for n in nodes), default=0),
                 total=sum(n.gpu_count for n in nodes),
                 biggest_mib=max((n.gpu_memory_mib for n in nodes), default=0),
+                cpu_milli=sum(n.cpu_milli for n in nodes),
+                memory_mib=sum(n.memory_mib for n in nodes),
+                largest_cpu=max((n.cpu_milli for n in nodes), default=0),
+                largest_memory=max((n.memory_mib for n in nodes), default=0),
             )
             self._capacity[key] = cap
         return cap
@@ -264,6 +276,10 @@ class Factory:
             self.dept_usage[dept] = max(0.0, self.dept_usage.get(dept, 0.0) + delta)
         model = (project, self.cluster.nodes[placement.parts[0][0]].gpu_model)
         self.model_usage[model] = max(0.0, self.model_usage.get(model, 0.0) + delta)
+        if placement.cpu_milli or placement.memory_mib:
+            cpu, mem = self.host_usage.get(project, (0, 0))
+            n = int(sign) * len(placement.parts)  # the request holds on every node of the placement
+            self.host_usage[project] = (cpu + n * placement.cpu_milli, mem + n * placement.memory_mib)
         held = self.running_by_project.get(project)
         if held is None:
             held = self.running_by_project[project] = {}

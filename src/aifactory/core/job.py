@@ -18,7 +18,8 @@ class JobSpec:
     `gpus` is a whole number of GPUs (>= 1) or a fraction of one GPU (0 < gpus < 1);
     `gpu_memory_mib` asks for a fraction by memory instead, converted on the node it
     lands on. A multi-GPU job stays on one node unless `multi_node` allows a gang
-    across nodes.
+    across nodes. `cpu_milli` (1000 = one CPU core) and `memory_mib` are host resources
+    asked for on every node the job runs on, as Slurm's `--mem` (0: not requested).
     """
 
     command: tuple[str, ...]
@@ -36,11 +37,18 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Known run time: the twin's simulated executor and oracle policies (srtf) use it.
     duration_s: float | None = None
+    cpu_milli: int = 0
+    memory_mib: int = 0
 
     @property
     def whole_gpus(self) -> int:
         """GPUs held exclusively (0 for a fractional job)."""
         return int(self.gpus) if self.gpus >= 1 else 0
+
+    @property
+    def host(self) -> bool:
+        """Does the job ask for CPU or memory (checked on each node it may go to)?"""
+        return self.cpu_milli > 0 or self.memory_mib > 0
 
     @property
     def fractional(self) -> bool:
@@ -61,6 +69,8 @@ class Placement:
 
     parts: tuple[tuple[str, tuple[int, ...]], ...]
     milli: int = MILLI
+    cpu_milli: int = 0  # CPU (milli-cores) held on each node of `parts`
+    memory_mib: int = 0  # memory held on each node of `parts`
     # Computed once: quota accounting reads them on every start and release.
     gpu_count: int = field(init=False, repr=False, compare=False)
     gpus: float = field(init=False, repr=False, compare=False)  # a fraction counting as its fraction

@@ -1,7 +1,9 @@
 """Where a job's GPUs go: placement policies, found by name in a registry.
 
 A placement policy looks at the candidate nodes (already filtered to the job's
-pool) and returns a Placement or None; it never changes the cluster. Multi-GPU
+pool) and returns a Placement or None; it never changes the cluster. A node without
+the CPU and memory the job asks for is not `eligible` (every policy checks it); the
+view adds the host request to the placement it reserves. Multi-GPU
 jobs stay on one node when one has room; a `multi_node` job that fits on no single
 node is spread over the fewest nodes (largest free blocks first).
 """
@@ -23,7 +25,13 @@ class PlacementPolicy(Protocol):
 
 
 def eligible(spec: JobSpec, node: Node) -> bool:
-    return node.up and node.gpu_count > 0 and (spec.gpu_model is None or spec.gpu_model == node.gpu_model)
+    """Up, with GPUs of the job's model, and room for the CPU and memory it asks for on each node."""
+    return (
+        node.up
+        and node.gpu_count > 0
+        and (spec.gpu_model is None or spec.gpu_model == node.gpu_model)
+        and (not (spec.cpu_milli or spec.memory_mib) or node.host_fits(spec.cpu_milli, spec.memory_mib))
+    )
 
 
 def lowest_free(node: Node, count: int) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """The pending jobs of one pool, indexed by project and by shape, for cheap passes.
 
 A shape is everything that decides whether a job fits (GPU count or fraction, GPU
-model, multi-node) plus its priority. Jobs of one project and shape wait in
+model, multi-node, CPU and memory) plus its priority. Jobs of one project and shape wait in
 submission order, so a policy can look at the head of each (project, shape) bucket
 instead of the whole queue, and once a shape does not fit in a pass, skip every
 job of that shape: a pass costs O(projects x shapes + starts), not O(pending).
@@ -13,13 +13,22 @@ from dataclasses import dataclass, field
 
 from aifactory.core.job import Job, JobSpec
 
-FitKey = tuple[int, float, int | None, str | None, bool]  # whole GPUs, fraction, memory MiB, model, multi-node
+# whole GPUs, fraction, GPU memory MiB, model, multi-node, milli-CPU per node, host memory MiB per node
+FitKey = tuple[int, float, int | None, str | None, bool, int, int]
 Shape = tuple[int, FitKey]  # (priority, fit key)
 
 
 def fit_key(spec: JobSpec) -> FitKey:
     frac = spec.gpus if spec.gpus < 1 else 0.0
-    return (spec.whole_gpus, frac, spec.gpu_memory_mib, spec.gpu_model, spec.multi_node)
+    return (
+        spec.whole_gpus,
+        frac,
+        spec.gpu_memory_mib,
+        spec.gpu_model,
+        spec.multi_node,
+        spec.cpu_milli,
+        spec.memory_mib,
+    )
 
 
 @dataclass(slots=True)

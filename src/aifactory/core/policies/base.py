@@ -12,7 +12,7 @@ all when none of those has a pending job; a policy timer goes through `Plan.wake
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from aifactory.core.cluster import Node
@@ -42,7 +42,19 @@ class SchedulerView:
     """What a policy may look at during one pass, plus the one thing it may do: reserve."""
 
     # Slotted: a view is built on every pass (once per event that leaves a changed queue pending).
-    __slots__ = ("_dirty", "_f", "cluster", "granted", "now", "projects", "reserved", "running", "settings", "usage")
+    __slots__ = (
+        "_dirty",
+        "_f",
+        "cluster",
+        "granted",
+        "granted_host",
+        "now",
+        "projects",
+        "reserved",
+        "running",
+        "settings",
+        "usage",
+    )
 
     def __init__(self, factory: Factory, now: float, dirty: set[str | None] | None) -> None:
         self._f = factory
@@ -54,6 +66,8 @@ class SchedulerView:
         self.settings = factory.settings
         self.reserved: dict[int, Placement] = {}
         self.granted: dict[str, float] = {}  # project -> GPUs reserved for it in this pass
+        # project -> (milli-CPU, memory MiB) reserved for it in this pass (only jobs that ask for them).
+        self.granted_host: dict[str, tuple[int, int]] = {}
         self._dirty = dirty
 
     @property
@@ -101,12 +115,27 @@ class SchedulerView:
         nodes = self.room(job)
         if not nodes:
             return None
-        placement = self._f.placement.place(job.spec, nodes)
+        spec = job.spec
+        placement = self._f.placement.place(spec, nodes)
         if placement is not None:
+            if spec.host:
+                placement = replace(placement, cpu_milli=spec.cpu_milli, memory_mib=spec.memory_mib)
+                self._grant_host(spec.project, placement, 1)
             self.cluster.allocate(job.id, placement)
             self.reserved[job.id] = placement
-            self.granted[job.spec.project] = self.granted.get(job.spec.project, 0.0) + placement.gpus
+            self.granted[spec.project] = self.granted.get(spec.project, 0.0) + placement.gpus
         return placement
+
+    def _grant_host(self, project: str, placement: Placement, sign: int) -> None:
+        cpu, mem = self.granted_host.get(project, (0, 0))
+        n = len(placement.parts) * sign  # the request holds on every node of the placement
+        self.granted_host[project] = (cpu + n * placement.cpu_milli, mem + n * placement.memory_mib)
+
+    def host_held(self, project: str) -> tuple[int, int]:
+        """(milli-CPU, memory MiB) the project holds, counting what this pass has reserved for it."""
+        cpu, mem = self._f.host_usage.get(project, (0, 0))
+        gcpu, gmem = self.granted_host.get(project, (0, 0))
+        return cpu + gcpu, mem + gmem
 
     def unreserve(self, job: Job) -> None:
         """Give back what `try_place` reserved for `job` in this pass (a policy changed its mind)."""
@@ -114,6 +143,8 @@ class SchedulerView:
         if placement is not None:
             self.cluster.release(job.id)
             self.granted[job.spec.project] -= placement.gpus
+            if placement.cpu_milli or placement.memory_mib:
+                self._grant_host(job.spec.project, placement, -1)
 
     def running_in(self, key: str | None) -> list[Job]:
         """Jobs holding GPUs (running or stopping) whose project is bound to pool `key`."""
@@ -126,7 +157,8 @@ class SchedulerView:
         that fits, so it is handed just that node (plus partly used ones for a fraction)."""
         spec = job.spec
         pool = self._f.pool_of(spec.project)
-        scope = getattr(self._f.placement, "scope", "all")
+        # The fullest (emptiest) node with room for the GPUs may lack the CPU or memory: then all are looked at.
+        scope = "all" if spec.host else getattr(self._f.placement, "scope", "all")
         if spec.fractional:
             if scope == "all":
                 return self.cluster.pool_nodes(pool)

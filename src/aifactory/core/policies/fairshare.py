@@ -5,7 +5,10 @@ Per pool, projects take turns in rank order, one start at a time (weighted max-m
 1. projects under their guaranteed quota first, least of their guarantee used first;
 2. then idle GPUs are lent over quota: department first, then project, each by
    (GPUs over quota + history_weight * recent average over quota) / weight, so a
-   project that borrowed much lately waits behind one that borrowed little.
+   project that borrowed much lately waits behind one that borrowed little. Where the
+   pool's nodes track CPU or memory this is weighted DRF: a project's GPUs held are
+   replaced by its dominant holding (GPUs, or CPU or memory as the same share of the
+   pool's GPUs, whichever is largest).
 
 Within a project, higher `priority` first, then submission order; a job that does
 not fit lets the project's next job of another shape try (no head-of-line blocking
@@ -92,6 +95,9 @@ class PoolPass:
         self.victims: list[Job] | None = None  # reclaim candidates, found on the first reclaim of the pass
         self.protected_until: float | None = None  # when the first protected candidate may be preempted
         self.dept_held = dict(self.f.dept_usage)
+        # DRF where the pool's nodes track CPU or memory: (GPUs, milli-CPU, memory MiB) of the pool.
+        cap = self.f.capacity(key, None)
+        self.drf = (cap.total, cap.cpu_milli, cap.memory_mib) if cap.cpu_milli or cap.memory_mib else None
 
     def run(self) -> None:
         # Only projects that may start something (a shape that fits the free GPUs at the start of
@@ -140,7 +146,7 @@ class PoolPass:
         only shrink during a pass.)"""
         ok = self.fits_at_start.get(fk)
         if ok is None:
-            whole, _frac, _mem, model, multi = fk
+            whole, _frac, _mem, model, multi, _cpu, _host_mem = fk
             cluster = self.view.cluster
             if not whole:
                 ok = bool(cluster.whole_free(self.key, model) or cluster.partial_nodes(self.key, model))
@@ -166,6 +172,8 @@ class PoolPass:
                 recent = self.f.history.average_gpus(name, self.f.usage.get(name, 0.0), self.view.now)
                 self.recents[name] = recent
             past = recent - quota if recent > quota else 0.0
+            if self.drf is not None:
+                held = self.dominant(name, held)
             tier, share = 1, (held - quota + self.history_weight * past) / project.weight
         dept = self.f.departments.get(project.department) if project.department is not None else None
         if dept is None:
@@ -174,6 +182,18 @@ class PoolPass:
         if d_held < dept.quota:
             return (tier, 0, d_held / dept.quota, share, name)
         return (tier, 1, (d_held - dept.quota) / dept.weight, share, name)
+
+    def dominant(self, name: str, held: float) -> float:
+        """The project's dominant holding in GPU-equivalents: the largest of its GPUs and its CPU and
+        memory scaled to the pool's GPUs (a quarter of the pool's CPU counts as a quarter of its GPUs).
+        Exactly `held` when the project holds no CPU or memory, so GPU-only jobs decide as before."""
+        cpu, mem = self.view.host_held(name)
+        if not cpu and not mem:
+            return held
+        gpus, cpu_cap, mem_cap = self.drf or (0, 0, 0)
+        cpu_eq = cpu * gpus / cpu_cap if cpu_cap else 0.0
+        mem_eq = mem * gpus / mem_cap if mem_cap else 0.0
+        return max(held, cpu_eq, mem_eq)
 
     # -- admission -------------------------------------------------------------------------
 
@@ -217,7 +237,7 @@ class PoolPass:
         """Why the job cannot start in this pass (None: it may try) and whether the reason is lack of room."""
         if fk in self.failed:
             return self.failed[fk], True
-        whole, _frac, _mem, model, multi = fk
+        whole, _frac, _mem, model, multi, _cpu, _host_mem = fk
         smallest = self.no_room_for.get((model, multi))
         if not self.possible(fk) or (whole and smallest is not None and whole >= smallest):
             self.failed[fk] = self.view.why_not(job)
@@ -254,7 +274,7 @@ class PoolPass:
         fk = fit_key(spec)
         reason = self.view.why_not(job)
         self.failed[fk] = reason
-        if spec.whole_gpus:
+        if spec.whole_gpus and not spec.host:  # a job short of CPU or memory says nothing of GPU room
             slot = (spec.gpu_model, spec.multi_node)
             self.no_room_for[slot] = min(self.no_room_for.get(slot, spec.whole_gpus), spec.whole_gpus)
         self.plan.reasons[job.id] = reason
