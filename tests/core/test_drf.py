@@ -170,9 +170,9 @@ def test_a_job_short_of_cpu_waits_with_a_reason_and_others_pass_it() -> None:
 @pytest.mark.parametrize(
     ("kw", "field", "text"),
     [
-        ({"cpu_milli": -1000}, "cpu", "must be a whole number >= 0"),
+        ({"cpu_milli": -1000}, "cpus", "must be a whole number >= 0"),
         ({"memory_mib": -1}, "memory", "must be a whole number >= 0"),
-        ({"cpu_milli": 65 * CPU}, "cpu", "largest node has 64"),
+        ({"cpu_milli": 65 * CPU}, "cpus", "largest node has 64"),
         ({"memory_mib": 300_000}, "memory", "largest node has 262144 MiB"),
     ],
 )

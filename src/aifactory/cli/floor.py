@@ -61,6 +61,12 @@ def _console() -> Console:
 def up(
     gpus: int | None = typer.Option(None, help="Declare N virtual GPUs per node (default: discover with NVML)."),
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
+    cpus_per_node: float | None = typer.Option(
+        None, help="CPU cores per node jobs may ask for (default: this host's on a real node; none on virtual ones)."
+    ),
+    memory_per_node: str | None = typer.Option(
+        None, help="Memory per node jobs may ask for, e.g. 64GiB (default: as --cpus-per-node)."
+    ),
     port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     policy: str | None = typer.Option(None, help="Scheduling policy by name (default: fairshare)."),
@@ -82,6 +88,7 @@ def up(
     if projects is not None:
         load_projects(projects)  # a bad file is refused before anything starts
     chosen = {
+        **_host_per_node(cpus_per_node, memory_per_node),
         "policy": policy,
         "placement": placement,
         "projects_file": projects,
@@ -90,6 +97,19 @@ def up(
     }
     given = {k: v for k, v in chosen.items() if v is not None}
     run(LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **given))
+
+
+def _host_per_node(cpus: float | None, memory: str | None) -> dict[str, int | None]:
+    """`--cpus-per-node`/`--memory-per-node` in the core's units (milli-CPU, MiB)."""
+    from aifactory.live.wire import parse_memory_mib
+
+    if cpus is not None and not 0 <= cpus < 1e6:
+        raise SpecError("cpus_per_node", f"must be 0 or more, got {cpus:g}")
+    try:
+        mem = parse_memory_mib(memory) if memory is not None else None
+    except ValueError as exc:
+        raise SpecError("memory_per_node", str(exc)) from None
+    return {"cpu_milli_per_node": None if cpus is None else round(cpus * 1000), "memory_mib_per_node": mem}
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:
@@ -138,6 +158,8 @@ def submit(
     gpus: float | None = typer.Option(None, help="GPUs: a whole number, or a fraction of one GPU (0.5)."),
     gpu_memory: str | None = typer.Option(None, help="A fraction of one GPU by memory, e.g. 20GiB."),
     gpu_model: str | None = typer.Option(None, help="Only GPUs of this model."),
+    cpus: float | None = typer.Option(None, help="CPU cores on each node the job runs on, e.g. 4."),
+    memory: str | None = typer.Option(None, help="Memory on each node the job runs on, e.g. 16GiB."),
     multi_node: bool | None = typer.Option(
         None, "--multi-node", help="May span nodes (a gang) if one node is too small."
     ),
@@ -160,6 +182,8 @@ def submit(
         "gpus": gpus,
         "gpu_memory": gpu_memory,
         "gpu_model": gpu_model,
+        "cpus": cpus,
+        "memory": memory,
         "multi_node": multi_node,
         "time_limit": time_limit,
         "priority": priority,
@@ -333,18 +357,21 @@ def _holders(gpu: GpuOut) -> str:
 
 
 def nodes() -> None:
-    """Nodes and their GPUs (model, memory), and which job holds each GPU."""
+    """Nodes (free/total CPUs and memory, where tracked), their GPUs (model, memory), and who holds each GPU."""
     from rich.table import Table
 
     with _client() as client:
         rows = client.nodes()
     table = Table(box=None, header_style="bold")
-    for col in ("NODE", "POOL", "GPU", "MODEL", "MEMORY", "HELD BY"):
+    for col in ("NODE", "POOL", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
         table.add_column(col)
     for n in rows:
+        cpus = f"{n.cpu_free_milli / 1000:g}/{n.cpu_milli / 1000:g}" if n.cpu_milli else "-"
+        host_mem = f"{n.memory_free_mib / 1024:g}/{n.memory_mib / 1024:g} GiB" if n.memory_mib else "-"
         for g in n.gpus:
             memory = f"{g.memory_mib / 1024:g} GiB" if g.memory_mib else "-"
-            table.add_row(n.name, n.pool, str(g.index), g.model, memory, _holders(g))
+            table.add_row(n.name, n.pool, cpus, host_mem, str(g.index), g.model, memory, _holders(g))
+            cpus = host_mem = ""  # once per node
     _console().print(table)
 
 

@@ -43,17 +43,17 @@ def check_fits(factory: Factory, spec: JobSpec) -> None:
 def check_host(factory: Factory, spec: JobSpec) -> None:
     """CPU and memory are asked per node: not negative, and no more than the biggest node that tracks them has
     (where no node tracks a resource, a request for it is not enforced)."""
-    for field, asked, unit in (("cpu", spec.cpu_milli, "milli-CPU"), ("memory", spec.memory_mib, "MiB")):
+    if spec.cpu_milli == 0 and spec.memory_mib == 0:  # the usual case: nothing asked
+        return
+    for field, asked, unit in (("cpus", spec.cpu_milli, "milli-CPU"), ("memory", spec.memory_mib, "MiB")):
         if not isinstance(asked, int) or isinstance(asked, bool) or asked < 0:
             raise SpecError(field, f"must be a whole number >= 0 ({unit} per node), got {asked!r}")
-    if not spec.host:
-        return
     pool = factory.pool_of(spec.project)
     cap = factory.capacity(pool, spec.gpu_model)
     where = f" in pool {pool!r}" if pool is not None else ""
     if cap.largest_cpu and spec.cpu_milli > cap.largest_cpu:
         raise SpecError(
-            "cpu",
+            "cpus",
             f"asks {spec.cpu_milli / 1000:g} CPUs per node, the largest node{where} has {cap.largest_cpu / 1000:g}",
         )
     if cap.largest_memory and spec.memory_mib > cap.largest_memory:

@@ -37,7 +37,7 @@ class Node:
         if self.gpu_count < 0:
             raise SpecError("gpu_count", f"node {self.name}: negative GPU count {self.gpu_count}")
         if self.cpu_milli < 0 or self.memory_mib < 0:
-            raise SpecError("cpu" if self.cpu_milli < 0 else "memory", f"node {self.name}: negative capacity")
+            raise SpecError("cpus" if self.cpu_milli < 0 else "memory", f"node {self.name}: negative capacity")
         self.cpu_free = self.cpu_milli
         self.memory_free = self.memory_mib
         if not self.free:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class NodeView:
     gpu_memory_mib: int
     up: bool
     holders: tuple[dict[int, int], ...]  # per GPU: job id -> milli-GPU held
+    cpu_milli: int = 0  # host CPU capacity and what is free (0: not tracked)
+    cpu_free_milli: int = 0
+    memory_mib: int = 0  # host memory capacity and what is free (0: not tracked)
+    memory_free_mib: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +99,40 @@ def read_projects_file(path: Path, cluster: Cluster) -> tuple[list[Project], lis
 
 
 def build_cluster(settings: LiveSettings) -> Cluster:
-    """Virtual GPUs when `settings.gpus` is set, else one node with the GPUs NVML finds."""
+    """Virtual GPUs when `settings.gpus` is set, else one node with the GPUs NVML finds.
+
+    CPU and memory per node are the settings' where given; otherwise a real (NVML) node has this
+    host's CPUs and RAM, and virtual nodes track none (they share one host, so each cannot claim it all).
+    """
     if settings.nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {settings.nodes}")
     if settings.gpus is not None:
         if settings.gpus < 0:
             raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
-        return Cluster.virtual(settings.gpus, settings.nodes)
+        cpu, mem = settings.cpu_milli_per_node or 0, settings.memory_mib_per_node or 0
+        return Cluster.virtual(settings.gpus, settings.nodes, cpu_milli=cpu, host_memory_mib=mem)
     found = gpus.discover()
     if not found:
         log.warning("no GPU found through NVML; the factory has no GPUs (declare virtual ones with gpus=N)")
         return Cluster.virtual(0, 1)
-    return Cluster.virtual(len(found), 1, model=found[0].model, memory_mib=min(g.memory_mib for g in found))
+    cpu = settings.cpu_milli_per_node if settings.cpu_milli_per_node is not None else (os.cpu_count() or 0) * 1000
+    mem = settings.memory_mib_per_node if settings.memory_mib_per_node is not None else host_memory_mib()
+    return Cluster.virtual(
+        len(found),
+        1,
+        model=found[0].model,
+        memory_mib=min(g.memory_mib for g in found),
+        cpu_milli=cpu,
+        host_memory_mib=mem,
+    )
+
+
+def host_memory_mib() -> int:
+    """This host's RAM in MiB (0 where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 class FactoryService:
@@ -401,6 +428,10 @@ class FactoryService:
                 gpu_memory_mib=n.gpu_memory_mib,
                 up=n.up,
                 holders=tuple(dict(h) for h in n.holders),
+                cpu_milli=n.cpu_milli,
+                cpu_free_milli=n.cpu_free,
+                memory_mib=n.memory_mib,
+                memory_free_mib=n.memory_free,
             )
             for n in self.factory.cluster
         ]

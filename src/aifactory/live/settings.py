@@ -22,6 +22,9 @@ class LiveSettings:
     db_url: str | None = None  # None: SQLite at home/factory.db; PostgreSQL as postgresql+psycopg://...
     gpus: int | None = None  # None: discover with NVML; N: N virtual GPUs per node
     nodes: int = 1
+    # Host resources per node (milli-CPU, MiB); None: this host's on a real node, not tracked on virtual ones.
+    cpu_milli_per_node: int | None = None
+    memory_mib_per_node: int | None = None
     policy: str = "fairshare"  # the core's default: quotas, fair share, reclaim
     placement: str = "pack"
     kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
@@ -36,6 +39,10 @@ class LiveSettings:
         for name in ("kill_grace_s", "preempt_grace_s", "min_runtime_s"):
             if not getattr(self, name) >= 0:
                 raise SpecError(name.removesuffix("_s"), f"must be 0 or more seconds, got {getattr(self, name)}")
+        for name, unit in (("cpu_milli_per_node", "cpus_per_node"), ("memory_mib_per_node", "memory_per_node")):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise SpecError(unit, f"must be a whole number >= 0, got {value!r}")
         if not self.checkpoint_poll_s > 0:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
 

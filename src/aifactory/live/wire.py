@@ -74,6 +74,8 @@ class JobSubmit(_Strict):
     gpu_memory: str | StrictInt | None = None  # "20GiB" or MiB: a fraction of one GPU by memory
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     multi_node: StrictBool = False
+    cpus: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)  # CPU cores per node (0: not asked)
+    memory: str | StrictInt | None = None  # host memory per node, "16GiB" or MiB
     priority: StrictInt = Field(0, ge=-1_000_000, le=1_000_000)
     # train (may borrow idle GPUs, preemptible), interactive or inference (within quota, never preempted)
     priority_class: str = Field("train", min_length=1, max_length=64)
@@ -95,14 +97,14 @@ class JobSubmit(_Strict):
             raise ValueError("the program to run (first word) is empty")
         return value
 
-    @field_validator("gpus", mode="before")
+    @field_validator("gpus", "cpus", mode="before")
     @classmethod
     def _gpus_is_a_number(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"must be a number, got {value!r}")
         return value
 
-    @field_validator("gpu_memory")
+    @field_validator("gpu_memory", "memory")
     @classmethod
     def _memory(cls, value: str | int | None) -> str | int | None:
         if value is not None:
@@ -133,6 +135,8 @@ class JobSubmit(_Strict):
             gpu_memory_mib=parse_memory_mib(self.gpu_memory) if self.gpu_memory is not None else None,
             gpu_model=self.gpu_model,
             multi_node=self.multi_node,
+            cpu_milli=round(self.cpus * 1000),
+            memory_mib=parse_memory_mib(self.memory) if self.memory is not None else 0,
             priority=self.priority,
             priority_class=self.priority_class,
             time_limit_s=parse_duration_s(self.time_limit) if self.time_limit is not None else None,
@@ -197,6 +201,10 @@ class NodeOut(BaseModel):
     gpu_model: str
     gpu_memory_mib: int
     gpus: list[GpuOut]
+    cpu_milli: int = 0  # host CPU capacity (0: not tracked)
+    cpu_free_milli: int = 0
+    memory_mib: int = 0  # host memory capacity (0: not tracked)
+    memory_free_mib: int = 0
 
 
 class ProjectOut(BaseModel):

@@ -28,6 +28,7 @@ from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
+from aifactory.live.wire import parse_memory_mib
 from aifactory.netutil import bind_tcp
 
 
@@ -126,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--home", type=Path, help="data directory (default: $AIFACTORY_HOME or ~/.aifactory)")
     p.add_argument("--gpus", type=int, help="virtual GPUs per node (default: discover with NVML)")
     p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
+    p.add_argument("--cpus-per-node", dest="cpu_milli_per_node", type=_milli_cpu, help="CPU cores per node")
+    p.add_argument("--memory-per-node", dest="memory_mib_per_node", type=parse_memory_mib, help="e.g. 64GiB")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8470, help="0: any free port")
     p.add_argument("--policy", help="scheduling policy (default: the settings', fairshare)")
@@ -138,6 +141,14 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
     fields = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return LiveSettings(**fields)
+
+
+def _milli_cpu(text: str) -> int:
+    """`4` or `0.5` cores -> milli-CPU (argparse reports a ValueError as a usage error naming the option)."""
+    cores = float(text)
+    if not 0 <= cores < 1e6:
+        raise ValueError(text)
+    return round(cores * 1000)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,14 +124,22 @@ def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
 def placement_to_json(placement: Placement | None) -> dict[str, Any] | None:
     if placement is None:
         return None
-    return {"parts": [[node, list(idx)] for node, idx in placement.parts], "milli": placement.milli}
+    data: dict[str, Any] = {"parts": [[node, list(idx)] for node, idx in placement.parts], "milli": placement.milli}
+    if placement.cpu_milli or placement.memory_mib:
+        data |= {"cpu_milli": placement.cpu_milli, "memory_mib": placement.memory_mib}
+    return data
 
 
 def placement_from_json(data: Mapping[str, Any] | None) -> Placement | None:
     if data is None:
         return None
     parts = tuple((str(node), tuple(int(g) for g in idx)) for node, idx in data["parts"])
-    return Placement(parts, milli=int(data.get("milli", MILLI)))
+    return Placement(
+        parts,
+        milli=int(data.get("milli", MILLI)),
+        cpu_milli=int(data.get("cpu_milli", 0)),
+        memory_mib=int(data.get("memory_mib", 0)),
+    )
 
 
 # -- rows ----------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ def node_out(service: FactoryService, view: NodeView) -> NodeOut:
         gpu_model=view.gpu_model,
         gpu_memory_mib=view.gpu_memory_mib,
         gpus=gpus,
+        cpu_milli=view.cpu_milli,
+        cpu_free_milli=view.cpu_free_milli,
+        memory_mib=view.memory_mib,
+        memory_free_mib=view.memory_free_mib,
     )
 
 
