@@ -22,12 +22,15 @@ returned unless the whole file is valid.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Department, Project
 
@@ -64,33 +67,85 @@ class ProjectsFile(BaseModel):
     projects: list[ProjectModel] = Field(default_factory=list)
 
 
-def parse_projects(text: str, fmt: str = "toml") -> tuple[list[Project], list[Department]]:
-    """Projects and departments from file text in `fmt` ("toml" or "yaml")."""
-    data = _load(text, fmt)
+class NodeModel(BaseModel):
+    """A node's capacity (`NodeSpec`) as a floor file gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    gpu_count: int = Field(ge=0)
+    gpu_model: str = Field(default="virtual", min_length=1, max_length=200)
+    gpu_memory_mib: int = Field(default=0, ge=0)
+    pool: str = Field(default="default", min_length=1, max_length=200)
+    cpu_milli: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+    rack: str | None = Field(default=None, max_length=200)
+
+
+class FloorFile(ProjectsFile):
+    """A floor as a trace carries it beside its jobs: the nodes, projects and departments."""
+
+    nodes: list[NodeModel] = Field(default_factory=list)
+
+
+def _validate(model: type[Parsed], data: Any) -> Parsed:
     try:
-        parsed = ProjectsFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
         raise SpecError(where or "file", first["msg"]) from None
-    return _build(parsed)
+
+
+def parse_projects(text: str, fmt: str = "toml") -> tuple[list[Project], list[Department]]:
+    """Projects and departments from file text in `fmt` ("toml" or "yaml")."""
+    return _build(_validate(ProjectsFile, _load(text, fmt)))
+
+
+def load_floor(path: str | Path) -> tuple[list[NodeSpec], list[Project], list[Department]]:
+    """Read a floor file (YAML): its nodes, projects and departments, validated whole."""
+    parsed = _validate(FloorFile, _load(_read(Path(path)), "yaml"))
+    names = [n.name for n in parsed.nodes]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SpecError(f"nodes[{i}].name", f"duplicate node {name!r}")
+    return [NodeSpec(**n.model_dump()) for n in parsed.nodes], *_build(parsed)
+
+
+def write_floor(
+    path: Path, nodes: Iterable[NodeSpec], projects: Iterable[Project], departments: Iterable[Department]
+) -> Path:
+    """Write a floor file that `load_floor` reads back as the same nodes, projects and departments."""
+    data = {
+        "nodes": [asdict(n) for n in nodes],
+        "departments": [asdict(d) for d in departments],
+        "projects": [asdict(p) for p in projects],
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def load_projects(path: str | Path) -> tuple[list[Project], list[Department]]:
     """Read a projects file (.toml, .yaml or .yml)."""
     p = Path(path)
+    fmt = "yaml" if p.suffix in (".yaml", ".yml") else "toml"
+    if p.is_file() and p.suffix not in (".toml", ".yaml", ".yml"):
+        raise SpecError("file", f"{p.name}: expected a .toml, .yaml or .yml file")
+    return parse_projects(_read(p), fmt)
+
+
+def _read(p: Path) -> str:
     if not p.is_file():
         raise SpecError("file", f"no such file {str(p)!r}")
     if p.stat().st_size > MAX_BYTES:
         raise SpecError("file", f"{p} is larger than {MAX_BYTES} bytes")
-    fmt = "yaml" if p.suffix in (".yaml", ".yml") else "toml"
-    if p.suffix not in (".toml", ".yaml", ".yml"):
-        raise SpecError("file", f"{p.name}: expected a .toml, .yaml or .yml file")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise SpecError("file", f"{p.name} is not UTF-8 text ({err.reason})") from None
-    return parse_projects(text, fmt)
+
+
+Parsed = TypeVar("Parsed", bound=BaseModel)
 
 
 def _load(text: str, fmt: str) -> Any:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.factory import FactorySettings
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
 from aifactory.twin.replay import TwinSettings
-from aifactory.twin.traces.format import Scenario, TraceJob
+from aifactory.twin.traces.format import Scenario, TraceJob, trace_job
 
 
 def one_node(jobs: list[TraceJob], gpus: int = 4, quota: float = 4.0) -> Scenario:
     """One node of `gpus` GPUs, one project `a` owning them."""
-    return Scenario("test", jobs, [Node("n0", gpus)], [Project("a", quota=quota)])
+    return Scenario("test", jobs, [NodeSpec("n0", gpus)], [Project("a", quota=quota)])
 
 
 def settings(policy: str = "fifo", **kw: object) -> TwinSettings:
@@ -21,4 +21,4 @@ def settings(policy: str = "fifo", **kw: object) -> TwinSettings:
 
 
 def job(at: float, gpus: float, duration: float, project: str = "a", **kw: object) -> TraceJob:
-    return TraceJob(at, project, gpus, duration, **kw)  # type: ignore[arg-type]
+    return trace_job(at, project, gpus, duration, **kw)

@@ -14,9 +14,9 @@ from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
+from aifactory.live import history
 from aifactory.live.store import Store
 from aifactory.twin.scenarios import parse_when
-from aifactory.twin.traces import eventlog
 from aifactory.twin.traces.format import read_trace
 
 Q, R, P, S, F, C = (
@@ -55,9 +55,12 @@ def test_final_attempts_become_durations(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'factory.db'}"
     filled_store(url)
     with Store(url) as store:
-        s = eventlog.load(store)
-    assert [(j.submit_time, j.project, j.gpus, j.duration_s) for j in s.jobs] == [(0, "a", 2, 60), (5, "b", 1, 20)]
-    assert (s.jobs[0].priority, s.jobs[0].time_limit_s, s.jobs[1].user) == (1, 500, "bob")
+        s = history.load(store)
+    assert [(j.submit_time, j.spec.project, j.spec.gpus, j.spec.duration_s) for j in s.jobs] == [
+        (0, "a", 2, 60),
+        (5, "b", 1, 20),
+    ]
+    assert (s.jobs[0].spec.priority, s.jobs[0].spec.time_limit_s, s.jobs[1].spec.user) == (1, 500, "bob")
     assert [n.name for n in s.nodes] == ["n0"]
     assert {p.name: p.quota for p in s.projects} == {"a": 4, "b": 0}  # b is known only from its jobs
 
@@ -68,7 +71,7 @@ def test_convert_the_event_log_to_csv(tmp_path: Path) -> None:
     out = tmp_path / "last-month.csv"
     result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url])
     assert result.exit_code == 0, result.output
-    assert [j.duration_s for j in read_trace(out)] == [60, 20]
+    assert [j.spec.duration_s for j in read_trace(out)] == [60, 20]
 
 
 def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ def test_a_window_keeps_only_the_jobs_submitted_in_it(tmp_path: Path) -> None:
     # Job 1 was submitted at 100 s, job 2 at 105 s (epoch seconds in this store).
     result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url, "--since", "101"])
     assert result.exit_code == 0, result.output
-    assert [(j.submit_time, j.duration_s) for j in read_trace(out)] == [(0, 20)]
+    assert [(j.submit_time, j.spec.duration_s) for j in read_trace(out)] == [(0, 20)]
     bad = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url, "--until", "last tuesday"])
     assert isinstance(bad.exception, SpecError) and bad.exception.field == "until"
     assert parse_when("1970-01-01T00:01:40", "since") == 100.0

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
@@ -49,7 +49,7 @@ def test_priority_lets_the_urgent_job_past_the_queue() -> None:
 
 
 def two_pools(jobs: list) -> Scenario:  # type: ignore[type-arg]
-    nodes = [Node("p0", 2, pool="p"), Node("q0", 2, pool="q")]
+    nodes = [NodeSpec("p0", 2, pool="p"), NodeSpec("q0", 2, pool="q")]
     projects = [Project("A", quota=2, pool="p"), Project("B", quota=2, pool="q")]
     return Scenario("pools", jobs, nodes, projects)
 
@@ -91,7 +91,7 @@ def reclaim_scenario() -> Scenario:
     # A (quota 2) borrows B's idle 2 GPUs with 4 one-GPU jobs of 1000 s; at 100 s B asks for 2.
     jobs = [job(0, 1, 1000, "A") for _ in range(4)] + [job(100, 2, 50, "B")]
     projects = [Project("A", quota=2), Project("B", quota=2)]
-    return Scenario("reclaim", jobs, [Node("n0", 4)], projects)
+    return Scenario("reclaim", jobs, [NodeSpec("n0", 4)], projects)
 
 
 def test_fairshare_reclaim_saves_work_when_jobs_checkpoint_on_stop() -> None:
@@ -118,7 +118,7 @@ def test_fairshare_reclaim_loses_work_since_the_last_periodic_checkpoint() -> No
 
 def test_replays_are_deterministic() -> None:
     trace = [job(i // 3, 1 + i % 3, 5 + (i * 7) % 11, "A" if i % 2 else "B") for i in range(60)]
-    scenario = Scenario("det", trace, [Node("n0", 4), Node("n1", 4)], [Project("A", 4), Project("B", 4)])
+    scenario = Scenario("det", trace, [NodeSpec("n0", 4), NodeSpec("n1", 4)], [Project("A", 4), Project("B", 4)])
     a = replay(scenario, settings("fairshare"))
     b = replay(scenario, settings("fairshare"))
     assert a.recorder.start_order == b.recorder.start_order

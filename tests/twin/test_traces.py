@@ -8,12 +8,12 @@ import pytest
 
 from aifactory.core.errors import SpecError
 from aifactory.twin.traces import openb, philly
-from aifactory.twin.traces.format import TraceJob, read_trace, write_trace
+from aifactory.twin.traces.format import read_trace, trace_job, write_trace
 
 JOBS = [
-    TraceJob(0.0, "vision", 4.0, 3600.0, user="ada", gpu_model="A100", priority=2, multi_node=False),
-    TraceJob(12.5, "nlp", 0.5, 60.0, time_limit_s=120.0, priority_class="interactive"),
-    TraceJob(7.0, "nlp", 16.0, None, multi_node=True, work=1e18),
+    trace_job(0.0, "vision", 4.0, 3600.0, user="ada", gpu_model="A100", priority=2, multi_node=False),
+    trace_job(12.5, "nlp", 0.5, 60.0, time_limit_s=120.0, priority_class="interactive"),
+    trace_job(7.0, "nlp", 16.0, None, multi_node=True, work=1e18),
 ]
 
 
@@ -72,13 +72,13 @@ def test_philly_study_window(shared_data: Path) -> None:
     assert all(p.pool == p.name for p in s.projects)
     assert all(a.submit_time <= b.submit_time for a, b in zip(s.jobs, s.jobs[1:], strict=False))
     assert s.jobs[0].submit_time >= 0 and s.jobs[-1].submit_time < 61 * 86400
-    assert all(j.multi_node == (j.gpus > 8) for j in s.jobs)
-    assert sum(1 for j in s.jobs if j.gpus == 1) == 64_073
+    assert all(j.spec.multi_node == (j.spec.gpus > 8) for j in s.jobs)
+    assert sum(1 for j in s.jobs if j.spec.gpus == 1) == 64_073
 
 
 def test_openb_pods_as_a_time_trace(shared_data: Path) -> None:
     s = openb.load(shared_data / "traces" / "openb")
     assert len(s.nodes) == 1213 and sum(n.gpu_count for n in s.nodes) == 6212
-    assert all(j.gpus > 0 for j in s.jobs)
-    assert any(0 < j.gpus < 1 for j in s.jobs)  # sharing pods keep their fraction
+    assert all(j.spec.gpus > 0 for j in s.jobs)
+    assert any(0 < j.spec.gpus < 1 for j in s.jobs)  # sharing pods keep their fraction
     assert {n.gpu_model for n in s.nodes} >= {"G2", "T4", "V100M32"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from aifactory.core.factory import FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
 from aifactory.core.states import JobState
+from aifactory.live import history
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
 from aifactory.twin.replay import TwinSettings, replay
-from aifactory.twin.traces import eventlog
 from aifactory.twin.traces.format import Scenario
 
 SLEEP = shutil.which("sleep")
@@ -84,7 +85,7 @@ def test_the_twin_starts_what_the_floor_started_when_it_did(
     with Store(f"sqlite:///{db}") as store:
         rows = sorted(store.list_jobs(), key=lambda r: r.id)
         starts = live_starts(store)
-        recorded = eventlog.load(store)  # the floor's own history as a trace
+        recorded = history.load(store)  # the floor's own history as a trace
     t0 = rows[0].submitted_at
     index = {row.id: i for i, row in enumerate(rows)}
     live_order = [index[job_id] for job_id, _ in starts]
@@ -106,7 +107,7 @@ def test_the_twin_starts_what_the_floor_started_when_it_did(
     nominal = Scenario(
         "nominal",
         [
-            type(j)(j.submit_time, j.project, j.gpus, spec.duration_s, priority=j.priority)
+            type(j)(j.submit_time, replace(j.spec, duration_s=spec.duration_s))
             for j, spec in zip(recorded.jobs, specs, strict=True)
         ],
         recorded.nodes,
@@ -114,7 +115,7 @@ def test_the_twin_starts_what_the_floor_started_when_it_did(
     )
     twin = replay(nominal, settings)
     assert twin.recorder.start_order == live_order
-    overheads = [job.duration_s - spec.duration_s for job, spec in zip(recorded.jobs, specs, strict=True)]
+    overheads = [job.spec.duration_s - spec.duration_s for job, spec in zip(recorded.jobs, specs, strict=True)]
     assert all(o >= 0 for o in overheads)  # a process never ends before its sleep
     for k, i in enumerate(live_order):
         drift = live_at[i] - twin.recorder.started[i]

@@ -6,13 +6,14 @@ import base64
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from aifactory.cli.twin import app
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.project import Project
 from aifactory.twin.report import render
@@ -22,11 +23,11 @@ from aifactory.twin.whatif import Variant, apply_variant, read_projects, resize,
 from .helpers import job
 
 
-def pools(counts: dict[str, int]) -> list[Node]:
-    return [Node(f"{p}-{i}", 8, pool=p) for p, n in counts.items() for i in range(n)]
+def pools(counts: dict[str, int]) -> list[NodeSpec]:
+    return [NodeSpec(f"{p}-{i}", 8, pool=p) for p, n in counts.items() for i in range(n)]
 
 
-def by_pool(nodes: list[Node]) -> dict[str, int]:
+def by_pool(nodes: list[NodeSpec]) -> dict[str, int]:
     out: dict[str, int] = {}
     for n in nodes:
         out[n.pool] = out.get(n.pool, 0) + 1
@@ -40,7 +41,7 @@ def test_resize_spreads_nodes_over_pools_by_size() -> None:
     assert by_pool(resize(nodes, "-5")) == {"big": 3, "mid": 1, "small": 1}  # 3, 1.5, 0.5: largest remainders
     assert len(resize(nodes, "20")) == 20
     added = [n for n in resize(nodes, "+10") if n.name.endswith("x0")]
-    assert all(n.gpu_count == 8 and n.free == [1000] * 8 for n in added)
+    assert all(n == replace(next(m for m in nodes if m.pool == n.pool), name=n.name) for n in added)  # same capacity
     assert by_pool(resize(nodes, "small:+3")) == {"big": 6, "mid": 3, "small": 4}
     assert by_pool(resize(nodes, "mid:1")) == {"big": 6, "mid": 1, "small": 1}
     assert by_pool(resize(nodes, "small:-1")) == {"big": 6, "mid": 3}
@@ -55,7 +56,7 @@ def test_resize_spreads_nodes_over_pools_by_size() -> None:
 def test_project_overrides_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "q.toml"
     path.write_text('[projects.a]\nquota = 6\n[projects.c]\nquota = 1\nweight = 2\npool = "p"\n')
-    scenario = Scenario("s", [], [Node("n", 8)], [Project("a", quota=2, weight=3, pool="p"), Project("b", 4)])
+    scenario = Scenario("s", [], [NodeSpec("n", 8)], [Project("a", quota=2, weight=3, pool="p"), Project("b", 4)])
     out = {p.name: p for p in apply_variant(scenario, Variant(projects=read_projects(path))).projects}
     assert (out["a"].quota, out["a"].weight, out["a"].pool) == (6, 3, "p")  # only quota changed
     assert (out["c"].quota, out["c"].weight, out["c"].pool) == (1, 2, "p")
@@ -79,7 +80,7 @@ def small_trace(tmp_path: Path) -> Path:
 
 
 def test_unknown_policy_fails_before_any_replay() -> None:
-    scenario = Scenario("s", [job(0, 1, 1)], [Node("n", 1)], [Project("a", 1)])
+    scenario = Scenario("s", [job(0, 1, 1)], [NodeSpec("n", 1)], [Project("a", 1)])
     with pytest.raises(UnknownName, match=r"known: .*fifo"):
         run_variants(scenario, [Variant("fifo"), Variant("fifoo")])
 
@@ -134,13 +135,20 @@ def test_convert_philly_to_parquet_and_replay_it(tmp_path: Path, shared_data: Pa
     out = tmp_path / "philly.parquet"
     result = CliRunner().invoke(app, ["convert", "philly", str(out), "--limit", "300"])
     assert result.exit_code == 0, result.output
-    replayed = CliRunner().invoke(app, ["run", "--trace", str(out), "--nodes", "4", "--json"])
-    assert replayed.exit_code == 0, replayed.output
-    assert json.loads(replayed.output)["variants"][0]["summary"]["finished"] == 300
+    assert (tmp_path / "philly.floor.yaml").is_file()
+    on_its_floor = CliRunner().invoke(app, ["run", "--trace", str(out), "--json"])
+    assert on_its_floor.exit_code == 0, on_its_floor.output
+    direct = CliRunner().invoke(app, ["run", "--trace", "philly", "--limit", "300", "--json"])
+    summary = json.loads(on_its_floor.output)["variants"][0]["summary"]
+    assert summary["finished"] == 300
+    assert summary == json.loads(direct.output)["variants"][0]["summary"]  # the floor file is the Philly floor
+    (tmp_path / "philly.floor.yaml").unlink()  # a bare trace: sized from its widest job, one shared pool
+    bare = CliRunner().invoke(app, ["run", "--trace", str(out), "--nodes", "4", "--json"])
+    assert json.loads(bare.output)["variants"][0]["summary"]["finished"] == 300
 
 
 def test_render_handles_a_run_where_nothing_finished() -> None:
-    scenario = Scenario("s", [job(0, 8, 1)], [Node("n", 4)], [Project("a", 4)])
+    scenario = Scenario("s", [job(0, 8, 1)], [NodeSpec("n", 4)], [Project("a", 4)])
     (result,) = run_variants(scenario, [Variant("fifo")])
     assert result.summary["rejected"] == 1
     assert "<table>" in render([result])

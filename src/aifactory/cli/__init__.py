@@ -24,6 +24,7 @@ app = typer.Typer(
 floor.register(app)
 line.register(app)
 serve_cli.register(app)
+app.command("export-trace")(twin.export_trace)
 app.add_typer(twin.app, name="twin", help="Replay traces on the digital twin and compare what-ifs.")
 app.add_typer(plan.app, name="plan", help="The arithmetic of AI compute: cost, energy, carbon, scaling laws.")
 

@@ -55,6 +55,23 @@ def _window(since: str | None, until: str | None) -> tuple[float | None, float |
     )
 
 
+def _scenario(
+    trace: str, limit: int | None, store: str | None, since: str | None, until: str | None, gpus_per_node: int = 8
+) -> Any:
+    """The named trace or trace file, or `eventlog`: the floor's own history, read from its store."""
+    from aifactory.twin.scenarios import load_scenario
+
+    if trace != "eventlog":
+        return load_scenario(trace, limit, gpus_per_node)
+    from aifactory.live import history
+    from aifactory.live.settings import LiveSettings
+
+    scenario = history.open_and_load(store or LiveSettings().database_url, *_window(since, until))
+    if limit is not None:
+        scenario.jobs = scenario.jobs[:limit]
+    return scenario
+
+
 def _writable(path: Path, field: str) -> None:
     """Fail before a long replay, not after it, when the output cannot be written."""
     from aifactory.core.errors import SpecError
@@ -112,15 +129,14 @@ def run(
     mfu: float | None = typer.Option(None, help="MFU for rows that give work (default: the GPU generation's)"),
 ) -> None:
     """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
-    from aifactory.twin.scenarios import load_scenario
     from aifactory.twin.whatif import comparison
 
     variants = _variants(policy, placement, nodes, projects, no_pools)
     if report is not None:
         _writable(report, "report")
-    scenario = load_scenario(trace, limit, store, gpus_per_node, _window(since, until))
+    scenario = _scenario(trace, limit, store, since, until, gpus_per_node)
     cost_model = None
-    if any(j.duration_s is None for j in scenario.jobs):
+    if any(j.spec.duration_s is None for j in scenario.jobs):
         from aifactory.twin.costmodel import flops_cost_model
 
         cost_model = flops_cost_model(work_gpu, mfu)
@@ -184,20 +200,27 @@ def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
 @app.command("convert")
 def convert(
     source: str = typer.Argument(..., help="philly, openb, eventlog, or a trace file in our format"),
-    out: Path = typer.Argument(..., help="where to write: .csv or .parquet"),
+    out: Path = typer.Argument(..., help="where to write: .csv or .parquet (and its floor file beside it)"),
     limit: int | None = typer.Option(None, min=1, help="only the first N jobs"),
     store: str | None = typer.Option(None, help="store URL for eventlog (default: the live factory's)"),
     since: str | None = typer.Option(None, help="eventlog: jobs submitted from (ISO date or epoch s)"),
     until: str | None = typer.Option(None, help="eventlog: jobs submitted before (ISO date or epoch s)"),
 ) -> None:
-    """Write a trace in our format (docs/trace_format.md) from Philly, openb or the live event log."""
-    from aifactory.core.errors import SpecError
-    from aifactory.twin.scenarios import load_scenario
-    from aifactory.twin.traces.format import write_trace
+    """Write a trace in our format (docs/trace_format.md) and its floor file (NAME.floor.yaml: nodes,
+    projects, departments) from Philly, openb, a trace file or the live event log."""
+    from aifactory.live.history import export
 
-    if out.suffix not in (".csv", ".parquet"):
-        raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
     _writable(out, "out")
-    scenario = load_scenario(source, limit, store, window=_window(since, until))
-    write_trace(scenario.jobs, out)
-    typer.echo(f"wrote {len(scenario.jobs):,} jobs to {out}")
+    scenario = _scenario(source, limit, store, since, until)
+    _, floor = export(scenario, out)
+    typer.echo(f"wrote {len(scenario.jobs):,} jobs to {out} and the floor to {floor}")
+
+
+def export_trace(
+    out: Path = typer.Argument(..., help="where to write: .csv or .parquet (and NAME.floor.yaml beside it)"),
+    store: str | None = typer.Option(None, help="store URL (default: the live factory's)"),
+    since: str | None = typer.Option(None, help="jobs submitted from (ISO date or epoch s)"),
+    until: str | None = typer.Option(None, help="jobs submitted before (ISO date or epoch s)"),
+) -> None:
+    """Export the floor's history as a trace the twin replays: `aifactory twin run --trace OUT`."""
+    convert("eventlog", out, None, store, since, until)

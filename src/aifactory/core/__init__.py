@@ -5,7 +5,7 @@ takes the current time as an argument. Both the live shell and the twin drive it
 """
 
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
-from aifactory.core.cluster import Cluster, Node
+from aifactory.core.cluster import Cluster, Node, NodeSpec
 from aifactory.core.errors import (
     AifactoryError,
     InvalidTransition,
@@ -40,6 +40,7 @@ __all__ = [
     "Kill",
     "Launch",
     "Node",
+    "NodeSpec",
     "NotFound",
     "Placement",
     "Preempt",

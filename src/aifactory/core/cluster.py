@@ -8,14 +8,35 @@ than a GPU has: that is invariant 1, checked on every allocation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from aifactory.core.errors import NotFound, SpecError
 from aifactory.core.job import MILLI, Placement
 
 
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """What a node is (its capacity), as the store, traces and scenarios carry it. The allocation
+    state lives in `Node`, which the `Cluster` builds from a spec."""
+
+    name: str
+    gpu_count: int
+    gpu_model: str = "virtual"
+    gpu_memory_mib: int = 0  # per GPU (0: unknown)
+    pool: str = "default"
+    cpu_milli: int = 0  # host CPU, 1000 = one core (0: not tracked)
+    memory_mib: int = 0  # host memory (0: not tracked)
+    rack: str | None = None  # nodes in one rack share a fast network (topology placement)
+
+
+NODE_FIELDS = tuple(f.name for f in fields(NodeSpec))
+
+
 @dataclass(slots=True)
 class Node:
+    """A node's capacity (the fields of `NodeSpec`, flat: the scheduler reads them on every pass)
+    and what of it is held now."""
+
     name: str
     gpu_count: int
     gpu_model: str = "virtual"
@@ -45,6 +66,15 @@ class Node:
             self.holders = [{} for _ in range(self.gpu_count)]
         self.free_whole = sum(1 for f in self.free if f == MILLI)
 
+    @classmethod
+    def of(cls, spec: NodeSpec) -> Node:
+        """An empty node of this capacity."""
+        return cls(**{name: getattr(spec, name) for name in NODE_FIELDS})
+
+    @property
+    def spec(self) -> NodeSpec:
+        return NodeSpec(**{name: getattr(self, name) for name in NODE_FIELDS})
+
     @property
     def free_milli(self) -> int:
         return sum(self.free)
@@ -59,9 +89,11 @@ class Node:
 class Cluster:
     """The nodes of the floor and which job holds which part of which GPU."""
 
-    def __init__(self, nodes: Iterable[Node]) -> None:
+    def __init__(self, nodes: Iterable[Node | NodeSpec]) -> None:
+        """The nodes as given, or empty new ones for specs (a scenario's nodes serve many replays)."""
         self.nodes: dict[str, Node] = {}
-        for node in nodes:
+        for item in nodes:
+            node = Node.of(item) if isinstance(item, NodeSpec) else item
             if node.name in self.nodes:
                 raise SpecError("nodes", f"duplicate node name {node.name!r}")
             self.nodes[node.name] = node

@@ -23,14 +23,15 @@ def flops_cost_model(default_gpu: str = "H100", mfu: float | None = None) -> Cos
     gpus: dict[str, Gpu] = {default_gpu: catalog.gpu(default_gpu)}
 
     def seconds(job: TraceJob) -> float:
-        name = job.gpu_model or default_gpu
+        name = job.spec.gpu_model or default_gpu
         gpu = gpus.get(name)
         if gpu is None:
             gpu = gpus[name] = catalog.gpu(name)
         rate = mfu if mfu is not None else catalog.default_mfu(gpu)
         work = job.work or 0.0
-        if job.gpus < 1:
-            return wall_seconds(work, gpu, 1, rate) / job.gpus  # a fraction of one GPU's throughput
-        return wall_seconds(work, gpu, int(job.gpus), rate)
+        share = job.spec.gpus
+        if share < 1:
+            return wall_seconds(work, gpu, 1, rate) / share  # a fraction of one GPU's throughput
+        return wall_seconds(work, gpu, int(share), rate)
 
     return seconds

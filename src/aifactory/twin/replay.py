@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aifactory.core.actions import Kill, Launch, Preempt, StateChanged
-from aifactory.core.cluster import Cluster, Node
+from aifactory.core.cluster import Cluster
 from aifactory.core.errors import SpecError
 from aifactory.core.events import Event, Finished, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
@@ -74,43 +74,17 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def fresh_nodes(nodes: list[Node]) -> list[Node]:
-    """Empty copies of the scenario's nodes (a Node carries its allocation map)."""
-    return [
-        Node(
-            name=n.name,
-            gpu_count=n.gpu_count,
-            gpu_model=n.gpu_model,
-            gpu_memory_mib=n.gpu_memory_mib,
-            pool=n.pool,
-            cpu_milli=n.cpu_milli,
-            memory_mib=n.memory_mib,
-        )
-        for n in nodes
-    ]
-
-
 def spec_of(job: TraceJob, duration: float) -> JobSpec:
-    return JobSpec(
-        command=(),
-        project=job.project,
-        user=job.user,
-        gpus=job.gpus,
-        gpu_model=job.gpu_model,
-        multi_node=job.multi_node,
-        priority=job.priority,
-        priority_class=job.priority_class,
-        time_limit_s=job.time_limit_s,
-        duration_s=duration,
-    )
+    """The job's spec with the run time the replay gives it (the trace's own, usually)."""
+    return job.spec if job.spec.duration_s == duration else replace(job.spec, duration_s=duration)
 
 
 def durations_of(jobs: list[TraceJob], cost_model: CostModel | None) -> list[float]:
     """Run time (s) of each job: the trace's, or the cost model's where the trace gives work."""
     out = []
     for i, job in enumerate(jobs):
-        if job.duration_s is not None:
-            out.append(job.duration_s)
+        if job.spec.duration_s is not None:
+            out.append(job.spec.duration_s)
         elif cost_model is None:
             raise SpecError("duration_s", f"job {i} gives work but no duration, and no cost model was given")
         else:
@@ -133,11 +107,14 @@ class Twin:
         self.jobs = scenario.jobs
         self.durations = durations_of(self.jobs, cost_model)
         self.kernel = Kernel()
-        self.cluster = Cluster(fresh_nodes(scenario.nodes))
+        self.cluster = Cluster(scenario.nodes)  # new, empty nodes of the scenario's specs
         projects = [replace(p) for p in scenario.projects]
-        self.factory = Factory(self.cluster, projects, self.settings.factory)
+        departments = [replace(d) for d in scenario.departments]
+        self.factory = Factory(self.cluster, projects, self.settings.factory, departments=departments)
         self.executor = SimExecutor(self.kernel, self._handle, self.durations.__getitem__, self.settings.executor)
-        self.recorder = Recorder([j.gpus for j in self.jobs], [j.project for j in self.jobs], self.cluster.total_gpus())
+        self.recorder = Recorder(
+            [j.spec.gpus for j in self.jobs], [j.spec.project for j in self.jobs], self.cluster.total_gpus()
+        )
         # Job i is row i of the trace; arrivals go by submit time (a stable sort: ties keep row order).
         self._order = sorted(range(len(self.jobs)), key=lambda i: self.jobs[i].submit_time)
         every = self.settings.sample_every_s

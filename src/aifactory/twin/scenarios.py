@@ -1,4 +1,4 @@
-"""Find a scenario by name (`philly`, `openb`, `eventlog`) or by the path of a trace in our format."""
+"""Find a scenario by name (`philly`, `openb`) or by the path of a trace in our format."""
 
 from __future__ import annotations
 
@@ -6,39 +6,43 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.project import Project
-from aifactory.twin.traces.format import Scenario, read_trace
+from aifactory.projects_file import load_floor
+from aifactory.twin.traces.format import Scenario, floor_path, read_trace
 
-TRACES = ("philly", "openb", "eventlog")
+TRACES = ("philly", "openb")
 SUFFIXES = (".csv", ".parquet")
 
 
 def from_file(path: Path, gpus_per_node: int = 8) -> Scenario:
-    """A trace file in our format, on the fewest `gpus_per_node`-GPU nodes that fit its widest job.
-
-    Use a variant's `nodes` ("N") to size the cluster; projects come from the trace, with no quota.
-    """
+    """A trace file in our format, on the floor of its floor file (`NAME.floor.yaml`) where one lies
+    beside it; else on the fewest `gpus_per_node`-GPU nodes that fit its widest job, with one
+    project per name and no quota (size the cluster with a variant's `nodes`)."""
     if gpus_per_node < 1:
         raise SpecError("gpus_per_node", f"must be >= 1, got {gpus_per_node}")
     jobs = read_trace(path)
-    widest = max((j.gpus for j in jobs), default=1.0)
+    floor = floor_path(path)
+    if floor.is_file():
+        nodes, projects, departments = load_floor(floor)
+        known = {p.name for p in projects}
+        projects += [Project(name=name) for name in sorted({j.spec.project for j in jobs} - known)]
+        return Scenario(path.stem, jobs, nodes, projects, departments)
+    widest = max((j.spec.gpus for j in jobs), default=1.0)
     count = max(1, math.ceil(widest / gpus_per_node))
-    nodes = [Node(name=f"node{i}", gpu_count=gpus_per_node) for i in range(count)]
-    projects = [Project(name=name) for name in sorted({j.project for j in jobs})]
+    nodes = [NodeSpec(name=f"node{i}", gpu_count=gpus_per_node) for i in range(count)]
+    projects = [Project(name=name) for name in sorted({j.spec.project for j in jobs})]
     return Scenario(path.stem, jobs, nodes, projects)
 
 
 def load_scenario(
     trace: str,
     limit: int | None = None,
-    store_url: str | None = None,
     gpus_per_node: int = 8,
-    window: tuple[float | None, float | None] = (None, None),
 ) -> Scenario:
-    """`philly`, `openb`, `eventlog` (the live store at `store_url`, jobs submitted in
-    `window` = [since, until) epoch seconds) or a .csv/.parquet path."""
+    """`philly`, `openb` or a .csv/.parquet path (the floor's own history comes as a trace file
+    from `aifactory export-trace`)."""
     if trace == "philly":
         from aifactory.twin.traces import philly
 
@@ -47,9 +51,7 @@ def load_scenario(
         from aifactory.twin.traces import openb
 
         return openb.load(limit=limit)
-    if trace == "eventlog":
-        scenario = _eventlog(store_url, window)
-    elif Path(trace).suffix in SUFFIXES:
+    if Path(trace).suffix in SUFFIXES:
         scenario = from_file(Path(trace), gpus_per_node)
     else:
         raise UnknownName("trace", trace, [*TRACES, "PATH.csv", "PATH.parquet"])
@@ -69,15 +71,3 @@ def parse_when(text: str, field: str) -> float:
     except ValueError:
         raise SpecError(field, f"{text!r} is neither epoch seconds nor an ISO date") from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _eventlog(store_url: str | None, window: tuple[float | None, float | None]) -> Scenario:
-    from aifactory.live.settings import LiveSettings
-    from aifactory.live.store import Store
-    from aifactory.twin.traces import eventlog
-
-    url = store_url or LiveSettings().database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise SpecError("store", f"no live store at {url} (opening it would create an empty one)")
-    with Store(url) as store:
-        return eventlog.load(store, *window)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.factory import FactorySettings
 from aifactory.core.placement import get_placement
@@ -59,7 +59,7 @@ def check_variant(variant: Variant) -> None:
         parse_nodes(variant.nodes)
 
 
-def _shares(pools: dict[str, list[Node]], total: int, change: int) -> dict[str, int]:
+def _shares(pools: dict[str, list[NodeSpec]], total: int, change: int) -> dict[str, int]:
     """Split `change` nodes over pools in proportion to their size (largest remainder)."""
     exact = {p: change * len(ns) / total for p, ns in pools.items()}
     out = {p: int(v) for p, v in exact.items()}
@@ -79,11 +79,11 @@ def parse_nodes(spec: str) -> tuple[str | None, str, int]:
     return pool or None, match.group(1), int(match.group(2))
 
 
-def resize(nodes: list[Node], spec: str) -> list[Node]:
+def resize(nodes: list[NodeSpec], spec: str) -> list[NodeSpec]:
     """Nodes after `spec`: "+N", "-N" or "N" spread over the pools in proportion to their size,
     or "POOL:+N" (-N, N) for one pool. New nodes copy the first node of their pool."""
     pool, sign, count = parse_nodes(spec)
-    pools: dict[str, list[Node]] = {}
+    pools: dict[str, list[NodeSpec]] = {}
     for node in nodes:
         pools.setdefault(node.pool, []).append(node)
     if pool is not None and pool not in pools:
@@ -93,23 +93,12 @@ def resize(nodes: list[Node], spec: str) -> list[Node]:
     if base + change < (0 if pool is not None else 1):
         raise SpecError("nodes", f"{spec}: would leave {base + change} nodes")
     deltas = {p: 0 for p in pools} | ({pool: change} if pool is not None else _shares(pools, len(nodes), change))
-    out: list[Node] = []
+    out: list[NodeSpec] = []
     for name, delta in deltas.items():
         mine = pools[name]
         keep = mine[: max(0, len(mine) + min(delta, 0))]
-        out += keep + [_copy(mine[0], f"{name}-x{i}") for i in range(max(delta, 0))]
+        out += keep + [replace(mine[0], name=f"{name}-x{i}") for i in range(max(delta, 0))]  # same capacity
     return out
-
-
-def _copy(model: Node, name: str) -> Node:
-    """A new, empty node like `model` (GPU count, model, memory, pool)."""
-    return Node(
-        name=name,
-        gpu_count=model.gpu_count,
-        gpu_model=model.gpu_model,
-        gpu_memory_mib=model.gpu_memory_mib,
-        pool=model.pool,
-    )
 
 
 def read_projects(path: str | Path) -> tuple[ProjectOverride, ...]:
@@ -156,7 +145,7 @@ def merge_projects(base: list[Project], overrides: Sequence[ProjectOverride]) ->
 def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
     nodes = resize(scenario.nodes, variant.nodes) if variant.nodes else scenario.nodes
     projects = merge_projects(scenario.projects, variant.projects)
-    return Scenario(scenario.name, scenario.jobs, nodes, projects)
+    return Scenario(scenario.name, scenario.jobs, nodes, projects, scenario.departments)
 
 
 def settings_for(variant: Variant, base: FactorySettings | None = None) -> TwinSettings:

@@ -85,6 +85,9 @@ nodes = sa.Table(
     sa.Column("gpu_model", sa.String(200), nullable=False),
     sa.Column("gpu_memory_mib", sa.Integer, nullable=False),
     sa.Column("pool", sa.String(200), nullable=False),
+    sa.Column("cpu_milli", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("memory_mib", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rack", sa.String(200)),
 )
 
 tokens = sa.Table(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 
 from aifactory.core.actions import StateChanged
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NODE_FIELDS, Node, NodeSpec
 from aifactory.core.errors import AifactoryError, NotFound
 from aifactory.core.job import Job, JobSpec
 from aifactory.core.project import Department, Project
@@ -275,35 +276,18 @@ class Store:
                 for r in conn.execute(sa.select(m.departments).order_by(m.departments.c.name))
             ]
 
-    def save_nodes(self, nodes: Iterable[Node]) -> None:
-        """Replace the node table with the cluster as it is now."""
-        rows = [
-            {
-                "name": n.name,
-                "gpu_count": n.gpu_count,
-                "gpu_model": n.gpu_model,
-                "gpu_memory_mib": n.gpu_memory_mib,
-                "pool": n.pool,
-            }
-            for n in nodes
-        ]
+    def save_nodes(self, nodes: Iterable[Node | NodeSpec]) -> None:
+        """Replace the node table with these nodes' capacities."""
+        rows = [asdict(n.spec if isinstance(n, Node) else n) for n in nodes]
         with self.engine.begin() as conn:
             conn.execute(m.nodes.delete())
             if rows:
                 conn.execute(m.nodes.insert(), rows)
 
-    def load_nodes(self) -> list[Node]:
+    def load_nodes(self) -> list[NodeSpec]:
         with self.engine.connect() as conn:
-            return [
-                Node(
-                    name=r.name,
-                    gpu_count=r.gpu_count,
-                    gpu_model=r.gpu_model,
-                    gpu_memory_mib=r.gpu_memory_mib,
-                    pool=r.pool,
-                )
-                for r in conn.execute(sa.select(m.nodes).order_by(m.nodes.c.name))
-            ]
+            rows = conn.execute(sa.select(m.nodes).order_by(m.nodes.c.name))
+            return [NodeSpec(**{name: r._mapping[name] for name in NODE_FIELDS}) for r in rows]
 
     # -- tokens and meta ---------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
 """Our trace format: one row per job, as CSV or Parquet (see docs/trace_format.md).
 
-Columns (units in brackets): `submit_time` [s from the trace start], `project`, `user`,
-`gpus` [GPUs; a fraction of one below 1], `gpu_model`, `duration_s` [s of run time],
-`time_limit_s` [s], `priority`, `priority_class`, `multi_node`, `work` [units of the
-cost model, used when `duration_s` is empty]. Only `submit_time`, `project`, `gpus`
-and one of `duration_s`/`work` are required. Every validation error names the
-column and the row (1-based, not counting the header).
+A row is a job's arrival time, its whole `JobSpec` but for what runs it on a real machine
+(`command`, `workdir`, `env`), and optionally its `work` for a cost model. `duration_s` is
+the spec's known run time. Only `submit_time`, `project`, `gpus` and one of
+`duration_s`/`work` are required. Every validation error names the column and the row
+(1-based, not counting the header). A trace may come with a floor file beside it
+(`NAME.floor.yaml`: nodes, projects, departments), which `aifactory export-trace` writes.
 """
 
 from __future__ import annotations
@@ -13,44 +13,54 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
-from aifactory.core.project import Project
+from aifactory.core.job import JobSpec
+from aifactory.core.project import PRIORITY_CLASSES, Department, Project
 
-COLUMNS = (
-    "submit_time",
-    "project",
-    "user",
-    "gpus",
-    "gpu_model",
-    "duration_s",
-    "time_limit_s",
-    "priority",
-    "priority_class",
-    "multi_node",
-    "work",
-)
+# JobSpec fields no trace carries: they say how to run the job on the machine that ran it,
+# and the twin runs nothing.
+NOT_IN_TRACE = ("command", "workdir", "env")
+# Each carried JobSpec field, with the kind of its cell: float, int, text or bool.
+SPEC_COLUMNS: dict[str, str] = {
+    "project": "text",
+    "user": "text",
+    "gpus": "float",
+    "gpu_memory_mib": "int",
+    "gpu_model": "text",
+    "multi_node": "bool",
+    "priority": "int",
+    "priority_class": "text",
+    "time_limit_s": "float",
+    "name": "text",
+    "duration_s": "float",
+    "cpu_milli": "int",
+    "memory_mib": "int",
+}
+COLUMNS = ("submit_time", *SPEC_COLUMNS, "work")
+KINDS = {"submit_time": "float", **SPEC_COLUMNS, "work": "float"}
 REQUIRED = ("submit_time", "project", "gpus")
-PRIORITY_CLASSES = ("train", "interactive", "inference")  # as the core's projects know them
 
 
 @dataclass(frozen=True, slots=True)
 class TraceJob:
+    """One arrival: when, and the job as submitted (`spec.duration_s`: its run time, None to
+    derive it from `work` with a cost model)."""
+
     submit_time: float  # s from the trace start
-    project: str
-    gpus: float
-    duration_s: float | None  # s of run time; None: derive from `work` with a cost model
-    user: str = "anonymous"
-    gpu_model: str | None = None
-    time_limit_s: float | None = None
-    priority: int = 0
-    priority_class: str = "train"
-    multi_node: bool = False
+    spec: JobSpec
     work: float | None = None  # units of the cost model (e.g. FLOPs)
+
+
+def trace_job(
+    submit_time: float, project: str, gpus: float, duration_s: float | None, work: float | None = None, **spec: Any
+) -> TraceJob:
+    """A trace job from the usual four values and any other `JobSpec` fields by name."""
+    return TraceJob(submit_time, JobSpec((), project=project, gpus=gpus, duration_s=duration_s, **spec), work)
 
 
 CostModel = Callable[[TraceJob], float]  # job -> run time in seconds
@@ -58,12 +68,13 @@ CostModel = Callable[[TraceJob], float]  # job -> run time in seconds
 
 @dataclass(slots=True)
 class Scenario:
-    """What the twin replays: jobs in submission order, the nodes and the projects."""
+    """What the twin replays: jobs in submission order, the nodes, the projects and departments."""
 
     name: str
     jobs: list[TraceJob]
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[NodeSpec] = field(default_factory=list)
     projects: list[Project] = field(default_factory=list)
+    departments: list[Department] = field(default_factory=list)
 
 
 def _float(value: Any, column: str, row: int) -> float | None:
@@ -106,45 +117,49 @@ def _bool(value: Any, column: str, row: int) -> bool:
     raise SpecError(column, f"row {row}: not a boolean: {value!r}")
 
 
+def _int(value: Any, column: str, row: int) -> int | None:
+    out = _float(value, column, row)
+    if out is not None and out != int(out):
+        raise SpecError(column, f"row {row}: not a whole number: {out}")
+    return None if out is None else int(out)
+
+
+def _cells(rec: dict[str, Any], row: int) -> dict[str, Any]:
+    """Every known column of a record read by its kind (None: empty)."""
+    readers = {"float": _float, "int": _int, "bool": _bool}
+    out: dict[str, Any] = {}
+    for column, kind in KINDS.items():
+        raw = rec.get(column)
+        out[column] = _text(raw, None) if kind == "text" else readers[kind](raw, column, row)
+    return out
+
+
 def job_from_record(rec: dict[str, Any], row: int) -> TraceJob:
     """Validate one record (column -> raw value) into a TraceJob; errors name column and row."""
-    submit = _required(rec.get("submit_time"), "submit_time", row)
-    project = _text(rec.get("project"), None)
-    if project is None:
-        raise SpecError("project", f"row {row}: missing value")
-    gpus = _required(rec.get("gpus"), "gpus", row)
+    cells = _cells(rec, row)
+    for column in REQUIRED:
+        if cells[column] is None:
+            raise SpecError(column, f"row {row}: missing value")
+    submit, gpus, duration = cells.pop("submit_time"), cells["gpus"], cells["duration_s"]
     if submit < 0:
         raise SpecError("submit_time", f"row {row}: negative time {submit}")
     if not gpus > 0 or (gpus > 1 and gpus != int(gpus)):
         raise SpecError("gpus", f"row {row}: must be a fraction below 1 or a whole number, got {gpus}")
-    duration = _float(rec.get("duration_s"), "duration_s", row)
-    work = _float(rec.get("work"), "work", row)
+    work = cells.pop("work")
     if duration is None and work is None:
         raise SpecError("duration_s", f"row {row}: missing value (and no work for a cost model)")
     if duration is not None and duration < 0:
         raise SpecError("duration_s", f"row {row}: negative duration {duration}")
-    limit = _float(rec.get("time_limit_s"), "time_limit_s", row)
-    if limit is not None and not limit > 0:
-        raise SpecError("time_limit_s", f"row {row}: must be positive, got {limit}")
-    prio = _float(rec.get("priority"), "priority", row)
-    if prio is not None and prio != int(prio):
-        raise SpecError("priority", f"row {row}: not a whole number: {prio}")
-    pclass = _text(rec.get("priority_class"), "train")
+    if cells["time_limit_s"] is not None and not cells["time_limit_s"] > 0:
+        raise SpecError("time_limit_s", f"row {row}: must be positive, got {cells['time_limit_s']}")
+    for column in ("gpu_memory_mib", "cpu_milli", "memory_mib"):
+        if cells[column] is not None and cells[column] < 0:
+            raise SpecError(column, f"row {row}: must not be negative, got {cells[column]}")
+    pclass = cells["priority_class"] or "train"
     if pclass not in PRIORITY_CLASSES:
         raise SpecError("priority_class", f"row {row}: {pclass!r} is not one of {', '.join(PRIORITY_CLASSES)}")
-    return TraceJob(
-        submit_time=submit,
-        project=project,
-        gpus=gpus,
-        duration_s=duration,
-        user=_text(rec.get("user"), "anonymous") or "anonymous",
-        gpu_model=_text(rec.get("gpu_model"), None),
-        time_limit_s=limit,
-        priority=int(prio or 0),
-        priority_class=pclass or "train",
-        multi_node=_bool(rec.get("multi_node"), "multi_node", row),
-        work=work,
-    )
+    given = {k: v for k, v in cells.items() if v is not None}  # empty cells keep the spec's defaults
+    return TraceJob(submit, JobSpec((), **(given | {"priority_class": pclass})), work)
 
 
 def _check_header(columns: Sequence[str], path: Path) -> None:
@@ -185,19 +200,14 @@ def read_trace(path: str | Path) -> list[TraceJob]:
 
 
 def _row(job: TraceJob) -> dict[str, Any]:
-    return {
-        "submit_time": job.submit_time,
-        "project": job.project,
-        "user": job.user,
-        "gpus": job.gpus,
-        "gpu_model": job.gpu_model,
-        "duration_s": job.duration_s,
-        "time_limit_s": job.time_limit_s,
-        "priority": job.priority,
-        "priority_class": job.priority_class,
-        "multi_node": job.multi_node,
-        "work": job.work,
-    }
+    return {"submit_time": job.submit_time, **{c: getattr(job.spec, c) for c in SPEC_COLUMNS}, "work": job.work}
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    types = {"float": pa.float64(), "int": pa.int64(), "text": pa.string(), "bool": pa.bool_()}
+    return pa.schema([(column, types[KINDS[column]]) for column in COLUMNS])
 
 
 def write_trace(jobs: Iterable[TraceJob], path: str | Path) -> Path:
@@ -208,26 +218,21 @@ def write_trace(jobs: Iterable[TraceJob], path: str | Path) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema(
-            [
-                ("submit_time", pa.float64()),
-                ("project", pa.string()),
-                ("user", pa.string()),
-                ("gpus", pa.float64()),
-                ("gpu_model", pa.string()),
-                ("duration_s", pa.float64()),
-                ("time_limit_s", pa.float64()),
-                ("priority", pa.int64()),
-                ("priority_class", pa.string()),
-                ("multi_node", pa.bool_()),
-                ("work", pa.float64()),
-            ]
-        )
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        pq.write_table(pa.Table.from_pylist(rows, schema=_arrow_schema()), path)
         return path
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else int(v) if k == "multi_node" else v) for k, v in row.items()})
+            writer.writerow({k: ("" if v is None else int(v) if isinstance(v, bool) else v) for k, v in row.items()})
     return path
+
+
+def floor_path(trace: Path) -> Path:
+    """Where a trace's floor file lies: `NAME.floor.yaml` beside `NAME.csv`."""
+    return trace.with_name(f"{trace.stem}.floor.yaml")
+
+
+def for_replay(spec: JobSpec) -> JobSpec:
+    """The spec as a trace keeps it: without what runs it on a real machine."""
+    return replace(spec, command=(), workdir=None, env={})

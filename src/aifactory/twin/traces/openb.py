@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.job import MILLI
 from aifactory.core.project import Project
-from aifactory.twin.traces.format import Scenario, TraceJob
+from aifactory.twin.traces.format import Scenario, TraceJob, trace_job
 
 PROJECT = "openb"
 
@@ -24,12 +24,12 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parents[5] / "shared" / "data" / "traces" / "openb"
 
 
-def read_nodes(path: Path) -> list[Node]:
+def read_nodes(path: Path) -> list[NodeSpec]:
     if not path.is_file():
         raise SpecError("trace", f"openb node list not found: {path}")
     with path.open(newline="") as fh:
         return [
-            Node(
+            NodeSpec(
                 name=r["sn"],
                 gpu_count=int(r["gpu"]),
                 gpu_model=r["model"],
@@ -55,7 +55,7 @@ def read_pods(path: Path) -> list[TraceJob]:
                 raise SpecError("num_gpu", f"{path} row {i}: bad pod row") from None
             gpus = milli / MILLI if num == 1 and milli < MILLI else float(num)
             model = r["gpu_spec"].split("|")[0] if r["gpu_spec"] else None
-            jobs.append(TraceJob(created, PROJECT, gpus, max(0.0, deleted - created), gpu_model=model))
+            jobs.append(trace_job(created, PROJECT, gpus, max(0.0, deleted - created), gpu_model=model))
     jobs.sort(key=lambda j: j.submit_time)
     return jobs
 

@@ -12,10 +12,10 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Project
-from aifactory.twin.traces.format import Scenario, TraceJob
+from aifactory.twin.traces.format import Scenario, TraceJob, trace_job
 
 GPUS_PER_NODE = 8
 WINDOW = ("2017-10-01 00:00:00", "2017-11-30 23:59:59")
@@ -69,7 +69,7 @@ def read_jobs(path: Path, vcs: dict[str, int], window: tuple[str, str] = WINDOW)
         at = cache.get(stamp)
         if at is None:
             at = cache[stamp] = _epoch(stamp) - t0
-        jobs.append(TraceJob(at, vc, float(gpus), duration, multi_node=gpus > GPUS_PER_NODE))
+        jobs.append(trace_job(at, vc, float(gpus), duration, multi_node=gpus > GPUS_PER_NODE))
     return jobs
 
 
@@ -81,7 +81,7 @@ def load(directory: Path | None = None, window: tuple[str, str] = WINDOW, limit:
     if limit is not None:
         jobs = jobs[:limit]
     nodes = [
-        Node(name=f"{vc}-{i}", gpu_count=GPUS_PER_NODE, pool=vc) for vc, count in vcs.items() for i in range(count)
+        NodeSpec(name=f"{vc}-{i}", gpu_count=GPUS_PER_NODE, pool=vc) for vc, count in vcs.items() for i in range(count)
     ]
     projects = [Project(name=vc, quota=float(count * GPUS_PER_NODE), pool=vc) for vc, count in vcs.items()]
     return Scenario("philly", jobs, nodes, projects)
