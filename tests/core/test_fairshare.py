@@ -95,6 +95,26 @@ def test_project_and_department_hard_limits() -> None:
     assert err.value.field == "gpus"
 
 
+@pytest.mark.parametrize("policy", ["fairshare", "fifo", "priority", "backfill"])
+def test_a_department_limit_holds_when_sibling_projects_start_in_one_pass(policy: str) -> None:
+    """The jobs of two projects wait behind a gang; when it ends one pass starts them: what the pass
+    gives one project counts against their department's limit for the other."""
+    depts = [Department("ops", quota=8), Department("lab", limit=3)]
+    projects = [
+        Project("ops", quota=8, department="ops"),
+        Project("a", department="lab"),
+        Project("b", department="lab"),
+    ]
+    f = factory(projects, gpus=8, departments=depts, policy=policy)
+    f.handle(Submit(1, spec(8, "ops")), 0)
+    for i, project in enumerate("abab", start=2):
+        f.handle(Submit(i, spec(1, project)), 0)
+    assert f.usage["ops"] == 8
+    f.handle(Finished(1, 0), 10)
+    assert f.dept_usage["lab"] == 3 and f.usage["a"] + f.usage["b"] == 3
+    assert f.pending_reason(5) == "department lab at its limit 3/3"
+
+
 def test_priority_classes_are_validated_and_bounded_by_quota() -> None:
     f = factory([Project("a", quota=2)], gpus=4)
     with pytest.raises(SpecError) as err:

@@ -1,4 +1,4 @@
-"""The live store's event log as a trace: final attempts only, the store's nodes and projects."""
+"""The live store's event log as a trace: run time over all attempts, the store's whole floor."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typer.testing import CliRunner
 
 from aifactory.cli.twin import app
 from aifactory.core.actions import StateChanged
-from aifactory.core.cluster import Node
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
-from aifactory.core.project import Project
+from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import history
 from aifactory.live.store import Store
-from aifactory.twin.scenarios import parse_when
+from aifactory.twin.scenarios import from_file, parse_when
 from aifactory.twin.traces.format import read_trace
 
 Q, R, P, S, F, C = (
@@ -31,8 +31,9 @@ Q, R, P, S, F, C = (
 
 def filled_store(url: str) -> None:
     with Store(url) as store:
-        store.save_nodes([Node("n0", 4)])
-        store.save_projects([Project("a", quota=4)])
+        store.save_nodes([NodeSpec("n0", 4, "A100", 40960, cpu_milli=16000, memory_mib=65536, rack="r1")])
+        store.save_departments([Department("research", quota=4)])
+        store.save_projects([Project("a", quota=4, department="research", quota_by_model={"A100": 2})])
         a = JobSpec(command=("x",), project="a", gpus=2, priority=1, time_limit_s=500)
         b = JobSpec(command=("x",), project="b", user="bob", gpus=1)
         ids = [store.create_job(spec, at) for spec, at in [(a, 100.0), (b, 105.0), (b, 106.0), (b, 107.0)]]
@@ -46,7 +47,7 @@ def filled_store(url: str) -> None:
             (j1, R, P, 150.0),
             (j1, P, Q, 160.0),
             (j1, Q, R, 170.0),
-            (j1, R, S, 230.0),  # the final attempt: 60 s
+            (j1, R, S, 230.0),  # 49 s until preempted, 10 s to stop, then 60 s: 119 s in all
         ]
         store.apply([StateChanged(i, old, new, at) for i, old, new, at in moves], {})
 
@@ -57,7 +58,7 @@ def test_final_attempts_become_durations(tmp_path: Path) -> None:
     with Store(url) as store:
         s = history.load(store)
     assert [(j.submit_time, j.spec.project, j.spec.gpus, j.spec.duration_s) for j in s.jobs] == [
-        (0, "a", 2, 60),
+        (0, "a", 2, 119),
         (5, "b", 1, 20),
     ]
     assert (s.jobs[0].spec.priority, s.jobs[0].spec.time_limit_s, s.jobs[1].spec.user) == (1, 500, "bob")
@@ -71,7 +72,14 @@ def test_convert_the_event_log_to_csv(tmp_path: Path) -> None:
     out = tmp_path / "last-month.csv"
     result = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url])
     assert result.exit_code == 0, result.output
-    assert [j.spec.duration_s for j in read_trace(out)] == [60, 20]
+    assert [j.spec.duration_s for j in read_trace(out)] == [119, 20]
+    with Store(url) as store:
+        recorded = history.load(store)
+    # The floor file beside it holds the floor whole, and the trace file with it replays like the store.
+    again = from_file(out)
+    assert (again.nodes, again.projects, again.departments) == (recorded.nodes, recorded.projects, recorded.departments)
+    assert again.nodes[0].cpu_milli == 16000 and again.projects[0].quota_by_model == {"A100": 2}
+    assert again.jobs == recorded.jobs
 
 
 def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
@@ -81,10 +89,10 @@ def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     variants = json.loads(result.output)["variants"]
-    # On the store's 4 GPUs both jobs (2 + 1 GPUs) start on submission and run their final attempts.
+    # On the store's 4 GPUs both jobs (2 + 1 GPUs) start on submission and run as long as they ran.
     for v in variants:
         assert v["summary"]["finished"] == 2 and v["summary"]["wait_s_mean"] == 0
-        assert v["summary"]["jct_s_mean"] == (60 + 20) / 2
+        assert v["summary"]["jct_s_mean"] == (119 + 20) / 2
 
 
 def test_a_window_keeps_only_the_jobs_submitted_in_it(tmp_path: Path) -> None:

@@ -61,6 +61,9 @@ def _console() -> Console:
 def up(
     gpus: int | None = typer.Option(None, help="Declare N virtual GPUs per node (default: discover with NVML)."),
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
+    gpu_memory: str | None = typer.Option(
+        None, help="Memory of each virtual GPU, e.g. 80GiB, so --gpu-memory fractions work on them (with --gpus)."
+    ),
     cpus_per_node: float | None = typer.Option(
         None, help="CPU cores per node jobs may ask for (default: this host's on a real node; none on virtual ones)."
     ),
@@ -89,6 +92,7 @@ def up(
         load_projects(projects)  # a bad file is refused before anything starts
     chosen = {
         **_host_per_node(cpus_per_node, memory_per_node),
+        "gpu_memory_mib": _memory("gpu_memory", gpu_memory),
         "policy": policy,
         "placement": placement,
         "projects_file": projects,
@@ -101,15 +105,22 @@ def up(
 
 def _host_per_node(cpus: float | None, memory: str | None) -> dict[str, int | None]:
     """`--cpus-per-node`/`--memory-per-node` in the core's units (milli-CPU, MiB)."""
-    from aifactory.live.wire import parse_memory_mib
-
     if cpus is not None and not 0 <= cpus < 1e6:
         raise SpecError("cpus_per_node", f"must be 0 or more, got {cpus:g}")
+    return {
+        "cpu_milli_per_node": None if cpus is None else round(cpus * 1000),
+        "memory_mib_per_node": _memory("memory_per_node", memory),
+    }
+
+
+def _memory(field: str, text: str | None) -> int | None:
+    """A memory size option (`64GiB`) in MiB; SpecError names the option."""
+    from aifactory.live.wire import parse_memory_mib
+
     try:
-        mem = parse_memory_mib(memory) if memory is not None else None
+        return parse_memory_mib(text) if text is not None else None
     except ValueError as exc:
-        raise SpecError("memory_per_node", str(exc)) from None
-    return {"cpu_milli_per_node": None if cpus is None else round(cpus * 1000), "memory_mib_per_node": mem}
+        raise SpecError(field, str(exc)) from None
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:

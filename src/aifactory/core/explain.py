@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aifactory.core.job import MILLI, Job
@@ -58,12 +59,14 @@ def fits_now(factory: Factory, job: Job) -> bool:
     return cluster.max_block(pool, spec.gpu_model) >= spec.whole_gpus
 
 
-def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
+def limit_reason(factory: Factory, job: Job, granted: Mapping[str, float] | None = None) -> str | None:
     """The project's or department's hard limit, if starting `job` would break it.
 
-    `extra` is GPUs the current pass has already given the project (not yet in usage).
+    `granted` is GPUs the current pass has already given each project (not yet in usage): a
+    department's limit counts what its sibling projects got in the pass too.
     """
     project = factory.projects[job.spec.project]
+    extra = granted.get(project.name, 0.0) if granted else 0.0
     if project.limit is not None:
         used = factory.usage.get(project.name, 0.0) + extra
         if used + job.demand > project.limit + 1e-9:
@@ -72,7 +75,10 @@ def limit_reason(factory: Factory, job: Job, extra: float = 0.0) -> str | None:
         return None
     dept = factory.departments.get(project.department)
     if dept is not None and dept.limit is not None:
-        held = factory.dept_usage.get(dept.name, 0.0) + extra
+        held = factory.dept_usage.get(dept.name, 0.0)
+        if granted:
+            projects = factory.projects
+            held += sum(g for name, g in granted.items() if projects[name].department == dept.name)
         if held + job.demand > dept.limit + 1e-9:
             return f"department {dept.name} at its limit {held:g}/{dept.limit:g}"
     return None

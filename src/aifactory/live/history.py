@@ -3,9 +3,11 @@
 Reads the store's jobs and event log (`aifactory.live.store.Store`); `export` writes them as a
 trace file with its floor file beside it (`aifactory export-trace`), which the twin reads like
 any trace. Each job keeps its whole spec (`for_replay`: less what ran it here). A job's
-duration is the run time of its final attempt (its last `running` event to the
-event that ended it), so a job preempted twice replays as the work it finally
-did; jobs that never started, or still run, are left out (their run time is not
+duration is the time its processes ran, summed over its attempts: the twin keeps a preempted
+job's work (it checkpoints when stopped), so replaying the floor under its own settings runs
+each attempt as long as it ran. (A job that restarts from scratch after a preemption did that
+much work once; under another policy that never preempts it, the replay over-states it by the
+work it lost.) Jobs that never started, or still run, are left out (their run time is not
 known). Submit times are seconds from the first submission in the window; the
 nodes and projects are those the store holds.
 """
@@ -25,31 +27,30 @@ from aifactory.twin.traces.format import Scenario, TraceJob, floor_path, for_rep
 _HOLDING = (JobState.RUNNING, JobState.PREEMPTED)
 
 
-def final_runs(events: list[EventRow]) -> dict[int, tuple[float, float]]:
-    """job id -> (start, end) of its last attempt that ended (events in log order)."""
+def run_times(events: list[EventRow]) -> dict[int, float]:
+    """job id -> seconds its processes ran, summed over its attempts, for jobs none of whose
+    attempts still runs (events in log order). An attempt runs from `running` to the event that
+    says its process exited (a preempted job's exit is its move back to `queued`)."""
     started: dict[int, float] = {}
-    out: dict[int, tuple[float, float]] = {}
+    out: dict[int, float] = {}
     for ev in events:
         if ev.new is JobState.RUNNING:
             started[ev.job_id] = ev.at
         elif ev.job_id in started and ev.old in _HOLDING and ev.new is not JobState.PREEMPTED:
-            out[ev.job_id] = (started.pop(ev.job_id), ev.at)  # the attempt's process has exited
+            out[ev.job_id] = out.get(ev.job_id, 0.0) + ev.at - started.pop(ev.job_id)
+    for job_id in started:  # still running: its work is not known yet
+        out.pop(job_id, None)
     return out
 
 
 def jobs_from(rows: list[JobRow], events: list[EventRow]) -> list[TraceJob]:
     """Trace jobs from stored job rows and their events, in submission order."""
-    runs = final_runs(events)
+    runs = run_times(events)
     kept = sorted((r for r in rows if r.id in runs), key=lambda r: (r.submitted_at, r.id))
     if not kept:
         return []
     t0 = kept[0].submitted_at
-    out = []
-    for row in kept:
-        start, end = runs[row.id]
-        spec = replace(for_replay(row.spec), duration_s=max(0.0, end - start))
-        out.append(TraceJob(row.submitted_at - t0, spec))
-    return out
+    return [TraceJob(r.submitted_at - t0, replace(for_replay(r.spec), duration_s=max(0.0, runs[r.id]))) for r in kept]
 
 
 def load(store: Store, since: float | None = None, until: float | None = None) -> Scenario:

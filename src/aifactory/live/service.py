@@ -110,7 +110,9 @@ def build_cluster(settings: LiveSettings) -> Cluster:
         if settings.gpus < 0:
             raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
         cpu, mem = settings.cpu_milli_per_node or 0, settings.memory_mib_per_node or 0
-        return Cluster.virtual(settings.gpus, settings.nodes, cpu_milli=cpu, host_memory_mib=mem)
+        return Cluster.virtual(
+            settings.gpus, settings.nodes, memory_mib=settings.gpu_memory_mib, cpu_milli=cpu, host_memory_mib=mem
+        )
     found = gpus.discover()
     if not found:
         log.warning("no GPU found through NVML; the factory has no GPUs (declare virtual ones with gpus=N)")

@@ -22,6 +22,7 @@ class LiveSettings:
     db_url: str | None = None  # None: SQLite at home/factory.db; PostgreSQL as postgresql+psycopg://...
     gpus: int | None = None  # None: discover with NVML; N: N virtual GPUs per node
     nodes: int = 1
+    gpu_memory_mib: int = 0  # memory of each virtual GPU, so --gpu-memory fractions work on them (0: unknown)
     # Host resources per node (milli-CPU, MiB); None: this host's on a real node, not tracked on virtual ones.
     cpu_milli_per_node: int | None = None
     memory_mib_per_node: int | None = None
@@ -39,6 +40,8 @@ class LiveSettings:
         for name in ("kill_grace_s", "preempt_grace_s", "min_runtime_s"):
             if not getattr(self, name) >= 0:
                 raise SpecError(name.removesuffix("_s"), f"must be 0 or more seconds, got {getattr(self, name)}")
+        if not isinstance(self.gpu_memory_mib, int) or self.gpu_memory_mib < 0:
+            raise SpecError("gpu_memory", f"must be a whole number of MiB >= 0, got {self.gpu_memory_mib!r}")
         for name, unit in (("cpu_milli_per_node", "cpus_per_node"), ("memory_mib_per_node", "memory_per_node")):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):

@@ -81,7 +81,7 @@ class SchedulerView:
 
     def limit_reason(self, job: Job) -> str | None:
         """Why the job's project or department hard limit stops it now (None: it does not)."""
-        return limit_reason(self._f, job, self.granted.get(job.spec.project, 0.0))
+        return limit_reason(self._f, job, self.granted)
 
     def queue_keys(self, only_dirty: bool = True) -> list[str | None]:
         """Pool keys with pending jobs; by default only those whose situation changed."""
