@@ -140,10 +140,14 @@ def test_a_projects_file_is_stored_and_outlives_restarts(store_url: str, tmp_pat
     async def main() -> None:
         first = LiveSettings(home=home, db_url=store_url, gpus=2, projects_file=file)
         async with await FactoryService.open(first) as svc:
-            assert [(p.name, p.quota, p.department) for p in svc.projects()] == [("vision", 2.0, "research")]
+            assert [(a.project, a.settings.quota, a.settings.department) for a in svc.projects()] == [
+                ("vision", 2.0, "research")
+            ]
         async with await FactoryService.open(LiveSettings(home=home, db_url=store_url, gpus=2)) as svc:
-            assert [(p.name, p.department) for p in svc.projects()] == [("vision", "research")]
-            assert [(d.name, d.quota, d.projects) for d in svc.departments()] == [("research", 2.0, ("vision",))]
+            assert [(a.project, a.settings.department) for a in svc.projects()] == [("vision", "research")]
+            assert [(d.settings.name, d.settings.quota, d.projects) for d in svc.departments()] == [
+                ("research", 2.0, ("vision",))
+            ]
 
     asyncio.run(asyncio.wait_for(main(), 60))
 

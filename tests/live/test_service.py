@@ -102,7 +102,13 @@ def test_queue_drains_in_order_and_views_show_who_holds_what(live_home: Path) ->
             [node] = svc.nodes()
             assert node.holders == ({a.id: 1000}, {b.id: 500})
             [proj] = svc.projects()
-            assert (proj.name, proj.quota, proj.in_use, proj.running, proj.queued) == ("default", 2.0, 1.5, 2, 2)
+            assert (proj.project, proj.settings.quota, proj.in_use, proj.running, proj.pending_jobs) == (
+                "default",
+                2.0,
+                1.5,
+                2,
+                2,
+            )
             assert "largest free block" in svc.pending_reason(c.id) or "GPU" in svc.pending_reason(c.id)
             assert svc.pending_reason(a.id) == ""
             gate.touch()
@@ -204,7 +210,7 @@ def test_first_start_creates_a_private_home_and_the_default_project(tmp_path: Pa
         async with await FactoryService.open(settings(home, gpus=3, nodes=2)) as svc:
             assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
             assert [(n.name, n.gpu_count) for n in svc.store.load_nodes()] == [("node0", 3), ("node1", 3)]
-            assert [(p.name, p.quota) for p in svc.projects()] == [("default", 6.0)]
+            assert [(a.project, a.settings.quota) for a in svc.projects()] == [("default", 6.0)]
             job = await svc.submit(py("import time; time.sleep(30)"))
             with pytest.raises(asyncio.TimeoutError):
                 await svc.wait(job.id, 0.1)
@@ -254,14 +260,19 @@ def test_projects_and_departments_are_saved_and_validated(live_home: Path) -> No
             view = await svc.set_project(
                 Project("vision", quota=1, department="research", quota_by_model={"virtual": 1})
             )
-            assert (view.name, view.quota, view.department, view.in_use) == ("vision", 1.0, "research", 0.0)
+            assert (view.project, view.settings.quota, view.settings.department, view.in_use) == (
+                "vision",
+                1.0,
+                "research",
+                0.0,
+            )
             with pytest.raises(SpecError) as err:
                 await svc.set_project(Project("bad", quota=-1))
             assert err.value.field == "quota"
             job = await svc.submit(py("pass", project="vision"))
             assert (await svc.wait(job.id, 10)).state is JobState.SUCCEEDED
         async with await FactoryService.open(settings(live_home, gpus=2, policy="fairshare")) as svc:
-            assert [p.name for p in svc.projects()] == ["default", "vision"]
+            assert [a.project for a in svc.projects()] == ["default", "vision"]
             assert svc.factory.projects["vision"].quota_by_model == {"virtual": 1}
             assert list(svc.factory.departments) == ["research"]
 

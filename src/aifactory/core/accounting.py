@@ -77,11 +77,8 @@ def accounts(factory: Factory, now: float) -> list[Account]:
         count, gpus = factory.pending.totals(p.name)
         out.append(
             Account(
-                project=p.name,
-                department=p.department,
-                quota=p.quota,
-                limit=p.limit,
-                weight=p.weight,
+                settings=p,
+                running=len(factory.running_by_project.get(p.name, ())),
                 in_use=used,
                 borrowed=max(0.0, used - p.quota),
                 lent=idle[p.name] * share,

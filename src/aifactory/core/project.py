@@ -39,19 +39,21 @@ class Department:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """What a project holds and owes right now (the API's and CLI's `projects` view). GPUs."""
+    """A project's settings and what it holds and owes right now (the API's and CLI's `projects`
+    view). GPUs."""
 
-    project: str
-    department: str | None
-    quota: float
-    limit: float | None
-    weight: float
+    settings: Project
+    running: int  # jobs running or stopping (holding GPUs)
     in_use: float
     borrowed: float  # held over quota
     lent: float  # idle guarantee that other projects are using
     pending_jobs: int
     pending_gpus: float
     history_gpu_s: float  # decayed GPU-seconds (fair-share usage history)
+
+    @property
+    def project(self) -> str:
+        return self.settings.name
 
 
 def check_project(project: Project) -> None:

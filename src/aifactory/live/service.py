@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
-from aifactory.core.cluster import Cluster
+from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
 from aifactory.core.events import Cancel, Checkpoint, Event, Submit, Tick
 from aifactory.core.factory import Factory
 from aifactory.core.job import JobSpec
-from aifactory.core.project import Department, Project
+from aifactory.core.project import Account, Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
 from aifactory.live.checkpoints import CheckpointWatch
@@ -46,43 +46,20 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
-    name: str
-    pool: str
-    gpu_count: int
-    gpu_model: str
-    gpu_memory_mib: int
+    """A node's capacity and what of it is held now."""
+
+    spec: NodeSpec
     up: bool
     holders: tuple[dict[int, int], ...]  # per GPU: job id -> milli-GPU held
-    cpu_milli: int = 0  # host CPU capacity and what is free (0: not tracked)
-    cpu_free_milli: int = 0
-    memory_mib: int = 0  # host memory capacity and what is free (0: not tracked)
+    cpu_free_milli: int = 0  # free host CPU and memory (0 where not tracked)
     memory_free_mib: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectView:
-    """A project's settings and its account now (GPUs; a fraction counts as its fraction)."""
-
-    name: str
-    quota: float
-    weight: float
-    limit: float | None
-    pool: str | None
-    department: str | None
-    in_use: float  # GPUs held now
-    running: int  # running or preempted (still holding GPUs)
-    queued: int
-    borrowed: float = 0.0  # held over quota
-    lent: float = 0.0  # its idle guarantee that other projects are using
-    pending_gpus: float = 0.0  # GPUs its queued jobs ask for
-
-
-@dataclass(frozen=True, slots=True)
 class DepartmentView:
-    name: str
-    quota: float
-    weight: float
-    limit: float | None
+    """A department's settings, its projects and the GPUs they hold."""
+
+    settings: Department
     projects: tuple[str, ...]
     in_use: float  # GPUs its projects hold now
     borrowed: float  # held over its quota
@@ -348,7 +325,7 @@ class FactoryService:
             self._commit(self.factory.handle(Cancel(job_id), self._clock()))
         return self.store.get_job(job_id)
 
-    async def set_project(self, project: Project) -> ProjectView:
+    async def set_project(self, project: Project) -> Account:
         """Add or change a project (SpecError names a bad field; nothing is saved then)."""
         pools = sorted({n.pool for n in self.factory.cluster})
         if project.pool is not None and project.pool not in pools:
@@ -357,7 +334,7 @@ class FactoryService:
             self.factory.set_project(project)  # validates first, changes nothing on error
             self.store.save_projects([project])
             self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
-        return next(v for v in self.projects() if v.name == project.name)
+        return next(a for a in self.projects() if a.project == project.name)
 
     async def set_department(self, department: Department) -> DepartmentView:
         """Add or change a department (its projects name it in `Project.department`)."""
@@ -365,7 +342,7 @@ class FactoryService:
             self.factory.set_department(department)
             self.store.save_departments([department])
             self._commit(self.factory.handle(Tick(), self._clock()))
-        return next(v for v in self.departments() if v.name == department.name)
+        return next(v for v in self.departments() if v.settings.name == department.name)
 
     async def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
         """The job's row once it is in a terminal state (TimeoutError after `timeout` seconds)."""
@@ -422,47 +399,13 @@ class FactoryService:
 
     def nodes(self) -> list[NodeView]:
         return [
-            NodeView(
-                name=n.name,
-                pool=n.pool,
-                gpu_count=n.gpu_count,
-                gpu_model=n.gpu_model,
-                gpu_memory_mib=n.gpu_memory_mib,
-                up=n.up,
-                holders=tuple(dict(h) for h in n.holders),
-                cpu_milli=n.cpu_milli,
-                cpu_free_milli=n.cpu_free,
-                memory_mib=n.memory_mib,
-                memory_free_mib=n.memory_free,
-            )
+            NodeView(n.spec, n.up, tuple(dict(h) for h in n.holders), n.cpu_free, n.memory_free)
             for n in self.factory.cluster
         ]
 
-    def projects(self) -> list[ProjectView]:
+    def projects(self) -> list[Account]:
         """Every project's settings and account (`Factory.accounts`), by name."""
-        running: dict[str, int] = {}
-        for job in self.factory.running.values():
-            running[job.spec.project] = running.get(job.spec.project, 0) + 1
-        views = []
-        for a in self.factory.accounts(self._clock()):
-            p = self.factory.projects[a.project]
-            views.append(
-                ProjectView(
-                    name=a.project,
-                    quota=a.quota,
-                    weight=a.weight,
-                    limit=a.limit,
-                    pool=p.pool,
-                    department=a.department,
-                    in_use=a.in_use,
-                    running=running.get(a.project, 0),
-                    queued=a.pending_jobs,
-                    borrowed=a.borrowed,
-                    lent=a.lent,
-                    pending_gpus=a.pending_gpus,
-                )
-            )
-        return views
+        return self.factory.accounts(self._clock())
 
     def departments(self) -> list[DepartmentView]:
         """Every department with its projects and the GPUs they hold, by name."""
@@ -473,6 +416,5 @@ class FactoryService:
         views = []
         for d in sorted(self.factory.departments.values(), key=lambda d: d.name):
             used = self.factory.dept_usage.get(d.name, 0.0)
-            names = tuple(sorted(members.get(d.name, [])))
-            views.append(DepartmentView(d.name, d.quota, d.weight, d.limit, names, used, max(0.0, used - d.quota)))
+            views.append(DepartmentView(d, tuple(sorted(members.get(d.name, []))), used, max(0.0, used - d.quota)))
         return views

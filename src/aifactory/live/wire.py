@@ -205,6 +205,8 @@ class NodeOut(BaseModel):
     cpu_free_milli: int = 0
     memory_mib: int = 0  # host memory capacity (0: not tracked)
     memory_free_mib: int = 0
+    rack: str | None = None
+    up: bool = True
 
 
 class ProjectOut(BaseModel):
@@ -214,6 +216,7 @@ class ProjectOut(BaseModel):
     limit: float | None
     pool: str | None
     department: str | None
+    quota_by_model: dict[str, float] = {}  # GPU model -> guaranteed GPUs
     in_use: float  # GPUs held now
     running: int
     queued: int

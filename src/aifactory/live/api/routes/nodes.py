@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 
 from aifactory.live.api.deps import CallerDep, ServiceDep
@@ -17,27 +19,18 @@ def _holder(service: FactoryService, job_id: int, milli: int) -> HolderOut:
 
 
 def node_out(service: FactoryService, view: NodeView) -> NodeOut:
+    spec = view.spec
     gpus = [
         GpuOut(
             index=i,
-            model=view.gpu_model,
-            memory_mib=view.gpu_memory_mib,
+            model=spec.gpu_model,
+            memory_mib=spec.gpu_memory_mib,
             holders=[_holder(service, job_id, milli) for job_id, milli in sorted(held.items())],
         )
         for i, held in enumerate(view.holders)
     ]
-    return NodeOut(
-        name=view.name,
-        pool=view.pool,
-        gpu_count=view.gpu_count,
-        gpu_model=view.gpu_model,
-        gpu_memory_mib=view.gpu_memory_mib,
-        gpus=gpus,
-        cpu_milli=view.cpu_milli,
-        cpu_free_milli=view.cpu_free_milli,
-        memory_mib=view.memory_mib,
-        memory_free_mib=view.memory_free_mib,
-    )
+    free = {"cpu_free_milli": view.cpu_free_milli, "memory_free_mib": view.memory_free_mib}
+    return NodeOut(**asdict(spec), gpus=gpus, up=view.up, **free)
 
 
 @router.get("/nodes", response_model=list[NodeOut])

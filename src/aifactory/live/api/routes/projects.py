@@ -3,45 +3,28 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 from fastapi import APIRouter
 
 from aifactory.core.errors import SpecError
-from aifactory.core.project import Department, Project
+from aifactory.core.project import Account, Department, Project
 from aifactory.live.api.deps import CallerDep, ServiceDep
-from aifactory.live.service import DepartmentView, ProjectView
+from aifactory.live.service import DepartmentView
 from aifactory.live.wire import DepartmentOut, DepartmentSet, ProjectOut, ProjectSet
 
 router = APIRouter(tags=["projects"])
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def project_out(view: ProjectView) -> ProjectOut:
-    return ProjectOut(
-        name=view.name,
-        quota=view.quota,
-        weight=view.weight,
-        limit=view.limit,
-        pool=view.pool,
-        department=view.department,
-        in_use=view.in_use,
-        running=view.running,
-        queued=view.queued,
-        borrowed=view.borrowed,
-        lent=view.lent,
-        pending_gpus=view.pending_gpus,
-    )
+def project_out(a: Account) -> ProjectOut:
+    held = {"in_use": a.in_use, "running": a.running, "queued": a.pending_jobs, "borrowed": a.borrowed}
+    return ProjectOut(**asdict(a.settings), **held, lent=a.lent, pending_gpus=a.pending_gpus)
 
 
 def department_out(view: DepartmentView) -> DepartmentOut:
     return DepartmentOut(
-        name=view.name,
-        quota=view.quota,
-        weight=view.weight,
-        limit=view.limit,
-        projects=list(view.projects),
-        in_use=view.in_use,
-        borrowed=view.borrowed,
+        **asdict(view.settings), projects=list(view.projects), in_use=view.in_use, borrowed=view.borrowed
     )
 
 
@@ -52,7 +35,7 @@ def _check_name(name: str, what: str) -> None:
 
 @router.get("/projects", response_model=list[ProjectOut])
 async def list_projects(service: ServiceDep, caller: CallerDep) -> list[ProjectOut]:
-    return [project_out(v) for v in service.projects() if caller.may_use(v.name)]
+    return [project_out(a) for a in service.projects() if caller.may_use(a.project)]
 
 
 @router.put("/projects/{name}", response_model=ProjectOut)

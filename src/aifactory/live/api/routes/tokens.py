@@ -16,7 +16,7 @@ router = APIRouter(tags=["tokens"])
 async def create_token(body: TokenCreate, service: ServiceDep, caller: CallerDep) -> TokenOut:
     """Make a token for `user`; it may act only in `projects` unless `admin`. Shown once, stored hashed."""
     caller.require_admin()
-    known = {p.name for p in service.projects()}
+    known = {a.project for a in service.projects()}
     for name in body.projects:
         if name not in known:
             raise SpecError("projects", str(UnknownName("project", name, known)))
