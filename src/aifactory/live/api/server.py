@@ -127,6 +127,7 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--home", type=Path, help="data directory (default: $AIFACTORY_HOME or ~/.aifactory)")
     p.add_argument("--gpus", type=int, help="virtual GPUs per node (default: discover with NVML)")
     p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
+    p.add_argument("--gpu-memory", dest="gpu_memory_mib", type=parse_memory_mib, help="per virtual GPU, e.g. 80GiB")
     p.add_argument("--cpus-per-node", dest="cpu_milli_per_node", type=_milli_cpu, help="CPU cores per node")
     p.add_argument("--memory-per-node", dest="memory_mib_per_node", type=parse_memory_mib, help="e.g. 64GiB")
     p.add_argument("--host", default="127.0.0.1")
