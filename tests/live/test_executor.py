@@ -73,7 +73,7 @@ def test_job_sees_its_gpus_env_and_workdir_and_logs_both_streams(tmp_path: Path)
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = await r.ex.launch(7, py(code, env={"LR": "3e-4"}, workdir=str(work)), Placement((("node0", (1, 3)),)))
+        info = await r.ex.start(7, py(code, env={"LR": "3e-4"}, workdir=str(work)), Placement((("node0", (1, 3)),)))
         assert info is not None and info.pgid == info.pid
         assert await r.finished(7) == Finished(7, 0, "")
         text = info.log_path.read_text()
@@ -90,10 +90,8 @@ def test_exit_codes_and_fractions(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
         half = Placement((("node0", (2,)),), milli=500)
-        await r.ex.launch(
-            1, py("import os, sys; sys.exit(int(float(os.environ['AIFACTORY_GPU_FRACTION']) * 10))"), half
-        )
-        await r.ex.launch(2, py("import os; os.kill(os.getpid(), 15)"), ONE)
+        await r.ex.start(1, py("import os, sys; sys.exit(int(float(os.environ['AIFACTORY_GPU_FRACTION']) * 10))"), half)
+        await r.ex.start(2, py("import os; os.kill(os.getpid(), 15)"), ONE)
         assert (await r.finished(1)).exit_code == 5
         assert (await r.finished(2)).exit_code == -15
 
@@ -103,10 +101,10 @@ def test_exit_codes_and_fractions(tmp_path: Path) -> None:
 def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        await r.ex.launch(1, JobSpec(command=("no-such-program-xyz",)), ONE)
-        await r.ex.launch(2, JobSpec(command=("true",), workdir=str(tmp_path / "missing")), ONE)
+        await r.ex.start(1, JobSpec(command=("no-such-program-xyz",)), ONE)
+        await r.ex.start(2, JobSpec(command=("true",), workdir=str(tmp_path / "missing")), ONE)
         (tmp_path / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
-        await r.ex.launch(3, JobSpec(command=(str(tmp_path / "script.sh"),)), ONE)
+        await r.ex.start(3, JobSpec(command=(str(tmp_path / "script.sh"),)), ONE)
         one, two, three = await r.finished(1), await r.finished(2), await r.finished(3)
         assert (one.exit_code, two.exit_code, three.exit_code) == (127, 126, 126)
         assert "command not found: 'no-such-program-xyz'" in one.reason
@@ -114,11 +112,11 @@ def test_launch_failures_are_finished_events_not_exceptions(tmp_path: Path) -> N
         assert f"cannot enter workdir {tmp_path / 'missing'}" in r.ex.log_path(2).read_text()
         assert "cannot run" in three.reason and "script.sh" in three.reason
         assert "aifactory: command not found: no-such-program-xyz" in r.ex.log_path(1).read_text()
-        assert await r.ex.launch(5, JobSpec(command=()), ONE) is None
+        assert await r.ex.start(5, JobSpec(command=()), ONE) is None
         assert (await r.finished(5)).reason == "empty command"
 
         (tmp_path / "logs").rename(tmp_path / "moved")  # the log file cannot be opened
-        assert await r.ex.launch(4, JobSpec(command=("true",)), ONE) is None
+        assert await r.ex.start(4, JobSpec(command=("true",)), ONE) is None
         four = await r.finished(4)
         assert four.exit_code == 126 and "cannot start job" in four.reason
 
@@ -130,13 +128,13 @@ def test_kill_sends_sigterm_to_the_whole_group(tmp_path: Path) -> None:
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = await r.ex.launch(1, JobSpec(command=("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")), ONE)
+        info = await r.ex.start(1, JobSpec(command=("sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")), ONE)
         assert info is not None
         while not pidfile.exists() or not pidfile.read_text().strip():
             await asyncio.sleep(0.02)
         grandchild = int(pidfile.read_text())
         t0 = time.monotonic()
-        r.ex.kill(1, grace_s=20)
+        r.ex.stop(1, grace_s=20)
         done = await r.finished(1)
         assert time.monotonic() - t0 < 5
         assert done.exit_code == -15
@@ -165,11 +163,11 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        info = await r.ex.launch(1, py(code), ONE)
+        info = await r.ex.start(1, py(code), ONE)
         assert info is not None
         await wait_for_text(info.log_path, "ready")
         t0 = time.monotonic()
-        r.ex.kill(1, grace_s=0.4)
+        r.ex.stop(1, grace_s=0.4)
         done = await r.finished(1)
         assert 0.4 <= time.monotonic() - t0 < 5
         assert done.exit_code == -signal.SIGKILL
@@ -181,8 +179,8 @@ def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path: Path) -> None:
 def test_kill_during_launch_is_carried_out_once_started(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        launching = r.ex.launch(1, JobSpec(command=("sleep", "60")), ONE)
-        r.ex.kill(1, grace_s=30)  # before the spawn has even begun
+        launching = r.ex.start(1, JobSpec(command=("sleep", "60")), ONE)
+        r.ex.stop(1, grace_s=30)  # before the spawn has even begun
         info = await launching
         assert info is not None
         t0 = time.monotonic()
@@ -200,11 +198,11 @@ def test_a_stop_right_after_launch_is_never_lost(tmp_path: Path) -> None:
         r = Recorder(tmp_path / "logs")
         infos = []
         for job_id in range(1, 13):
-            info = await r.ex.launch(job_id, JobSpec(command=("sleep", "60")), ONE)
+            info = await r.ex.start(job_id, JobSpec(command=("sleep", "60")), ONE)
             assert info is not None
             infos.append(info)
             await asyncio.sleep(0.002 * (job_id % 6))  # hit the wrapper at different points of its start
-            r.ex.kill(job_id, grace_s=30)
+            r.ex.stop(job_id, grace_s=30)
         t0 = time.monotonic()
         done = [await r.finished(job_id) for job_id in range(1, 13)]
         assert time.monotonic() - t0 < 10
@@ -222,8 +220,8 @@ def test_attach_after_close_sees_the_real_exit_code(tmp_path: Path) -> None:
 
     async def main() -> None:
         first = Recorder(tmp_path / "logs")
-        info = await first.ex.launch(1, gated(tmp_path / "gate1", 4), ONE)
-        quick = await first.ex.launch(2, gated(tmp_path / "gate2", 6), ONE)
+        info = await first.ex.start(1, gated(tmp_path / "gate1", 4), ONE)
+        quick = await first.ex.start(2, gated(tmp_path / "gate2", 6), ONE)
         assert info is not None and quick is not None
         await first.ex.close()  # stop watching, like a server going down
         (tmp_path / "gate2").touch()  # job 2 ends while nobody watches
@@ -269,11 +267,11 @@ def test_without_pidfds_exits_are_polled(tmp_path: Path, monkeypatch: pytest.Mon
 
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
-        quick = await r.ex.launch(1, py("raise SystemExit(3)"), ONE)
-        slow = await r.ex.launch(2, JobSpec(command=("sleep", "60")), ONE)
+        quick = await r.ex.start(1, py("raise SystemExit(3)"), ONE)
+        slow = await r.ex.start(2, JobSpec(command=("sleep", "60")), ONE)
         assert quick is not None and slow is not None
         assert await r.finished(1) == Finished(1, 3, "")
-        r.ex.kill(2, grace_s=30)
+        r.ex.stop(2, grace_s=30)
         assert (await r.finished(2)).exit_code == -15
         assert gone(quick.pid) and gone(slow.pid)
 

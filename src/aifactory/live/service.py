@@ -1,10 +1,10 @@
 """FactoryService: the live shell that drives the pure core with the wall clock.
 
-Everything that changes the factory goes through one asyncio lock and one path:
-`Factory.handle(event, clock())` returns actions; the StateChanged ones (and the
-jobs they touch) are saved by `store.apply` in ONE transaction FIRST, and only then
-are Launch (a task: executor.launch spawns off the loop, then store.set_process),
-Kill and Preempt (executor.kill) carried out. A crash between the two steps loses
+Everything that changes the factory goes through one asyncio lock and one path, the core's
+`Driver` (the twin runs the same one on its virtual clock): `Factory.handle(event, clock())`
+returns actions; the StateChanged ones (and the jobs they touch) are saved by `store.apply` in
+ONE transaction FIRST, and only then are Launch, Kill and Preempt carried out by the executor
+(which reports where a launched process runs: `store.set_process`). A crash between the two steps loses
 no job: the store already holds what the core decided, and the next open()
 re-attaches what still runs and fails what does not.
 Events come from four places: the API (submit, cancel), the executor (Finished,
@@ -20,12 +20,13 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.actions import Action, Launch, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
+from aifactory.core.driver import Clock, Driver
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
 from aifactory.core.events import Cancel, Checkpoint, Event, Submit, Tick
 from aifactory.core.factory import Factory
@@ -40,8 +41,6 @@ from aifactory.live.store import EventRow, JobRow, Store
 from aifactory.projects_file import load_projects
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +123,12 @@ class FactoryService:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._inbox: asyncio.Queue[Event | None] = asyncio.Queue()  # None: re-read next_wakeup
-        self._waiting_until: float | None = None  # the wakeup the loop sleeps towards
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._launches: set[asyncio.Task[None]] = set()  # launches under way (spawning off the loop)
         self._checkpoints = CheckpointWatch(settings.logs_dir)
         self._watcher: asyncio.Task[None] | None = None
         self.executor: Executor | None = None
+        self.driver: Driver | None = None
 
     # -- open and close ----------------------------------------------------------------
 
@@ -159,7 +157,10 @@ class FactoryService:
         return service
 
     async def _start(self, executor: str) -> None:
-        self.executor = get_executor(executor, self.settings.logs_dir, self._inbox.put_nowait)
+        self.executor = get_executor(executor, self.settings.logs_dir, self._inbox.put_nowait, self._started)
+        self.driver = Driver(
+            self.factory, self._clock, self.executor, self._wake_loop, persist=self._persist, on_change=self._changed
+        )
         self._restore()
         await self._handle([Tick()])  # a first pass: restored queued jobs may start now
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
@@ -178,12 +179,12 @@ class FactoryService:
                 self._fail_row(row, f"cannot restore after restart: {exc}")
                 if row.pid is not None:
                     self.executor.attach(row.id, row.pid, row.pgid, row.log_path)
-                    self.executor.kill(row.id, self.settings.kill_grace_s)
+                    self.executor.stop(row.id, self.settings.kill_grace_s)
                 continue
             if job.state is not JobState.QUEUED:
                 self.executor.attach(row.id, row.pid, row.pgid, row.log_path)
                 if job.stop_reason is not None:  # a cancel, time limit or preemption was under way
-                    self.executor.kill(row.id, self.factory.settings.kill_grace_s)
+                    self.executor.stop(row.id, self.factory.settings.kill_grace_s)
 
     def _fail_row(self, row: JobRow, reason: str) -> None:
         job = row.to_job()
@@ -199,7 +200,6 @@ class FactoryService:
                 await asyncio.gather(task, return_exceptions=True)
         self._task = self._watcher = None
         async with self._lock:
-            await asyncio.gather(*self._launches, return_exceptions=True)
             if self.executor is not None:
                 await self.executor.close()
             self.store.close()
@@ -232,8 +232,8 @@ class FactoryService:
 
     async def _next_event(self) -> Event | None:
         """The next Finished from the executor, or a Tick when the next time limit is due."""
-        wake = self.factory.next_wakeup()
-        self._waiting_until = wake
+        assert self.driver is not None
+        wake = self.driver.armed = self.factory.next_wakeup()  # what the loop sleeps towards
         if wake is None:
             return await self._inbox.get()
         delay = wake - self._clock()
@@ -253,6 +253,7 @@ class FactoryService:
                 self._inbox.put_nowait(Checkpoint(job_id))
 
     async def _handle(self, events: Iterable[Event]) -> None:
+        """Decide every event, then carry out the batch: one transaction for a burst of events."""
         async with self._lock:
             actions: list[Action] = []
             for event in events:
@@ -262,40 +263,34 @@ class FactoryService:
                     log.warning("ignored %r: %s", event, exc)
             self._commit(actions)
 
-    def _commit(self, actions: list[Action]) -> None:
-        """Persist the transitions, then carry out the rest. Call with the lock held."""
-        assert self.executor is not None
+    def _commit(self, actions: Sequence[Action]) -> None:
+        """Persist the transitions, then carry out the rest (the driver). Call with the lock held."""
+        assert self.driver is not None
+        self.driver.commit(actions)
+
+    # -- the driver's hooks --------------------------------------------------------------
+
+    def _persist(self, actions: Sequence[Action]) -> None:
+        """The round's transitions and the jobs they touch, in one transaction, before any action."""
         changes = [a for a in actions if isinstance(a, StateChanged)]
         touched = {a.job_id for a in actions if not isinstance(a, Launch)}
-        jobs = {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs}
-        self.store.apply(changes, jobs)
-        for action in actions:
-            if isinstance(action, Launch):
-                self._checkpoints.baseline(action.job_id)
-                started = self.executor.launch(action.job_id, action.spec, action.placement)
-                task = asyncio.ensure_future(self._record_process(action.job_id, started))
-                self._launches.add(task)
-                task.add_done_callback(self._launches.discard)
-            elif isinstance(action, Kill | Preempt):
-                self.executor.kill(action.job_id, action.grace_s)
-        for change in changes:
-            if change.new.terminal:
-                self.factory.forget(change.job_id)
-                for fut in self._waiters.pop(change.job_id, []):
-                    if not fut.done():
-                        fut.set_result(None)
-        wake = self.factory.next_wakeup()
-        if wake is not None and (self._waiting_until is None or wake < self._waiting_until):
-            self._inbox.put_nowait(None)  # the loop sleeps towards a later wakeup: wake it
+        self.store.apply(changes, {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs})
 
-    async def _record_process(self, job_id: int, started: Awaitable[ProcessInfo | None]) -> None:
-        """Once a launched job's process exists, record where it runs (for re-attach)."""
-        try:
-            info = await started
-            if info is not None:
-                self.store.set_process(job_id, info.pid, info.pgid, info.log_path)
-        except Exception:  # a task nobody awaits: say what went wrong
-            log.exception("launching job %d failed", job_id)
+    def _changed(self, change: StateChanged) -> None:
+        if change.new is JobState.RUNNING:  # a checkpoint counts from this start on
+            self._checkpoints.baseline(change.job_id)
+        elif change.new.terminal:
+            self.factory.forget(change.job_id)
+            for fut in self._waiters.pop(change.job_id, []):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _wake_loop(self, _at: float) -> None:
+        self._inbox.put_nowait(None)  # the loop sleeps towards a later wake-up: it reads the new one
+
+    def _started(self, job_id: int, info: ProcessInfo) -> None:
+        """A launched job's process exists: record where it runs (for re-attach)."""
+        self.store.set_process(job_id, info.pid, info.pgid, info.log_path)
 
     # -- commands ------------------------------------------------------------------------
 

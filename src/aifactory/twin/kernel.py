@@ -49,6 +49,10 @@ class Kernel:
             self._heap.append((at, priority, next(seq), callback, arg))
         heapq.heapify(self._heap)
 
+    def clock(self) -> float:
+        """The virtual time now (s): the clock the twin's driver reads."""
+        return self.now
+
     def peek(self) -> float | None:
         """Time of the next entry, or None when the agenda is empty."""
         return self._heap[0][0] if self._heap else None

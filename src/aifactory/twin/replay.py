@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aifactory.core.actions import Kill, Launch, Preempt, StateChanged
 from aifactory.core.cluster import Cluster
+from aifactory.core.driver import Driver
 from aifactory.core.errors import SpecError
-from aifactory.core.events import Event, Finished, Submit, Tick
+from aifactory.core.events import Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.twin.executor import ExecutorSettings, SimExecutor
@@ -92,8 +92,8 @@ def durations_of(jobs: list[TraceJob], cost_model: CostModel | None) -> list[flo
     return out
 
 
-def _replay_over(event: Finished) -> None:
-    """The executor's report hook once the replay has ended: nothing is listening any more."""
+def _replay_over(_: object) -> None:
+    """The executor's and the driver's hooks once the replay has ended: nothing is listening any more."""
 
 
 class Twin:
@@ -111,10 +111,14 @@ class Twin:
         projects = [replace(p) for p in scenario.projects]
         departments = [replace(d) for d in scenario.departments]
         self.factory = Factory(self.cluster, projects, self.settings.factory, departments=departments)
-        self.executor = SimExecutor(self.kernel, self._handle, self.durations.__getitem__, self.settings.executor)
+        self.executor = SimExecutor(self.kernel, _replay_over, self.durations.__getitem__, self.settings.executor)
         self.recorder = Recorder(
             [j.spec.gpus for j in self.jobs], [j.spec.project for j in self.jobs], self.cluster.total_gpus()
         )
+        self.driver = Driver(
+            self.factory, self.kernel.clock, self.executor, self._alarm, on_change=self.recorder.record
+        )
+        self.executor.report = self.driver.handle
         # Job i is row i of the trace; arrivals go by submit time (a stable sort: ties keep row order).
         self._order = sorted(range(len(self.jobs)), key=lambda i: self.jobs[i].submit_time)
         every = self.settings.sample_every_s
@@ -125,25 +129,11 @@ class Twin:
         self.samples = Samples(every)
         self.rejected: dict[int, str] = {}
         self.submitted = 0
-        self._tick_at: float | None = None
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            StateChanged: self.recorder.record,
-            Launch: self.executor.launch,
-            Kill: self.executor.kill,
-            Preempt: self.executor.preempt,
-        }
 
     # -- event plumbing ------------------------------------------------------------------
 
-    def _handle(self, event: Event) -> None:
-        now = self.kernel.now
-        dispatch = self._dispatch
-        for action in self.factory.handle(event, now):
-            dispatch[type(action)](action)
-        wake = self.factory.next_wakeup()
-        if wake is not None and (self._tick_at is None or wake < self._tick_at or self._tick_at < now):
-            self._tick_at = wake
-            self.kernel.schedule(max(wake, now), TICK, self._tick)
+    def _alarm(self, at: float) -> None:
+        self.kernel.schedule(max(at, self.kernel.now), TICK, self._tick)
 
     def _arrive(self, k: int) -> None:
         """The k-th arrival. Arrivals are chained (each schedules the next), so the heap holds one
@@ -156,14 +146,13 @@ class Twin:
     def _submit(self, i: int) -> None:
         self.submitted += 1
         try:
-            self._handle(Submit(i, spec_of(self.jobs[i], self.durations[i])))
+            self.driver.handle(Submit(i, spec_of(self.jobs[i], self.durations[i])))
         except SpecError as exc:
             self.rejected[i] = str(exc)  # the core refused it and changed nothing
 
     def _tick(self, _: object) -> None:
-        if self._tick_at is not None and self._tick_at <= self.kernel.now:
-            self._tick_at = None
-        self._handle(Tick())
+        self.driver.fired(self.kernel.now)
+        self.driver.handle(Tick())
 
     def _sample(self, _: object) -> None:
         f = self.factory
@@ -190,9 +179,11 @@ class Twin:
                         kernel.run(until=kernel.now + self.settings.progress_every_s)
                         progress(self.submitted, n)
             finally:
-                # The executor's report hook is the twin's one reference cycle (twin -> executor ->
-                # twin._handle): cut it so reference counting frees the twin when it is dropped.
+                # The twin's reference cycles run through its driver (executor -> driver.handle ->
+                # executor; driver -> twin._alarm -> twin): cut them so reference counting frees
+                # the twin when it is dropped.
                 self.executor.report = _replay_over
+                self.driver.alarm = _replay_over
         quotas = {p.name: p.quota for p in self.factory.projects.values()}
         summary = summarize(self.recorder, self.durations, quotas)
         summary["rejected"] = len(self.rejected)

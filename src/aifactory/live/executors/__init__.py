@@ -1,22 +1,24 @@
 """Executors run the jobs the core launches; one module each, found by name in a registry.
 
-An executor is built with the logs directory and a callback; it reports every end
-of a job (normal exit, kill, launch failure, process lost) as a core `Finished`
-event through that callback, on the event loop's thread, and never raises out of
-`launch`, `kill` or `attach` for a job's own failure.
+An executor carries out the core's actions (`aifactory.core.driver.Executor`: launch, kill,
+preempt) and, for the live shell, finds jobs again after a restart (`attach`). It is built with
+the logs directory and two callbacks: `on_finished` gets every end of a job (normal exit, kill,
+launch failure, process lost) as a core `Finished` event, on the event loop's thread; `on_started`
+gets where a launched job's process runs, so that a later server can re-attach it. It never
+raises out of its methods for a job's own failure.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from aifactory.core import driver
 from aifactory.core.errors import UnknownName
 from aifactory.core.events import Finished
-from aifactory.core.job import JobSpec, Placement
 
 OnFinished = Callable[[Finished], None]
 
@@ -30,18 +32,18 @@ class ProcessInfo:
     log_path: Path
 
 
-class Executor(Protocol):
+OnStarted = Callable[[int, ProcessInfo], None]
+
+
+def no_record(job_id: int, info: ProcessInfo) -> None:
+    """`on_started` for a caller that keeps no record of processes."""
+
+
+class Executor(driver.Executor, Protocol):
     name: ClassVar[str]
 
-    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> Awaitable[ProcessInfo | None]:
-        """Start the job; await the result for its process (None: it could not start, and
-        a Finished is on its way). The launch is under way from the call on: a kill that
-        comes before the process exists is carried out as soon as it does.
-        """
-        ...
-
-    def kill(self, job_id: int, grace_s: float) -> None:
-        """Ask the job to stop (SIGTERM), force it after `grace_s` seconds (SIGKILL)."""
+    def stop(self, job_id: int, grace_s: float) -> None:
+        """SIGTERM the job, SIGKILL after `grace_s` seconds (also for a job found by `attach`)."""
         ...
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
@@ -55,7 +57,7 @@ class Executor(Protocol):
         ...
 
 
-ExecutorFactory = Callable[[Path, OnFinished], Executor]
+ExecutorFactory = Callable[[Path, OnFinished, OnStarted], Executor]
 
 # name -> "module:attribute", imported on first use so unused executors cost nothing.
 EXECUTORS: dict[str, str | ExecutorFactory] = {"local": "aifactory.live.executors.local:LocalExecutor"}
@@ -65,7 +67,7 @@ def register_executor(name: str, factory: str | ExecutorFactory) -> None:
     EXECUTORS[name] = factory
 
 
-def get_executor(name: str, logs_dir: Path, on_finished: OnFinished) -> Executor:
+def get_executor(name: str, logs_dir: Path, on_finished: OnFinished, on_started: OnStarted = no_record) -> Executor:
     try:
         factory = EXECUTORS[name]
     except KeyError:
@@ -73,7 +75,16 @@ def get_executor(name: str, logs_dir: Path, on_finished: OnFinished) -> Executor
     if isinstance(factory, str):
         module, attr = factory.split(":")
         factory = getattr(importlib.import_module(module), attr)
-    return factory(logs_dir, on_finished)
+    return factory(logs_dir, on_finished, on_started)
 
 
-__all__ = ["EXECUTORS", "Executor", "OnFinished", "ProcessInfo", "get_executor", "register_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "OnFinished",
+    "OnStarted",
+    "ProcessInfo",
+    "get_executor",
+    "no_record",
+    "register_executor",
+]

@@ -16,14 +16,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.events import Finished
 from aifactory.core.job import MILLI, JobSpec, Placement
 from aifactory.live.checkpoints import checkpoint_path
-from aifactory.live.executors import OnFinished, ProcessInfo, wrap
+from aifactory.live.executors import OnFinished, OnStarted, ProcessInfo, no_record, wrap
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +106,12 @@ class _Proc:
 class LocalExecutor:
     name: ClassVar[str] = "local"
 
-    def __init__(self, logs_dir: Path, on_finished: OnFinished) -> None:
+    def __init__(self, logs_dir: Path, on_finished: OnFinished, on_started: OnStarted = no_record) -> None:
         self.logs_dir = Path(logs_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._on_finished = on_finished
+        self._on_started = on_started
+        self._starting: set[asyncio.Task[None]] = set()  # launches whose process is being spawned
         self._procs: dict[int, _Proc] = {}
         self._launching: dict[int, float | None] = {}  # job id -> grace of a kill asked meanwhile
         self._cwd = os.getcwd()  # where jobs without a workdir run: where the server was started
@@ -120,9 +124,35 @@ class LocalExecutor:
         """Ids of the jobs whose processes this executor watches now."""
         return set(self._procs)
 
-    # -- launch, attach, kill --------------------------------------------------------------
+    # -- the core's actions ----------------------------------------------------------------
 
-    def launch(self, job_id: int, spec: JobSpec, placement: Placement) -> asyncio.Future[ProcessInfo | None]:
+    def launch(self, action: Launch) -> None:
+        """Start the job; once its process exists, `on_started` records where it runs."""
+        task = asyncio.ensure_future(
+            self._record(action.job_id, self.start(action.job_id, action.spec, action.placement))
+        )
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    def kill(self, action: Kill) -> None:
+        self.stop(action.job_id, action.grace_s)
+
+    def preempt(self, action: Preempt) -> None:
+        self.stop(action.job_id, action.grace_s)
+
+    async def _record(self, job_id: int, started: Awaitable[ProcessInfo | None]) -> None:
+        try:
+            info = await started
+            if info is not None:
+                self._on_started(job_id, info)
+        except Exception:  # a task nobody awaits: say what went wrong
+            log.exception("launching job %d failed", job_id)
+
+    # -- start, attach, stop ----------------------------------------------------------------
+
+    def start(self, job_id: int, spec: JobSpec, placement: Placement) -> asyncio.Future[ProcessInfo | None]:
+        """Spawn the job's process; the future gives where it runs (None: it could not start, and
+        a Finished is on its way). A stop asked before the process exists is carried out once it does."""
         # Under way from this call on: a kill from now until the spawn is done is kept for it.
         self._launching[job_id] = None
         return asyncio.ensure_future(self._launch(job_id, spec, placement))
@@ -152,7 +182,7 @@ class LocalExecutor:
             kill_grace = self._launching.pop(job_id, None)
         self._watch(_Proc(job_id, pid, pid, log_path, spec.command))
         if kill_grace is not None:  # a kill came while it was starting
-            self.kill(job_id, kill_grace)
+            self.stop(job_id, kill_grace)
         return ProcessInfo(pid, pid, log_path)
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
@@ -167,7 +197,8 @@ class LocalExecutor:
         # It ended while no server watched: its status file says how; without one it was killed.
         self._report(job_id, *(done if done is not None else (None, LOST)))
 
-    def kill(self, job_id: int, grace_s: float) -> None:
+    def stop(self, job_id: int, grace_s: float) -> None:
+        """SIGTERM the job's process group, SIGKILL after `grace_s` seconds."""
         if job_id in self._launching:
             self._launching[job_id] = grace_s
             return
@@ -198,6 +229,7 @@ class LocalExecutor:
             log.warning("job %d: cannot signal process group %d: %s", proc.job_id, proc.pgid, exc)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._starting, return_exceptions=True)
         loop = asyncio.get_running_loop()
         for proc in self._procs.values():
             self._unwatch(loop, proc)
