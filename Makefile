@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m aifactory.demo
+	$(BIN)/python -m aifactory.cli.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

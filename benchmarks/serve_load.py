@@ -169,7 +169,7 @@ def demo_first_prediction() -> tuple[float | None, str]:
     from rich.console import Console
 
     try:
-        from aifactory.line.demo import run_flywheel_demo
+        from aifactory.cli.line_demo import run_flywheel_demo
 
         with tempfile.TemporaryDirectory(prefix="serve-bench-demo-") as tmp:
             summary = run_flywheel_demo(Console(file=io.StringIO()), home=Path(tmp))

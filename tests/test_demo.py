@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from aifactory.demo import DEMO_JOBS, run_floor_demo
+from aifactory.cli.demo import DEMO_JOBS, run_floor_demo
 
 
 def test_floor_demo_drains_a_dozen_jobs_from_two_projects(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from aifactory.cli.line_demo import DemoSettings, run_flywheel_demo
 from aifactory.line.datasets import Datasets
-from aifactory.line.demo import DemoSettings, run_flywheel_demo
 from aifactory.line.flywheel import TriggerSettings
 from aifactory.line.registry import Registry
 

@@ -67,7 +67,7 @@ def test_analyse_holds_out_the_largest_run() -> None:
 
 def test_floor_sweep_runs_each_size_as_a_factory_job(home: Path, tmp_path: Path) -> None:
     from aifactory.live.store import Store
-    from aifactory.plan.floor_runner import FloorRunner
+    from aifactory.live.sweep_runner import FloorRunner
 
     jobs = tiny_jobs()[:1]
     results = FloorRunner(gpus=2).run(jobs, tmp_path / "runs")

@@ -12,8 +12,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from aifactory.cli.progress import PipelineProgress
     from aifactory.line.pipeline import Pipeline
-    from aifactory.line.progress import PipelineProgress
     from aifactory.line.runner import RunResult
 
 datasets_app = typer.Typer(help="Versioned datasets: list, show, create.", invoke_without_command=True)
@@ -127,10 +127,10 @@ def line_run(
     """Run a pipeline: every step a job on the floor, with live per-epoch metrics."""
     import asyncio
 
+    from aifactory.cli.progress import PipelineProgress
     from aifactory.core.errors import SpecError
     from aifactory.line import home as line_home
     from aifactory.line.pipeline import load_pipeline, validate
-    from aifactory.line.progress import PipelineProgress
 
     if on not in ("auto", "server", "embedded", "local"):
         raise SpecError("on", f"must be auto, server, embedded or local, got {on!r}")
@@ -165,10 +165,10 @@ def line_flywheel(
     and the pipeline runs (train -> evaluate -> register -> gate)."""
     import asyncio
 
+    from aifactory.cli.progress import PipelineProgress
     from aifactory.line import home as line_home
     from aifactory.line.flywheel import Flywheel, TriggerSettings
     from aifactory.line.pipeline import load_pipeline, validate
-    from aifactory.line.progress import PipelineProgress
     from aifactory.serve.feedback import FeedbackLog
 
     pipeline = load_pipeline(spec)

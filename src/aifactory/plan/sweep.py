@@ -2,7 +2,7 @@
 
 Each size is a separate `python -m aifactory.plan.charlm --config JSON --out PATH` process, so any runner
 that can run a command can run the sweep: `LocalRunner` runs them as local subprocesses; `FloorRunner`
-(plan/floor_runner.py) submits the same commands as jobs of the live factory. Runners are found by name
+(live/sweep_runner.py) submits the same commands as jobs of the live factory. Runners are found by name
 in `RUNNERS` ("local", "floor").
 
 Sizes follow one rule: width d grows, depth stays, and the training budget is `tokens_per_param` times
@@ -12,6 +12,7 @@ as d^4 and a few widths span decades of compute.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import subprocess
@@ -122,20 +123,23 @@ class LocalRunner:
             return list(pool.map(lambda j: self._one(j, workdir), jobs))
 
 
-def _floor_runner() -> Runner:
-    from aifactory.plan.floor_runner import FloorRunner
-
-    return FloorRunner()
-
-
-RUNNERS: dict[str, Callable[[], Runner]] = {"local": LocalRunner, "floor": _floor_runner}
+# name -> a runner class, or "module:attribute" imported on first use: the floor's runner lives
+# with the floor-facing code (the planner imports nothing of the live factory).
+RUNNERS: dict[str, Callable[[], Runner] | str] = {
+    "local": LocalRunner,
+    "floor": "aifactory.live.sweep_runner:FloorRunner",
+}
 
 
 def get_runner(name: str) -> Runner:
     try:
-        return RUNNERS[name]()
+        found = RUNNERS[name]
     except KeyError:
         raise UnknownName("sweep runner", name, RUNNERS) from None
+    if isinstance(found, str):
+        module, attr = found.split(":")
+        found = getattr(importlib.import_module(module), attr)
+    return found()
 
 
 @dataclass(frozen=True, slots=True)

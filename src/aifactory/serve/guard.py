@@ -1,8 +1,8 @@
 """ASGI middleware in front of the serving app: body size limit (413) and bearer-token auth (401).
 
 Tokens: a static one (`--token-file`, e.g. the factory's `$AIFACTORY_HOME/token`) and/or every
-token the floor's store knows (`--factory-tokens`: per-user tokens from `aifactory token
-create`), looked up by hash and remembered for `ttl_s` so the hot path does not hit the database.
+token the floor knows (`--factory-tokens`: a `TokenCheck` from `aifactory.live.tokens`, the
+floor's one interface to its tokens).
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it sits on every request of the hot
 path and must cost microseconds. A body without Content-Length (chunked) is read here up to
@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -33,31 +30,6 @@ def static_token(expected: str) -> TokenCheck:
     """Accept exactly `expected` (compared in constant time)."""
     want = expected.encode()
     return lambda token: hmac.compare_digest(token.encode(), want)
-
-
-class FactoryTokens:
-    """Accept the tokens the floor's store at `home` knows; answers are cached for `ttl_s` seconds."""
-
-    def __init__(self, home: Path, ttl_s: float = 30.0) -> None:
-        from aifactory.live.settings import LiveSettings
-        from aifactory.live.store.repository import Store
-
-        self.store = Store(LiveSettings(home=Path(home)).database_url).open()
-        self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[bool, float]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, token: str) -> bool:
-        now = time.monotonic()
-        hit = self._cache.get(token)
-        if hit is not None and now - hit[1] < self.ttl_s:
-            return hit[0]
-        ok = self.store.token_info(token) is not None
-        with self._lock:
-            if len(self._cache) > 10_000:  # wrong tokens must not grow it without bound
-                self._cache.clear()
-            self._cache[token] = (ok, now)
-        return ok
 
 
 def any_of(checks: list[TokenCheck]) -> TokenCheck | None:

@@ -35,7 +35,7 @@ from aifactory.netutil import bind_tcp
 from aifactory.serve.app import create_app
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog, LogWriter
-from aifactory.serve.guard import FactoryTokens, Guard, TokenCheck, any_of, static_token
+from aifactory.serve.guard import Guard, TokenCheck, any_of, static_token
 from aifactory.serve.shadow import Shadow
 from aifactory.serve.swap import AliasWatcher, ModelSlot, ModelSource, RegistrySource, Served, load_version
 from aifactory.serve.wire import (
@@ -174,7 +174,9 @@ def make_auth(config: ServeConfig) -> TokenCheck | None:
     """The token check the config asks for; None: no auth."""
     checks = [static_token(config.token)] if config.token else []
     if config.factory_tokens:
-        checks.append(FactoryTokens(config.home))
+        from aifactory.live.tokens import StoreTokens
+
+        checks.append(StoreTokens(config.home))
     return any_of(checks)
 
 

@@ -1,7 +1,7 @@
 """`make demo`: the main job.
 
 By default it runs the production line's whole flywheel on an embedded factory
-(`aifactory.line.demo`: data -> train -> gate -> serve -> feedback -> retrain ->
+(`aifactory.cli.line_demo`: data -> train -> gate -> serve -> feedback -> retrain ->
 promote). `--floor` runs the floor's own act instead: an embedded factory with 4
 virtual GPUs drains a queue of real jobs.
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--floor"]:
         return floor_main()
-    from aifactory.line.demo import main as flywheel_main
+    from aifactory.cli.line_demo import main as flywheel_main
 
     return flywheel_main(args)
 

@@ -1,4 +1,4 @@
-"""The whole loop on the embedded factory: `python -m aifactory.line.demo`.
+"""The whole loop on the embedded factory: `python -m aifactory.cli.line_demo`.
 
 raw digits file -> ingest -> train -> evaluate -> register -> gate -> serve (a job on the floor)
 -> held-out requests -> the world shifts (thicker, noisier digits) and live accuracy drops ->
@@ -100,8 +100,8 @@ class _Line:
         return FloorExecutor(self.service) if self.service is not None else LocalExecutor()
 
     async def run(self, pipeline: Pipeline, title: str) -> RunResult:
+        from aifactory.cli.progress import PipelineProgress
         from aifactory.line.pipeline import validate
-        from aifactory.line.progress import PipelineProgress
 
         with PipelineProgress(self.console, [s.name for s in validate(pipeline)], title=title) as progress:
             return await PipelineRunner(self.executor(), self.home, on_event=progress).run(pipeline)
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from aifactory.core.errors import AifactoryError
 
-    p = argparse.ArgumentParser(prog="python -m aifactory.line.demo", description="The production line's flywheel.")
+    p = argparse.ArgumentParser(prog="python -m aifactory.cli.line_demo", description="The production line's flywheel.")
     p.add_argument("--home", type=Path, default=None, help="where to keep everything (default: a new temp dir)")
     p.add_argument("--local", action="store_true", help="run steps and the server as plain subprocesses")
     p.add_argument("--epochs", type=int, default=DemoSettings.epochs)
