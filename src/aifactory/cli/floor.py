@@ -90,7 +90,7 @@ def up(
         raise SpecError("nodes", f"must be at least 1, got {nodes}")
     if projects is not None:
         load_projects(projects)  # a bad file is refused before anything starts
-    chosen = {
+    chosen: dict[str, Any] = {
         **_host_per_node(cpus_per_node, memory_per_node),
         "gpu_memory_mib": _memory("gpu_memory", gpu_memory),
         "policy": policy,
@@ -187,7 +187,7 @@ def submit(
     """Submit a job: `submit --gpus 2 -- python train.py` or `submit job.yaml`."""
     args = args or []
     from_file = len(args) == 1 and args[0].endswith((".yaml", ".yml"))
-    body = _read_job_file(Path(args[0])) if from_file else {"command": args}
+    body: dict[str, Any] = _read_job_file(Path(args[0])) if from_file else {"command": args}
     options = {
         "project": project,
         "gpus": gpus,
@@ -204,10 +204,10 @@ def submit(
     body |= {k: v for k, v in options.items() if v is not None}
     body["workdir"] = _workdir(workdir, body.get("workdir"), Path(args[0]).resolve().parent if from_file else None)
     if env:
-        from_file = body.get("env") or {}
-        if not isinstance(from_file, dict):
-            raise SpecError("env", f"must be a mapping of KEY: VALUE, got {from_file!r}")
-        body["env"] = {**from_file, **_parse_env(env)}
+        file_env = body.get("env") or {}
+        if not isinstance(file_env, dict):
+            raise SpecError("env", f"must be a mapping of KEY: VALUE, got {file_env!r}")
+        body["env"] = {**file_env, **_parse_env(env)}
     with _client() as client:
         job = client.submit(body)
     if quiet:
@@ -394,7 +394,8 @@ def projects() -> None:
         rows = client.projects()
         depts = client.departments()
     table = Table(box=None, header_style="bold")
-    cols = ("PROJECT", "DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "LENT", "RUNNING", "PENDING")
+    cols: tuple[str, ...] = ("PROJECT", "DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "LENT")
+    cols += ("RUNNING", "PENDING")
     for col in cols:
         table.add_column(col, justify="left" if col in ("PROJECT", "DEPARTMENT") else "right")
     for p in rows:
@@ -410,8 +411,8 @@ def projects() -> None:
             dtable.add_column(col, justify="left" if col in ("DEPARTMENT", "PROJECTS") else "right")
         for d in depts:
             limit = "-" if d.limit is None else _gpus(d.limit)
-            numbers = (_gpus(d.quota), _gpus(d.weight), limit, _gpus(d.in_use), _gpus(d.borrowed))
-            dtable.add_row(d.name, *numbers, ", ".join(d.projects) or "-")
+            dnumbers = (_gpus(d.quota), _gpus(d.weight), limit, _gpus(d.in_use), _gpus(d.borrowed))
+            dtable.add_row(d.name, *dnumbers, ", ".join(d.projects) or "-")
         console.print()
         console.print(dtable)
 

@@ -112,7 +112,15 @@ class _Line:
 
         ready = self.home / "serve-ready.json"
         ready.unlink(missing_ok=True)
-        command = (sys.executable, "-m", "aifactory.serve.server", "--model", ref, "--home", str(self.home))
+        command: tuple[str, ...] = (
+            sys.executable,
+            "-m",
+            "aifactory.serve.server",
+            "--model",
+            ref,
+            "--home",
+            str(self.home),
+        )
         command += ("--port", "0", "--ready-file", str(ready), "--poll-s", "0.2", "--max-wait-ms", "2")
         if self.service is not None:
             from aifactory.core.job import JobSpec

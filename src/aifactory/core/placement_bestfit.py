@@ -67,7 +67,7 @@ def gpu_fits(gpu: np.ndarray, demand: Demand) -> np.ndarray:
     if demand.gpu_free:
         return np.ones(gpu.shape[0], dtype=bool)
     if demand.sharing:
-        return (gpu >= demand.milli).any(axis=1)
+        return np.asarray((gpu >= demand.milli).any(axis=1))
     return (gpu == MILLI).sum(axis=1) >= demand.count
 
 

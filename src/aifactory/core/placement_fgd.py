@@ -190,7 +190,7 @@ class FGD:
                 best = (int(scores[i]), group[int(fits[i])], demand, int(device[i]))
         if best is None:
             return gang(spec, nodes) if spec.multi_node else None
-        _, node, demand, device = best
+        _, node, demand, shared = best
         self.seen[demand] += 1
-        gpus = (device,) if demand.sharing else bestfit_gpus(node.free, demand)
+        gpus = (shared,) if demand.sharing else bestfit_gpus(node.free, demand)
         return Placement(((node.name, gpus),), milli=demand.milli)

@@ -139,7 +139,7 @@ class Datasets:
             db.write_lock(conn, f"dataset:{name}")
             last = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.name == name)).scalar()
             version = (last or 0) + 1
-            row = {
+            row: dict[str, Any] = {
                 "name": name,
                 "version": version,
                 "sha256": sha,

@@ -224,12 +224,13 @@ class Registry:
                 conn.execute(
                     t.update().where(t.c.model == model, t.c.alias == alias).values(version=version, updated_at=now)
                 )
-            row_id = conn.execute(
+            key = conn.execute(
                 h.insert().values(
                     model=model, alias=alias, version=version, previous=prev, kind=kind, reason=reason, at=now
                 )
-            ).inserted_primary_key[0]
-        return AliasChange(model, alias, version, prev, kind, reason, now, int(row_id))
+            ).inserted_primary_key
+            assert key is not None  # an INSERT always has one
+        return AliasChange(model, alias, version, prev, kind, reason, now, int(key[0]))
 
     # -- gate decisions --------------------------------------------------------------
 

@@ -212,7 +212,9 @@ class PipelineRunner:
             result = conn.execute(
                 db.runs.insert().values(pipeline=name, status="running", lineage="{}", started_at=now)
             )
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None  # an INSERT always has one
+            return int(key[0])
 
     def _finish_run(self, run_id: int, status: str, lineage: dict[str, Any]) -> None:
         t = db.runs

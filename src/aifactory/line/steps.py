@@ -169,7 +169,9 @@ def register(home: Path, params: dict[str, Any], inputs: dict[str, Any]) -> dict
 
     reg = Registry(home)
     model = str(params.get("model") or inputs.get("model") or "")
-    metrics = {k: inputs[k] for k in ("holdout_accuracy", "val_accuracy", "train_accuracy", "loss") if k in inputs}
+    metrics: dict[str, Any] = {
+        k: inputs[k] for k in ("holdout_accuracy", "val_accuracy", "train_accuracy", "loss") if k in inputs
+    }
     sha = inputs.get("checkpoint_sha256")
     existing = [v for v in (reg.versions(model) if model in reg.models() else []) if v.sha256 == sha]
     lineage = dict(inputs.get("lineage", {}))

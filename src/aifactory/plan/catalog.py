@@ -139,7 +139,8 @@ class Catalog:
 
     def _index(self) -> dict[str, str]:
         index: dict[str, str] = {}
-        for entry in [*self.gpus.values(), *self.systems.values()]:
+        entries: list[Gpu | System] = [*self.gpus.values(), *self.systems.values()]
+        for entry in entries:
             for alias in (entry.name, *entry.aliases):
                 index.setdefault(_key(alias), entry.name)
         return index

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +36,7 @@ def _error(status: int, detail: object) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def _no_telemetry() -> dict[str, object]:
+def _no_telemetry() -> dict[str, Any]:
     """FastAPI versions with built-in OpenTelemetry check providers and the environment on every
     request (~0.1 ms, as much as a batched prediction): off on the hot path."""
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:

@@ -35,10 +35,17 @@ class Predictor(Protocol):
 class Version(Protocol):
     """What the registry resolves a reference to (`aifactory.line.registry.ModelVersion`)."""
 
-    model: str
-    version: int
-    checkpoint_path: Any
-    metrics: Any
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def checkpoint_path(self) -> Any: ...
+
+    @property
+    def metrics(self) -> Any: ...
 
 
 class ModelSource(Protocol):

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -86,7 +86,7 @@ def job_env(job_id: int, spec: JobSpec, placement: Placement, checkpoint: Path |
     return env
 
 
-def _spawn(status: Path, argv: list[str], env: dict[str, str], actions: list[tuple[object, ...]]) -> int:
+def _spawn(status: Path, argv: list[str], env: dict[str, str], actions: Sequence[tuple[object, ...]]) -> int:
     status.unlink(missing_ok=True)  # a status left by an earlier attempt
     return os.posix_spawn(argv[0], argv, env, file_actions=actions)
 

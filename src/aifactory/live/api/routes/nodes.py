@@ -29,8 +29,9 @@ def node_out(service: FactoryService, view: NodeView) -> NodeOut:
         )
         for i, held in enumerate(view.holders)
     ]
-    free = {"cpu_free_milli": view.cpu_free_milli, "memory_free_mib": view.memory_free_mib}
-    return NodeOut(**asdict(spec), gpus=gpus, up=view.up, **free)
+    return NodeOut(
+        **asdict(spec), gpus=gpus, up=view.up, cpu_free_milli=view.cpu_free_milli, memory_free_mib=view.memory_free_mib
+    )
 
 
 @router.get("/nodes", response_model=list[NodeOut])

@@ -18,8 +18,15 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def project_out(a: Account) -> ProjectOut:
-    held = {"in_use": a.in_use, "running": a.running, "queued": a.pending_jobs, "borrowed": a.borrowed}
-    return ProjectOut(**asdict(a.settings), **held, lent=a.lent, pending_gpus=a.pending_gpus)
+    return ProjectOut(
+        **asdict(a.settings),
+        in_use=a.in_use,
+        running=a.running,
+        queued=a.pending_jobs,
+        borrowed=a.borrowed,
+        lent=a.lent,
+        pending_gpus=a.pending_gpus,
+    )
 
 
 def department_out(view: DepartmentView) -> DepartmentOut:
