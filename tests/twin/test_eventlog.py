@@ -91,7 +91,7 @@ def test_replay_the_event_log_under_another_policy(tmp_path: Path) -> None:
     variants = json.loads(result.output)["variants"]
     # On the store's 4 GPUs both jobs (2 + 1 GPUs) start on submission and run as long as they ran.
     for v in variants:
-        assert v["summary"]["finished"] == 2 and v["summary"]["wait_s_mean"] == 0
+        assert v["summary"]["finished"] == 2 and v["summary"]["first_wait_s_mean"] == 0
         assert v["summary"]["jct_s_mean"] == (119 + 20) / 2
 
 

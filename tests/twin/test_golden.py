@@ -25,8 +25,8 @@ def test_fifo_on_one_node_waits_jcts_and_makespan() -> None:
     assert r.recorder.ended == [10, 15, 18, 19]
     assert r.recorder.start_order == [0, 1, 2, 3]
     s = r.summary
-    assert s["wait_s_mean"] == pytest.approx((0 + 9 + 13 + 12) / 4)
-    assert s["wait_s_median"] == pytest.approx(10.5)
+    assert s["first_wait_s_mean"] == pytest.approx((0 + 9 + 13 + 12) / 4)
+    assert s["first_wait_s_median"] == pytest.approx(10.5)
     assert s["jct_s_mean"] == pytest.approx((10 + 14 + 16 + 16) / 4)
     assert s["makespan_s"] == 19
     assert s["utilisation"] == pytest.approx((2 * 10 + 4 * 5 + 1 * 3 + 2 * 4) / (4 * 19))
@@ -44,7 +44,7 @@ def test_priority_lets_the_urgent_job_past_the_queue() -> None:
     r = replay(one_node(trace), settings("priority"))
     assert r.recorder.started == [0, 10, 2, 15]
     assert r.recorder.start_order == [0, 2, 1, 3]
-    assert r.summary["wait_s_mean"] == pytest.approx((0 + 9 + 0 + 12) / 4)
+    assert r.summary["first_wait_s_mean"] == pytest.approx((0 + 9 + 0 + 12) / 4)
     assert r.summary["makespan_s"] == 19
 
 
@@ -62,8 +62,8 @@ def test_strict_pools_against_one_shared_pool() -> None:
     shared = replay(two_pools(trace), settings("fifo", use_pools=False))
     # Without pools A's second job takes B's node; B waits until 5.
     assert shared.recorder.started == [0, 0, 5]
-    assert pools.summary["wait_s_mean"] == pytest.approx(5 / 3)
-    assert shared.summary["wait_s_mean"] == pytest.approx(4 / 3)
+    assert pools.summary["first_wait_s_mean"] == pytest.approx(5 / 3)
+    assert shared.summary["first_wait_s_mean"] == pytest.approx(4 / 3)
     assert pools.summary["projects"]["B"]["mean_gpus"] == pytest.approx(1 / 10)
 
 
@@ -105,6 +105,11 @@ def test_fairshare_reclaim_saves_work_when_jobs_checkpoint_on_stop() -> None:
     assert r.summary["preemptions"] == 2
     assert r.summary["lost_gpu_hours"] == pytest.approx(2 * 30 / 3600)  # the stop delay only
     assert all(rec.final[i] is JobState.SUCCEEDED for i in range(5))
+    # Two waits: to the first start (the victims: 0 s; B: 30 s), and all time queued (the victims
+    # were queued again from their exit at 130 s to their restart at 180 s).
+    assert [rec.queued[i] for i in victims] == [50, 50] and rec.queued[4] == 30
+    assert r.summary["first_wait_s_mean"] == pytest.approx(30 / 5)
+    assert r.summary["queued_s_mean"] == pytest.approx((50 + 50 + 30) / 5)
 
 
 def test_fairshare_reclaim_loses_work_since_the_last_periodic_checkpoint() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +19,7 @@ from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.project import Project
 from aifactory.twin.report import render
 from aifactory.twin.traces.format import Scenario, write_trace
-from aifactory.twin.whatif import Variant, apply_variant, read_projects, resize, run_variants
+from aifactory.twin.whatif import Variant, apply_variant, figure_text, read_projects, resize, run_variants
 
 from .helpers import job
 
@@ -100,7 +101,7 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
     series = fifo["series"]
     assert len(series["at"]) == len(series["allocated"]) > 0 and max(series["allocated"]) <= 16
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 4 + 2 and "<script" not in page  # + usage per variant
+    assert page.count("data:image/png;base64,") == 5 + 2 and "<script" not in page  # + usage per variant
     png = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -108,7 +109,7 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
 def test_twin_run_prints_a_comparison_table(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--trace", str(small_trace(tmp_path)), "--policy", "fifo@shared"])
     assert result.exit_code == 0, result.output
-    assert "fifo no-pools" in result.output and "mean wait s" in result.output
+    assert "fifo no-pools" in result.output and "mean wait to first start" in result.output
 
 
 def aifactory(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -152,3 +153,20 @@ def test_render_handles_a_run_where_nothing_finished() -> None:
     (result,) = run_variants(scenario, [Variant("fifo")])
     assert result.summary["rejected"] == 1
     assert "<table>" in render([result])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "text"),
+    [
+        ("first_wait_s_mean", 42.0, "42 s"),
+        ("first_wait_s_mean", 4.25, "4.25 s"),
+        ("queued_s_mean", 750.0, "12.5 min"),
+        ("jct_s_p99", 3 * 3600 + 720, "3.2 h"),
+        ("makespan_s", 61 * 86400.0, "61.0 d"),
+        ("first_wait_s_p95", math.nan, "-"),
+        ("utilisation", 0.875, "0.875"),
+        ("preemptions", 12, "12"),
+    ],
+)
+def test_tables_give_durations_in_units_a_person_reads(key: str, value: float, text: str) -> None:
+    assert figure_text(key, value) == text

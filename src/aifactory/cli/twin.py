@@ -94,14 +94,6 @@ def _series(result: Any) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
-    return str(value)
-
-
 @app.command("run")
 def run(
     trace: str = typer.Option("philly", help="philly, openb, eventlog, or a .csv/.parquet trace in our format"),
@@ -185,7 +177,7 @@ def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from aifactory.twin.whatif import COMPARE
+    from aifactory.twin.whatif import COMPARE, figure_text
 
     table = Table(title=f"{name}: {jobs:,} jobs")
     table.add_column("")
@@ -193,7 +185,7 @@ def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
         table.add_column(row["variant"], justify="right")
     lines = [("gpus", "GPUs"), *COMPARE, ("rejected", "rejected"), ("wall_s", "replay s")]
     for key, label in lines:
-        table.add_row(label, *(_fmt(row[key]) for row in rows))
+        table.add_row(label, *(figure_text(key, row[key]) for row in rows))
     Console().print(table)
 
 

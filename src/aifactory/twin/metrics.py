@@ -5,6 +5,9 @@ per-project GPU-seconds held (integrated at each release). Time series (GPU
 allocation, per-project usage, queue length, fragmentation) come from samples
 taken every `sample_every_s` of virtual time. Units: seconds and GPUs.
 
+Two waits, named for what they are: `first_wait_s` runs from submission to the first start;
+`queued_s` adds up all the time a job spent queued, after each preemption too.
+
 Fragmentation: the share of free GPU capacity that is not on a wholly free node
 (a full-node job cannot use it). Jain's index is taken over the projects' mean
 slowdown (JCT / run time): 1.0 when every project is slowed down alike.
@@ -24,6 +27,7 @@ from aifactory.core.states import TERMINAL, JobState
 # Module constants: the recorder runs once per transition (hundreds of thousands per replay).
 _RUNNING = JobState.RUNNING
 _PREEMPTED = JobState.PREEMPTED
+_QUEUED = JobState.QUEUED
 _HOLDING = frozenset((JobState.RUNNING, JobState.PREEMPTED))
 
 
@@ -66,7 +70,8 @@ class Recorder:
         self.started = [math.nan] * n  # first start
         self.ended = [math.nan] * n
         self.final: list[JobState | None] = [None] * n
-        self._since = [0.0] * n  # start of the current holding
+        self._since = [0.0] * n  # start of the current holding, or of the current stay in the queue
+        self.queued = [0.0] * n  # seconds queued, all stays together
         self.start_order: list[int] = []  # job ids in the order of their first start
         self.gpu_s: dict[str, float] = {}  # project -> GPU-seconds held
         self.first_at = math.inf
@@ -78,16 +83,22 @@ class Recorder:
             if self.started[i] != self.started[i]:  # NaN: first start
                 self.started[i] = at
                 self.start_order.append(i)
+            self.queued[i] += at - self._since[i]
             self._since[i] = at
             return
         old = a.old
         if old is None:
             self.submitted[i] = at
+            self._since[i] = at
             if at < self.first_at:
                 self.first_at = at
+        elif old is _QUEUED:  # cancelled while queued
+            self.queued[i] += at - self._since[i]
         elif old in _HOLDING and new is not _PREEMPTED:
             p = self.project_of[i]
             self.gpu_s[p] = self.gpu_s.get(p, 0.0) + self.gpus[i] * (at - self._since[i])
+            if new is _QUEUED:  # back in the queue after a preemption
+                self._since[i] = at
         if new in TERMINAL:
             self.ended[i] = at
             self.final[i] = new
@@ -125,8 +136,18 @@ def _stats(prefix: str, values: Any) -> dict[str, float]:
     }
 
 
+def _mean_started(values: Any) -> float:
+    """Mean over the jobs that started (NaN elsewhere); not np.nanmean, whose warning machinery
+    replaces objects someone may have frozen."""
+    import numpy as np
+
+    started = values[~np.isnan(values)]
+    return float(started.mean()) if started.size else math.nan
+
+
 def per_job(rec: Recorder, durations: list[float]) -> dict[str, Any]:
-    """Per-job arrays (numpy): wait, JCT and slowdown of the jobs that finished; NaN elsewhere."""
+    """Per-job arrays (numpy): wait to the first start, time queued in all, JCT and slowdown of the
+    jobs that finished; NaN elsewhere."""
     import numpy as np
 
     sub = np.asarray(rec.submitted)
@@ -135,7 +156,8 @@ def per_job(rec: Recorder, durations: list[float]) -> dict[str, Any]:
     dur = np.asarray(durations, dtype=float)
     jct = end - sub
     return {
-        "wait": start - sub,
+        "first_wait": start - sub,
+        "queued": np.asarray(rec.queued) + (start - start),  # NaN where never started
         "jct": jct,
         "slowdown": jct / np.maximum(dur, 1.0),  # run times under 1 s count as 1 s
         "done": ~np.isnan(end),
@@ -148,10 +170,11 @@ def summarize(rec: Recorder, durations: list[float], quotas: dict[str, float]) -
 
     jobs = per_job(rec, durations)
     done = jobs["done"]
-    started = ~np.isnan(jobs["wait"])
+    started = ~np.isnan(jobs["first_wait"])
     out: dict[str, Any] = {"jobs": len(durations), "finished": int(done.sum())}
     out["succeeded"] = sum(1 for s in rec.final if s is JobState.SUCCEEDED)
-    out.update(_stats("wait_s", jobs["wait"][started]))
+    out.update(_stats("first_wait_s", jobs["first_wait"][started]))
+    out.update(_stats("queued_s", jobs["queued"][started]))
     out.update(_stats("jct_s", jobs["jct"][done]))
     out["slowdown_mean"] = float(np.mean(jobs["slowdown"][done])) if done.any() else math.nan
     span = rec.last_at - rec.first_at if done.any() else 0.0
@@ -180,7 +203,18 @@ def _projects(rec: Recorder, jobs: dict[str, Any], quotas: dict[str, float], spa
             "quota": quota,
             "mean_gpus": held,  # GPUs held on average over the makespan
             "share_of_quota": held / quota if quota else math.nan,
-            "wait_mean_s": float(np.nanmean(jobs["wait"][mine])) if fin.any() else math.nan,
+            "first_wait_mean_s": float(np.nanmean(jobs["first_wait"][mine])) if fin.any() else math.nan,
+            "queued_mean_s": _mean_started(jobs["queued"][mine]) if fin.any() else math.nan,
             "slowdown_mean": float(np.mean(jobs["slowdown"][fin])) if fin.any() else math.nan,
         }
     return out
+
+
+def duration_text(seconds: float) -> str:
+    """A duration a person reads at a glance: 42 s, 12.5 min, 3.2 h, 4.1 d."""
+    if seconds != seconds:  # NaN
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if abs(seconds) >= 1.5 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.3g} s" if abs(seconds) < 10 else f"{seconds:.0f} s"

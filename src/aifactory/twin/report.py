@@ -1,6 +1,6 @@
 """A self-contained HTML report of a what-if comparison: tables plus PNG plots inlined as base64.
 
-Plots: CDF of wait and of JCT per variant, GPUs allocated over time, mean GPUs held
+Plots: CDF of the wait to the first start, of the time queued in all and of JCT per variant, GPUs allocated over time, mean GPUs held
 per project against its quota, and each variant's per-project GPUs over time
 (stacked). One file, no external assets.
 """
@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from aifactory.twin.metrics import per_job
 from aifactory.twin.replay import RunResult
-from aifactory.twin.whatif import COMPARE, comparison
+from aifactory.twin.whatif import COMPARE, comparison, figure_text
 
 _CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
@@ -113,12 +112,8 @@ def _projects_plot(results: Sequence[RunResult]) -> str:
     return out
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
-    return html.escape(str(value))
+def _cell(value: Any, key: str = "") -> str:
+    return html.escape(figure_text(key, value))
 
 
 def _table(results: Sequence[RunResult]) -> str:
@@ -126,7 +121,7 @@ def _table(results: Sequence[RunResult]) -> str:
     head = "".join(f"<th>{html.escape(r['variant'])}</th>" for r in rows)
     lines = [("gpus", "GPUs"), *COMPARE, ("rejected", "rejected"), ("wall_s", "replay s")]
     body = "".join(
-        f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_cell(r[key])}</td>" for r in rows) + "</tr>"
+        f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_cell(r[key], key)}</td>" for r in rows) + "</tr>"
         for key, label in lines
     )
     return f"<table><tr><th></th>{head}</tr>{body}</table>"
@@ -134,10 +129,10 @@ def _table(results: Sequence[RunResult]) -> str:
 
 def _project_table(result: RunResult) -> str:
     head = "<tr><th>project</th><th>jobs</th><th>quota</th><th>mean GPUs</th><th>share of quota</th>"
-    head += "<th>mean wait s</th><th>slowdown</th></tr>"
-    keys = ("jobs", "quota", "mean_gpus", "share_of_quota", "wait_mean_s", "slowdown_mean")
+    head += "<th>mean wait to first start</th><th>mean time queued</th><th>slowdown</th></tr>"
+    keys = ("jobs", "quota", "mean_gpus", "share_of_quota", "first_wait_mean_s", "queued_mean_s", "slowdown_mean")
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_cell(p[k])}</td>" for k in keys) + "</tr>"
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_cell(p[k], k)}</td>" for k in keys) + "</tr>"
         for name, p in result.summary["projects"].items()
     )
     settings = html.escape(json.dumps(asdict(result.settings), default=str))
@@ -153,8 +148,10 @@ def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
         _table(results),
-        "<h2>Wait</h2>",
-        _cdf_plot(results, "wait", "wait"),
+        "<h2>Wait to the first start</h2>",
+        _cdf_plot(results, "first_wait", "wait to first start"),
+        "<h2>Time queued, all stays</h2>",
+        _cdf_plot(results, "queued", "time queued"),
         "<h2>Job completion time</h2>",
         _cdf_plot(results, "jct", "JCT"),
         "<h2>GPUs allocated over time</h2>",

@@ -6,6 +6,7 @@ A Variant names its changes; `apply_variant` builds the scenario it replays and
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from aifactory.core.placement import get_placement
 from aifactory.core.policies import get_policy
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
+from aifactory.twin.metrics import duration_text
 from aifactory.twin.replay import Progress, RunResult, TwinSettings, replay
 from aifactory.twin.traces.format import CostModel, Scenario
 
@@ -177,17 +179,30 @@ def run_variants(
 
 
 COMPARE = (
-    ("wait_s_mean", "mean wait s"),
-    ("wait_s_p95", "p95 wait s"),
-    ("jct_s_mean", "mean JCT s"),
-    ("jct_s_p99", "p99 JCT s"),
+    ("first_wait_s_mean", "mean wait to first start"),
+    ("first_wait_s_p95", "p95 wait to first start"),
+    ("queued_s_mean", "mean time queued (all)"),
+    ("jct_s_mean", "mean JCT"),
+    ("jct_s_p99", "p99 JCT"),
     ("slowdown_mean", "slowdown"),
-    ("makespan_s", "makespan s"),
+    ("makespan_s", "makespan"),
     ("utilisation", "utilisation"),
     ("jain_slowdown", "Jain"),
     ("preemptions", "preemptions"),
     ("lost_gpu_hours", "GPU-h lost"),
 )
+
+
+def figure_text(key: str, value: Any) -> str:
+    """A figure as the tables print it: durations (keys `..._s` or `..._s_mean` and the like) in s,
+    min, h or d."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int | float) and not isinstance(value, bool) and (key.endswith("_s") or "_s_" in key):
+        return duration_text(float(value))
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    return str(value)
 
 
 def comparison(results: Sequence[RunResult]) -> list[dict[str, Any]]:
