@@ -146,3 +146,12 @@ def test_rows_out_of_time_order_arrive_by_time_and_keep_their_ids() -> None:
     # Row 1 and row 2 tie at 0 s and go in row order; row 0 arrives last.
     assert r.recorder.start_order == [1, 2, 0]
     assert r.recorder.started == [5, 0, 2]
+
+
+def test_jobs_with_no_gpu_replay_on_cpu_while_the_gpus_are_busy() -> None:
+    nodes = [NodeSpec("g0", 2, cpu_milli=4000), NodeSpec("c0", 0, cpu_milli=4000)]
+    jobs = [job(0, 2, 100), job(1, 1, 10), job(2, 0, 30, cpu_milli=3000), job(3, 0, 30, cpu_milli=3000)]
+    r = replay(Scenario("cpu", jobs, nodes, [Project("a", quota=2)]), settings("fairshare"))
+    rec = r.recorder
+    # Both CPU jobs start at once (one per node: 3 of 4 CPUs each) while the GPU job waits for a GPU.
+    assert rec.started == [0, 100, 2, 3] and rec.final == [JobState.SUCCEEDED] * 4

@@ -44,6 +44,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ("submit_time,project,gpus,duration_s,multi_node\n0,a,1,5,maybe\n", "multi_node", "boolean"),
         ("submit_time,project,gpus,duration_s,time_limit_s\n0,a,1,5,0\n", "time_limit_s", "positive"),
         ("submit_time,project,gpus,duration_s\n0,a,1,inf\n", "duration_s", "not finite"),
+        ("submit_time,project,gpus,duration_s\n0,a,0,5\n", "gpus", "0 with CPU or memory"),
+        ("submit_time,project,gpus,duration_s,cpu_milli\n0,a,1,5,-1\n", "cpu_milli", "negative"),
+        ("submit_time,project,gpus,duration_s,memory_mib\n0,a,1,5,1.5\n", "memory_mib", "whole number"),
     ],
 )
 def test_bad_traces_name_the_column_and_the_row(tmp_path: Path, text: str, column: str, words: str) -> None:

@@ -59,7 +59,9 @@ def _console() -> Console:
 
 
 def up(
-    gpus: int | None = typer.Option(None, help="Declare N virtual GPUs per node (default: discover with NVML)."),
+    gpus: int | None = typer.Option(
+        None, help="Declare N virtual GPUs per node; 0 with --cpus-per-node: CPU-only nodes (default: NVML)."
+    ),
     nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
     gpu_memory: str | None = typer.Option(
         None, help="Memory of each virtual GPU, e.g. 80GiB, so --gpu-memory fractions work on them (with --gpus)."
@@ -84,8 +86,8 @@ def up(
     from aifactory.live.settings import LiveSettings
     from aifactory.projects_file import load_projects
 
-    if gpus is not None and gpus < 1:
-        raise SpecError("gpus", f"must be at least 1, got {gpus}")
+    if gpus is not None and gpus < 0:
+        raise SpecError("gpus", f"must be 0 (CPU-only nodes) or more, got {gpus}")
     if nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {nodes}")
     if projects is not None:
@@ -166,7 +168,9 @@ def _workdir(option: str | None, in_file: object, file_dir: Path | None) -> obje
 def submit(
     args: list[str] = typer.Argument(None, help="The command to run (after --), or one job YAML file."),
     project: str | None = typer.Option(None, help="Project to charge (default: default)."),
-    gpus: float | None = typer.Option(None, help="GPUs: a whole number, or a fraction of one GPU (0.5)."),
+    gpus: float | None = typer.Option(
+        None, help="GPUs: a whole number, a fraction of one GPU (0.5), or 0 for a job with no GPU (give --cpus)."
+    ),
     gpu_memory: str | None = typer.Option(None, help="A fraction of one GPU by memory, e.g. 20GiB."),
     gpu_model: str | None = typer.Option(None, help="Only GPUs of this model."),
     cpus: float | None = typer.Option(None, help="CPU cores on each node the job runs on, e.g. 4."),

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 def check_fits(factory: Factory, spec: JobSpec) -> None:
     """Could the nodes the job may use ever hold it (its model, one node unless multi-node)?"""
     pool = factory.pool_of(spec.project)
+    if spec.cpu_only:
+        if not factory.capacity(pool, None, cpu_only=True).nodes:
+            raise SpecError("gpus", f"no node{' in pool ' + repr(pool) if pool else ''} to run on")
+        return
     cap = factory.capacity(pool, spec.gpu_model)
     if spec.gpu_model is not None and not cap.nodes:
         known = sorted({n.gpu_model for n in factory.cluster.pool_nodes(pool)})
@@ -49,7 +53,7 @@ def check_host(factory: Factory, spec: JobSpec) -> None:
         if not isinstance(asked, int) or isinstance(asked, bool) or asked < 0:
             raise SpecError(field, f"must be a whole number >= 0 ({unit} per node), got {asked!r}")
     pool = factory.pool_of(spec.project)
-    cap = factory.capacity(pool, spec.gpu_model)
+    cap = factory.capacity(pool, spec.gpu_model, spec.cpu_only)
     where = f" in pool {pool!r}" if pool is not None else ""
     if cap.largest_cpu and spec.cpu_milli > cap.largest_cpu:
         raise SpecError(

@@ -36,7 +36,9 @@ def fit_reason(factory: Factory, job: Job) -> str:
 def host_reason(factory: Factory, job: Job, where: str) -> str:
     """The GPUs would fit but the CPU or memory does not: what the job asks per node, and the most free."""
     spec = job.spec
-    nodes = [n for n in factory.cluster.pool_nodes(factory.pool_of(spec.project)) if n.up and n.gpu_count]
+    nodes = [
+        n for n in factory.cluster.pool_nodes(factory.pool_of(spec.project)) if n.up and (n.gpu_count or spec.cpu_only)
+    ]
     asks = []
     if spec.cpu_milli:
         best = max((n.cpu_free for n in nodes if n.cpu_milli), default=0)
@@ -44,7 +46,8 @@ def host_reason(factory: Factory, job: Job, where: str) -> str:
     if spec.memory_mib:
         best = max((n.memory_free for n in nodes if n.memory_mib), default=0)
         asks.append(f"{spec.memory_mib} MiB memory (most free on a node: {best})")
-    return f"needs {' and '.join(asks)} per node{where} beside its GPUs"
+    beside = "" if spec.cpu_only else " beside its GPUs"
+    return f"needs {' and '.join(asks)} per node{where}{beside}"
 
 
 def fits_now(factory: Factory, job: Job) -> bool:
@@ -52,6 +55,8 @@ def fits_now(factory: Factory, job: Job) -> bool:
     spec = job.spec
     pool = factory.pool_of(spec.project)
     cluster = factory.cluster
+    if spec.cpu_only:
+        return True  # no GPU to wait for: only its CPU and memory (host_reason)
     if spec.fractional:
         return bool(cluster.whole_free(pool, spec.gpu_model) or cluster.partial_nodes(pool, spec.gpu_model))
     if spec.multi_node:

@@ -100,7 +100,7 @@ class Factory:
         self.host_usage: dict[str, tuple[int, int]] = {}
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
-        self._capacity: dict[tuple[str | None, str | None], Capacity] = {}
+        self._capacity: dict[tuple[str | None, str | None, bool], Capacity] = {}
         self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
 
@@ -156,8 +156,14 @@ class Factory:
         """Raise SpecError naming the field if `spec` could never run here."""
         if spec.project not in self.projects:
             raise SpecError("project", str(UnknownName("project", spec.project, self.projects)))
-        if not spec.gpus > 0:
-            raise SpecError("gpus", f"must be positive, got {spec.gpus}")
+        if not spec.gpus >= 0:
+            raise SpecError("gpus", f"must be positive, or 0 for a job with no GPU; got {spec.gpus}")
+        if spec.cpu_only:
+            if not spec.host:
+                raise SpecError("gpus", "a job with no GPU must ask for cpus or memory")
+            if spec.gpu_model is not None or spec.multi_node:
+                field = "gpu_model" if spec.gpu_model is not None else "multi_node"
+                raise SpecError(field, "a job with no GPU takes no GPU model and runs on one node")
         if spec.gpus > 1 and spec.gpus != int(spec.gpus):
             raise SpecError("gpus", f"more than one GPU must be a whole number, got {spec.gpus}")
         if spec.time_limit_s is not None and not spec.time_limit_s > 0:
@@ -176,13 +182,16 @@ class Factory:
             return max(1, round(spec.gpus * MILLI)) / MILLI
         return spec.milli_on(self.capacity(self.pool_of(spec.project), spec.gpu_model).biggest_mib) / MILLI
 
-    def capacity(self, pool: str | None, model: str | None) -> Capacity:
-        """What the nodes a job may use could ever hold (down nodes count: they come back). Cached:
-        the node list of a cluster is fixed, and `check` runs on every submit."""
-        key = (pool, model)
+    def capacity(self, pool: str | None, model: str | None, cpu_only: bool = False) -> Capacity:
+        """What the nodes a job may use could ever hold (down nodes count: they come back): nodes with
+        GPUs (of `model`), or every node for a CPU-only job. Cached: the node list of a cluster is
+        fixed, and `check` runs on every submit."""
+        key = (pool, model, cpu_only)
         cap = self._capacity.get(key)
         if cap is None:
-            nodes = [n for n in self.cluster.pool_nodes(pool) if n.gpu_count and model in (None, n.gpu_model)]
+            nodes = [
+                n for n in self.cluster.pool_nodes(pool) if cpu_only or (n.gpu_count and model in (None, n.gpu_model))
+            ]
             cap = Capacity(
                 nodes=len(nodes),
                 largest=max((n.gpu_count for n in nodes), default=0),

@@ -15,7 +15,8 @@ MILLI = 1000  # one whole GPU in milli-GPU, the unit of the allocation map
 class JobSpec:
     """A request for GPUs and a command to run on them.
 
-    `gpus` is a whole number of GPUs (>= 1) or a fraction of one GPU (0 < gpus < 1);
+    `gpus` is a whole number of GPUs (>= 1), a fraction of one GPU (0 < gpus < 1), or 0 for a
+    job that needs no GPU (data preparation, evaluation: it asks for CPU or memory instead);
     `gpu_memory_mib` asks for a fraction by memory instead, converted on the node it
     lands on. A multi-GPU job stays on one node unless `multi_node` allows a gang
     across nodes. `cpu_milli` (1000 = one CPU core) and `memory_mib` are host resources
@@ -52,7 +53,12 @@ class JobSpec:
 
     @property
     def fractional(self) -> bool:
-        return self.gpu_memory_mib is not None or self.gpus < 1
+        return self.gpu_memory_mib is not None or 0 < self.gpus < 1
+
+    @property
+    def cpu_only(self) -> bool:
+        """Does the job need no GPU at all (only CPU and memory)?"""
+        return self.gpus == 0 and self.gpu_memory_mib is None
 
     def milli_on(self, gpu_memory_mib: int) -> int:
         """Milli-GPU this job takes on one GPU of the given memory size (fractional jobs)."""
@@ -86,11 +92,11 @@ class Placement:
         return tuple(node for node, _ in self.parts)
 
     def describe(self) -> str:
-        """`node0:0,1` or `node0:2@0.50` for a fraction."""
+        """`node0:0,1`, `node0:2@0.50` for a fraction, `node0:cpu` for a job with no GPU."""
         frac = "" if self.milli == MILLI else f"@{self.milli / MILLI:.2f}"
         if len(self.parts) == 1:  # one node: the usual case, described on every start
             name, idx = self.parts[0]
-            return f"{name}:{_indices(idx)}{frac}"
+            return f"{name}:{_indices(idx) if idx else 'cpu'}{frac}"
         return " ".join(f"{n}:{_indices(idx)}{frac}" for n, idx in self.parts)
 
 

@@ -34,6 +34,20 @@ def eligible(spec: JobSpec, node: Node) -> bool:
     )
 
 
+def place_host_only(spec: JobSpec, nodes: Sequence[Node]) -> Placement | None:
+    """A job with no GPU: a node without GPUs first (GPU nodes keep their CPUs for GPU jobs), then
+    the one with the least free CPU that fits (best fit, so big holes stay whole); ties to the first."""
+    best: Node | None = None
+    best_key: tuple[bool, int, int] | None = None
+    for node in nodes:
+        if not node.up or not node.host_fits(spec.cpu_milli, spec.memory_mib):
+            continue
+        key = (node.gpu_count > 0, node.cpu_free if node.cpu_milli else 1 << 62, node.memory_free)
+        if best_key is None or key < best_key:
+            best, best_key = node, key
+    return None if best is None else Placement(((best.name, ()),))
+
+
 def lowest_free(node: Node, count: int) -> tuple[int, ...]:
     """The `count` lowest-indexed fully free GPUs of a node."""
     out: list[int] = []

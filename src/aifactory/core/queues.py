@@ -19,7 +19,7 @@ Shape = tuple[int, FitKey]  # (priority, fit key)
 
 
 def fit_key(spec: JobSpec) -> FitKey:
-    frac = spec.gpus if spec.gpus < 1 else 0.0
+    frac = spec.gpus if spec.gpus < 1 else 0.0  # 0.0 with no whole GPU either: a CPU-only job
     return (
         spec.whole_gpus,
         frac,
@@ -29,6 +29,11 @@ def fit_key(spec: JobSpec) -> FitKey:
         spec.cpu_milli,
         spec.memory_mib,
     )
+
+
+def cpu_only(fk: FitKey) -> bool:
+    """Is this the shape of a job that needs no GPU?"""
+    return not fk[0] and not fk[1] and fk[2] is None
 
 
 @dataclass(slots=True)

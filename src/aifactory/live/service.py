@@ -75,7 +75,8 @@ def read_projects_file(path: Path, cluster: Cluster) -> tuple[list[Project], lis
 
 
 def build_cluster(settings: LiveSettings) -> Cluster:
-    """Virtual GPUs when `settings.gpus` is set, else one node with the GPUs NVML finds.
+    """Virtual GPUs when `settings.gpus` is set (0 with CPUs or memory per node: CPU-only nodes),
+    else one node with the GPUs NVML finds; none found and none declared is an error naming `gpus`.
 
     CPU and memory per node are the settings' where given; otherwise a real (NVML) node has this
     host's CPUs and RAM, and virtual nodes track none (they share one host, so each cannot claim it all).
@@ -86,13 +87,17 @@ def build_cluster(settings: LiveSettings) -> Cluster:
         if settings.gpus < 0:
             raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
         cpu, mem = settings.cpu_milli_per_node or 0, settings.memory_mib_per_node or 0
+        if settings.gpus == 0 and not (cpu or mem):
+            raise SpecError("gpus", "nodes with no GPU need CPUs or memory per node for jobs to ask for")
         return Cluster.virtual(
             settings.gpus, settings.nodes, memory_mib=settings.gpu_memory_mib, cpu_milli=cpu, host_memory_mib=mem
         )
     found = gpus.discover()
     if not found:
-        log.warning("no GPU found through NVML; the factory has no GPUs (declare virtual ones with gpus=N)")
-        return Cluster.virtual(0, 1)
+        raise SpecError(
+            "gpus",
+            "no GPU found through NVML: declare virtual GPUs (--gpus N), or CPU-only nodes (--gpus 0 --cpus-per-node N)",
+        )
     cpu = settings.cpu_milli_per_node if settings.cpu_milli_per_node is not None else (os.cpu_count() or 0) * 1000
     mem = settings.memory_mib_per_node if settings.memory_mib_per_node is not None else host_memory_mib()
     return Cluster.virtual(

@@ -70,7 +70,7 @@ class JobSubmit(_Strict):
 
     command: list[str] = Field(min_length=1, max_length=4096)
     project: str = Field("default", min_length=1, max_length=128)
-    gpus: float = Field(1.0, gt=0, le=4096, allow_inf_nan=False)
+    gpus: float = Field(1.0, ge=0, le=4096, allow_inf_nan=False)  # 0: a job with no GPU (asks cpus or memory)
     gpu_memory: str | StrictInt | None = None  # "20GiB" or MiB: a fraction of one GPU by memory
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     multi_node: StrictBool = False

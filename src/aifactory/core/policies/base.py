@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from aifactory.core.cluster import Node
 from aifactory.core.explain import limit_reason
 from aifactory.core.job import Job, Placement
+from aifactory.core.placement import place_host_only
 
 if TYPE_CHECKING:
     from aifactory.core.factory import Factory
@@ -116,7 +117,7 @@ class SchedulerView:
         if not nodes:
             return None
         spec = job.spec
-        placement = self._f.placement.place(spec, nodes)
+        placement = place_host_only(spec, nodes) if spec.cpu_only else self._f.placement.place(spec, nodes)
         if placement is not None:
             if spec.host:
                 placement = replace(placement, cpu_milli=spec.cpu_milli, memory_mib=spec.memory_mib)
@@ -159,6 +160,8 @@ class SchedulerView:
         pool = self._f.pool_of(spec.project)
         # The fullest (emptiest) node with room for the GPUs may lack the CPU or memory: then all are looked at.
         scope = "all" if spec.host else getattr(self._f.placement, "scope", "all")
+        if spec.cpu_only:
+            return self.cluster.pool_nodes(pool)
         if spec.fractional:
             if scope == "all":
                 return self.cluster.pool_nodes(pool)

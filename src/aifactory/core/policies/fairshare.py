@@ -26,7 +26,7 @@ from typing import ClassVar
 from aifactory.core.job import Job
 from aifactory.core.policies.base import Plan, SchedulerView, Start
 from aifactory.core.project import PREEMPTIBLE
-from aifactory.core.queues import FitKey, ProjectQueue, Shape, fit_key
+from aifactory.core.queues import FitKey, ProjectQueue, Shape, cpu_only, fit_key
 from aifactory.core.reclaim import claim_stopping, find_victims
 from aifactory.core.states import JobState
 
@@ -104,7 +104,10 @@ class PoolPass:
         # the pass) or that are under their guarantee (they may reclaim) take part; the others
         # keep the reason they were given when last looked at.
         full = self.exhausted()
-        fits = set() if full else {fk for fk in self.f.pending.fits.get(self.key, {}) if self.possible(fk)}
+        shapes = self.f.pending.fits.get(self.key, {})
+        # With no GPU free only jobs that need none (CPU-only shapes) may still start.
+        fits = {fk for fk in shapes if (not full or cpu_only(fk)) and self.possible(fk)}
+        cpu_jobs = any(map(cpu_only, fits))
         projects = self.f.projects
         heap = [
             (self.rank(name), name)
@@ -114,7 +117,7 @@ class PoolPass:
         heapq.heapify(heap)
         while heap:
             rank, name = heapq.heappop(heap)
-            if rank[0] == 1 and full:
+            if rank[0] == 1 and full and not cpu_jobs:
                 break  # everyone left is over quota and nothing is free: only owners could reclaim
             fresh = self.rank(name)
             if fresh != rank and heap and fresh > heap[0][0]:
@@ -148,7 +151,9 @@ class PoolPass:
         if ok is None:
             whole, _frac, _mem, model, multi, _cpu, _host_mem = fk
             cluster = self.view.cluster
-            if not whole:
+            if cpu_only(fk):
+                ok = True  # no GPU to find: its CPU and memory are looked at when it is placed
+            elif not whole:
                 ok = bool(cluster.whole_free(self.key, model) or cluster.partial_nodes(self.key, model))
             elif multi:
                 ok = cluster.whole_free(self.key, model) >= whole
@@ -259,6 +264,8 @@ class PoolPass:
         return None, False
 
     def within_quota(self, job: Job) -> bool:
+        if job.spec.cpu_only:
+            return True  # GPU quotas count GPUs: a job with none never goes over one
         project = self.f.projects[job.spec.project]
         model = job.spec.gpu_model
         if model is not None and model in project.quota_by_model:
@@ -278,12 +285,13 @@ class PoolPass:
             slot = (spec.gpu_model, spec.multi_node)
             self.no_room_for[slot] = min(self.no_room_for.get(slot, spec.whole_gpus), spec.whole_gpus)
         self.plan.reasons[job.id] = reason
-        if job.id not in self.reclaimed and self.within_quota(job):
+        if job.id not in self.reclaimed and not spec.cpu_only and self.within_quota(job):
             self.reclaim(job)
 
     def may_reclaim(self, job: Job, fk: FitKey) -> bool:
-        """Cheap checks first: not tried for this job in this pass, nor in vain for its shape lately."""
-        if job.id in self.reclaimed:
+        """Cheap checks first: not tried for this job in this pass, nor in vain for its shape lately.
+        A job with no GPU never reclaims: freeing GPUs makes no room for CPU or memory."""
+        if job.id in self.reclaimed or job.spec.cpu_only:
             return False
         return fk not in self.reclaim_failed and self.futile.get((self.key, fk), -math.inf) <= self.view.now
 

@@ -68,11 +68,15 @@ def is_wrapper_alive(pid: int, status: Path) -> bool:
             return True
         return True
     try:
-        args = (proc / "cmdline").read_bytes().split(b"\0")
+        raw = (proc / "cmdline").read_bytes()
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z" and os.fsencode(status) in args
+    if state == "Z":
+        return False
+    # An empty command line: the process is exiting (its memory is gone, it is not a zombie yet);
+    # called dead now, it would be reaped too early and left a zombie.
+    return not raw or os.fsencode(status) in raw.split(b"\0")
 
 
 def job_env(job_id: int, spec: JobSpec, placement: Placement, checkpoint: Path | None = None) -> dict[str, str]:

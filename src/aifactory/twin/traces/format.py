@@ -143,8 +143,10 @@ def job_from_record(rec: dict[str, Any], row: int) -> TraceJob:
     submit, gpus, duration = cells.pop("submit_time"), cells["gpus"], cells["duration_s"]
     if submit < 0:
         raise SpecError("submit_time", f"row {row}: negative time {submit}")
-    if not gpus > 0 or (gpus > 1 and gpus != int(gpus)):
-        raise SpecError("gpus", f"row {row}: must be a fraction below 1 or a whole number, got {gpus}")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)) or (gpus == 0 and not (cells["cpu_milli"] or cells["memory_mib"])):
+        raise SpecError(
+            "gpus", f"row {row}: must be a fraction below 1, a whole number, or 0 with CPU or memory; got {gpus}"
+        )
     work = cells.pop("work")
     if duration is None and work is None:
         raise SpecError("duration_s", f"row {row}: missing value (and no work for a cost model)")
