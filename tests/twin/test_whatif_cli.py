@@ -170,3 +170,17 @@ def test_render_handles_a_run_where_nothing_finished() -> None:
 )
 def test_tables_give_durations_in_units_a_person_reads(key: str, value: float, text: str) -> None:
     assert figure_text(key, value) == text
+
+
+def test_policy_options_go_to_the_variants_whose_policy_has_them(tmp_path: Path) -> None:
+    trace = str(small_trace(tmp_path))
+    args = ["run", "--trace", trace, "--policy", "fifo", "--policy", "fairshare", "--policy-opt", "half_life_s=0"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    fifo, fair = json.loads(result.output)["variants"]
+    assert fifo["settings"]["factory"]["half_life_s"] == 86400.0  # fifo has no such option: untouched
+    assert fair["settings"]["factory"]["half_life_s"] == 0.0 and fair["variant"] == "fairshare half_life_s=0"
+    bad = aifactory("twin", "run", "--trace", trace, "--policy", "fifo", "--policy-opt", "half_life_s=0", home=tmp_path)
+    assert bad.returncode == 2 and "policy_opt" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    worse = aifactory("twin", "run", "--trace", trace, "--policy-opt", "half_life_s=soon", home=tmp_path)
+    assert worse.returncode == 2 and "policy_opt.half_life_s" in worse.stderr, worse.stderr

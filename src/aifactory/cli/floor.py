@@ -80,6 +80,11 @@ def up(
     projects: Path | None = typer.Option(None, help="Projects and departments file (TOML or YAML), applied at start."),
     min_runtime: float | None = typer.Option(None, help="Seconds a job is safe from preemption (default: 60)."),
     preempt_grace: float | None = typer.Option(None, help="Seconds a reclaim victim gets after SIGTERM (default: 30)."),
+    policy_opt: list[str] = typer.Option(
+        [],
+        "--policy-opt",
+        help="NAME=VALUE setting of the policy, e.g. half_life_s=3600 (repeat; see docs/scheduling.md).",
+    ),
 ) -> None:
     """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
     from aifactory.live.api.server import run
@@ -100,6 +105,7 @@ def up(
         "projects_file": projects,
         "min_runtime_s": min_runtime,
         "preempt_grace_s": preempt_grace,
+        "policy_opts": tuple(policy_opt) or None,
     }
     given = {k: v for k, v in chosen.items() if v is not None}
     run(LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **given))

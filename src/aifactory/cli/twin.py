@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,36 @@ SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one sh
 
 
 def _variants(
-    policies: list[str], placement: str, nodes: str | None, projects: Path | None, no_pools: bool
+    policies: list[str],
+    placement: str,
+    nodes: str | None,
+    projects: Path | None,
+    no_pools: bool,
+    policy_opts: Sequence[str] = (),
 ) -> list[Any]:
+    from aifactory.core.errors import SpecError
     from aifactory.core.factory import FactorySettings
+    from aifactory.core.policies.options import options_of
     from aifactory.twin.whatif import Variant, check_variant, read_projects
 
     overrides = read_projects(projects) if projects is not None else ()
     out = []
+    names = [name.removesuffix(SHARED) for name in policies or [FactorySettings().policy]]
+    for item in policy_opts:  # each option goes to the variants whose policy has it
+        if not any(item.partition("=")[0].strip() in options_of(name) for name in names):
+            known = sorted({o for name in names for o in options_of(name)})
+            raise SpecError("policy_opt", f"{item!r}: no policy here has it (known: {', '.join(known) or 'none'})")
     for name in policies or [FactorySettings().policy]:
         shared = name.endswith(SHARED)
+        policy = name.removesuffix(SHARED)
+        mine = tuple(o for o in policy_opts if o.partition("=")[0].strip() in options_of(policy))
         v = Variant(
-            policy=name.removesuffix(SHARED),
+            policy=policy,
             placement=placement,
             use_pools=not (no_pools or shared),
             nodes=nodes,
             projects=overrides,
+            policy_opts=mine,
         )
         check_variant(v)
         out.append(v)
@@ -110,6 +126,9 @@ def run(
         None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
     ),
     no_pools: bool = typer.Option(False, "--no-pools", help="one shared pool with quotas instead of node pools"),
+    policy_opt: list[str] = typer.Option(
+        [], "--policy-opt", help="NAME=VALUE setting of the policies that have it, e.g. half_life_s=3600 (repeat)"
+    ),
     report: Path | None = typer.Option(None, help="write a self-contained HTML report here"),
     as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
     limit: int | None = typer.Option(None, min=1, help="replay only the first N jobs"),
@@ -123,7 +142,7 @@ def run(
     """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
     from aifactory.twin.whatif import comparison
 
-    variants = _variants(policy, placement, nodes, projects, no_pools)
+    variants = _variants(policy, placement, nodes, projects, no_pools, policy_opt)
     if report is not None:
         _writable(report, "report")
     scenario = _scenario(trace, limit, store, since, until, gpus_per_node)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
 from aifactory.core.project import PREEMPTIBLE
-
-if TYPE_CHECKING:
-    from aifactory.core.factory import Factory
+from aifactory.core.view import FloorState
 
 
-def check_fits(factory: Factory, spec: JobSpec) -> None:
+def check_fits(factory: FloorState, spec: JobSpec) -> None:
     """Could the nodes the job may use ever hold it (its model, one node unless multi-node)?"""
     pool = factory.pool_of(spec.project)
     if spec.cpu_only:
@@ -44,7 +40,7 @@ def check_fits(factory: Factory, spec: JobSpec) -> None:
         )
 
 
-def check_host(factory: Factory, spec: JobSpec) -> None:
+def check_host(factory: FloorState, spec: JobSpec) -> None:
     """CPU and memory are asked per node: not negative, and no more than the biggest node that tracks them has
     (where no node tracks a resource, a request for it is not enforced)."""
     if spec.cpu_milli == 0 and spec.memory_mib == 0:  # the usual case: nothing asked
@@ -66,7 +62,7 @@ def check_host(factory: Factory, spec: JobSpec) -> None:
         )
 
 
-def check_share(factory: Factory, spec: JobSpec) -> None:
+def check_share(factory: FloorState, spec: JobSpec) -> None:
     """A job larger than its project's hard limit, or a non-preemptible one larger than the quota, never runs."""
     project = factory.projects[spec.project]
     need = factory.demand_of(spec)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from aifactory.core.job import MILLI, Job
 from aifactory.core.states import JobState
-
-if TYPE_CHECKING:
-    from aifactory.core.factory import Factory
+from aifactory.core.view import FloorState
 
 
-def fit_reason(factory: Factory, job: Job) -> str:
+def fit_reason(factory: FloorState, job: Job) -> str:
     """Why `job` does not fit on the free GPUs right now (from the cluster's free-block index)."""
     spec = job.spec
     pool = factory.pool_of(spec.project)
@@ -33,7 +30,7 @@ def fit_reason(factory: Factory, job: Job) -> str:
     return f"needs {spec.whole_gpus}{model} GPUs on one node{where}; largest free block is {block}"
 
 
-def host_reason(factory: Factory, job: Job, where: str) -> str:
+def host_reason(factory: FloorState, job: Job, where: str) -> str:
     """The GPUs would fit but the CPU or memory does not: what the job asks per node, and the most free."""
     spec = job.spec
     nodes = [
@@ -50,7 +47,7 @@ def host_reason(factory: Factory, job: Job, where: str) -> str:
     return f"needs {' and '.join(asks)} per node{where}{beside}"
 
 
-def fits_now(factory: Factory, job: Job) -> bool:
+def fits_now(factory: FloorState, job: Job) -> bool:
     """Is there room for the job's shape on the free GPUs (from the cluster's free-block index)?"""
     spec = job.spec
     pool = factory.pool_of(spec.project)
@@ -64,7 +61,7 @@ def fits_now(factory: Factory, job: Job) -> bool:
     return cluster.max_block(pool, spec.gpu_model) >= spec.whole_gpus
 
 
-def limit_reason(factory: Factory, job: Job, granted: Mapping[str, float] | None = None) -> str | None:
+def limit_reason(factory: FloorState, job: Job, granted: Mapping[str, float] | None = None) -> str | None:
     """The project's or department's hard limit, if starting `job` would break it.
 
     `granted` is GPUs the current pass has already given each project (not yet in usage): a
@@ -89,7 +86,7 @@ def limit_reason(factory: Factory, job: Job, granted: Mapping[str, float] | None
     return None
 
 
-def pending_reason(factory: Factory, job: Job) -> str:
+def pending_reason(factory: FloorState, job: Job) -> str:
     if job.state is not JobState.QUEUED:
         return ""
     if job.pending_reason:
@@ -110,7 +107,7 @@ def pending_reason(factory: Factory, job: Job) -> str:
     return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"
 
 
-def project_ahead(factory: Factory, job: Job) -> str:
+def project_ahead(factory: FloorState, job: Job) -> str:
     """Under fair share the pass picks among projects, and within one by priority then submission."""
     name = job.spec.project
     pq = factory.pending.projects(factory.pool_of(name)).get(name)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from aifactory.core.accounting import UsageHistory, accounts
+from aifactory.core.accounting import accounts
 from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
+from aifactory.core.history import UsageHistory
 from aifactory.core.job import MILLI, Job, JobSpec, Placement
 from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
@@ -33,38 +33,12 @@ from aifactory.core.project import (
 )
 from aifactory.core.queues import PendingIndex
 from aifactory.core.reservation import reserve
+from aifactory.core.settings import Capacity, FactorySettings
 from aifactory.core.states import TERMINAL, TRANSITIONS, JobState, check_transition
 
 TIME_LIMIT = "time limit"
 
-
-@dataclass(frozen=True, slots=True)
-class FactorySettings:
-    policy: str = "fairshare"
-    placement: str = "pack"
-    kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
-    preempt_grace_s: float = 30.0  # time a victim gets to checkpoint
-    use_pools: bool = True  # False: ignore projects' node pools (the twin's --no-pools)
-    min_runtime_s: float = 60.0  # a job this young is never a preemption victim
-    reclaim_retry_s: float = 10.0  # a reclaim that found no victims is searched again after this long
-    half_life_s: float = 86400.0  # fair-share usage history half-life (0: no history)
-    history_weight: float = 1.0  # how much recent over-quota use counts against a project
-    backfill_depth: int = 200  # pending jobs the backfill policy looks at past the blocked head
-    # Tiresias LAS: attained-service thresholds (GPU-seconds) between its priority queues.
-    las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    nodes: int
-    largest: int  # GPUs on the biggest node
-    total: int
-    biggest_mib: int  # memory of the biggest GPU
-    # Host resources of the nodes that track them (0: none does): totals and the biggest node's.
-    cpu_milli: int = 0
-    memory_mib: int = 0
-    largest_cpu: int = 0
-    largest_memory: int = 0
+__all__ = ["TIME_LIMIT", "Capacity", "Factory", "FactorySettings"]
 
 
 class Factory:

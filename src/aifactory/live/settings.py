@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aifactory.core.errors import SpecError
 from aifactory.core.factory import FactorySettings
+from aifactory.core.policies.options import apply_options
 
 
 def default_home() -> Path:
@@ -33,6 +34,7 @@ class LiveSettings:
     min_runtime_s: float = 60.0  # a job younger than this is never a preemption victim
     projects_file: Path | None = None  # TOML/YAML projects and departments, applied to the store at open
     checkpoint_poll_s: float = 1.0  # how often running jobs' checkpoint files are stat'ed
+    policy_opts: tuple[str, ...] = ()  # NAME=VALUE settings of the policy (core.policies.options)
     host: str = "127.0.0.1"
     port: int = 8470
 
@@ -48,6 +50,7 @@ class LiveSettings:
                 raise SpecError(unit, f"must be a whole number >= 0, got {value!r}")
         if not self.checkpoint_poll_s > 0:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
+        self.core()  # an unknown policy option or a bad value is refused here, naming it
 
     @property
     def logs_dir(self) -> Path:
@@ -62,14 +65,15 @@ class LiveSettings:
         return self.home / "server.json"
 
     def core(self) -> FactorySettings:
-        """The core's settings these live settings choose."""
-        return FactorySettings(
+        """The core's settings these live settings choose (the policy's options applied last)."""
+        chosen = FactorySettings(
             policy=self.policy,
             placement=self.placement,
             kill_grace_s=self.kill_grace_s,
             preempt_grace_s=self.preempt_grace_s,
             min_runtime_s=self.min_runtime_s,
         )
+        return apply_options(chosen, self.policy_opts)
 
     @property
     def database_url(self) -> str:

@@ -19,6 +19,7 @@ from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.factory import FactorySettings
 from aifactory.core.placement import get_placement
 from aifactory.core.policies import get_policy
+from aifactory.core.policies.options import apply_options
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
 from aifactory.twin.metrics import duration_text
@@ -38,6 +39,7 @@ class Variant:
     nodes: str | None = None  # "+32" / "-8": nodes added or removed; "400": the node count; "POOL:+8": one pool
     projects: tuple[ProjectOverride, ...] = ()  # field overrides (and additions), by project name
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    policy_opts: tuple[str, ...] = ()  # NAME=VALUE settings of its policy (core.policies.options)
 
     @property
     def name(self) -> str:
@@ -50,6 +52,7 @@ class Variant:
             parts.append(f"nodes {self.nodes}")
         if self.projects:
             parts.append("quotas")
+        parts += self.policy_opts
         return " ".join(parts)
 
 
@@ -57,6 +60,7 @@ def check_variant(variant: Variant) -> None:
     """Raise UnknownName (with the known names) for an unknown policy or placement."""
     get_policy(variant.policy)
     get_placement(variant.placement)
+    apply_options(FactorySettings(policy=variant.policy), variant.policy_opts)
     if variant.nodes is not None:
         parse_nodes(variant.nodes)
 
@@ -152,7 +156,7 @@ def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
 
 def settings_for(variant: Variant, base: FactorySettings | None = None) -> TwinSettings:
     factory = replace(base or FactorySettings(), policy=variant.policy, placement=variant.placement)
-    factory = replace(factory, use_pools=variant.use_pools)
+    factory = apply_options(replace(factory, use_pools=variant.use_pools), variant.policy_opts)
     return TwinSettings(factory=factory, executor=variant.executor)
 
 

@@ -22,6 +22,7 @@ from aifactory.core.reservation import Reservation, reserve
 
 class Backfill:
     name: ClassVar[str] = "backfill"
+    options: ClassVar[tuple[str, ...]] = ("backfill_depth",)
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()

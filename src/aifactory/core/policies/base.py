@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from aifactory.core.cluster import Node
 from aifactory.core.explain import limit_reason
 from aifactory.core.job import Job, Placement
 from aifactory.core.placement import place_host_only
-
-if TYPE_CHECKING:
-    from aifactory.core.factory import Factory
+from aifactory.core.view import FloorState
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ class SchedulerView:
         "usage",
     )
 
-    def __init__(self, factory: Factory, now: float, dirty: set[str | None] | None) -> None:
+    def __init__(self, factory: FloorState, now: float, dirty: set[str | None] | None) -> None:
         self._f = factory
         self.now = now
         self.cluster = factory.cluster
@@ -72,7 +70,7 @@ class SchedulerView:
         self._dirty = dirty
 
     @property
-    def factory(self) -> Factory:
+    def factory(self) -> FloorState:
         """The whole state, read-only by contract (reclaim and backfill need running jobs and history)."""
         return self._f
 
@@ -190,5 +188,6 @@ class SchedulerView:
 
 class Policy(Protocol):
     name: ClassVar[str]
+    options: ClassVar[tuple[str, ...]]  # the FactorySettings fields it reads, settable by name (options.py)
 
     def schedule(self, view: SchedulerView) -> Plan: ...

@@ -35,6 +35,13 @@ Rank = tuple[int, int, float, float, str]
 
 class FairShare:
     name: ClassVar[str] = "fairshare"
+    options: ClassVar[tuple[str, ...]] = (
+        "half_life_s",
+        "history_weight",
+        "reclaim_retry_s",
+        "min_runtime_s",
+        "preempt_grace_s",
+    )
     uses_quota: ClassVar[bool] = True
 
     def __init__(self) -> None:

@@ -29,6 +29,7 @@ def drain_in_order(view: SchedulerView, ordered: Iterable[Job], plan: Plan) -> N
 
 class Fifo:
     name: ClassVar[str] = "fifo"
+    options: ClassVar[tuple[str, ...]] = ()
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()

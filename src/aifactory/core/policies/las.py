@@ -31,6 +31,7 @@ def attained(job: Job, now: float) -> float:
 
 class Las:
     name: ClassVar[str] = "las"
+    options: ClassVar[tuple[str, ...]] = ("las_thresholds_gpu_s", "min_runtime_s", "preempt_grace_s")
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()

@@ -10,6 +10,7 @@ from aifactory.core.policies.fifo import drain_in_order
 
 class PriorityPolicy:
     name: ClassVar[str] = "priority"
+    options: ClassVar[tuple[str, ...]] = ()
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()

@@ -29,6 +29,7 @@ def remaining(job: Job, now: float) -> float:
 
 class Srtf:
     name: ClassVar[str] = "srtf"
+    options: ClassVar[tuple[str, ...]] = ("min_runtime_s", "preempt_grace_s")
 
     def schedule(self, view: SchedulerView) -> Plan:
         plan = Plan()

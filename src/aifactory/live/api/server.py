@@ -138,9 +138,12 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--projects", dest="projects_file", type=Path, help="projects and departments file (TOML/YAML)")
     p.add_argument("--min-runtime", dest="min_runtime_s", type=float, help="seconds a job is safe from preemption")
     p.add_argument("--preempt-grace", dest="preempt_grace_s", type=float, help="seconds from SIGTERM to SIGKILL")
+    p.add_argument("--policy-opt", dest="policy_opts", action="append", help="NAME=VALUE setting of the policy")
     p.add_argument("--checkpoint-poll", dest="checkpoint_poll_s", type=float, help="seconds between checkpoint stats")
     # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
     fields = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    if "policy_opts" in fields:
+        fields["policy_opts"] = tuple(fields["policy_opts"])
     return LiveSettings(**fields)
 
 
