@@ -30,6 +30,7 @@ department_app = typer.Typer(no_args_is_help=True, help="Add or change departmen
 def register(app: typer.Typer) -> None:
     """Add the floor's commands to the top-level app."""
     app.command()(up)
+    app.command()(login)
     app.command(context_settings={"allow_interspersed_args": False})(submit)
     app.command()(jobs)
     app.command()(show)
@@ -107,8 +108,34 @@ def up(
         "preempt_grace_s": preempt_grace,
         "policy_opts": tuple(policy_opt) or None,
     }
-    given = {k: v for k, v in chosen.items() if v is not None}
-    run(LiveSettings(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **given))
+    run(LiveSettings.chosen(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **chosen))
+
+
+def login(
+    url: str = typer.Argument(..., help="The factory server, e.g. http://gpu-head:8470."),
+    token_file: Path | None = typer.Option(None, help="Read the token from this file (default: ask for it)."),
+) -> None:
+    """Connect once: check the URL and token, then keep them in $AIFACTORY_HOME/config.toml (0600).
+    A token bound to one project makes it the default project of `submit`."""
+    from aifactory.config import resolve_home, write_login
+    from aifactory.live.client import Client
+
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise SpecError("token_file", f"cannot read {token_file}: {exc.strerror}") from None
+    else:
+        token = typer.prompt("token", hide_input=True).strip()
+    if not token:
+        raise SpecError("token", "is empty")
+    with Client(url, token) as client:
+        who = client.me()
+    project = who.projects[0] if who.projects is not None and len(who.projects) == 1 else None
+    path = write_login(resolve_home(), url, token, project)
+    scope = "every project" if who.projects is None else ", ".join(who.projects)
+    default = f"; default project {project}" if project else ""
+    typer.echo(f"logged in to {url} as {who.user} ({scope}){default}; saved in {path}")
 
 
 def _host_per_node(cpus: float | None, memory: str | None) -> dict[str, int | None]:
@@ -212,6 +239,12 @@ def submit(
         "name": name,
     }
     body |= {k: v for k, v in options.items() if v is not None}
+    if "project" not in body:  # the project a one-project token logged in with (aifactory login)
+        from aifactory.config import read_config, resolve_home
+
+        default = read_config(resolve_home()).project
+        if default is not None:
+            body["project"] = default
     body["workdir"] = _workdir(workdir, body.get("workdir"), Path(args[0]).resolve().parent if from_file else None)
     if env:
         file_env = body.get("env") or {}

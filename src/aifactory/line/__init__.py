@@ -7,13 +7,11 @@ aliases, gate decisions and the pipeline step cache.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from aifactory.config import resolve_home
 
 
 def home(path: Path | str | None = None) -> Path:
     """The factory's home directory: `path`, else `$AIFACTORY_HOME`, else `~/.aifactory`."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("AIFACTORY_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".aifactory"
+    return resolve_home(path)

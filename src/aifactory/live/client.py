@@ -1,23 +1,23 @@
 """The HTTP client of the factory's API (the CLI's only way to the server).
 
-It finds the server through `AIFACTORY_URL` and `AIFACTORY_TOKEN`, or else
-`$AIFACTORY_HOME/server.json` (written by `aifactory up`) and `$AIFACTORY_HOME/token`.
+It finds the server and token through `aifactory.config.connection`: `AIFACTORY_URL` and
+`AIFACTORY_TOKEN`, else the user's `config.toml` (`aifactory login`), else the local server's
+`server.json` (written by `aifactory up`) and admin `token`.
 Every failure becomes an AifactoryError with one readable line: the server's
 message naming the field for bad input, or where it looked for an unreachable server.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from aifactory.config import connection, resolve_home
 from aifactory.core.errors import AifactoryError
-from aifactory.live.wire import DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
+from aifactory.live.wire import CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
 
 
 class ServerUnreachable(AifactoryError):
@@ -30,10 +30,6 @@ class ApiError(AifactoryError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("AIFACTORY_HOME") or Path.home() / ".aifactory")
 
 
 def error_message(response: httpx.Response) -> str:
@@ -61,23 +57,14 @@ class Client:
 
     @classmethod
     def from_env(cls, home: Path | None = None, timeout: float = 30.0) -> Client:
-        home = home or default_home()
-        url = os.environ.get("AIFACTORY_URL")
-        if not url:
-            try:
-                url = json.loads((home / "server.json").read_text())["url"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise ServerUnreachable(
-                    f"no factory server found: {home / 'server.json'} is missing "
-                    "(start one with `aifactory up`, or set AIFACTORY_URL)"
-                ) from None
-        token = os.environ.get("AIFACTORY_TOKEN")
-        if not token:
-            try:
-                token = (home / "token").read_text().strip()
-            except OSError:
-                token = None
-        return cls(str(url), token, timeout)
+        """The server and token `aifactory.config.connection` finds for this home."""
+        found = connection(resolve_home(home))
+        if found.url is None:
+            raise ServerUnreachable(
+                f"no factory server found (looked at {found.looked}): start one with `aifactory up`, "
+                "or connect with `aifactory login URL`"
+            )
+        return cls(found.url, found.token, timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -96,6 +83,10 @@ class Client:
         if response.status_code >= 400:
             raise ApiError(response.status_code, error_message(response))
         return response
+
+    def me(self) -> CallerOut:
+        """Who this client's token acts for."""
+        return CallerOut.model_validate(self._request("GET", "/api/me").json())
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/api/health").json()

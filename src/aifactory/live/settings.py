@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from aifactory.config import read_config, resolve_home
 from aifactory.core.errors import SpecError
 from aifactory.core.factory import FactorySettings
 from aifactory.core.policies.options import apply_options
 
 
-def default_home() -> Path:
-    """`$AIFACTORY_HOME`, or `~/.aifactory` where it is unset."""
-    env = os.environ.get("AIFACTORY_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".aifactory"
-
-
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
-    home: Path = field(default_factory=default_home)
+    home: Path = field(default_factory=resolve_home)
     db_url: str | None = None  # None: SQLite at home/factory.db; PostgreSQL as postgresql+psycopg://...
     gpus: int | None = None  # None: discover with NVML; N: N virtual GPUs per node
     nodes: int = 1
@@ -51,6 +46,24 @@ class LiveSettings:
         if not self.checkpoint_poll_s > 0:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
         self.core()  # an unknown policy option or a bad value is refused here, naming it
+
+    @classmethod
+    def chosen(cls, home: Path | None = None, **given: Any) -> LiveSettings:
+        """The settings a server starts with: the options given (None: not given), over the home's
+        `config.toml` `[floor]` table, over the defaults."""
+        home = resolve_home(home)
+        floor = read_config(home).floor
+        from_file: dict[str, Any] = {
+            "db_url": floor.get("db"),
+            "policy": floor.get("policy"),
+            "placement": floor.get("placement"),
+            "policy_opts": tuple(floor.get("policy_opts", ())) or None,
+        }
+        if given.get("policy") not in (None, floor.get("policy")):
+            from_file["policy_opts"] = None  # the file's options are its own policy's
+        fields = {k: v for k, v in from_file.items() if v is not None}
+        fields |= {k: v for k, v in given.items() if v is not None}
+        return cls(home=home, **fields)
 
     @property
     def logs_dir(self) -> Path:

@@ -267,6 +267,14 @@ class TokenOut(BaseModel):
     admin: bool
 
 
+class CallerOut(BaseModel):
+    """Who a token acts for: GET /api/me."""
+
+    user: str
+    admin: bool
+    projects: list[str] | None  # None: every project
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"] = "ok"
     version: str

@@ -9,7 +9,6 @@ fields of existing ones; every field must have a source.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aifactory.config import resolve_home
 from aifactory.core.errors import SpecError, UnknownName
 
 PRECISIONS = ("fp8", "bf16", "fp16", "fp32")
@@ -278,7 +278,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def user_catalog_paths(extra: Path | None = None) -> list[Path]:
     """User files merged over the packaged catalogue, in order: `$AIFACTORY_HOME/catalog.toml`, then `extra`."""
-    home = Path(os.environ.get("AIFACTORY_HOME", Path.home() / ".aifactory"))
+    home = resolve_home()
     paths = [home / "catalog.toml"] if (home / "catalog.toml").is_file() else []
     return paths + ([extra] if extra is not None else [])
 

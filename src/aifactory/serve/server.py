@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 
+from aifactory.config import resolve_home
 from aifactory.core.errors import AifactoryError, SpecError, UnknownName
 from aifactory.netutil import bind_tcp
 from aifactory.serve.app import create_app
@@ -47,10 +48,6 @@ from aifactory.serve.wire import (
 )
 
 log = logging.getLogger("aifactory.serve")
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("AIFACTORY_HOME") or Path.home() / ".aifactory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +272,7 @@ def make_config(
     batch = BatchSettings(max_batch, max_wait_ms / 1000) if batching else BatchSettings.off()
     return ServeConfig(
         ref=ref,
-        home=home or default_home(),
+        home=resolve_home(home),
         host=host,
         port=port,
         batch=batch,

@@ -141,10 +141,9 @@ def parse_args(argv: list[str] | None = None) -> LiveSettings:
     p.add_argument("--policy-opt", dest="policy_opts", action="append", help="NAME=VALUE setting of the policy")
     p.add_argument("--checkpoint-poll", dest="checkpoint_poll_s", type=float, help="seconds between checkpoint stats")
     # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
-    fields = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
-    if "policy_opts" in fields:
-        fields["policy_opts"] = tuple(fields["policy_opts"])
-    return LiveSettings(**fields)
+    fields = vars(p.parse_args(argv))
+    fields["policy_opts"] = tuple(fields["policy_opts"] or ()) or None
+    return LiveSettings.chosen(**fields)
 
 
 def _milli_cpu(text: str) -> int:

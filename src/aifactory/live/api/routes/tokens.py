@@ -7,9 +7,16 @@ from fastapi import APIRouter
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.live.api.auth import new_token
 from aifactory.live.api.deps import CallerDep, ServiceDep
-from aifactory.live.wire import TokenCreate, TokenOut
+from aifactory.live.wire import CallerOut, TokenCreate, TokenOut
 
 router = APIRouter(tags=["tokens"])
+
+
+@router.get("/me", response_model=CallerOut)
+async def me(caller: CallerDep) -> CallerOut:
+    """Who the token acts for and which projects it may use (what `aifactory login` stores)."""
+    projects = None if caller.projects is None else sorted(caller.projects)
+    return CallerOut(user=caller.user, admin=caller.admin, projects=projects)
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)
