@@ -105,3 +105,19 @@ def test_a_user_connects_once_and_their_one_project_becomes_the_default(server: 
     bad = cli(tmp_path / "other", "login", server.url, "--token-file", str(tmp_path / "bad.token"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "other" / "config.toml").exists()
+
+
+def test_the_servers_options_come_from_the_settings_and_up_shows_them(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from aifactory.live.settings import parse_settings, settings_parser
+
+    flags = {a.dest: a.option_strings[0] for a in settings_parser("x")._actions if a.dest != "help"}
+    assert set(flags) == {f.name for f in fields(LiveSettings)}  # one option per setting, none by hand
+    args = ["--home", str(tmp_path), "--gpus", "2", "--memory-per-node", "1GiB", "--cpus-per-node", "1.5"]
+    s = parse_settings([*args, "--policy-opt", "half_life_s=7", "--policy-opt", "min_runtime_s=1"], "x")
+    assert (s.gpus, s.memory_mib_per_node, s.cpu_milli_per_node, s.core().half_life_s) == (2, 1024, 1500, 7.0)
+    shown = cli(tmp_path, "up", "--help")
+    assert shown.returncode == 0 and all(flag in shown.stdout for flag in flags.values()), shown.stdout
+    bad = cli(tmp_path, "up", "--gpus", "two")
+    assert bad.returncode == 2 and "--gpus" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -136,4 +136,4 @@ def test_cli_refuses_bad_host_options_with_exit_2(server: ServerProcess, tmp_pat
         text=True,
         timeout=60,
     )
-    assert up.returncode == 2 and "memory_per_node" in up.stderr and "Traceback" not in up.stderr, up.stderr
+    assert up.returncode == 2 and "--memory-per-node" in up.stderr and "Traceback" not in up.stderr, up.stderr

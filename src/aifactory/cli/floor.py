@@ -29,7 +29,9 @@ department_app = typer.Typer(no_args_is_help=True, help="Add or change departmen
 
 def register(app: typer.Typer) -> None:
     """Add the floor's commands to the top-level app."""
-    app.command()(up)
+    # The server's options come from LiveSettings (one source for `up` and the server module).
+    passthrough = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    app.command(context_settings=passthrough, add_help_option=False)(up)
     app.command()(login)
     app.command(context_settings={"allow_interspersed_args": False})(submit)
     app.command()(jobs)
@@ -59,56 +61,14 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
-def up(
-    gpus: int | None = typer.Option(
-        None, help="Declare N virtual GPUs per node; 0 with --cpus-per-node: CPU-only nodes (default: NVML)."
-    ),
-    nodes: int = typer.Option(1, help="Virtual nodes (with --gpus)."),
-    gpu_memory: str | None = typer.Option(
-        None, help="Memory of each virtual GPU, e.g. 80GiB, so --gpu-memory fractions work on them (with --gpus)."
-    ),
-    cpus_per_node: float | None = typer.Option(
-        None, help="CPU cores per node jobs may ask for (default: this host's on a real node; none on virtual ones)."
-    ),
-    memory_per_node: str | None = typer.Option(
-        None, help="Memory per node jobs may ask for, e.g. 64GiB (default: as --cpus-per-node)."
-    ),
-    port: int = typer.Option(8470, help="Port on the host; 0 picks a free one (see server.json)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    policy: str | None = typer.Option(None, help="Scheduling policy by name (default: fairshare)."),
-    placement: str | None = typer.Option(None, help="Placement policy by name (default: pack)."),
-    db: str | None = typer.Option(None, help="Store URL (default: SQLite under $AIFACTORY_HOME)."),
-    projects: Path | None = typer.Option(None, help="Projects and departments file (TOML or YAML), applied at start."),
-    min_runtime: float | None = typer.Option(None, help="Seconds a job is safe from preemption (default: 60)."),
-    preempt_grace: float | None = typer.Option(None, help="Seconds a reclaim victim gets after SIGTERM (default: 30)."),
-    policy_opt: list[str] = typer.Option(
-        [],
-        "--policy-opt",
-        help="NAME=VALUE setting of the policy, e.g. half_life_s=3600 (repeat; see docs/scheduling.md).",
-    ),
-) -> None:
-    """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on)."""
-    from aifactory.live.api.server import run
-    from aifactory.live.settings import LiveSettings
-    from aifactory.projects_file import load_projects
+def up(ctx: typer.Context) -> None:
+    """Run the factory's server in the foreground (Ctrl-C stops it; running jobs carry on).
 
-    if gpus is not None and gpus < 0:
-        raise SpecError("gpus", f"must be 0 (CPU-only nodes) or more, got {gpus}")
-    if nodes < 1:
-        raise SpecError("nodes", f"must be at least 1, got {nodes}")
-    if projects is not None:
-        load_projects(projects)  # a bad file is refused before anything starts
-    chosen: dict[str, Any] = {
-        **_host_per_node(cpus_per_node, memory_per_node),
-        "gpu_memory_mib": _memory("gpu_memory", gpu_memory),
-        "policy": policy,
-        "placement": placement,
-        "projects_file": projects,
-        "min_runtime_s": min_runtime,
-        "preempt_grace_s": preempt_grace,
-        "policy_opts": tuple(policy_opt) or None,
-    }
-    run(LiveSettings.chosen(gpus=gpus, nodes=nodes, host=host, port=port, db_url=db, **chosen))
+    Options: `aifactory up --help` (the server's own, from LiveSettings; config.toml [floor] gives defaults)."""
+    from aifactory.live.api.server import run
+    from aifactory.live.settings import parse_settings
+
+    run(parse_settings(ctx.args, "aifactory up"))
 
 
 def login(
@@ -136,26 +96,6 @@ def login(
     scope = "every project" if who.projects is None else ", ".join(who.projects)
     default = f"; default project {project}" if project else ""
     typer.echo(f"logged in to {url} as {who.user} ({scope}){default}; saved in {path}")
-
-
-def _host_per_node(cpus: float | None, memory: str | None) -> dict[str, int | None]:
-    """`--cpus-per-node`/`--memory-per-node` in the core's units (milli-CPU, MiB)."""
-    if cpus is not None and not 0 <= cpus < 1e6:
-        raise SpecError("cpus_per_node", f"must be 0 or more, got {cpus:g}")
-    return {
-        "cpu_milli_per_node": None if cpus is None else round(cpus * 1000),
-        "memory_mib_per_node": _memory("memory_per_node", memory),
-    }
-
-
-def _memory(field: str, text: str | None) -> int | None:
-    """A memory size option (`64GiB`) in MiB; SpecError names the option."""
-    from aifactory.live.wire import parse_memory_mib
-
-    try:
-        return parse_memory_mib(text) if text is not None else None
-    except ValueError as exc:
-        raise SpecError(field, str(exc)) from None
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aifactory.config import read_config, resolve_home
 from aifactory.core.errors import SpecError
@@ -12,26 +14,104 @@ from aifactory.core.factory import FactorySettings
 from aifactory.core.policies.options import apply_options
 
 
+def opt(flag: str, parse: Callable[[str], Any], help: str, many: bool = False) -> dict[str, Any]:
+    """A field's command-line option: its flag, how its text is read, its help; `many`: repeatable."""
+    return {"flag": flag, "parse": parse, "help": help, "many": many}
+
+
+def memory_mib(text: str) -> int:
+    """`64GiB` -> 65536 (ValueError naming the value)."""
+    from aifactory.live.wire import parse_memory_mib
+
+    return parse_memory_mib(text)
+
+
+def milli_cpu(text: str) -> int:
+    """`4` or `0.5` cores -> milli-CPU."""
+    cores = float(text)
+    if not 0 <= cores < 1e6:
+        raise ValueError(f"must be 0 or more cores, got {text!r}")
+    return round(cores * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
-    home: Path = field(default_factory=resolve_home)
-    db_url: str | None = None  # None: SQLite at home/factory.db; PostgreSQL as postgresql+psycopg://...
-    gpus: int | None = None  # None: discover with NVML; N: N virtual GPUs per node
-    nodes: int = 1
-    gpu_memory_mib: int = 0  # memory of each virtual GPU, so --gpu-memory fractions work on them (0: unknown)
+    # Each field's `opt` is its command-line option for `aifactory up` and the server module
+    # (options.py builds both from these): (flag, parser of its text, help).
+    home: Path = field(
+        default_factory=resolve_home,
+        metadata=opt("--home", Path, "data directory (default: $AIFACTORY_HOME or ~/.aifactory)"),
+    )
+    db_url: str | None = field(
+        default=None,
+        metadata=opt("--db", str, "store URL (default: SQLite under the home; PostgreSQL as postgresql+psycopg://...)"),
+    )
+    gpus: int | None = field(
+        default=None,
+        metadata=opt(
+            "--gpus", int, "virtual GPUs per node; 0 with --cpus-per-node: CPU-only nodes (default: discover with NVML)"
+        ),
+    )
+    nodes: int = field(default=1, metadata=opt("--nodes", int, "virtual nodes (with --gpus)"))
+    gpu_memory_mib: int = field(
+        default=0,
+        metadata=opt(
+            "--gpu-memory",
+            memory_mib,
+            "memory of each virtual GPU, e.g. 80GiB, so jobs' --gpu-memory fractions work on them",
+        ),
+    )
     # Host resources per node (milli-CPU, MiB); None: this host's on a real node, not tracked on virtual ones.
-    cpu_milli_per_node: int | None = None
-    memory_mib_per_node: int | None = None
-    policy: str = "fairshare"  # the core's default: quotas, fair share, reclaim
-    placement: str = "pack"
-    kill_grace_s: float = 10.0  # SIGTERM -> SIGKILL on cancel and time limit
-    preempt_grace_s: float = 30.0  # SIGTERM -> SIGKILL for a reclaim victim: its time to checkpoint
-    min_runtime_s: float = 60.0  # a job younger than this is never a preemption victim
-    projects_file: Path | None = None  # TOML/YAML projects and departments, applied to the store at open
-    checkpoint_poll_s: float = 1.0  # how often running jobs' checkpoint files are stat'ed
-    policy_opts: tuple[str, ...] = ()  # NAME=VALUE settings of the policy (core.policies.options)
-    host: str = "127.0.0.1"
-    port: int = 8470
+    cpu_milli_per_node: int | None = field(
+        default=None,
+        metadata=opt(
+            "--cpus-per-node",
+            milli_cpu,
+            "CPU cores per node jobs' cpus count against (default: this host's on a real node; none on virtual ones)",
+        ),
+    )
+    memory_mib_per_node: int | None = field(
+        default=None,
+        metadata=opt(
+            "--memory-per-node",
+            memory_mib,
+            "memory per node jobs' memory counts against, e.g. 64GiB (default: as --cpus-per-node)",
+        ),
+    )
+    policy: str = field(
+        default="fairshare",
+        metadata=opt("--policy", str, "scheduling policy by name (fifo, priority, fairshare, las, srtf, backfill)"),
+    )
+    placement: str = field(
+        default="pack",
+        metadata=opt("--placement", str, "placement policy by name (pack, spread, bestfit, fgd, topology)"),
+    )
+    kill_grace_s: float = field(
+        default=10.0, metadata=opt("--kill-grace", float, "seconds from SIGTERM to SIGKILL on cancel and time limit")
+    )
+    preempt_grace_s: float = field(
+        default=30.0,
+        metadata=opt("--preempt-grace", float, "seconds a reclaim victim gets after SIGTERM, to checkpoint"),
+    )
+    min_runtime_s: float = field(
+        default=60.0, metadata=opt("--min-runtime", float, "seconds a job is safe from preemption")
+    )
+    projects_file: Path | None = field(
+        default=None, metadata=opt("--projects", Path, "projects and departments file (TOML or YAML), applied at start")
+    )
+    checkpoint_poll_s: float = field(
+        default=1.0, metadata=opt("--checkpoint-poll", float, "seconds between looks at running jobs' checkpoint files")
+    )
+    policy_opts: tuple[str, ...] = field(
+        default=(),
+        metadata=opt(
+            "--policy-opt", str, "NAME=VALUE setting of the policy, e.g. half_life_s=3600 (repeat)", many=True
+        ),
+    )
+    host: str = field(default="127.0.0.1", metadata=opt("--host", str, "address to listen on"))
+    port: int = field(
+        default=8470, metadata=opt("--port", int, "port to listen on; 0 picks a free one (see server.json)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("kill_grace_s", "preempt_grace_s", "min_runtime_s"):
@@ -92,3 +172,39 @@ class LiveSettings:
     def database_url(self) -> str:
         """`db_url`, or the embedded SQLite database under `home`."""
         return self.db_url or f"sqlite:///{self.home / 'factory.db'}"
+
+
+METAVARS: dict[Callable[[str], Any], str] = {int: "N", Path: "PATH", memory_mib: "SIZE", milli_cpu: "CORES"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one SpecError line (the CLI's exit 2), never argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SpecError("options", message)
+
+
+def settings_parser(prog: str) -> argparse.ArgumentParser:
+    """The server's command line, from LiveSettings' fields: each option, its parser, its help."""
+    p = _Parser(prog=prog, description="Run the factory's server in the foreground (Ctrl-C stops it; jobs carry on).")
+    for f in fields(LiveSettings):
+        o = f.metadata.get("flag")
+        if o is None:
+            continue
+        meta = f.metadata
+        plain = meta["many"] or f.default is MISSING or f.default in (None, ())
+        shown = "" if plain else f" [default: {f.default}]"
+        action = "append" if meta["many"] else "store"
+        metavar = METAVARS.get(meta["parse"], "S" if f.name.endswith("_s") else "VALUE")
+        p.add_argument(
+            meta["flag"], dest=f.name, type=meta["parse"], action=action, metavar=metavar, help=meta["help"] + shown
+        )
+    return p
+
+
+def parse_settings(argv: Sequence[str], prog: str) -> LiveSettings:
+    """Options given, over the home's config.toml [floor], over the defaults (`LiveSettings.chosen`)."""
+    given = vars(settings_parser(prog).parse_args(list(argv)))
+    if given.get("policy_opts") is not None:
+        given["policy_opts"] = tuple(given["policy_opts"])
+    return LiveSettings.chosen(**given)

@@ -9,7 +9,6 @@ groups and are re-attached by the next start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import getpass
@@ -27,8 +26,7 @@ from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
 from aifactory.live.service import FactoryService
-from aifactory.live.settings import LiveSettings
-from aifactory.live.wire import parse_memory_mib
+from aifactory.live.settings import LiveSettings, parse_settings
 from aifactory.netutil import bind_tcp
 
 
@@ -123,35 +121,8 @@ def run(settings: LiveSettings, executor: str = "local") -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> LiveSettings:
-    p = argparse.ArgumentParser(prog="python -m aifactory.live.api.server", description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, help="data directory (default: $AIFACTORY_HOME or ~/.aifactory)")
-    p.add_argument("--gpus", type=int, help="virtual GPUs per node (default: discover with NVML)")
-    p.add_argument("--nodes", type=int, default=1, help="virtual nodes")
-    p.add_argument("--gpu-memory", dest="gpu_memory_mib", type=parse_memory_mib, help="per virtual GPU, e.g. 80GiB")
-    p.add_argument("--cpus-per-node", dest="cpu_milli_per_node", type=_milli_cpu, help="CPU cores per node")
-    p.add_argument("--memory-per-node", dest="memory_mib_per_node", type=parse_memory_mib, help="e.g. 64GiB")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8470, help="0: any free port")
-    p.add_argument("--policy", help="scheduling policy (default: the settings', fairshare)")
-    p.add_argument("--placement", help="placement policy (default: the settings', pack)")
-    p.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default: SQLite under home)")
-    p.add_argument("--projects", dest="projects_file", type=Path, help="projects and departments file (TOML/YAML)")
-    p.add_argument("--min-runtime", dest="min_runtime_s", type=float, help="seconds a job is safe from preemption")
-    p.add_argument("--preempt-grace", dest="preempt_grace_s", type=float, help="seconds from SIGTERM to SIGKILL")
-    p.add_argument("--policy-opt", dest="policy_opts", action="append", help="NAME=VALUE setting of the policy")
-    p.add_argument("--checkpoint-poll", dest="checkpoint_poll_s", type=float, help="seconds between checkpoint stats")
-    # Options not given keep LiveSettings' defaults (home: $AIFACTORY_HOME or ~/.aifactory).
-    fields = vars(p.parse_args(argv))
-    fields["policy_opts"] = tuple(fields["policy_opts"] or ()) or None
-    return LiveSettings.chosen(**fields)
-
-
-def _milli_cpu(text: str) -> int:
-    """`4` or `0.5` cores -> milli-CPU (argparse reports a ValueError as a usage error naming the option)."""
-    cores = float(text)
-    if not 0 <= cores < 1e6:
-        raise ValueError(text)
-    return round(cores * 1000)
+    """The same options as `aifactory up`, from LiveSettings (settings_parser)."""
+    return parse_settings(sys.argv[1:] if argv is None else argv, "python -m aifactory.live.api.server")
 
 
 def main(argv: list[str] | None = None) -> None:
