@@ -56,6 +56,7 @@ def test_pipeline_runs_every_step_records_lineage_and_reuses_cached_steps(home: 
     assert v1.lineage["environment"]["torch"]
     assert set(v1.lineage["steps"]) == {"ingest", "train", "evaluate"}
     assert v1.lineage["steps"]["train"]["params"]["epochs"] == 3
+    assert v1.lineage["settings"] == {"home": str(home.absolute()), "executor": "LocalExecutor", "use_cache": True}
     [decision] = reg.decisions("digits")
     assert decision.promoted and decision.holdout == "digits-holdout@1"
 

@@ -51,6 +51,8 @@ def test_server_process_serves_with_a_token_and_stops_cleanly(home: Path) -> Non
             time.sleep(0.05)
         info = json.loads(ready.read_text())
         assert info["pid"] == proc.pid and info["version"] == 1
+        assert info["settings"]["batch"]["max_batch"] == 4 and info["settings"]["token"] == "set"
+        assert "tok-123" not in ready.read_text()  # the effective settings, never the secret
         headers = {"Authorization": "Bearer tok-123"}
         x = np.full((2, 64), 8.0).tolist()
         for _ in range(3):

@@ -81,6 +81,10 @@ class PipelineRunner:
         self.on_event = on_event or (lambda _e: None)
         self.use_cache = use_cache
 
+    def settings(self) -> dict[str, Any]:
+        """The effective settings of a run, saved with its lineage."""
+        return {"home": str(self.home), "executor": type(self.executor).__name__, "use_cache": self.use_cache}
+
     async def run(self, pipeline: Pipeline) -> RunResult:
         """Validate (nothing runs on a bad spec), then run every step in order."""
         order = validate(pipeline)
@@ -88,7 +92,7 @@ class PipelineRunner:
         started = time.time()
         run_id = self._start_run(pipeline.name, started)
         outputs: dict[str, dict[str, Any]] = {}
-        lineage: dict[str, Any] = {"pipeline": pipeline.name, "run": run_id, "steps": {}}
+        lineage: dict[str, Any] = {"pipeline": pipeline.name, "run": run_id, "steps": {}, "settings": self.settings()}
         try:
             for step in order:
                 inputs: dict[str, Any] = {"model": pipeline.model}

@@ -24,8 +24,9 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvicorn
@@ -182,6 +183,11 @@ def uvicorn_config(app: Guard) -> uvicorn.Config:
     return uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False, lifespan="on")
 
 
+def public_settings(config: ServeConfig) -> dict[str, Any]:
+    """The effective settings of a served model, without its secret (saved with it in the ready file)."""
+    return {**asdict(config), "home": str(config.home), "token": "set" if config.token else None}
+
+
 def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path | None = None) -> None:
     """Load the model, bind, and serve until SIGINT/SIGTERM. Raises AifactoryError before binding if it cannot."""
     import torch
@@ -205,6 +211,7 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     print(f"serving {config.ref} (v{served.version}) at {url}", flush=True)
     if ready_file is not None:
         info = {"url": url, "pid": os.getpid(), "model": served.model, "version": served.version}
+        info["settings"] = public_settings(config)
         tmp = ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(ready_file)
