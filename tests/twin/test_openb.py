@@ -92,7 +92,76 @@ def test_arrivals_shuffle_then_clone_to_the_target(tmp_path: Path) -> None:
     assert again.tolist() == sequence.tolist()
     assert openb.arrivals(pods, nodes, seed=8)[0].tolist() != sequence.tolist()
     with pytest.raises(SpecError, match="tune"):
-        openb.arrivals(pods, nodes, seed=7, tune=0.2)
+        openb.arrivals(pods, nodes, seed=7, tune=0)
+
+
+def test_a_workload_over_the_target_is_sampled_down(tmp_path: Path) -> None:
+    """Demand 2.75 GPUs, target 0.2 x 8 = 1.6: seeded random pods are dropped, as the simulator does."""
+    folder = write_trace(
+        tmp_path,
+        ["n0,64000,1000,8,G2"],
+        [f"p{i},1000,10,1,{m}" for i, m in enumerate([1000, 500, 250, 1000])] + ["p4,1000,10,0,0"],
+    )
+    nodes, pods = openb.load_nodes(folder), openb.load_pods(folder)
+    sequence, _ = openb.arrivals(pods, nodes, seed=7, tune=0.2)
+    assert int(pods.total[sequence].sum()) <= 0.2 * nodes.capacity and 0 < len(sequence) < 5
+    assert len(set(sequence.tolist())) == len(sequence)  # originals only, each once, no clones
+    assert openb.arrivals(pods, nodes, seed=7, tune=0.2)[0].tolist() == sequence.tolist()
+
+
+def test_pods_that_name_gpu_models_go_only_to_nodes_of_those_models(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / openb.NODES_CSV).write_text(
+        NODE_HEADER + "a,64000,1000,2,T4\nb,64000,1000,2,V100M16\nc,64000,1000,2,V100M32\n"
+    )
+    rows = [
+        "p0,1000,10,1,1000,V100M16|V100M32",  # either V100
+        "p1,1000,10,2,1000,V100M32",
+        "p2,1000,10,1,1000,A100",  # no such node: fails
+        "p3,1000,10,0,0,A100",  # CPU-only: its spec does not matter
+    ]
+    (folder / openb.PODS_CSV).write_text(POD_HEADER + "".join(f"{r},LS,Running,0,1,0\n" for r in rows))
+    nodes, pods = openb.load_nodes(folder), openb.load_pods(folder)
+    assert pods.demand(0).models == frozenset({"V100M16", "V100M32"}) and pods.demand(3).models is None
+    for policy in ("bestfit", "fgd", "gpupacking", "random"):
+        st = openb.State(nodes, np.array([0, 1, 2]))
+        choose = openb.chooser(policy, pods, seed=1)
+        placed = {}
+        for i in (1, 0, 2, 3):  # the 2-GPU V100M32 pod first: then the other must take the V100M16
+            idx = st.feasible(pods.demand(i), 10)
+            if idx.size:
+                pos, gpus = choose(st, idx, pods.demand(i))
+                st.commit(pos, pods.demand(i), 10, gpus)
+                placed[i] = st.names[pos]
+        assert (placed[1], placed[0]) == ("c", "b") and 2 not in placed and 3 in placed, policy
+
+
+def test_fgd_counts_a_typical_pod_bound_to_other_models_as_unable_to_use_the_node() -> None:
+    from aifactory.core.placement_fgd import FragModel, TypicalPod, fgd_scores
+
+    free = np.array([[1000, 1000]])  # one node, two free GPUs: 2000 milli
+    on = {"any": None, "t4": frozenset({"T4"}), "v100": frozenset({"V100"})}
+    for key, models in on.items():
+        model = FragModel([TypicalPod(Demand(1000, 1000, 1, models), 1.0)])
+        frag = model.frag(np.array([8000.0]), free, np.array(["T4"], dtype=object))
+        assert frag.tolist() == ([2000.0] if key == "v100" else [0.0]), key  # a V100-only pod cannot use a T4 node
+    # The vectorised score agrees: placing a whole GPU on a T4 node moves no V100 pod's fragmentation.
+    bound = FragModel([TypicalPod(Demand(1000, 1000, 1, on["v100"]), 1.0)])
+    scores, _ = fgd_scores(bound, np.array([8000.0]), free, Demand(1000, 1000, 1), np.array(["T4"], dtype=object))
+    unbound = FragModel([TypicalPod(Demand(1000, 1000, 1), 1.0)])
+    plain, _ = fgd_scores(unbound, np.array([8000.0]), free, Demand(1000, 1000, 1))
+    assert scores.tolist() != plain.tolist()
+
+
+def test_the_typical_workload_tells_apart_shapes_bound_to_other_models(tmp_path: Path) -> None:
+    folder = tmp_path / "typ"
+    folder.mkdir()
+    (folder / openb.NODES_CSV).write_text(NODE_HEADER + "a,64000,1000,2,T4\n")
+    rows = ["p0,1000,10,1,1000,T4", "p1,1000,10,1,1000,V100M16", "p2,1000,10,1,1000,"]
+    (folder / openb.PODS_CSV).write_text(POD_HEADER + "".join(f"{r},LS,Running,0,1,0\n" for r in rows))
+    model = openb.typical_model(openb.load_pods(folder))
+    assert sorted(str(sorted(t.demand.models or [])) for t in model.typical) == ["['T4']", "['V100M16']", "[]"]
 
 
 def test_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -85,3 +85,14 @@ def test_openb_pods_as_a_time_trace(shared_data: Path) -> None:
     assert all(j.spec.gpus > 0 for j in s.jobs)
     assert any(0 < j.spec.gpus < 1 for j in s.jobs)  # sharing pods keep their fraction
     assert {n.gpu_model for n in s.nodes} >= {"G2", "T4", "V100M32"}
+
+
+def test_openb_time_trace_keeps_every_model_a_pod_allows(tmp_path: Path) -> None:
+    head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
+    rows = ["p0,1000,10,1,1000,V100M16|V100M32,LS,Running,0,100,1", "p1,1000,10,1,500,,LS,Running,5,50,6"]
+    (tmp_path / "pods.csv").write_text(head + "\n".join(rows) + "\n")
+    jobs = openb.read_pods(tmp_path / "pods.csv")
+    assert [(j.spec.gpu_model, j.spec.gpus, j.spec.duration_s) for j in jobs] == [
+        ("V100M16|V100M32", 1.0, 100.0),
+        (None, 0.5, 45.0),
+    ]

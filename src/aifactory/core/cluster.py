@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 
 from aifactory.core.errors import NotFound, SpecError
-from aifactory.core.job import MILLI, Placement
+from aifactory.core.job import MILLI, Placement, model_allows
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,7 @@ class Cluster:
 
     def largest_node(self, pool: str | None = None, model: str | None = None) -> int:
         return max(
-            (n.gpu_count for n in self.pool_nodes(pool) if n.up and (model is None or n.gpu_model == model)),
+            (n.gpu_count for n in self.pool_nodes(pool) if n.up and model_allows(model, n.gpu_model)),
             default=0,
         )
 
@@ -177,7 +177,7 @@ class Cluster:
             found = self._groups[(pool, model)] = [
                 levels
                 for (p, m), levels in sorted(self._levels.items())
-                if (pool is None or p == pool) and (model is None or m == model)
+                if (pool is None or p == pool) and model_allows(model, m)
             ]
         return found
 
@@ -211,7 +211,7 @@ class Cluster:
         return [
             n
             for (p, m), nodes in sorted(self._partial.items())
-            if (pool is None or p == pool) and (model is None or m == model)
+            if (pool is None or p == pool) and model_allows(model, m)
             for n in nodes.values()
         ]
 

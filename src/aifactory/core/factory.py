@@ -20,7 +20,7 @@ from aifactory.core.errors import InvalidTransition, NotFound, SpecError, Unknow
 from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
-from aifactory.core.job import MILLI, Job, JobSpec, Placement
+from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
 from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
 from aifactory.core.project import (
@@ -164,7 +164,9 @@ class Factory:
         cap = self._capacity.get(key)
         if cap is None:
             nodes = [
-                n for n in self.cluster.pool_nodes(pool) if cpu_only or (n.gpu_count and model in (None, n.gpu_model))
+                n
+                for n in self.cluster.pool_nodes(pool)
+                if cpu_only or (n.gpu_count and model_allows(model, n.gpu_model))
             ]
             cap = Capacity(
                 nodes=len(nodes),

@@ -9,6 +9,12 @@ from functools import lru_cache
 from aifactory.core.states import JobState
 
 MILLI = 1000  # one whole GPU in milli-GPU, the unit of the allocation map
+MODEL_SEP = "|"  # a job's gpu_model "V100M16|V100M32": any of these models
+
+
+def model_allows(wanted: str | None, model: str) -> bool:
+    """Does a job asking for `wanted` (None: any; "A100"; or "V100M16|V100M32": one of them) run on `model`?"""
+    return wanted is None or wanted == model or (MODEL_SEP in wanted and model in wanted.split(MODEL_SEP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +24,7 @@ class JobSpec:
     `gpus` is a whole number of GPUs (>= 1), a fraction of one GPU (0 < gpus < 1), or 0 for a
     job that needs no GPU (data preparation, evaluation: it asks for CPU or memory instead);
     `gpu_memory_mib` asks for a fraction by memory instead, converted on the node it
-    lands on. A multi-GPU job stays on one node unless `multi_node` allows a gang
+    lands on. `gpu_model` names one GPU model, or several as `A|B` (any of them). A multi-GPU job stays on one node unless `multi_node` allows a gang
     across nodes. `cpu_milli` (1000 = one CPU core) and `memory_mib` are host resources
     asked for on every node the job runs on, as Slurm's `--mem` (0: not requested).
     """

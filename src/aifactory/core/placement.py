@@ -15,7 +15,7 @@ from typing import Protocol
 
 from aifactory.core.cluster import Node
 from aifactory.core.errors import UnknownName
-from aifactory.core.job import MILLI, JobSpec, Placement
+from aifactory.core.job import MILLI, JobSpec, Placement, model_allows
 
 
 class PlacementPolicy(Protocol):
@@ -29,7 +29,7 @@ def eligible(spec: JobSpec, node: Node) -> bool:
     return (
         node.up
         and node.gpu_count > 0
-        and (spec.gpu_model is None or spec.gpu_model == node.gpu_model)
+        and model_allows(spec.gpu_model, node.gpu_model)
         and (not (spec.cpu_milli or spec.memory_mib) or node.host_fits(spec.cpu_milli, spec.memory_mib))
     )
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from aifactory.core.cluster import Node
 from aifactory.core.errors import SpecError
-from aifactory.core.job import MILLI, JobSpec, Placement
+from aifactory.core.job import MILLI, MODEL_SEP, JobSpec, Placement
 from aifactory.core.placement import eligible, gang
 
 MAXCPU = 128_000  # millicores: the simulator normalises CPU by a 128-core node
@@ -32,7 +32,8 @@ MAXGPU = 8 * MILLI  # milli-GPU: and GPUs by an 8-GPU node
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """What one job asks of a node: `cpu` millicores and `count` GPUs of `milli` each.
+    """What one job asks of a node: `cpu` millicores and `count` GPUs of `milli` each, on a node
+    of one of `models` (None: any model; the openb `gpu_spec`).
 
     count 0 is a CPU-only job; milli < 1000 (a shared GPU) only with count 1.
     """
@@ -40,6 +41,11 @@ class Demand:
     cpu: int
     milli: int
     count: int
+    models: frozenset[str] | None = None
+
+    def allows(self, model: str) -> bool:
+        """May this demand run on a node of GPU `model`? (A CPU-only one runs anywhere.)"""
+        return self.models is None or self.gpu_free or model in self.models
 
     def __post_init__(self) -> None:
         if self.count < 0 or not 0 <= self.milli <= MILLI or self.cpu < 0:
@@ -122,7 +128,8 @@ def demand_groups(spec: JobSpec, nodes: Sequence[Node]) -> dict[int, list[Node]]
 
 def spec_demand(spec: JobSpec, milli: int) -> Demand:
     """A live job as a Demand: no CPU request, one shared GPU or `whole_gpus` whole ones."""
-    return Demand(cpu=0, milli=milli, count=1 if spec.fractional else spec.whole_gpus)
+    models = frozenset(spec.gpu_model.split(MODEL_SEP)) if spec.gpu_model is not None else None
+    return Demand(cpu=0, milli=milli, count=1 if spec.fractional else spec.whole_gpus, models=models)
 
 
 def to_placement(node: Node, demand: Demand) -> Placement:

@@ -3,7 +3,8 @@
 A node's fragmentation is measured against the *typical workload* (a weighted set of
 request shapes): for one typical pod t, the free GPU milli the pod could not use there,
 
-    frag_t(c, g) = L                          t is CPU-only, or t does not fit (GPUs or CPU)
+    frag_t(c, g) = L                          t is CPU-only, or asks for GPU models other than
+                                              the node's, or does not fit (GPUs or CPU)
                  = sum of g[k] with g[k] < m_t   t fits: only too-small leftovers are fragments
 
 and F(c, g) = sum_t w_t frag_t / sum_t w_t, the expected fragmented milli (L = sum of g).
@@ -14,7 +15,8 @@ change, ties to the first node. Shapes and units are those of `placement_bestfit
 For speed the score is computed per typical-pod *group* (same milli m and count k):
 F * W = W * L - sum_groups [#{g >= m} >= k] * W_fit(c) * U_m, where U_m is the free
 milli on GPUs with at least m free and W_fit(c) the weight of the group's pods whose
-CPU fits in c. With integer weights (pod counts) every term is an exact integer, so
+CPU fits in c and whose GPU models include the node's (one table per node model, built on
+first use; without any model constraint one table serves every node). With integer weights (pod counts) every term is an exact integer, so
 an unchanged node scores exactly 50, as in the simulator.
 """
 
@@ -50,7 +52,10 @@ def typical_pods(counts: Mapping[Demand, float], cut: float = 0.95) -> tuple[Typ
     total = sum(counts.values())
     if total <= 0:
         raise SpecError("typical", "no pods to learn the typical workload from")
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], -kv[0].cpu, -kv[0].milli, -kv[0].count))
+    # A shape is (cpu, milli, count, models): the same request bound to other GPU models is another shape.
+    ordered = sorted(
+        counts.items(), key=lambda kv: (-kv[1], -kv[0].cpu, -kv[0].milli, -kv[0].count, sorted(kv[0].models or ()))
+    )
     out: list[TypicalPod] = []
     covered = 0.0
     for demand, count in ordered:
@@ -74,15 +79,35 @@ class FragModel:
         self.milli = np.array([m for m, _ in keys], dtype=np.int64)  # (M,) group thresholds
         self.count = np.array([k for _, k in keys], dtype=np.int64)  # (M,)
         self.cpu_steps = np.unique(np.array([t.demand.cpu for t in gpu_pods], dtype=np.float64))
-        # (S+1, M): weight of each group's pods needing at most the i-th smallest CPU step.
-        self.cpu_table = np.zeros((self.cpu_steps.size + 1, len(keys)))
-        for t in gpu_pods:
-            row = int(np.searchsorted(self.cpu_steps, t.demand.cpu)) + 1
-            self.cpu_table[row:, keys.index((t.demand.milli, t.demand.count))] += t.weight
+        self._gpu_pods, self._keys = gpu_pods, keys
+        self.bound = any(t.demand.models is not None for t in gpu_pods)  # some shape names GPU models
+        self._tables: dict[str | None, np.ndarray] = {}
+        self.cpu_table = self.table(None)
 
-    def fit_weight(self, cpu: np.ndarray) -> np.ndarray:
-        """(N, M) weight of each group's pods whose CPU request fits in `cpu` (N,)."""
-        return self.cpu_table[np.searchsorted(self.cpu_steps, cpu, side="right")]
+    def table(self, model: str | None) -> np.ndarray:
+        """(S+1, M): weight of each group's pods, allowed on GPU `model` (None: on any node),
+        needing at most the i-th smallest CPU step."""
+        table = self._tables.get(model)
+        if table is None:
+            table = np.zeros((self.cpu_steps.size + 1, len(self._keys)))
+            for t in self._gpu_pods:
+                if model is None or t.demand.allows(model):
+                    row = int(np.searchsorted(self.cpu_steps, t.demand.cpu)) + 1
+                    table[row:, self._keys.index((t.demand.milli, t.demand.count))] += t.weight
+            self._tables[model] = table
+        return table
+
+    def fit_weight(self, cpu: np.ndarray, models: np.ndarray | None = None) -> np.ndarray:
+        """(N, M) weight of each group's pods whose CPU request fits in `cpu` (N,) and, given the
+        nodes' GPU `models` (N,), whose models include the node's."""
+        steps = np.searchsorted(self.cpu_steps, cpu, side="right")
+        if models is None or not self.bound:
+            return self.cpu_table[steps]
+        out = np.empty((steps.size, len(self._keys)))
+        for model in np.unique(models).tolist():
+            mine = models == model
+            out[mine] = self.table(model)[steps[mine]]
+        return out
 
     def usable(self, gpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per node and group: GPUs with at least m free (N, M) and their free milli (N, M).
@@ -103,7 +128,7 @@ class FragModel:
         """(..., M) weighted usable milli [cnt >= k] * W_fit(c) * U_m; `weight` is W_fit(c), broadcast."""
         return (cnt >= self.count) * weight * use
 
-    def frag(self, cpu: np.ndarray, gpu: np.ndarray) -> np.ndarray:
+    def frag(self, cpu: np.ndarray, gpu: np.ndarray, models: np.ndarray | None = None) -> np.ndarray:
         """(N,) expected fragmented milli-GPU of each node, straight from the definition."""
         total = gpu.sum(axis=1).astype(np.float64)
         out = np.zeros(gpu.shape[0])
@@ -113,6 +138,8 @@ class FragModel:
                 out += t.weight * total
                 continue
             fits = ((gpu >= d.milli).sum(axis=1) >= d.count) & (cpu >= d.cpu)
+            if models is not None and d.models is not None:
+                fits &= np.isin(models, list(d.models))
             small = np.where(gpu < d.milli, gpu, 0).sum(axis=1)
             out += t.weight * np.where(fits, small, total)
         return out / self.total
@@ -123,16 +150,19 @@ def sigmoid_score(delta: np.ndarray) -> np.ndarray:
     return np.floor(100.0 / (1.0 + np.exp(np.clip(delta / 1000.0, -50.0, 50.0)))).astype(np.int64)
 
 
-def fgd_scores(model: FragModel, cpu: np.ndarray, gpu: np.ndarray, demand: Demand) -> tuple[np.ndarray, np.ndarray]:
+def fgd_scores(
+    model: FragModel, cpu: np.ndarray, gpu: np.ndarray, demand: Demand, models: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """FGD scores of feasible nodes (N,) and, for a shared GPU, the device each would use (N,).
 
-    cpu (N,) free millicores (inf where untracked); gpu (N, G) free milli. For a shared
+    cpu (N,) free millicores (inf where untracked); gpu (N, G) free milli; models (N,) the
+    nodes' GPU models (None: no typical shape is bound to a model). For a shared
     GPU every device with room is a candidate; the node scores its best candidate and
     uses the lowest-indexed device reaching that score. Other jobs report device -1.
     """
     cnt, use = model.usable(gpu)  # (N, M) each
-    before = model.fitted(model.fit_weight(cpu), cnt, use).sum(axis=1)  # (N,)
-    weight_after = model.fit_weight(cpu - demand.cpu)  # (N, M)
+    before = model.fitted(model.fit_weight(cpu, models), cnt, use).sum(axis=1)  # (N,)
+    weight_after = model.fit_weight(cpu - demand.cpu, models)  # (N, M)
     if not demand.sharing:
         taken = 0 if demand.gpu_free else demand.total  # whole GPUs: count * 1000 milli
         full = 0 if demand.gpu_free else demand.count
@@ -184,7 +214,8 @@ class FGD:
             if fits.size == 0:
                 continue
             cpu = np.full(fits.size, np.inf)  # the live cluster does not track free CPU
-            scores, device = fgd_scores(self.model_for(demand), cpu, gpu[fits], demand)
+            models = np.array([group[int(i)].gpu_model for i in fits])
+            scores, device = fgd_scores(self.model_for(demand), cpu, gpu[fits], demand, models)
             i = int(np.argmax(scores))
             if best is None or scores[i] > best[0]:
                 best = (int(scores[i]), group[int(fits[i])], demand, int(device[i]))

@@ -23,7 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +53,13 @@ PUBLISHED = {
 
 @dataclass(frozen=True, slots=True)
 class Nodes:
-    """The node list, sorted by name: CPU (millicores), memory (MiB), GPU count, per node."""
+    """The node list, sorted by name: CPU (millicores), memory (MiB), GPU count and model, per node."""
 
     names: tuple[str, ...]
     cpu: np.ndarray
     memory: np.ndarray
     gpus: np.ndarray
+    models: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (N,) GPU model names
 
     @property
     def capacity(self) -> int:
@@ -75,9 +76,11 @@ class Pods:
     memory: np.ndarray
     count: np.ndarray
     milli: np.ndarray  # 0 for CPU-only pods
+    specs: tuple[frozenset[str] | None, ...] = ()  # per pod: the GPU models it accepts (None: any)
 
     def demand(self, i: int) -> Demand:
-        return Demand(int(self.cpu[i]), int(self.milli[i]), int(self.count[i]))
+        spec = self.specs[i] if self.specs else None
+        return Demand(int(self.cpu[i]), int(self.milli[i]), int(self.count[i]), spec if self.count[i] else None)
 
     @property
     def total(self) -> np.ndarray:
@@ -110,7 +113,8 @@ def load_nodes(folder: Path = DEFAULT_DIR) -> Nodes:
     if gpus.min() < 1 or gpus.max() > WIDTH:
         raise SpecError("gpu", f"{path.name}: GPUs per node must be 1..{WIDTH}")
     names = tuple(r["sn"] for r in rows)
-    return Nodes(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), gpus)
+    models = np.array([r.get("model") or "" for r in rows], dtype=object)
+    return Nodes(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), gpus, models)
 
 
 def load_pods(folder: Path = DEFAULT_DIR) -> Pods:
@@ -119,7 +123,8 @@ def load_pods(folder: Path = DEFAULT_DIR) -> Pods:
     count = _ints(rows, "num_gpu", path)
     milli = np.where(count > 0, np.clip(_ints(rows, "gpu_milli", path), 0, MILLI), 0)
     names = tuple(r["name"] for r in rows)
-    pods = Pods(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), count, milli)
+    specs = tuple(frozenset(s.split("|")) if (s := (r.get("gpu_spec") or "").strip()) else None for r in rows)
+    pods = Pods(names, _ints(rows, "cpu_milli", path), _ints(rows, "memory_mib", path), count, milli, specs)
     for i in range(len(names)):
         pods.demand(i)  # raises SpecError on a shape the experiment cannot place
     return pods
@@ -135,14 +140,24 @@ def arrivals(pods: Pods, nodes: Nodes, seed: int, tune: float = TUNE) -> tuple[n
 
     Originals in a uniformly random order, then clones drawn with replacement until
     adding a clone's *per-GPU* milli would pass `tune` x capacity (the simulator's stop
-    rule, first failing draw ends it). The rank is a uniform permutation of the nodes:
-    score ties go to the smallest rank.
+    rule, first failing draw ends it). A workload that already asks more than the target
+    is sampled down instead, as the simulator does: random originals are dropped until its
+    demand is within it. The rank is a uniform permutation of the nodes: score ties go to
+    the smallest rank.
     """
+    if not tune > 0:
+        raise SpecError("tune", f"must be positive, got {tune}")
     demand, target = int(pods.total.sum()), tune * nodes.capacity
-    if demand > target:
-        raise SpecError("tune", f"the workload already asks {demand / nodes.capacity:.0%} of capacity; only growing")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pods.names))
+    if demand > target:
+        keep = np.ones(order.size, dtype=bool)
+        for j in rng.permutation(order.size).tolist():  # the pods to drop, in a random order
+            if demand <= target:
+                break
+            keep[j] = False
+            demand -= int(pods.total[order[j]])
+        return order[keep], rng.permutation(len(nodes.names))
     clones: list[int] = []
     stopped = False
     while not stopped:
@@ -170,6 +185,8 @@ class State:
         self.whole = (self.gpu == MILLI).sum(axis=1)  # (N,) fully free GPUs
         self.largest = self.gpu.max(axis=1)  # (N,) most free milli on one GPU
         self.gpus = nodes.gpus[order].copy()  # (N,) GPUs per node
+        self.models = nodes.models[order] if nodes.models.size else np.full(len(order), "", dtype=object)
+        self._allowed: dict[frozenset[str], np.ndarray] = {}  # a gpu_spec -> (N,) nodes of its models
         # (N, 9) GPU pod kinds on each node, for GpuClustering: 0 shared, k a k-GPU pod
         self.kinds = np.zeros((len(order), WIDTH + 1), dtype=bool)
         self.version = np.zeros(len(order), dtype=np.int64)  # (N,) pods placed on the node so far
@@ -177,6 +194,11 @@ class State:
     def feasible(self, demand: Demand, memory: int) -> np.ndarray:
         """Positions of the nodes that can take the pod (CPU, memory and GPU filters)."""
         ok = (self.cpu >= demand.cpu) & (self.memory >= memory)
+        if demand.models is not None and not demand.gpu_free:
+            allowed = self._allowed.get(demand.models)
+            if allowed is None:
+                allowed = self._allowed[demand.models] = np.isin(self.models, list(demand.models))
+            ok &= allowed
         if demand.sharing:
             ok &= self.largest >= demand.milli
         elif not demand.gpu_free:
@@ -245,7 +267,8 @@ class ChooseFgd:
         col = self.column(st, demand)
         stale = idx[self.at[idx, col] != st.version[idx]]
         if stale.size:
-            scores, device = fgd_scores(self.model, st.cpu[stale], st.gpu[stale], demand)
+            models = st.models[stale] if self.model.bound else None
+            scores, device = fgd_scores(self.model, st.cpu[stale], st.gpu[stale], demand, models)
             self.scores[stale, col], self.device[stale, col], self.at[stale, col] = scores, device, st.version[stale]
         best = int(idx[np.argmax(self.scores[idx, col])])  # first maximum = smallest rank
         return best, ((int(self.device[best, col]),) if demand.sharing else bestfit_gpus(st.gpu[best], demand))

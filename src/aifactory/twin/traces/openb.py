@@ -54,7 +54,7 @@ def read_pods(path: Path) -> list[TraceJob]:
             except (KeyError, ValueError):
                 raise SpecError("num_gpu", f"{path} row {i}: bad pod row") from None
             gpus = milli / MILLI if num == 1 and milli < MILLI else float(num)
-            model = r["gpu_spec"].split("|")[0] if r["gpu_spec"] else None
+            model = r["gpu_spec"].strip() or None  # every allowed model: "V100M16|V100M32" is any of them
             jobs.append(trace_job(created, PROJECT, gpus, max(0.0, deleted - created), gpu_model=model))
     jobs.sort(key=lambda j: j.submit_time)
     return jobs
