@@ -12,7 +12,6 @@ as d^4 and a few widths span decades of compute.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import subprocess
@@ -23,9 +22,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from aifactory.core.errors import AifactoryError, SpecError, UnknownName
+from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.plan.charlm import CharLMConfig
 from aifactory.plan.fit import PowerLawFit, fit_power_law
+from aifactory.plugins import lookup
 
 VOCAB = 103  # distinct characters in CPython 3.11's pydoc_data.topics; it only sizes each run's token budget
 
@@ -132,14 +132,7 @@ RUNNERS: dict[str, Callable[[], Runner] | str] = {
 
 
 def get_runner(name: str) -> Runner:
-    try:
-        found = RUNNERS[name]
-    except KeyError:
-        raise UnknownName("sweep runner", name, RUNNERS) from None
-    if isinstance(found, str):
-        module, attr = found.split(":")
-        found = getattr(importlib.import_module(module), attr)
-    return found()
+    return lookup("sweep runner", RUNNERS, name)()
 
 
 @dataclass(frozen=True, slots=True)

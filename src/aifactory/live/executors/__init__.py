@@ -10,15 +10,14 @@ raises out of its methods for a job's own failure.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from aifactory.core import driver
-from aifactory.core.errors import UnknownName
 from aifactory.core.events import Finished
+from aifactory.plugins import lookup
 
 OnFinished = Callable[[Finished], None]
 
@@ -68,14 +67,7 @@ def register_executor(name: str, factory: str | ExecutorFactory) -> None:
 
 
 def get_executor(name: str, logs_dir: Path, on_finished: OnFinished, on_started: OnStarted = no_record) -> Executor:
-    try:
-        factory = EXECUTORS[name]
-    except KeyError:
-        raise UnknownName("executor", name, EXECUTORS) from None
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory(logs_dir, on_finished, on_started)
+    return lookup("executor", EXECUTORS, name)(logs_dir, on_finished, on_started)
 
 
 __all__ = [
