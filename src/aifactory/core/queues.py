@@ -51,6 +51,7 @@ class PendingIndex:
     def __init__(self) -> None:
         self.pools: dict[str | None, dict[str, ProjectQueue]] = {}
         self.fits: dict[str | None, dict[FitKey, int]] = {}  # per pool: fit key -> buckets with it
+        self.cpu_only: dict[str | None, int] = {}  # per pool: buckets of jobs that need no GPU
         self._totals: dict[str, tuple[int, float]] = {}
         self._shapes: dict[int, Shape] = {}  # pending job id -> its shape (worked out once, on add)
 
@@ -69,6 +70,8 @@ class PendingIndex:
             pq.fits[shape[1]] = pq.fits.get(shape[1], 0) + 1
             fits = self.fits.setdefault(key, {})
             fits[shape[1]] = fits.get(shape[1], 0) + 1
+            if cpu_only(shape[1]):
+                self.cpu_only[key] = self.cpu_only.get(key, 0) + 1
         last = next(reversed(bucket), None)
         bucket[job.id] = job
         if last is not None and job.id < last:
@@ -90,6 +93,8 @@ class PendingIndex:
         del self._shapes[job.id]
         if not bucket:
             del pq.buckets[shape]
+            if cpu_only(shape[1]):
+                self.cpu_only[key] -= 1
             for fits in (pq.fits, self.fits[key]):
                 fits[shape[1]] -= 1
                 if not fits[shape[1]]:

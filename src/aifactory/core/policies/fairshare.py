@@ -113,8 +113,11 @@ class PoolPass:
         full = self.exhausted()
         shapes = self.f.pending.fits.get(self.key, {})
         # With no GPU free only jobs that need none (CPU-only shapes) may still start.
-        fits = {fk for fk in shapes if (not full or cpu_only(fk)) and self.possible(fk)}
-        cpu_jobs = any(map(cpu_only, fits))
+        cpu_jobs = bool(self.f.pending.cpu_only.get(self.key))
+        if full:
+            fits = {fk for fk in shapes if cpu_only(fk)} if cpu_jobs else set()
+        else:
+            fits = {fk for fk in shapes if self.possible(fk)}
         projects = self.f.projects
         heap = [
             (self.rank(name), name)
