@@ -96,3 +96,21 @@ def test_bad_options_exit_2_naming_the_option(home: Path, capsys: pytest.Capture
             assert server_main(["--home", str(home), *args]) == 2
             err = capsys.readouterr().err
             assert err.startswith("error: ") and expected in err, err
+
+
+def test_aifactory_serve_and_the_server_module_share_one_option_list(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aifactory.serve.server import serve_parser
+
+    flags = {opt for a in serve_parser("x")._actions for opt in a.option_strings}
+    monkeypatch.setattr(sys, "argv", ["aifactory", "serve", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        cli_main()
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0 and all(flag in shown for flag in flags), shown
+    monkeypatch.setattr(sys, "argv", ["aifactory", "serve", "--bogus"])
+    with pytest.raises(SystemExit) as exited:
+        cli_main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--bogus" in err and len(err.strip().splitlines()) == 1

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import uvicorn
@@ -218,25 +218,48 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     server.run(sockets=[sock])
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Path | None]:
-    p = argparse.ArgumentParser(prog="python -m aifactory.serve.server", description="Serve a registered model.")
-    p.add_argument("--model", default="digits@champion", help="registry reference, e.g. digits@champion or digits@3")
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one SpecError line (exit 2), never argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SpecError("options", message)
+
+
+def serve_parser(prog: str) -> argparse.ArgumentParser:
+    """The model server's options: one list for `aifactory serve` and `python -m aifactory.serve.server`."""
+    p = _Parser(
+        prog=prog, description="Serve a model: dynamic batching, hot swap when its alias moves, shadow, feedback log."
+    )
+    p.add_argument("ref", nargs="?", default=None, help="registry reference: digits@champion, digits@3, digits")
+    p.add_argument("--model", default=None, help="the same as REF (default digits@champion)")
     p.add_argument("--home", type=Path, default=None, help="factory home (default $AIFACTORY_HOME or ~/.aifactory)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8500, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8500, help="TCP port; 0 picks a free one")
     p.add_argument("--max-batch", type=int, default=32, help="rows per model call")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill, ms")
     p.add_argument("--no-batching", action="store_true", help="run every request alone")
     p.add_argument("--shadow", default=None, help="challenger reference to shadow, e.g. digits@challenger")
     p.add_argument("--token-file", type=Path, default=None, help="require 'Authorization: Bearer <token in file>'")
-    p.add_argument("--factory-tokens", action="store_true", help="also accept the floor's tokens (per-user ones)")
-    p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap (0: never)")
+    p.add_argument(
+        "--factory-tokens", action="store_true", help="also accept the floor's tokens (aifactory token create)"
+    )
+    p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap, s (0: never)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--log-url", default=None, help="prediction log database URL (default: SQLite under home)")
-    p.add_argument("--ready-file", type=Path, default=None, help="write {url, pid, model, version} here once bound")
-    a = p.parse_args(argv)
+    p.add_argument(
+        "--ready-file", type=Path, default=None, help="write {url, pid, model, version, settings} once bound"
+    )
+    return p
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, prog: str = "python -m aifactory.serve.server"
+) -> tuple[ServeConfig, Path | None]:
+    a = serve_parser(prog).parse_args(argv)
+    if a.ref is not None and a.model is not None and a.ref != a.model:
+        raise SpecError("model", f"two references given: {a.ref!r} and --model {a.model!r}")
     config = make_config(
-        ref=a.model,
+        ref=a.ref or a.model or "digits@champion",
         home=a.home,
         host=a.host,
         port=a.port,
