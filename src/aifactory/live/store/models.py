@@ -9,7 +9,7 @@ the Alembic migrations in `migrations/versions`; these Table objects must match 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -175,71 +175,23 @@ class JobRow:
     @classmethod
     def from_db(cls, row: sa.Row[Any]) -> JobRow:
         m = row._mapping
-        return cls(
-            id=m["id"],
-            spec=spec_from_json(m["spec"]),
-            state=JobState(m["state"]),
-            user=m["user"],
-            project=m["project"],
-            submitted_at=m["submitted_at"],
-            queued_at=m["queued_at"],
-            started_at=m["started_at"],
-            finished_at=m["finished_at"],
-            exit_code=m["exit_code"],
-            reason=m["reason"],
-            stop_reason=m["stop_reason"],
-            placement=placement_from_json(m["placement"]),
-            attempts=m["attempts"],
-            done_s=m["done_s"],
-            pending_reason=m["pending_reason"],
-            pid=m["pid"],
-            pgid=m["pgid"],
-            log_path=m["log_path"],
-        )
+        values = {name: m[name] for name in ROW_FIELDS}
+        values |= {
+            "spec": spec_from_json(m["spec"]),
+            "state": JobState(m["state"]),
+            "placement": placement_from_json(m["placement"]),
+        }
+        return cls(**values)
 
     @classmethod
     def from_job(cls, job: Job, pid: int | None = None, pgid: int | None = None, log_path: str | None = None) -> JobRow:
         """The row a job record is saved as (what the store would read back)."""
-        return cls(
-            id=job.id,
-            spec=job.spec,
-            state=job.state,
-            user=job.spec.user,
-            project=job.spec.project,
-            submitted_at=job.submitted_at,
-            queued_at=job.queued_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            exit_code=job.exit_code,
-            reason=job.reason,
-            stop_reason=job.stop_reason,
-            placement=job.placement,
-            attempts=job.attempts,
-            done_s=job.done_s,
-            pending_reason=job.pending_reason,
-            pid=pid,
-            pgid=pgid,
-            log_path=log_path,
-        )
+        kept = {name: getattr(job, name) for name in KEPT_FIELDS}
+        return cls(**kept, user=job.spec.user, project=job.spec.project, pid=pid, pgid=pgid, log_path=log_path)
 
     def to_job(self) -> Job:
         """The core record, for Factory.restore after a restart."""
-        return Job(
-            id=self.id,
-            spec=self.spec,
-            submitted_at=self.submitted_at,
-            state=self.state,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            exit_code=self.exit_code,
-            reason=self.reason,
-            placement=self.placement,
-            attempts=self.attempts,
-            stop_reason=self.stop_reason,
-            pending_reason=self.pending_reason,
-            done_s=self.done_s,
-            queued_at=self.queued_at,
-        )
+        return Job(**{name: getattr(self, name) for name in KEPT_FIELDS})
 
     @property
     def wait_s(self) -> float | None:
@@ -252,6 +204,11 @@ class JobRow:
         if self.started_at is None:
             return None
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+ROW_FIELDS = tuple(f.name for f in fields(JobRow))
+# The fields of the core's Job a row keeps (its demand, checkpoint time and estimate are worked out again).
+KEPT_FIELDS = tuple(name for name in ROW_FIELDS if name in {f.name for f in fields(Job)})
 
 
 def job_columns(job: Job) -> dict[str, Any]:
