@@ -33,6 +33,7 @@ WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
 LOST = "process lost while the server was down"
 POLL_S = 0.05  # exit polling period where pidfds are unavailable
 CHECKPOINT_ENV = "AIFACTORY_CHECKPOINT_FILE"
+PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread (its command line is empty too)
 
 
 def status_path(log_path: Path) -> Path:
@@ -69,10 +70,11 @@ def is_wrapper_alive(pid: int, status: Path) -> bool:
         return True
     try:
         raw = (proc / "cmdline").read_bytes()
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        state, flags = stat[0], int(stat[6])
+    except (OSError, IndexError, ValueError):
         return False
-    if state == "Z":
+    if state == "Z" or flags & PF_KTHREAD:  # a zombie, or a kernel thread that took the pid over
         return False
     # An empty command line: the process is exiting (its memory is gone, it is not a zombie yet);
     # called dead now, it would be reaped too early and left a zombie.
