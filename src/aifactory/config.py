@@ -94,7 +94,11 @@ def read_config(home: Path) -> UserConfig:
 def write_login(home: Path, url: str, token: str, project: str | None) -> Path:
     """Store the server, token and default project in `home/config.toml` (0600), keeping `[floor]`."""
     floor = read_config(home).floor
-    ConfigFile.model_validate({"url": url, "token": token, "project": project, "floor": floor})
+    try:
+        ConfigFile.model_validate({"url": url, "token": token, "project": project, "floor": floor})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SpecError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
     lines = [f"url = {json.dumps(url)}", f"token = {json.dumps(token)}"]
     if project is not None:
         lines.append(f"project = {json.dumps(project)}")
@@ -103,7 +107,8 @@ def write_login(home: Path, url: str, token: str, project: str | None) -> Path:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / CONFIG
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a left-over file would keep its own (wider) mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     tmp.replace(path)
@@ -123,12 +128,14 @@ def connection(home: Path, url: str | None = None, token: str | None = None) -> 
     url = url or os.environ.get(URL_ENV) or config.url
     token = token or os.environ.get(TOKEN_ENV) or (config.token if url == config.url else None)
     looked = f"${URL_ENV}, {home / CONFIG}, {home / 'server.json'}"
-    if not url:
-        try:
-            url = str(json.loads((home / "server.json").read_text())["url"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return Connection(None, None, looked)
-    if not token:
+    try:
+        local = str(json.loads((home / "server.json").read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        local = None
+    url = url or local
+    if url is None:
+        return Connection(None, None, looked)
+    if not token and url == local:  # the home's admin token goes to the home's own server only
         try:
             token = (home / "token").read_text().strip()
         except OSError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from aifactory.core import Cluster, Factory, JobSpec, Project, Submit
@@ -12,6 +14,7 @@ from aifactory.core.policies.options import KINDS, apply_options, options_of
 
 
 def test_every_policy_declares_options_the_settings_have() -> None:
+    assert set(KINDS) <= {f.name for f in fields(FactorySettings)}
     for name in POLICIES:
         assert set(options_of(name)) <= set(KINDS), name
     assert "half_life_s" in options_of("fairshare") and options_of("backfill") == ("backfill_depth",)

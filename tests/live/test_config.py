@@ -121,3 +121,40 @@ def test_the_servers_options_come_from_the_settings_and_up_shows_them(tmp_path: 
     assert shown.returncode == 0 and all(flag in shown.stdout for flag in flags.values()), shown.stdout
     bad = cli(tmp_path, "up", "--gpus", "two")
     assert bad.returncode == 2 and "--gpus" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_homes_admin_token_goes_only_to_the_homes_own_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "server.json").write_text('{"url": "http://127.0.0.1:8470", "pid": 1}')
+    (tmp_path / "token").write_text("admin-secret\n")
+    monkeypatch.delenv("AIFACTORY_TOKEN", raising=False)
+    monkeypatch.delenv("AIFACTORY_URL", raising=False)
+    assert connection(tmp_path) == connection(tmp_path, url="http://127.0.0.1:8470")
+    assert connection(tmp_path).token == "admin-secret"
+    monkeypatch.setenv("AIFACTORY_URL", "http://elsewhere:8470")  # e.g. a URL someone handed the user
+    assert (connection(tmp_path).url, connection(tmp_path).token) == ("http://elsewhere:8470", None)
+
+
+@pytest.mark.parametrize(
+    ("token", "field"),
+    [("x" * 600, "token"), ("tok", "url")],
+)
+def test_login_refuses_bad_values_naming_the_field_and_writes_nothing(tmp_path: Path, token: str, field: str) -> None:
+    url = "http://h:1" if field == "token" else "gpu-head:8470"
+    with pytest.raises(SpecError) as err:
+        write_login(tmp_path, url, token, None)
+    assert err.value.field == field and not (tmp_path / "config.toml").exists()
+
+
+def test_login_to_nowhere_or_with_no_token_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("tok")
+    (tmp_path / "empty").write_text("\n")
+    for args in (
+        ["login", "http://127.0.0.1:9", "--token-file", str(tmp_path / "t")],  # nothing listens on port 9
+        ["login", "http://127.0.0.1:9", "--token-file", str(tmp_path / "empty")],
+        ["login", "http://127.0.0.1:9", "--token-file", str(tmp_path / "missing")],
+    ):
+        done = cli(tmp_path / "home", *args)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "home" / "config.toml").exists()

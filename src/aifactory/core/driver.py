@@ -79,24 +79,18 @@ class Driver:
         return self.factory.handle(event, self.clock())
 
     def handle(self, event: Event) -> None:
-        """Decide and carry out one event: the twin's whole step, so kept flat."""
+        """Decide and carry out one event (the twin's whole step)."""
         now = self.clock()
-        actions = self.factory.handle(event, now)
-        if self.persist is not None:
-            self.persist(actions)
-        dispatch = self._dispatch
-        for action in actions:
-            dispatch[type(action)](action)
-        self._arm(now)
+        self.commit(self.factory.handle(event, now), now)
 
-    def commit(self, actions: Sequence[Action]) -> None:
+    def commit(self, actions: Sequence[Action], now: float | None = None) -> None:
         """Carry out what was decided (one event's actions, or a batch's): persist first, then act."""
         if self.persist is not None:
             self.persist(actions)
         dispatch = self._dispatch
         for action in actions:
             dispatch[type(action)](action)
-        self._arm(self.clock())
+        self._arm(self.clock() if now is None else now)
 
     def fired(self, now: float) -> None:
         """The shell delivered the armed wake-up (or is past it): the next one may be armed."""

@@ -29,6 +29,7 @@ def eligible(spec: JobSpec, node: Node) -> bool:
     return (
         node.up
         and node.gpu_count > 0
+        # The usual cases inline (this runs for every candidate node); `A|B` through model_allows.
         and (spec.gpu_model is None or spec.gpu_model == node.gpu_model or model_allows(spec.gpu_model, node.gpu_model))
         and (not (spec.cpu_milli or spec.memory_mib) or node.host_fits(spec.cpu_milli, spec.memory_mib))
     )
