@@ -17,12 +17,13 @@ import httpx
 import pytest
 
 from aifactory.core.cluster import NodeSpec
+from aifactory.core.factory import FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.live.api.launch import ServerProcess
 from aifactory.live.store import Store
 from aifactory.live.wire import DepartmentSet, NodeOut, ProjectSet
-from aifactory.twin.replay import Twin
+from aifactory.twin.replay import Twin, TwinSettings
 from aifactory.twin.scenarios import from_file
 from aifactory.twin.traces.format import NOT_IN_TRACE, SPEC_COLUMNS
 
@@ -110,6 +111,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         "--memory-per-node",
         "32GiB",
     )
+    args += ("--kill-grace", "3", "--min-runtime", "5", "--policy-opt", "half_life_s=7")  # settings travel too
     with ServerProcess(tmp_path / "home", *args) as srv:
         yield srv
 
@@ -171,7 +173,10 @@ def test_every_field_walks_from_the_api_through_the_store_and_the_event_log_into
     cli = [PY, "-c", "from aifactory.cli import main; main()", "export-trace", str(out), "--store", url]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    twin = Twin(from_file(out))
+    scenario = from_file(out)
+    # The settings the floor scheduled with travel too, options included.
+    assert scenario.settings == FactorySettings(kill_grace_s=3.0, min_runtime_s=5.0, half_life_s=7.0)
+    twin = Twin(scenario, TwinSettings(scenario.settings))
     twin.run()
     f = twin.factory
     assert [n.spec for n in f.cluster] == [*live_nodes, SPARE]

@@ -22,17 +22,18 @@ returned unless the whole file is valid.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Department, Project
+from aifactory.core.settings import FactorySettings
 
 MAX_BYTES = 1 << 20  # a projects file is small; anything larger is a mistake
 
@@ -83,9 +84,31 @@ class NodeModel(BaseModel):
 
 
 class FloorFile(ProjectsFile):
-    """A floor as a trace carries it beside its jobs: the nodes, projects and departments."""
+    """A floor as a trace carries it beside its jobs: the nodes, projects and departments, and the
+    core settings it scheduled with (policy, placement, graces, policy options)."""
 
     nodes: list[NodeModel] = Field(default_factory=list)
+    settings: dict[str, Any] | None = None
+
+
+def core_settings(data: Mapping[str, Any], field: str = "settings") -> FactorySettings:
+    """FactorySettings from their fields by name, checked (SpecError naming `field.NAME`)."""
+    known = {f.name for f in fields(FactorySettings)}
+    for name in data:
+        if name not in known:
+            raise SpecError(f"{field}.{name}", f"unknown setting (known: {', '.join(sorted(known))})")
+    try:
+        return TypeAdapter(FactorySettings).validate_python(dict(data))
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SpecError(f"{field}." + ".".join(str(p) for p in first["loc"]), first["msg"]) from None
+
+
+class Floor(NamedTuple):
+    nodes: list[NodeSpec]
+    projects: list[Project]
+    departments: list[Department]
+    settings: FactorySettings | None  # None: the file does not say
 
 
 def _validate(model: type[Parsed], data: Any) -> Parsed:
@@ -102,25 +125,32 @@ def parse_projects(text: str, fmt: str = "toml") -> tuple[list[Project], list[De
     return _build(_validate(ProjectsFile, _load(text, fmt)))
 
 
-def load_floor(path: str | Path) -> tuple[list[NodeSpec], list[Project], list[Department]]:
-    """Read a floor file (YAML): its nodes, projects and departments, validated whole."""
+def load_floor(path: str | Path) -> Floor:
+    """Read a floor file (YAML): its nodes, projects, departments and settings, validated whole."""
     parsed = _validate(FloorFile, _load(_read(Path(path)), "yaml"))
     names = [n.name for n in parsed.nodes]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise SpecError(f"nodes[{i}].name", f"duplicate node {name!r}")
-    return [NodeSpec(**n.model_dump()) for n in parsed.nodes], *_build(parsed)
+    settings = core_settings(parsed.settings) if parsed.settings is not None else None
+    return Floor([NodeSpec(**n.model_dump()) for n in parsed.nodes], *_build(parsed), settings)
 
 
 def write_floor(
-    path: Path, nodes: Iterable[NodeSpec], projects: Iterable[Project], departments: Iterable[Department]
+    path: Path,
+    nodes: Iterable[NodeSpec],
+    projects: Iterable[Project],
+    departments: Iterable[Department],
+    settings: FactorySettings | None = None,
 ) -> Path:
-    """Write a floor file that `load_floor` reads back as the same nodes, projects and departments."""
-    data = {
+    """Write a floor file that `load_floor` reads back as the same nodes, projects, departments and settings."""
+    data: dict[str, Any] = {
         "nodes": [asdict(n) for n in nodes],
         "departments": [asdict(d) for d in departments],
         "projects": [asdict(p) for p in projects],
     }
+    if settings is not None:
+        data["settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

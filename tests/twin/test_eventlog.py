@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from aifactory.cli.twin import app
@@ -106,3 +107,33 @@ def test_a_window_keeps_only_the_jobs_submitted_in_it(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["convert", "eventlog", str(out), "--store", url, "--until", "last tuesday"])
     assert isinstance(bad.exception, SpecError) and bad.exception.field == "until"
     assert parse_when("1970-01-01T00:01:40", "since") == 100.0
+
+
+def test_a_floor_file_names_its_settings_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from aifactory.core.factory import FactorySettings
+    from aifactory.projects_file import load_floor, write_floor
+
+    path = write_floor(
+        tmp_path / "f.floor.yaml", [NodeSpec("n0", 4)], [Project("a")], [], FactorySettings(policy="las")
+    )
+    assert load_floor(path).settings == FactorySettings(policy="las")
+    for bad, field in [("colour: blue", "settings.colour"), ("kill_grace_s: soon", "settings.kill_grace_s")]:
+        (tmp_path / "bad.floor.yaml").write_text(f"nodes: [{{name: n0, gpu_count: 1}}]\nsettings:\n  {bad}\n")
+        with pytest.raises(SpecError) as err:
+            load_floor(tmp_path / "bad.floor.yaml")
+        assert err.value.field == field
+
+
+def test_replaying_the_floors_history_defaults_to_its_policy(tmp_path: Path) -> None:
+    from aifactory.core.factory import FactorySettings
+    from aifactory.live.history import save_settings
+
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    filled_store(url)
+    with Store(url) as store:
+        save_settings(store, FactorySettings(policy="priority", placement="spread", half_life_s=9.0))
+    result = CliRunner().invoke(app, ["run", "--trace", "eventlog", "--store", url, "--json"])
+    assert result.exit_code == 0, result.output
+    (only,) = json.loads(result.output)["variants"]
+    factory = only["settings"]["factory"]
+    assert (factory["policy"], factory["placement"], factory["half_life_s"]) == ("priority", "spread", 9.0)

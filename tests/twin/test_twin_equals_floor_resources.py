@@ -157,7 +157,8 @@ def test_the_twin_replays_cpu_memory_fractions_departments_limits_gangs_and_a_re
         "infra",
         "lab",
     }
-    twin = Twin(scenario, TwinSettings(settings.core(), ExecutorSettings(kill_delay_s=0.0, preempt_delay_s=0.0)))
+    assert scenario.settings == settings.core()  # the export carries the settings the floor scheduled with
+    twin = Twin(scenario, TwinSettings(scenario.settings, ExecutorSettings(kill_delay_s=0.0, preempt_delay_s=0.0)))
     result = twin.run()
     rec = result.recorder
     assert rec.start_order == list(first)

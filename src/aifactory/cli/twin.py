@@ -118,7 +118,7 @@ def run(
         "--policy",
         help=f"policy to replay (repeat to compare; default: the floor's); NAME{SHARED} ignores node pools",
     ),
-    placement: str = typer.Option("pack", help="placement policy"),
+    placement: str | None = typer.Option(None, help="placement policy (default: the trace's floor's, else pack)"),
     nodes: str | None = typer.Option(
         None, help="+N / -N nodes (spread over pools by size), N nodes in all, or POOL:+N for one pool"
     ),
@@ -142,10 +142,14 @@ def run(
     """Replay a trace under each policy and compare waits, JCTs, utilisation and fairness."""
     from aifactory.twin.whatif import comparison
 
-    variants = _variants(policy, placement, nodes, projects, no_pools, policy_opt)
     if report is not None:
         _writable(report, "report")
     scenario = _scenario(trace, limit, store, since, until, gpus_per_node)
+    # A floor's own history replays by default under the settings it ran with.
+    floor = scenario.settings
+    policies = policy or ([floor.policy] if floor is not None else [])
+    chosen = placement or (floor.placement if floor is not None else "pack")
+    variants = _variants(policies, chosen, nodes, projects, no_pools, policy_opt)
     cost_model = None
     if any(j.spec.duration_s is None for j in scenario.jobs):
         from aifactory.twin.costmodel import flops_cost_model
@@ -179,7 +183,7 @@ def _run_with_progress(scenario: Any, variants: list[Any], cost_model: Any, quie
     from aifactory.twin.whatif import run_variants
 
     if quiet:
-        return run_variants(scenario, variants, cost_model)
+        return run_variants(scenario, variants, cost_model, base=scenario.settings)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
@@ -188,7 +192,7 @@ def _run_with_progress(scenario: Any, variants: list[Any], cost_model: Any, quie
             task = bar.add_task(variant.name, total=len(scenario.jobs))
             return lambda done, total: bar.update(task, completed=done)
 
-        return run_variants(scenario, variants, cost_model, progress=progress_for)
+        return run_variants(scenario, variants, cost_model, progress=progress_for, base=scenario.settings)
 
 
 def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:

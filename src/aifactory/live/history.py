@@ -14,17 +14,25 @@ nodes and projects are those the store holds.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Project
+from aifactory.core.settings import FactorySettings
 from aifactory.core.states import JobState
 from aifactory.live.store import EventRow, JobRow, Store
-from aifactory.projects_file import write_floor
+from aifactory.projects_file import core_settings, write_floor
 from aifactory.twin.traces.format import Scenario, TraceJob, floor_path, for_replay, write_trace
 
 _HOLDING = (JobState.RUNNING, JobState.PREEMPTED)
+SETTINGS_META = "core_settings"  # the store's meta key: the core settings the floor last started with
+
+
+def save_settings(store: Store, settings: FactorySettings) -> None:
+    """Remember the core settings the floor schedules with, so its history replays under them."""
+    store.set_meta(SETTINGS_META, json.dumps(asdict(settings)))
 
 
 def run_times(events: list[EventRow]) -> dict[int, float]:
@@ -68,7 +76,9 @@ def load(store: Store, since: float | None = None, until: float | None = None) -
     projects = store.load_projects()
     known = {p.name for p in projects}
     projects += [Project(name=name) for name in sorted({j.spec.project for j in jobs} - known)]
-    return Scenario("eventlog", jobs, nodes, projects, store.load_departments())
+    saved = store.get_meta(SETTINGS_META)
+    settings = core_settings(json.loads(saved), "store.settings") if saved else None
+    return Scenario("eventlog", jobs, nodes, projects, store.load_departments(), settings)
 
 
 def open_and_load(url: str, since: float | None = None, until: float | None = None) -> Scenario:
@@ -84,5 +94,5 @@ def export(scenario: Scenario, out: Path) -> tuple[Path, Path]:
     if out.suffix not in (".csv", ".parquet"):
         raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
     write_trace(scenario.jobs, out)
-    floor = write_floor(floor_path(out), scenario.nodes, scenario.projects, scenario.departments)
+    floor = write_floor(floor_path(out), scenario.nodes, scenario.projects, scenario.departments, scenario.settings)
     return out, floor

@@ -36,6 +36,7 @@ from aifactory.core.states import JobState
 from aifactory.live import gpus
 from aifactory.live.checkpoints import CheckpointWatch
 from aifactory.live.executors import Executor, ProcessInfo, get_executor
+from aifactory.live.history import save_settings
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, Store
 from aifactory.projects_file import load_projects
@@ -154,6 +155,7 @@ class FactoryService:
                 projects = [Project("default", quota=float(cluster.total_gpus()))]
                 store.save_projects(projects)
             factory = Factory(cluster, projects, settings.core(), departments=store.load_departments())
+            save_settings(store, factory.settings)  # the floor's history replays under these
             service = cls(settings, store, factory, clock)
             await service._start(executor)
         except BaseException:

@@ -165,15 +165,17 @@ def run_variants(
     variants: Sequence[Variant],
     cost_model: CostModel | None = None,
     progress: Callable[[Variant], Progress | None] | None = None,
+    base: FactorySettings | None = None,
 ) -> list[RunResult]:
-    """Replay every variant (checked first, so a typo fails before any long replay)."""
+    """Replay every variant (checked first, so a typo fails before any long replay), each on
+    `base` settings (e.g. the floor's own) with its policy, placement and options."""
     for v in variants:
         check_variant(v)
     results = []
     for v in variants:
         result = replay(
             apply_variant(scenario, v),
-            settings_for(v),
+            settings_for(v, base),
             cost_model,
             progress(v) if progress is not None else None,
         )

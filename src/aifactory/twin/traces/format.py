@@ -21,6 +21,7 @@ from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
 from aifactory.core.project import PRIORITY_CLASSES, Department, Project
+from aifactory.core.settings import FactorySettings
 
 # JobSpec fields no trace carries: they say how to run the job on the machine that ran it,
 # and the twin runs nothing.
@@ -75,6 +76,7 @@ class Scenario:
     nodes: list[NodeSpec] = field(default_factory=list)
     projects: list[Project] = field(default_factory=list)
     departments: list[Department] = field(default_factory=list)
+    settings: FactorySettings | None = None  # the core settings the jobs ran under (the floor's history)
 
 
 def _float(value: Any, column: str, row: int) -> float | None:
