@@ -99,3 +99,13 @@ def test_bad_jobs_with_no_gpu_are_refused_naming_the_field(spec: JobSpec, field:
         f.handle(Submit(1, replace(spec, project="a")), 0)
     assert err.value.field == field
     assert not f.jobs
+
+
+def test_where_no_node_tracks_cpu_a_job_with_no_gpu_is_refused_not_left_unbounded() -> None:
+    f = Factory(Cluster([Node("g", 4)]), [Project("a", quota=4)], FactorySettings(policy="fairshare"))
+    with pytest.raises(SpecError) as err:
+        f.handle(Submit(1, prep(1)), 0)  # nothing bounds it: no GPU quota, no tracked CPU
+    assert err.value.field == "gpus" and "--cpus-per-node" in str(err.value) and not f.jobs
+    cpu_only_tracked = Factory(Cluster([Node("g", 4, cpu_milli=8000)]), [Project("a", quota=4)], FactorySettings())
+    with pytest.raises(SpecError):  # memory only, and only CPU is tracked here: still unbounded
+        cpu_only_tracked.handle(Submit(1, JobSpec(("x",), project="a", gpus=0, memory_mib=1024)), 0)

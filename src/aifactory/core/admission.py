@@ -12,8 +12,16 @@ def check_fits(factory: FloorState, spec: JobSpec) -> None:
     """Could the nodes the job may use ever hold it (its model, one node unless multi-node)?"""
     pool = factory.pool_of(spec.project)
     if spec.cpu_only:
-        if not factory.capacity(pool, None, cpu_only=True).nodes:
-            raise SpecError("gpus", f"no node{' in pool ' + repr(pool) if pool else ''} to run on")
+        cap = factory.capacity(pool, None, cpu_only=True)
+        where = f" in pool {pool!r}" if pool else ""
+        if not cap.nodes:
+            raise SpecError("gpus", f"no node{where} to run on")
+        # A job with no GPU counts against no GPU quota: only tracked CPU or memory bounds it, so a
+        # floor that tracks neither would let one tenant start any number of them.
+        if not ((spec.cpu_milli and cap.cpu_milli) or (spec.memory_mib and cap.memory_mib)):
+            raise SpecError(
+                "gpus", f"no node{where} tracks the CPU or memory it asks for (start the factory with --cpus-per-node)"
+            )
         return
     cap = factory.capacity(pool, spec.gpu_model)
     if spec.gpu_model is not None and not cap.nodes:
