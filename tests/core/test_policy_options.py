@@ -35,7 +35,7 @@ def test_options_are_set_by_name_and_typed() -> None:
     ("policy", "given", "field", "words"),
     [
         ("fairshare", "half_lfe_s=3", None, "did you mean 'half_life_s'"),
-        ("fifo", "half_life_s=3", None, "unknown option of policy fifo"),
+        ("fifo", "half_life_s=3", "policy_opt", "policy fifo has no options"),
         ("fairshare", "half_life_s", "policy_opt", "NAME=VALUE"),
         ("fairshare", "half_life_s=soon", "policy_opt.half_life_s", "not a s value"),
         ("fairshare", "history_weight=-1", "policy_opt.history_weight", "0 or more"),

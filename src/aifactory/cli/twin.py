@@ -223,8 +223,11 @@ def convert(
 ) -> None:
     """Write a trace in our format (docs/trace_format.md) and its floor file (NAME.floor.yaml: nodes,
     projects, departments) from Philly, openb, a trace file or the live event log."""
+    from aifactory.core.errors import SpecError
     from aifactory.live.history import export
 
+    if out.suffix not in (".csv", ".parquet"):  # before any store or trace is read
+        raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
     _writable(out, "out")
     scenario = _scenario(source, limit, store, since, until)
     _, floor = export(scenario, out)

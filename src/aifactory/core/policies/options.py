@@ -58,6 +58,9 @@ def parse_value(name: str, text: str) -> Any:
 def apply_options(settings: FactorySettings, given: Iterable[str]) -> FactorySettings:
     """`settings` with each `NAME=VALUE` of `given` set, for the settings' policy."""
     known = options_of(settings.policy)
+    given = list(given)
+    if given and not known:
+        raise SpecError("policy_opt", f"policy {settings.policy} has no options (given: {', '.join(given)})")
     changes: dict[str, Any] = {}
     for item in given:
         name, sep, text = item.partition("=")
