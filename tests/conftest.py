@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Jobs in most tests run the venv's Python, which lives where an unprivileged account may not
+# reach (/root here): those servers keep jobs on the test's own account. The isolation tests ask
+# for `--isolation full` themselves.
+os.environ["AIFACTORY_ISOLATION"] = "none"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

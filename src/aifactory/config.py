@@ -8,10 +8,16 @@
       token = "..."                    # the user's token
       project = "vision"               # the default project of `submit`
 
+      ca = "/etc/aifactory/ca.pem"     # the CA that signed the server's TLS certificate
+
       [floor]                          # defaults of `aifactory up` (a flag wins)
       db = "postgresql+psycopg://factory@db/factory"
       policy = "fairshare"
       policy_opts = ["half_life_s=3600"]
+      isolation = "full"
+
+      [users]                          # factory user -> the Unix account their jobs run as
+      alice = "alice"
 
 - The server and token of a command: flags, else `$AIFACTORY_URL` / `$AIFACTORY_TOKEN`, else
   `config.toml`, else the local server's `server.json` and admin `token` file in the home.
@@ -26,7 +32,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,6 +58,7 @@ class FloorDefaults(BaseModel):
     policy: str | None = Field(default=None, min_length=1, max_length=64)
     placement: str | None = Field(default=None, min_length=1, max_length=64)
     policy_opts: list[str] = Field(default_factory=list, max_length=64)
+    isolation: str | None = Field(default=None, pattern=r"^(auto|full|none)$")
 
 
 class ConfigFile(BaseModel):
@@ -60,7 +67,12 @@ class ConfigFile(BaseModel):
     url: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://")
     token: str | None = Field(default=None, min_length=1, max_length=512)
     project: str | None = Field(default=None, min_length=1, max_length=128)
+    ca: str | None = Field(default=None, min_length=1, max_length=4096)
     floor: FloorDefaults = Field(default_factory=lambda: FloorDefaults())
+    users: dict[
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")],
+        Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")],
+    ] = Field(default_factory=dict, max_length=10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,8 @@ class UserConfig:
     token: str | None = None
     project: str | None = None
     floor: dict[str, Any] = field(default_factory=dict)  # FloorDefaults' fields that are set
+    users: dict[str, str] = field(default_factory=dict)  # factory user -> Unix account
+    ca: str | None = None
 
 
 def read_config(home: Path) -> UserConfig:
@@ -88,22 +102,29 @@ def read_config(home: Path) -> UserConfig:
         where = ".".join(str(p) for p in first["loc"])
         raise SpecError(f"config.{where}", f"{path}: {first['msg']}") from None
     floor = {k: v for k, v in parsed.floor.model_dump().items() if v not in (None, [])}
-    return UserConfig(parsed.url, parsed.token, parsed.project, floor)
+    return UserConfig(parsed.url, parsed.token, parsed.project, floor, dict(parsed.users), parsed.ca)
 
 
 def write_login(home: Path, url: str, token: str, project: str | None) -> Path:
-    """Store the server, token and default project in `home/config.toml` (0600), keeping `[floor]`."""
-    floor = read_config(home).floor
+    """Store the server, token and default project in `home/config.toml` (0600), keeping the rest."""
+    old = read_config(home)
+    floor, users = old.floor, old.users
     try:
-        ConfigFile.model_validate({"url": url, "token": token, "project": project, "floor": floor})
+        ConfigFile.model_validate(
+            {"url": url, "token": token, "project": project, "floor": floor, "users": users, "ca": old.ca}
+        )
     except ValidationError as err:
         first = err.errors()[0]
         raise SpecError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
     lines = [f"url = {json.dumps(url)}", f"token = {json.dumps(token)}"]
     if project is not None:
         lines.append(f"project = {json.dumps(project)}")
+    if old.ca is not None:
+        lines.append(f"ca = {json.dumps(old.ca)}")
     if floor:
         lines += ["", "[floor]", *(f"{k} = {json.dumps(v)}" for k, v in floor.items())]
+    if users:
+        lines += ["", "[users]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in users.items())]
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / CONFIG
     tmp = path.with_suffix(".tmp")

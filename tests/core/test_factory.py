@@ -113,6 +113,20 @@ def test_exit_codes_decide_success_or_failure() -> None:
     assert (f.job(2).state, f.job(2).reason) == (JobState.FAILED, "process lost while the server was down")
 
 
+def test_a_job_whose_process_never_started_goes_back_to_its_place_in_the_queue() -> None:
+    f = make(gpus=1)
+    f.handle(Submit(1, spec()), 0)
+    f.handle(Submit(2, spec()), 0)
+    assert (f.job(1).state, f.job(1).attempts) == (JobState.RUNNING, 1)
+    acts = f.handle(Finished(1, None, "server stopped before the spawn", started=False), 5)
+    # Not failed: it never ran. Its GPU is free and it starts again at once, ahead of job 2.
+    assert [a.job_id for a in acts if isinstance(a, Launch)] == [1]
+    assert (f.job(1).state, f.job(1).attempts, f.job(2).state) == (JobState.RUNNING, 1, JobState.QUEUED)
+    f.handle(Cancel(1), 6)
+    f.handle(Finished(1, None, started=False), 7)  # a cancelled job that never started ends cancelled
+    assert f.job(1).state is JobState.CANCELLED
+
+
 def test_cancel_queued_is_immediate_and_running_asks_for_a_kill() -> None:
     f = make(gpus=1)
     f.handle(Submit(1, spec()), 0)

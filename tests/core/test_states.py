@@ -17,6 +17,7 @@ EDGES = {
     (JobState.RUNNING, JobState.FAILED),
     (JobState.RUNNING, JobState.CANCELLED),
     (JobState.RUNNING, JobState.PREEMPTED),
+    (JobState.RUNNING, JobState.QUEUED),  # its process never started
     (JobState.PREEMPTED, JobState.QUEUED),
     (JobState.PREEMPTED, JobState.CANCELLED),
     (JobState.PREEMPTED, JobState.FAILED),

@@ -234,11 +234,16 @@ def test_project_tokens_confine_a_user_to_their_projects(http: httpx.Client, ser
         mine = alice.post("/api/jobs", json={"command": ["true"]})
         assert mine.status_code == 201 and mine.json()["user"] == "alice"
         before = job_ids(http)
+        # Another tenant's job answers exactly as a job that does not exist: ids are not probed.
+        for path in ("/api/jobs/{}", "/api/jobs/{}/logs"):
+            hidden, missing = alice.get(path.format(theirs["id"])), alice.get(path.format(10**9))
+            assert hidden.status_code == missing.status_code == 404
+            assert hidden.json()["detail"].replace(str(theirs["id"]), "N") == missing.json()["detail"].replace(
+                str(10**9), "N"
+            )
+        assert alice.post(f"/api/jobs/{theirs['id']}/cancel").status_code == 404
         refusals = [
             alice.post("/api/jobs", json={"command": ["true"], "project": "vision"}),
-            alice.get(f"/api/jobs/{theirs['id']}"),
-            alice.post(f"/api/jobs/{theirs['id']}/cancel"),
-            alice.get(f"/api/jobs/{theirs['id']}/logs"),
             alice.get("/api/jobs", params={"project": "vision"}),
             alice.post("/api/tokens", json={"user": "mallory", "projects": ["vision"]}),
             alice.put("/api/projects/vision", json={"quota": 4}),

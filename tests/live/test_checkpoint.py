@@ -30,6 +30,8 @@ def test_report_outside_the_factory_does_nothing(monkeypatch: pytest.MonkeyPatch
 
 def test_watch_sees_new_mtimes_only(tmp_path: Path) -> None:
     watch = CheckpointWatch(tmp_path)
+    for job_id in (1, 2, 3):  # the jobs' scratch directories, as launching makes them
+        checkpoint_path(tmp_path, job_id).parent.mkdir()
     old = checkpoint_path(tmp_path, 1)
     old.write_text("from an earlier attempt\n")
     watch.baseline(1)  # launched: the earlier attempt's file is no report

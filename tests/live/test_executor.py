@@ -244,9 +244,16 @@ def test_attach_to_a_dead_or_foreign_process_is_lost(tmp_path: Path) -> None:
     async def main() -> None:
         r = Recorder(tmp_path / "logs")
         r.ex.attach(1, os.getpid(), os.getpgid(0), None)  # alive, but not this job's wrapper
-        r.ex.attach(2, None, None, None)  # crashed between launch and recording the pid
+        r.ex.attach(2, None, None, None)  # crashed between the launch decision and the spawn
+        # Crashed after the spawn but before recording the pid: the wrapper's own pid file tells.
+        log3 = r.ex.log_path(3)
+        Path(f"{log3}.pid").write_text("999999999")
+        Path(f"{log3}.exit").write_text("0 \n")
+        r.ex.attach(3, None, None, None)
         assert await r.finished(1) == Finished(1, None, LOST)
-        assert await r.finished(2) == Finished(2, None, LOST)
+        never = await r.finished(2)
+        assert (never.exit_code, never.started) == (None, False) and never.reason.startswith("requeued")
+        assert await r.finished(3) == Finished(3, 0, "")
         assert r.ex.watched == set()
 
     run(main)

@@ -7,12 +7,15 @@ inside the commands so `aifactory --help` stays instant.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aifactory.cli.apps import new_app
+from aifactory.cli.text import printable
 from aifactory.core.errors import SpecError
 
 if TYPE_CHECKING:
@@ -22,9 +25,9 @@ if TYPE_CHECKING:
     from aifactory.live.wire import GpuOut, JobOut
 
 ACTIVE_STATES = ["queued", "running", "preempted"]
-token_app = typer.Typer(no_args_is_help=True, help="Per-user API tokens (admin only).")
-project_app = typer.Typer(no_args_is_help=True, help="Add or change projects (admin only).")
-department_app = typer.Typer(no_args_is_help=True, help="Add or change departments (admin only).")
+token_app = new_app(no_args_is_help=True, help="Per-user API tokens (admin only).")
+project_app = new_app(no_args_is_help=True, help="Add or change projects (admin only).")
+department_app = new_app(no_args_is_help=True, help="Add or change departments (admin only).")
 
 
 def register(app: typer.Typer) -> None:
@@ -58,7 +61,8 @@ def _console() -> Console:
 
     # Piped output (grep, files) gets wide lines instead of rich's 80 columns and wrapped cells.
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-    return Console(highlight=False, soft_wrap=False, width=width)
+    # Markup off: names and reasons are other users' text, never rich markup (a name `[/]` crashed it).
+    return Console(highlight=False, soft_wrap=False, width=width, markup=False, emoji=False)
 
 
 def up(ctx: typer.Context) -> None:
@@ -256,6 +260,7 @@ def jobs(
 ) -> None:
     """The queue: id, project, user, state, GPUs, where, wait, runtime, and why a queued job waits."""
     from rich.table import Table
+    from rich.text import Text
 
     states = [state] if state else (None if all_ else ACTIVE_STATES)
     with _client() as client:
@@ -266,15 +271,15 @@ def jobs(
     for j in rows:
         table.add_row(
             str(j.id),
-            j.name or Path(j.command[0]).name,
-            j.project,
-            j.user,
-            f"[{STATE_STYLE.get(j.state, '')}]{j.state}[/]",
+            printable(j.name or Path(j.command[0]).name),
+            printable(j.project),
+            printable(j.user),
+            Text(j.state, style=STATE_STYLE.get(j.state, "")),
             _gpus(j.gpus),
             j.placement or "-",
             duration(j.wait_s),
             duration(j.runtime_s),
-            _note(j),
+            printable(_note(j)),
         )
     console = _console()
     console.print(table)
@@ -289,10 +294,10 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     with _client() as client:
         j = client.job(job_id)
     console = _console()
-    console.print(f"[bold]job {j.id}[/]" + (f" ({j.name})" if j.name else "") + f": {j.state}")
+    console.print(f"job {j.id}" + (f" ({printable(j.name)})" if j.name else "") + f": {j.state}", style="bold")
     spec = {k: v for k, v in j.spec.items() if k != "command" and v not in (None, {}, False)}
     lines = [
-        ("command", " ".join(j.command)),
+        ("command", shlex.join(j.command)),
         ("project", j.project),
         ("user", j.user),
         *((k, str(v)) for k, v in spec.items() if k not in ("project", "user")),
@@ -309,12 +314,12 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
             lines.append(("estimated start", f"{_clock(j.estimated_start)} ({_estimate(j)}, if jobs ahead allow)"))
     pad = max(len(key) for key, _ in lines)
     for key, value in lines:
-        console.print(f"  {key:<{pad}}  {value}")
+        console.print(f"  {key:<{pad}}  {printable(value)}")
     history = Table(title="history", box=None, header_style="bold", title_justify="left")
     for col in ("TIME", "FROM", "TO", "REASON"):
         history.add_column(col)
     for e in j.history or []:
-        history.add_row(_clock(e.at), e.old or "-", e.new, e.reason)
+        history.add_row(_clock(e.at), e.old or "-", e.new, printable(e.reason))
     console.print(history)
 
 
@@ -342,12 +347,13 @@ def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
 
 def _holders(gpu: GpuOut) -> str:
     if not gpu.holders:
-        return "[green]free[/]"
+        return "free"
     parts = []
     for h in gpu.holders:
         share = "" if h.milli == 1000 else f" ({h.milli / 1000:.2f})"
-        parts.append(f"job {h.job_id} {h.user}/{h.project}{share}")
-    return ", ".join(parts)
+        who = "in use" if h.job_id is None else f"job {h.job_id} {h.user}/{h.project}"
+        parts.append(f"{who}{share}")
+    return printable(", ".join(parts))
 
 
 def nodes() -> None:
@@ -364,7 +370,9 @@ def nodes() -> None:
         host_mem = f"{n.memory_free_mib / 1024:g}/{n.memory_mib / 1024:g} GiB" if n.memory_mib else "-"
         for g in n.gpus:
             memory = f"{g.memory_mib / 1024:g} GiB" if g.memory_mib else "-"
-            table.add_row(n.name, n.pool, cpus, host_mem, str(g.index), g.model, memory, _holders(g))
+            table.add_row(
+                printable(n.name), printable(n.pool), cpus, host_mem, str(g.index), g.model, memory, _holders(g)
+            )
             cpus = host_mem = ""  # once per node
     _console().print(table)
 
@@ -385,7 +393,7 @@ def projects() -> None:
         limit = "-" if p.limit is None else _gpus(p.limit)
         pending = f"{p.queued} ({_gpus(p.pending_gpus)} GPUs)" if p.queued else "0"
         numbers = (_gpus(p.quota), _gpus(p.weight), limit, _gpus(p.in_use), _gpus(p.borrowed), _gpus(p.lent))
-        table.add_row(p.name, p.department or "-", *numbers, str(p.running), pending)
+        table.add_row(printable(p.name), printable(p.department or "-"), *numbers, str(p.running), pending)
     console = _console()
     console.print(table)
     if depts:
@@ -395,7 +403,7 @@ def projects() -> None:
         for d in depts:
             limit = "-" if d.limit is None else _gpus(d.limit)
             dnumbers = (_gpus(d.quota), _gpus(d.weight), limit, _gpus(d.in_use), _gpus(d.borrowed))
-            dtable.add_row(d.name, *dnumbers, ", ".join(d.projects) or "-")
+            dtable.add_row(printable(d.name), *dnumbers, printable(", ".join(d.projects) or "-"))
         console.print()
         console.print(dtable)
 

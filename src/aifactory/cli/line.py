@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aifactory.cli.apps import new_app
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -16,9 +18,9 @@ if TYPE_CHECKING:
     from aifactory.line.pipeline import Pipeline
     from aifactory.line.runner import RunResult
 
-datasets_app = typer.Typer(help="Versioned datasets: list, show, create.", invoke_without_command=True)
-line_app = typer.Typer(help="Run production-line pipelines.", no_args_is_help=True)
-models_app = typer.Typer(help="The model registry: versions, aliases, promote, rollback.", invoke_without_command=True)
+datasets_app = new_app(help="Versioned datasets: list, show, create.", invoke_without_command=True)
+line_app = new_app(help="Run production-line pipelines.", no_args_is_help=True)
+models_app = new_app(help="The model registry: versions, aliases, promote, rollback.", invoke_without_command=True)
 
 HomeOpt = typer.Option(None, "--home", help="factory home (default: $AIFACTORY_HOME or ~/.aifactory)")
 
@@ -37,7 +39,7 @@ def _when(ts: float) -> str:
 def _console() -> Console:
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False, emoji=False)  # names and sources are user text, not rich markup
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -74,7 +76,7 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), h
     ds = Datasets(home)
     v = ds.resolve(ref)
     console = _console()
-    console.print(f"[bold]{v.ref}[/]  rows {v.rows}  features {v.features}  source {v.source}")
+    console.print(f"{v.ref}  rows {v.rows}  features {v.features}  source {v.source}")
     console.print(f"sha256 {v.sha256}\nstored {v.path}\ncreated {_when(v.created_at)} UTC")
     _, y = ds.load(v)
     labels, counts = np.unique(y, return_counts=True)
@@ -257,7 +259,7 @@ def models_show(
     name, tag = parse_ref(ref)
     if tag is not None:
         v = reg.resolve(ref)
-        console.print(f"[bold]{v.ref}[/]  created {_when(v.created_at)} UTC  sha256 {v.sha256[:12]}")
+        console.print(f"{v.ref}  created {_when(v.created_at)} UTC  sha256 {v.sha256[:12]}")
         console.print(f"checkpoint {v.checkpoint_path}")
         console.print_json(json.dumps({"metrics": v.metrics, "lineage": v.lineage}, default=str))
         return

@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from aifactory.cli.apps import new_app
+
+app = new_app(no_args_is_help=True)
 
 CATALOG_OPT = typer.Option(None, "--catalog", help="TOML file of GPUs/systems added to or overriding the catalogue.")
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object instead of a table.")

@@ -11,7 +11,9 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from aifactory.cli.apps import new_app
+
+app = new_app(no_args_is_help=True)
 
 SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one shared pool with quotas)
 

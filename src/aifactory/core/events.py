@@ -15,11 +15,15 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A job's process exited (exit_code None: it was lost, e.g. its node died)."""
+    """A job's process exited (exit_code None: it was lost, e.g. its node died).
+
+    `started` False: its process never existed (the server stopped between the launch decision
+    and the spawn); the job did not run, so it goes back to its queue instead of failing."""
 
     job_id: int
     exit_code: int | None
     reason: str = ""
+    started: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,7 +295,12 @@ class Factory:
         job.exit_code = event.exit_code
         stop = job.stop_reason
         job.stop_reason = None
-        if job.state is JobState.PREEMPTED:
+        if not event.started and (stop is None or stop.startswith("preempted") or stop == TIME_LIMIT):
+            job.queued_at = now
+            job.attempts -= 1  # the attempt never happened
+            self._move(job, JobState.QUEUED, now, event.reason or "requeued: its process never started", out)
+            self._enqueue(job)
+        elif job.state is JobState.PREEMPTED:
             if stop is not None and not stop.startswith("preempted"):
                 self._move(job, JobState.CANCELLED, now, stop, out)
             else:

@@ -25,7 +25,10 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # queued -> failed: the job can never run (e.g. its node pool was removed).
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED}),
+    # running -> queued: its process never started (the server stopped between decision and spawn).
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED, JobState.QUEUED}
+    ),
     # preempted -> queued once the process has exited and its GPUs are free again;
     # cancelled or failed if the user cancels it or its process is lost meanwhile.
     JobState.PREEMPTED: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),

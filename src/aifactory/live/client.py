@@ -17,7 +17,7 @@ import httpx
 
 from aifactory.config import connection, resolve_home
 from aifactory.core.errors import AifactoryError
-from aifactory.live.wire import CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
+from aifactory.live.wire import PAGE_MAX, CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
 
 
 class ServerUnreachable(AifactoryError):
@@ -101,9 +101,18 @@ class Client:
         user: str | None = None,
         limit: int | None = None,
     ) -> list[JobOut]:
-        """Jobs newest first; a list of states selects jobs in any of them."""
-        params = {k: v for k, v in {"project": project, "state": state, "user": user, "limit": limit}.items() if v}
-        return [JobOut.model_validate(j) for j in self._request("GET", "/api/jobs", params=params).json()]
+        """Jobs newest first, every page (or the newest `limit`); a list of states selects any of them."""
+        params: dict[str, Any] = {k: v for k, v in {"project": project, "state": state, "user": user}.items() if v}
+        out: list[JobOut] = []
+        path: str | None = "/api/jobs"
+        while path is not None and (limit is None or len(out) < limit):
+            if limit is not None:
+                params["limit"] = min(limit - len(out), PAGE_MAX)
+            response = self._request("GET", path, params=params)
+            out.extend(JobOut.model_validate(j) for j in response.json())
+            nxt = response.links.get("next", {}).get("url")
+            path, params = (None, params) if nxt is None else (nxt, {})
+        return out if limit is None else out[:limit]
 
     def job(self, job_id: int) -> JobOut:
         return JobOut.model_validate(self._request("GET", f"/api/jobs/{job_id}").json())

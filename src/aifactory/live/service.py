@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from aifactory.live import gpus
 from aifactory.live.checkpoints import CheckpointWatch
 from aifactory.live.executors import Executor, ProcessInfo, get_executor
 from aifactory.live.history import save_settings
+from aifactory.live.isolation import Isolation
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, Store
 from aifactory.projects_file import load_projects
@@ -131,7 +132,9 @@ class FactoryService:
         self._inbox: asyncio.Queue[Event | None] = asyncio.Queue()  # None: re-read next_wakeup
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._checkpoints = CheckpointWatch(settings.logs_dir)
+        # Resolved here: a server that cannot isolate as asked does not start.
+        self.isolation = Isolation.configure(settings.isolation, settings.home, dict(settings.users))
+        self._checkpoints = CheckpointWatch(self.isolation.jobs_dir)
         self._watcher: asyncio.Task[None] | None = None
         self.executor: Executor | None = None
         self.driver: Driver | None = None
@@ -141,10 +144,11 @@ class FactoryService:
     @classmethod
     async def open(cls, settings: LiveSettings, executor: str = "local", clock: Clock = time.time) -> FactoryService:
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(settings.home, 0o700)  # tokens, the database and every job's log: the server's alone
         cluster = build_cluster(settings)
         # Read whole before the store is touched: a bad file changes nothing.
         config = read_projects_file(settings.projects_file, cluster) if settings.projects_file else None
-        settings.logs_dir.mkdir(exist_ok=True)
+        settings.logs_dir.mkdir(mode=0o700, exist_ok=True)
         store = Store(settings.database_url).open()
         try:
             store.save_nodes(cluster)
@@ -164,7 +168,9 @@ class FactoryService:
         return service
 
     async def _start(self, executor: str) -> None:
-        self.executor = get_executor(executor, self.settings.logs_dir, self._inbox.put_nowait, self._started)
+        self.executor = get_executor(
+            executor, self.settings.logs_dir, self._inbox.put_nowait, self._started, self.isolation
+        )
         self.driver = Driver(
             self.factory, self._clock, self.executor, self._wake_loop, persist=self._persist, on_change=self._changed
         )
@@ -369,18 +375,29 @@ class FactoryService:
     def jobs(
         self,
         project: str | None = None,
-        state: JobState | str | None = None,
+        state: JobState | str | Collection[JobState | str] | None = None,
         user: str | None = None,
         limit: int | None = None,
+        *,
+        projects: Collection[str] | None = None,
+        before: int | None = None,
     ) -> list[JobRow]:
-        return self.store.list_jobs(project=project, state=state, user=user, limit=limit)
+        """Jobs newest first (Store.list_jobs); blocking: async callers run it in a thread."""
+        return self.store.list_jobs(project, state, user, limit, projects=projects, before=before)
+
+    def is_active(self, job_id: int) -> bool:
+        """Queued, running or preempted: the core still holds it."""
+        return job_id in self.factory.jobs
 
     def history(self, job_id: int) -> list[EventRow]:
         self.store.get_job(job_id)  # NotFound for an unknown id
         return self.store.events(job_id=job_id)
 
     def log_path(self, job_id: int) -> Path:
-        row = self.store.get_job(job_id)
+        return self.log_path_of(self.store.get_job(job_id))
+
+    def log_path_of(self, row: JobRow) -> Path:
+        job_id = row.id
         if row.log_path:
             return Path(row.log_path)
         return self.settings.logs_dir / f"job-{job_id}.log"

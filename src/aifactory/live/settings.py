@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,13 @@ from aifactory.core.policies.options import apply_options
 def opt(flag: str, parse: Callable[[str], Any], help: str, many: bool = False) -> dict[str, Any]:
     """A field's command-line option: its flag, how its text is read, its help; `many`: repeatable."""
     return {"flag": flag, "parse": parse, "help": help, "many": many}
+
+
+ISOLATION_ENV = "AIFACTORY_ISOLATION"
+
+
+def _flag(text: str) -> bool:
+    return True
 
 
 def memory_mib(text: str) -> int:
@@ -108,6 +116,22 @@ class LiveSettings:
             "--policy-opt", str, "NAME=VALUE setting of the policy, e.g. half_life_s=3600 (repeat)", many=True
         ),
     )
+    isolation: str = field(
+        default_factory=lambda: os.environ.get(ISOLATION_ENV) or "auto",
+        metadata=opt(
+            "--isolation",
+            str,
+            "how jobs are kept apart: full (own Unix account, cgroup; needs root), none (the server's account), "
+            "auto (full where root)",
+        ),
+    )
+    users: tuple[tuple[str, str], ...] = ()  # factory user -> Unix account (config.toml [users])
+    tls_cert: Path | None = field(default=None, metadata=opt("--tls-cert", Path, "serve HTTPS with this certificate"))
+    tls_key: Path | None = field(default=None, metadata=opt("--tls-key", Path, "the private key of --tls-cert"))
+    insecure: bool = field(
+        default=False,
+        metadata=opt("--insecure", _flag, "allow plain HTTP beyond loopback (tokens cross the network in clear)"),
+    )
     host: str = field(default="127.0.0.1", metadata=opt("--host", str, "address to listen on"))
     port: int = field(
         default=8470, metadata=opt("--port", int, "port to listen on; 0 picks a free one (see server.json)")
@@ -125,6 +149,10 @@ class LiveSettings:
                 raise SpecError(unit, f"must be a whole number >= 0, got {value!r}")
         if not self.checkpoint_poll_s > 0:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
+        if self.isolation not in ("auto", "full", "none"):
+            raise SpecError("isolation", f"must be auto, full or none, got {self.isolation!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SpecError("tls_cert", "--tls-cert and --tls-key go together")
         self.core()  # an unknown policy option or a bad value is refused here, naming it
 
     @classmethod
@@ -132,12 +160,16 @@ class LiveSettings:
         """The settings a server starts with: the options given (None: not given), over the home's
         `config.toml` `[floor]` table, over the defaults."""
         home = resolve_home(home)
-        floor = read_config(home).floor
+        config = read_config(home)
+        floor = config.floor
         from_file: dict[str, Any] = {
             "db_url": floor.get("db"),
             "policy": floor.get("policy"),
             "placement": floor.get("placement"),
             "policy_opts": tuple(floor.get("policy_opts", ())) or None,
+            # The environment may choose too (tests and embedded factories: one person, no tenants).
+            "isolation": floor.get("isolation") or os.environ.get(ISOLATION_ENV) or None,
+            "users": tuple(sorted(config.users.items())) or None,
         }
         if given.get("policy") not in (None, floor.get("policy")):
             from_file["policy_opts"] = None  # the file's options are its own policy's
@@ -194,6 +226,9 @@ def settings_parser(prog: str) -> argparse.ArgumentParser:
         meta = f.metadata
         plain = meta["many"] or f.default is MISSING or f.default in (None, ())
         shown = "" if plain else f" [default: {f.default}]"
+        if meta["parse"] is _flag:  # a switch: present or not
+            p.add_argument(meta["flag"], dest=f.name, action="store_const", const=True, help=meta["help"])
+            continue
         action = "append" if meta["many"] else "store"
         metavar = METAVARS.get(meta["parse"], "S" if f.name.endswith("_s") else "VALUE")
         p.add_argument(

@@ -8,15 +8,46 @@ in the core's units (MiB, seconds).
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from aifactory.core.job import JobSpec
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request body the server reads
+
+PAGE_MAX = 1000  # items per page of a list route, at most
+MAX_ID = (1 << 63) - 1  # ids are 64-bit signed integers in the store
+MAX_MEMORY_MIB = 1 << 40  # a zebibyte: more than any node, small enough for a 64-bit column
+MAX_DURATION_S = 100 * 366 * 86400.0  # a century: "no limit" is said by giving none
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_SPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, newline and CR pass
+
+
+def no_control(value: str) -> str:
+    """Names and paths: no control character at all (NUL breaks exec; ESC rewrites terminals)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"contains the control character {found.group()!r} at position {found.start()}")
+    return value
+
+
+def no_control_but_space(value: str) -> str:
+    """Arguments and environment values: tab and newline are fine (a script for `bash -c`), NUL and
+    other control characters are not."""
+    found = _CONTROL_BUT_SPACE.search(value)
+    if found:
+        raise ValueError(f"contains the control character {found.group()!r} at position {found.start()}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_control)]
+Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(no_control)]
+Arg = Annotated[str, Field(max_length=131072), AfterValidator(no_control_but_space)]
+GpuCount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 _MEMORY_UNITS_MIB = {"": 1, "m": 1, "mb": 1, "mi": 1, "mib": 1, "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024}
 _MEMORY_UNITS_MIB |= {"t": 1 << 20, "tb": 1 << 20, "ti": 1 << 20, "tib": 1 << 20}
@@ -38,6 +69,8 @@ def parse_memory_mib(value: str | int) -> int:
         mib = round(float(m.group(1)) * _MEMORY_UNITS_MIB[unit])
     if mib <= 0:
         raise ValueError(f"must be positive, got {value!r}")
+    if mib > MAX_MEMORY_MIB:
+        raise ValueError(f"too large: {value!r} (at most {MAX_MEMORY_MIB} MiB)")
     return mib
 
 
@@ -58,6 +91,8 @@ def parse_duration_s(value: str | float) -> float:
             seconds = sum(float(n) * _DURATION_UNITS_S[u] for n, u in parts)
     if not seconds > 0:
         raise ValueError(f"must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        raise ValueError(f"too long: {value!r} (at most a century; give no limit for none)")
     return seconds
 
 
@@ -68,21 +103,21 @@ class _Strict(BaseModel):
 class JobSubmit(_Strict):
     """A job as a user writes it: the body of POST /api/jobs and the fields of a job YAML."""
 
-    command: list[str] = Field(min_length=1, max_length=4096)
-    project: str = Field("default", min_length=1, max_length=128)
+    command: list[Arg] = Field(min_length=1, max_length=4096)
+    project: Name = "default"
     gpus: float = Field(1.0, ge=0, le=4096, allow_inf_nan=False)  # 0: a job with no GPU (asks cpus or memory)
     gpu_memory: str | StrictInt | None = None  # "20GiB" or MiB: a fraction of one GPU by memory
-    gpu_model: str | None = Field(None, min_length=1, max_length=128)
+    gpu_model: Name | None = None
     multi_node: StrictBool = False
     cpus: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)  # CPU cores per node (0: not asked)
     memory: str | StrictInt | None = None  # host memory per node, "16GiB" or MiB
     priority: StrictInt = Field(0, ge=-1_000_000, le=1_000_000)
     # train (may borrow idle GPUs, preemptible), interactive or inference (within quota, never preempted)
-    priority_class: str = Field("train", min_length=1, max_length=64)
+    priority_class: Name = "train"
     time_limit: str | float | None = None  # "1h30m" or seconds
-    name: str | None = Field(None, min_length=1, max_length=256)
-    workdir: str | None = Field(None, min_length=1, max_length=4096)
-    env: dict[str, str] = Field(default_factory=dict, max_length=1024)
+    name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(no_control)] | None = None
+    workdir: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(no_control)] | None = None
+    env: dict[str, Arg] = Field(default_factory=dict, max_length=1024)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -181,10 +216,12 @@ class JobOut(BaseModel):
 
 
 class HolderOut(BaseModel):
-    job_id: int
+    """A share of a GPU; another tenant's shows only as in use (job_id, user and project None)."""
+
+    job_id: int | None
     milli: int  # share of the GPU held, in 1/1000 of a GPU
-    user: str
-    project: str
+    user: str | None
+    project: str | None
 
 
 class GpuOut(BaseModel):
@@ -238,25 +275,25 @@ class DepartmentOut(BaseModel):
 class ProjectSet(_Strict):
     """The body of PUT /api/projects/{name}: add a project or change one (GPUs)."""
 
-    quota: float = Field(0.0, ge=0, allow_inf_nan=False)
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
-    limit: float | None = Field(None, gt=0, allow_inf_nan=False)
-    pool: str | None = Field(None, min_length=1, max_length=128)
-    department: str | None = Field(None, min_length=1, max_length=128)
-    quota_by_model: dict[str, float] = Field(default_factory=dict, max_length=64)  # GPU model -> guaranteed GPUs
+    quota: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, le=1_000_000, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    pool: Name | None = None
+    department: Name | None = None
+    quota_by_model: dict[Name, GpuCount] = Field(default_factory=dict, max_length=64)  # GPU model -> guaranteed GPUs
 
 
 class DepartmentSet(_Strict):
     """The body of PUT /api/departments/{name}: add a department or change one (GPUs)."""
 
-    quota: float = Field(0.0, ge=0, allow_inf_nan=False)
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
-    limit: float | None = Field(None, gt=0, allow_inf_nan=False)
+    quota: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, le=1_000_000, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
 
 
 class TokenCreate(_Strict):
-    user: str = Field(min_length=1, max_length=128)
-    projects: list[str] = Field(min_length=1, max_length=1024)
+    user: Name
+    projects: list[Name] = Field(min_length=1, max_length=1024)
     admin: StrictBool = False
 
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aifactory.core.states import JobState
 from aifactory.live.service import FactoryService
 
 POLL_S = 0.1  # how often a followed log is checked for new bytes
@@ -49,7 +48,8 @@ async def read_log(path: Path, lines: int | None) -> AsyncIterator[bytes]:
 
 
 def _terminal(service: FactoryService, job_id: int) -> bool:
-    return JobState(str(service.job(job_id).state)).terminal
+    # In memory, not the database: the core forgets a job once it has ended.
+    return not service.is_active(job_id)
 
 
 async def follow_log(service: FactoryService, job_id: int, path: Path, lines: int | None) -> AsyncIterator[bytes]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from aifactory.core import driver
 from aifactory.core.events import Finished
 from aifactory.plugins import lookup
+
+if TYPE_CHECKING:
+    from aifactory.live.isolation import Isolation
 
 OnFinished = Callable[[Finished], None]
 
@@ -56,7 +59,7 @@ class Executor(driver.Executor, Protocol):
         ...
 
 
-ExecutorFactory = Callable[[Path, OnFinished, OnStarted], Executor]
+ExecutorFactory = Callable[[Path, OnFinished, OnStarted, "Isolation | None"], Executor]
 
 # name -> "module:attribute", imported on first use so unused executors cost nothing.
 EXECUTORS: dict[str, str | ExecutorFactory] = {"local": "aifactory.live.executors.local:LocalExecutor"}
@@ -66,8 +69,15 @@ def register_executor(name: str, factory: str | ExecutorFactory) -> None:
     EXECUTORS[name] = factory
 
 
-def get_executor(name: str, logs_dir: Path, on_finished: OnFinished, on_started: OnStarted = no_record) -> Executor:
-    return lookup("executor", EXECUTORS, name)(logs_dir, on_finished, on_started)
+def get_executor(
+    name: str,
+    logs_dir: Path,
+    on_finished: OnFinished,
+    on_started: OnStarted = no_record,
+    isolation: Isolation | None = None,
+) -> Executor:
+    """The executor `name`; `isolation` is how it keeps jobs apart on its nodes (None: not at all)."""
+    return lookup("executor", EXECUTORS, name)(logs_dir, on_finished, on_started, isolation)
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from aifactory.core.events import Finished
 from aifactory.core.job import MILLI, JobSpec, Placement
 from aifactory.live.checkpoints import checkpoint_path
 from aifactory.live.executors import OnFinished, OnStarted, ProcessInfo, no_record, wrap
+from aifactory.live.isolation import Isolation, IsolationError
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ def is_wrapper_alive(pid: int, status: Path) -> bool:
     return not raw or os.fsencode(status) in raw.split(b"\0")
 
 
-def job_env(job_id: int, spec: JobSpec, placement: Placement, checkpoint: Path | None = None) -> dict[str, str]:
-    env = {**os.environ, **spec.env}
+def factory_env(job_id: int, placement: Placement, checkpoint: Path | None = None) -> dict[str, str]:
+    """What the factory tells every job (over the job's own variables)."""
+    env = {}
     if checkpoint is not None:  # the job reports a checkpoint by touching it (aifactory.checkpoint)
         env[CHECKPOINT_ENV] = str(checkpoint)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for _, idx in placement.parts for g in idx)
@@ -94,7 +96,16 @@ def job_env(job_id: int, spec: JobSpec, placement: Placement, checkpoint: Path |
 
 def _spawn(status: Path, argv: list[str], env: dict[str, str], actions: Sequence[tuple[object, ...]]) -> int:
     status.unlink(missing_ok=True)  # a status left by an earlier attempt
+    Path(wrap.started_path(str(status))).unlink(missing_ok=True)  # and its pid
     return os.posix_spawn(argv[0], argv, env, file_actions=actions)
+
+
+def _read_started(status: Path) -> int | None:
+    """The pid the wrapper recorded as it started (None: it never started)."""
+    try:
+        return int(Path(wrap.started_path(str(status))).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(slots=True)
@@ -112,9 +123,19 @@ class _Proc:
 class LocalExecutor:
     name: ClassVar[str] = "local"
 
-    def __init__(self, logs_dir: Path, on_finished: OnFinished, on_started: OnStarted = no_record) -> None:
+    def __init__(
+        self,
+        logs_dir: Path,
+        on_finished: OnFinished,
+        on_started: OnStarted = no_record,
+        isolation: Isolation | None = None,
+    ) -> None:
         self.logs_dir = Path(logs_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if isolation is None:  # no tenants to keep apart (tests, embedded factories)
+            isolation = Isolation("none", self.logs_dir / "jobs")
+            isolation.jobs_dir.mkdir(exist_ok=True)
+        self.isolation = isolation
         self._on_finished = on_finished
         self._on_started = on_started
         self._starting: set[asyncio.Task[None]] = set()  # launches whose process is being spawned
@@ -164,41 +185,54 @@ class LocalExecutor:
         return asyncio.ensure_future(self._launch(job_id, spec, placement))
 
     async def _launch(self, job_id: int, spec: JobSpec, placement: Placement) -> ProcessInfo | None:
-        log_path = self.log_path(job_id)
-        status = status_path(log_path)
         if not spec.command:
             self._launching.pop(job_id, None)
             self._report(job_id, wrap.NOT_FOUND, "empty command")
             return None
-        argv = [sys.executable, "-I", "-S", WRAP, str(status), spec.workdir or self._cwd, *spec.command]
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
-        env = job_env(job_id, spec, placement, checkpoint_path(self.logs_dir, job_id))
         try:
-            # In a thread: the spawn returns only once the child has exec'd, which on a
-            # busy machine takes milliseconds the event loop should spend on requests.
-            pid = await asyncio.to_thread(_spawn, status, argv, env, actions)
-        except OSError as exc:
+            pid, log_path = await self._spawn_job(job_id, spec, placement)
+        except Exception as exc:  # any failure to start ends the job: none stays `running` without a process
+            self._launching.pop(job_id, None)
+            if not isinstance(exc, OSError | IsolationError):
+                log.exception("job %d: launch failed", job_id)
             self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
             return None
-        finally:
-            kill_grace = self._launching.pop(job_id, None)
+        kill_grace = self._launching.pop(job_id, None)
         self._watch(_Proc(job_id, pid, pid, log_path, spec.command))
         if kill_grace is not None:  # a kill came while it was starting
             self.stop(job_id, kill_grace)
         return ProcessInfo(pid, pid, log_path)
 
+    async def _spawn_job(self, job_id: int, spec: JobSpec, placement: Placement) -> tuple[int, Path]:
+        log_path = self.log_path(job_id)
+        status = status_path(log_path)
+        checkpoint = checkpoint_path(self.isolation.jobs_dir, job_id)
+        launch = self.isolation.prepare(job_id, spec, placement, factory_env(job_id, placement, checkpoint))
+        argv = [sys.executable, "-I", "-S", WRAP, *launch.wrapper_options()]
+        argv += [str(status), spec.workdir or self._cwd, *spec.command]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        # In a thread: the spawn returns only once the child has exec'd, which on a
+        # busy machine takes milliseconds the event loop should spend on requests.
+        pid = await asyncio.to_thread(_spawn, status, argv, launch.env, actions)
+        return pid, log_path
+
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
         path = Path(log_path) if log_path else self.log_path(job_id)
         status = status_path(path)
-        if pid is not None and is_wrapper_alive(pid, status):
+        if pid is None:  # the server stopped before it recorded the spawn: did the wrapper start?
+            pid = pgid = _read_started(status)
+            if pid is None:
+                reason = "requeued: the server stopped before the job's process started"
+                asyncio.get_running_loop().call_soon(self._on_finished, Finished(job_id, None, reason, started=False))
+                return
+        if is_wrapper_alive(pid, status):
             self._watch(_Proc(job_id, pid, pgid or pid, path))
             return
-        if pid is not None:
-            self._reap(pid)  # our own child from before a close() in this process
+        self._reap(pid)  # our own child from before a close() in this process
         done = read_status(status)
         # It ended while no server watched: its status file says how; without one it was killed.
         self._report(job_id, *(done if done is not None else (None, LOST)))
@@ -223,6 +257,7 @@ class LocalExecutor:
         if proc is not None:
             proc.killed = True
             self._signal(proc, signal.SIGKILL)
+            self.isolation.kill_all(job_id)  # what left the process group is still in the job's cgroup
 
     def _signal(self, proc: _Proc, sig: signal.Signals) -> None:
         try:
@@ -285,6 +320,7 @@ class LocalExecutor:
             return
         self._unwatch(asyncio.get_running_loop(), proc)
         wrapper_code = self._reap(proc.pid)
+        self.isolation.finished(job_id)
         done = read_status(status_path(proc.log_path), proc.command)
         if done is not None:
             self._report(job_id, *done)

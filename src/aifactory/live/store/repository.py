@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -190,18 +190,30 @@ class Store:
     def list_jobs(
         self,
         project: str | None = None,
-        state: JobState | str | None = None,
+        state: JobState | str | Collection[JobState | str] | None = None,
         user: str | None = None,
         limit: int | None = None,
+        *,
+        projects: Collection[str] | None = None,
+        before: int | None = None,
     ) -> list[JobRow]:
-        """Jobs matching every filter given, newest first (`limit`: the newest N)."""
+        """Jobs matching every filter given, newest first (`limit`: the newest N).
+
+        `state` may be several states (any of them); `projects` limits to the projects a caller may
+        see (applied in the query, so before the limit); `before` is a cursor: only ids below it."""
         where = []
         if project is not None:
             where.append(m.jobs.c.project == project)
-        if state is not None:
+        if projects is not None:
+            where.append(m.jobs.c.project.in_(sorted(projects)))
+        if isinstance(state, str):
             where.append(m.jobs.c.state == JobState(state).value)
+        elif state is not None:
+            where.append(m.jobs.c.state.in_(sorted({JobState(s).value for s in state})))
         if user is not None:
             where.append(m.jobs.c.user == user)
+        if before is not None:
+            where.append(m.jobs.c.id < before)
         return self._select_jobs(*where, newest_first=True, limit=limit)
 
     def _select_jobs(self, *where: Any, newest_first: bool = False, limit: int | None = None) -> list[JobRow]:

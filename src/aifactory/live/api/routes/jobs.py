@@ -1,12 +1,21 @@
-"""/api/jobs: submit, list, show, cancel, logs."""
+"""/api/jobs: submit, list, show, cancel, logs.
+
+Database reads run in a worker thread, never on the event loop: a long listing must not stall
+other requests. Lists are pages (newest first, a `Link: <...>; rel="next"` header to the next
+one); the caller's projects filter the query itself, so a page is never emptied after the fact.
+A job in a project the caller may not use answers 404 like a job that does not exist.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import AfterValidator
 
+from aifactory.core.errors import NotFound
 from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller
 from aifactory.live.api.convert import job_out
@@ -14,12 +23,14 @@ from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.logs import follow_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
-from aifactory.live.wire import JobOut, JobSubmit
+from aifactory.live.wire import MAX_ID, PAGE_MAX, JobOut, JobSubmit, no_control
 
 router = APIRouter(tags=["jobs"])
 
-
 ESTIMATES_PER_LIST = 200  # queued jobs per listing that get an estimated start (each costs a pass over running jobs)
+
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job id")]
+NameQuery = Annotated[str | None, Query(min_length=1, max_length=128), AfterValidator(lambda v: v and no_control(v))]
 
 
 def _out(service: FactoryService, row: JobRow, history: list[EventRow] | None = None, estimate: bool = True) -> JobOut:
@@ -29,9 +40,19 @@ def _out(service: FactoryService, row: JobRow, history: list[EventRow] | None = 
     return job_out(row, history, service.pending_reason(row.id), estimated_start=start)
 
 
-def _visible_job(service: FactoryService, caller: Caller, job_id: int) -> JobRow:
-    row = service.job(job_id)
-    caller.require_project(row.project)
+def scope(caller: Caller) -> frozenset[str] | None:
+    """The projects whose jobs `caller` may see (None: all)."""
+    return None if caller.admin else caller.projects
+
+
+async def visible_job(service: FactoryService, caller: Caller, job_id: int) -> JobRow:
+    """The job, or NotFound: the same answer whether it does not exist or is another tenant's."""
+    try:
+        row = await asyncio.to_thread(service.job, job_id)
+    except NotFound:
+        row = None
+    if row is None or not caller.may_use(row.project):
+        raise NotFound(f"no job {job_id}")
     return row
 
 
@@ -44,50 +65,52 @@ async def submit(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> Job
 
 @router.get("/jobs", response_model=list[JobOut])
 async def list_jobs(
+    request: Request,
+    response: Response,
     service: ServiceDep,
     caller: CallerDep,
-    project: str | None = None,
+    project: NameQuery = None,
     state: Annotated[list[JobState] | None, Query(description="repeat for several states")] = None,
-    user: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    user: NameQuery = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="jobs per page")] = PAGE_MAX,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="cursor: only jobs with a lower id")] = None,
 ) -> list[JobOut]:
-    """Jobs newest first, filtered; several `state` values select jobs in any of them."""
+    """Jobs newest first, filtered, one page; several `state` values select jobs in any of them."""
     if project is not None:
         caller.require_project(project)
-    if state and len(set(state)) > 1:
-        picked = [r for s in set(state) for r in service.jobs(project=project, state=s, user=user, limit=limit)]
-        rows = sorted(picked, key=lambda r: -r.id)[:limit]
-    else:
-        rows = service.jobs(project=project, state=state[0] if state else None, user=user, limit=limit)
-    visible = [r for r in rows if caller.may_use(r.project)]
-    queued = [r.id for r in visible if str(r.state) == JobState.QUEUED]
+    states = list(set(state)) if state else None
+    rows = await asyncio.to_thread(service.jobs, project, states, user, limit, projects=scope(caller), before=before)
+    if len(rows) == limit:
+        after = request.url.include_query_params(before=rows[-1].id)
+        response.headers["Link"] = f'<{after.path}?{after.query}>; rel="next"'
+    queued = [r.id for r in rows if str(r.state) == JobState.QUEUED]
     # The oldest queued jobs are the ones whose start is near enough to estimate usefully.
     estimated = set(sorted(queued)[:ESTIMATES_PER_LIST])
-    return [_out(service, r, estimate=r.id in estimated) for r in visible]
+    return [_out(service, r, estimate=r.id in estimated) for r in rows]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def show(job_id: int, service: ServiceDep, caller: CallerDep) -> JobOut:
-    row = _visible_job(service, caller, job_id)
-    return _out(service, row, service.history(job_id))
+async def show(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
+    row = await visible_job(service, caller, job_id)
+    return _out(service, row, await asyncio.to_thread(service.history, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-async def cancel(job_id: int, service: ServiceDep, caller: CallerDep) -> JobOut:
-    _visible_job(service, caller, job_id)
+async def cancel(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
+    await visible_job(service, caller, job_id)
     return _out(service, await service.cancel(job_id))
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
 async def logs(
-    job_id: int,
+    job_id: JobId,
     service: ServiceDep,
     caller: CallerDep,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
 ) -> Response:
     """The job's stdout and stderr (its last `tail` lines); `follow=true` streams until it ends, log drained."""
-    _visible_job(service, caller, job_id)
-    path = service.log_path(job_id)
+    row = await visible_job(service, caller, job_id)
+    path = service.log_path_of(row)
     chunks = follow_log(service, job_id, path, tail) if follow else read_log(path, tail)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")

@@ -1,4 +1,7 @@
-"""/api/nodes: the nodes, their GPUs, and who holds each."""
+"""/api/nodes: the nodes, their GPUs, and who holds each.
+
+A tenant sees its own projects' jobs on a GPU; another tenant's share shows only as in use
+(no job id, user or project). Holders come from the core's memory, not one query per GPU."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
+from aifactory.live.api.auth import Caller
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.service import FactoryService, NodeView
 from aifactory.live.wire import GpuOut, HolderOut, NodeOut
@@ -13,19 +17,21 @@ from aifactory.live.wire import GpuOut, HolderOut, NodeOut
 router = APIRouter(tags=["nodes"])
 
 
-def _holder(service: FactoryService, job_id: int, milli: int) -> HolderOut:
-    row = service.job(job_id)
-    return HolderOut(job_id=job_id, milli=milli, user=row.user, project=row.project)
+def _holder(service: FactoryService, caller: Caller, job_id: int, milli: int) -> HolderOut:
+    job = service.factory.jobs.get(job_id)
+    if job is None or not caller.may_use(job.spec.project):
+        return HolderOut(job_id=None, milli=milli, user=None, project=None)
+    return HolderOut(job_id=job_id, milli=milli, user=job.spec.user, project=job.spec.project)
 
 
-def node_out(service: FactoryService, view: NodeView) -> NodeOut:
+def node_out(service: FactoryService, caller: Caller, view: NodeView) -> NodeOut:
     spec = view.spec
     gpus = [
         GpuOut(
             index=i,
             model=spec.gpu_model,
             memory_mib=spec.gpu_memory_mib,
-            holders=[_holder(service, job_id, milli) for job_id, milli in sorted(held.items())],
+            holders=[_holder(service, caller, job_id, milli) for job_id, milli in sorted(held.items())],
         )
         for i, held in enumerate(view.holders)
     ]
@@ -36,4 +42,4 @@ def node_out(service: FactoryService, view: NodeView) -> NodeOut:
 
 @router.get("/nodes", response_model=list[NodeOut])
 async def list_nodes(service: ServiceDep, caller: CallerDep) -> list[NodeOut]:
-    return [node_out(service, v) for v in service.nodes()]
+    return [node_out(service, caller, v) for v in service.nodes()]
