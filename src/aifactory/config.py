@@ -105,13 +105,15 @@ def read_config(home: Path) -> UserConfig:
     return UserConfig(parsed.url, parsed.token, parsed.project, floor, dict(parsed.users), parsed.ca)
 
 
-def write_login(home: Path, url: str, token: str, project: str | None) -> Path:
+def write_login(home: Path, url: str, token: str, project: str | None, ca: str | None = None) -> Path:
     """Store the server, token and default project in `home/config.toml` (0600), keeping the rest."""
     old = read_config(home)
-    floor, users = old.floor, old.users
+    floor, users, ca = old.floor, old.users, ca or old.ca
+    if ca is not None:
+        ca = str(Path(ca).absolute())
     try:
         ConfigFile.model_validate(
-            {"url": url, "token": token, "project": project, "floor": floor, "users": users, "ca": old.ca}
+            {"url": url, "token": token, "project": project, "floor": floor, "users": users, "ca": ca}
         )
     except ValidationError as err:
         first = err.errors()[0]
@@ -119,8 +121,8 @@ def write_login(home: Path, url: str, token: str, project: str | None) -> Path:
     lines = [f"url = {json.dumps(url)}", f"token = {json.dumps(token)}"]
     if project is not None:
         lines.append(f"project = {json.dumps(project)}")
-    if old.ca is not None:
-        lines.append(f"ca = {json.dumps(old.ca)}")
+    if ca is not None:
+        lines.append(f"ca = {json.dumps(ca)}")
     if floor:
         lines += ["", "[floor]", *(f"{k} = {json.dumps(v)}" for k, v in floor.items())]
     if users:

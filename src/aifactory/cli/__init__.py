@@ -29,8 +29,15 @@ def _root(
     version: bool = typer.Option(
         False, "--version", is_eager=True, help="Print the version and exit.", callback=lambda v: _version(v)
     ),
+    ca: str | None = typer.Option(
+        None, "--ca", help="Verify the server's TLS certificate with this CA file (default: config.toml ca)."
+    ),
 ) -> None:
     """An AI factory: share GPUs (floor), run the production line, replay the floor (twin), plan compute."""
+    if ca is not None:
+        import os
+
+        os.environ["AIFACTORY_CA"] = ca  # read by the client the command makes
 
 
 def _version(asked: bool) -> None:

@@ -93,10 +93,16 @@ def login(
         token = typer.prompt("token", hide_input=True).strip()
     if not token:
         raise SpecError("token", "is empty")
-    with Client(url, token) as client:
+    import os
+
+    from aifactory.config import read_config
+
+    home = resolve_home()
+    ca = os.environ.get("AIFACTORY_CA") or read_config(home).ca  # `aifactory --ca FILE login ...`
+    with Client(url, token, ca=ca) as client:
         who = client.me()
     project = who.projects[0] if who.projects is not None and len(who.projects) == 1 else None
-    path = write_login(resolve_home(), url, token, project)
+    path = write_login(home, url, token, project, ca)
     scope = "every project" if who.projects is None else ", ".join(who.projects)
     default = f"; default project {project}" if project else ""
     typer.echo(f"logged in to {url} as {who.user} ({scope}){default}; saved in {path}")
@@ -363,7 +369,7 @@ def nodes() -> None:
     with _client() as client:
         rows = client.nodes()
     table = Table(box=None, header_style="bold")
-    for col in ("NODE", "POOL", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
+    for col in ("NODE", "POOL", "ISOLATION", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
         table.add_column(col)
     for n in rows:
         cpus = f"{n.cpu_free_milli / 1000:g}/{n.cpu_milli / 1000:g}" if n.cpu_milli else "-"
@@ -371,7 +377,15 @@ def nodes() -> None:
         for g in n.gpus:
             memory = f"{g.memory_mib / 1024:g} GiB" if g.memory_mib else "-"
             table.add_row(
-                printable(n.name), printable(n.pool), cpus, host_mem, str(g.index), g.model, memory, _holders(g)
+                printable(n.name),
+                printable(n.pool),
+                n.isolation,
+                cpus,
+                host_mem,
+                str(g.index),
+                g.model,
+                memory,
+                _holders(g),
             )
             cpus = host_mem = ""  # once per node
     _console().print(table)

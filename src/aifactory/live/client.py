@@ -9,14 +9,16 @@ message naming the field for bad input, or where it looked for an unreachable se
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from aifactory.config import connection, resolve_home
-from aifactory.core.errors import AifactoryError
+from aifactory.config import connection, read_config, resolve_home
+from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.wire import PAGE_MAX, CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
 
 
@@ -49,11 +51,24 @@ def error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}"
 
 
+CA_ENV = "AIFACTORY_CA"
+
+
+def tls_context(ca: str | Path | None) -> ssl.SSLContext | bool:
+    """Verification for HTTPS: the system's CAs, or the one CA file given (`--ca`, config `ca`)."""
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise SpecError("ca", f"cannot use {ca} as a CA file: {exc}") from None
+
+
 class Client:
-    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0, ca: str | Path | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=tls_context(ca))
 
     @classmethod
     def from_env(cls, home: Path | None = None, timeout: float = 30.0) -> Client:
@@ -64,7 +79,8 @@ class Client:
                 f"no factory server found (looked at {found.looked}): start one with `aifactory up`, "
                 "or connect with `aifactory login URL`"
             )
-        return cls(found.url, found.token, timeout)
+        ca = os.environ.get(CA_ENV) or read_config(resolve_home(home)).ca
+        return cls(found.url, found.token, timeout, ca)
 
     def close(self) -> None:
         self._http.close()

@@ -244,6 +244,7 @@ class NodeOut(BaseModel):
     memory_free_mib: int = 0
     rack: str | None = None
     up: bool = True
+    isolation: str = "none"  # full: own Unix account and cgroup per job; none: the server's account
 
 
 class ProjectOut(BaseModel):

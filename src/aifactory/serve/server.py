@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import itertools
 import json
 import logging
@@ -33,7 +32,7 @@ import uvicorn
 
 from aifactory.config import resolve_home
 from aifactory.core.errors import AifactoryError, SpecError, UnknownName
-from aifactory.netutil import bind_tcp
+from aifactory.netutil import bind_tcp, http_url, is_loopback, tls_files
 from aifactory.serve.app import create_app
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog, LogWriter
@@ -67,6 +66,9 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # 1 MiB: ~3,000 rows of 64 pixels in JSON
     threads: int = 1  # torch intra-op threads; the event loop and the log writer need the other core
     log_url: str | None = None  # prediction log database; default SQLite under home
+    tls_cert: Path | None = None  # serve HTTPS with this certificate and key
+    tls_key: Path | None = None
+    insecure: bool = False  # allow serving beyond loopback without a token
 
 
 class Serving:
@@ -178,14 +180,22 @@ def make_auth(config: ServeConfig) -> TokenCheck | None:
     return any_of(checks)
 
 
-def uvicorn_config(app: Guard) -> uvicorn.Config:
+def uvicorn_config(app: Guard, tls: dict[str, str] | None = None) -> uvicorn.Config:
     """No access log and no proxy-header rewriting: both cost on every request and serve no one here."""
-    return uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False, lifespan="on")
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        lifespan="on",
+        **(tls or {}),  # type: ignore[arg-type]
+    )
 
 
 def public_settings(config: ServeConfig) -> dict[str, Any]:
     """The effective settings of a served model, without its secret (saved with it in the ready file)."""
-    return {**asdict(config), "home": str(config.home), "token": "set" if config.token else None}
+    out = {**asdict(config), "home": str(config.home), "token": "set" if config.token else None}
+    return out | {k: str(out[k]) for k in ("tls_cert", "tls_key") if out[k] is not None}
 
 
 def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path | None = None) -> None:
@@ -196,12 +206,15 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     serving = Serving(config, source or RegistrySource(config.home))
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    tls = tls_files(config.tls_cert, config.tls_key)
+    url = http_url(host, port, bool(tls))
     auth = make_auth(config)
-    if auth is None and not ipaddress.ip_address(host).is_loopback:
-        log.warning("serving on %s without a token: anyone who can reach it can use it (see --token-file)", host)
+    if auth is None and not is_loopback(host):
+        log.warning("serving on %s without a token (--insecure): anyone who can reach it can use it", host)
+    if not tls and not is_loopback(host):
+        log.warning("serving on %s over plain HTTP: tokens and inputs cross the network in clear", host)
     app = Guard(create_app(serving), config.max_body_bytes, auth)
-    server = uvicorn.Server(uvicorn_config(app))
+    server = uvicorn.Server(uvicorn_config(app, tls))
     # The heap now holds torch, FastAPI, SQLAlchemy and the model: ~10^6 long-lived objects that
     # every full collection would walk (0.2-0.5 s on this box, a stall for every request in
     # flight). Freezing moves them out of the collector's sight.
@@ -249,6 +262,9 @@ def serve_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--ready-file", type=Path, default=None, help="write {url, pid, model, version, settings} once bound"
     )
+    p.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", type=Path, default=None, help="the private key of --tls-cert")
+    p.add_argument("--insecure", action="store_true", help="allow serving beyond loopback without a token")
     return p
 
 
@@ -272,6 +288,9 @@ def parse_args(
         poll_s=a.poll_s,
         threads=a.threads,
         log_url=a.log_url,
+        tls_cert=a.tls_cert,
+        tls_key=a.tls_key,
+        insecure=a.insecure,
     )
     return config, a.ready_file
 
@@ -291,6 +310,9 @@ def make_config(
     threads: int,
     factory_tokens: bool = False,
     log_url: str | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    insecure: bool = False,
 ) -> ServeConfig:
     """Check command-line values (SpecError naming the option) and build the config."""
     if not 0 <= port <= 65535:
@@ -300,6 +322,13 @@ def make_config(
     if threads < 1:
         raise SpecError("threads", f"must be >= 1, got {threads}")
     batch = BatchSettings(max_batch, max_wait_ms / 1000) if batching else BatchSettings.off()
+    tls_files(tls_cert, tls_key)  # both or neither, readable
+    if not (token_file or factory_tokens or insecure or is_loopback(host)):
+        raise SpecError(
+            "host",
+            f"{host} is reachable from the network: give --token-file or --factory-tokens "
+            "(or --insecure to serve anyone who can reach it)",
+        )
     return ServeConfig(
         ref=ref,
         home=resolve_home(home),
@@ -312,6 +341,9 @@ def make_config(
         poll_s=poll_s,
         threads=threads,
         log_url=log_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure=insecure,
     )
 
 

@@ -27,7 +27,7 @@ from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings, parse_settings
-from aifactory.netutil import bind_tcp
+from aifactory.netutil import bind_tcp, http_url, is_loopback, tls_files
 
 
 class _Server(uvicorn.Server):
@@ -43,10 +43,6 @@ class _Server(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def _announce(server: uvicorn.Server, server_file: Path, url: str) -> None:
@@ -78,7 +74,7 @@ def refuse_if_served(server_file: Path) -> None:
         info = json.loads(server_file.read_text())
         pid, url = int(info["pid"]), str(info["url"])
         os.kill(pid, 0)
-        host, _, port = url.removeprefix("http://").rpartition(":")
+        host, _, port = url.split("://", 1)[-1].rpartition(":")
         socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
     except (OSError, ValueError, KeyError, TypeError):
         return
@@ -88,6 +84,18 @@ def refuse_if_served(server_file: Path) -> None:
 async def serve(settings: LiveSettings, executor: str = "local") -> None:
     """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
     refuse_if_served(settings.server_file)
+    tls = tls_files(settings.tls_cert, settings.tls_key)
+    if not tls and not is_loopback(settings.host):
+        if not settings.insecure:
+            raise SpecError(
+                "host",
+                f"{settings.host} is reachable from the network and tokens would cross it in clear: "
+                "give --tls-cert/--tls-key (or --insecure to allow plain HTTP)",
+            )
+        print(
+            f"aifactory: WARNING: plain HTTP on {settings.host} (--insecure): every token crosses the network in clear",
+            file=sys.stderr,
+        )
     sock = bind_tcp(settings.host, settings.port)
     try:
         service = await FactoryService.open(settings, executor)
@@ -102,9 +110,11 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=3,
+            **tls,  # type: ignore[arg-type]
         )
         server = _Server(config)
-        url = _url(settings.host, sock.getsockname()[1])
+        url = http_url(settings.host, sock.getsockname()[1], bool(tls))
+        print(f"aifactory: isolation: {service.isolation.describe()}", file=sys.stderr)
         announce = asyncio.create_task(_announce(server, settings.server_file, url))
         try:
             await server.serve(sockets=[sock])

@@ -36,7 +36,12 @@ def node_out(service: FactoryService, caller: Caller, view: NodeView) -> NodeOut
         for i, held in enumerate(view.holders)
     ]
     return NodeOut(
-        **asdict(spec), gpus=gpus, up=view.up, cpu_free_milli=view.cpu_free_milli, memory_free_mib=view.memory_free_mib
+        **asdict(spec),
+        gpus=gpus,
+        up=view.up,
+        cpu_free_milli=view.cpu_free_milli,
+        memory_free_mib=view.memory_free_mib,
+        isolation=service.isolation.short,
     )
 
 
