@@ -216,3 +216,17 @@ def test_up_in_the_foreground_ctrl_c_stops_the_server_not_the_jobs(tmp_path: Pat
             up.kill()
             up.wait()
         again.stop()
+
+
+def test_user_text_is_printed_as_text_never_as_markup(server: ServerProcess) -> None:
+    names = ["[/]", "[bold red]loud[/]", "[link=http://x]y"]
+    ids = [int(ok(cli(server, "submit", "-q", "--name", name, "--", "true"))) for name in names]
+    for job_id in ids:
+        wait_state(server, job_id, {"succeeded"})
+    table = ok(cli(server, "jobs", "--all"))
+    for name in names:
+        assert name in table, table
+    shown = ok(cli(server, "show", str(ids[1])))
+    assert "[bold red]loud[/]" in shown
+    # Control characters never reach the server's store, so never a terminal.
+    refused(cli(server, "submit", "--name", "\x1b]0;pwned\x07", "--", "true"), "name")

@@ -427,11 +427,49 @@ def token_create(
     user: str = typer.Option(..., help="Whom the token acts for: the user of the jobs it submits."),
     project: list[str] = typer.Option(..., help="A project the token may use (repeatable)."),
     admin: bool = typer.Option(False, help="An admin token: every project, may create tokens."),
+    expires: str | None = typer.Option(None, help="Lapses after this long, e.g. 30d, 12h (default: never)."),
 ) -> None:
     """Create a token for USER bound to PROJECTs; printed once, the server keeps only its hash."""
     with _client() as client:
-        t = client.create_token(user, project, admin)
+        t = client.create_token(user, project, admin, expires)
     typer.echo(t.token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: id, user, projects, created, expires, state (active, expired, revoked)."""
+    from rich.table import Table
+
+    with _client() as client:
+        rows = client.tokens()
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "USER", "PROJECTS", "ADMIN", "CREATED", "EXPIRES", "STATE"):
+        table.add_column(col)
+    for t in rows:
+        projects = "*" if t.projects == "*" else ",".join(t.projects)
+        expires = "-" if t.expires_at is None else _clock(t.expires_at)[:16]
+        admin_mark = "yes" if t.admin else ""
+        table.add_row(
+            t.id, printable(t.user), printable(projects), admin_mark, _clock(t.created_at)[:16], expires, t.state
+        )
+    _console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str = typer.Argument(..., help="The token's id (from `token list`; 8+ digits).")) -> None:
+    """Revoke a token: refused from its next request on."""
+    with _client() as client:
+        revoked = client.revoke_token(token_id)
+    for t in revoked:
+        typer.echo(f"token {t.id} ({printable(t.user)}): revoked")
+
+
+@token_app.command("rotate-admin")
+def token_rotate_admin() -> None:
+    """A new admin token in the server's home `token` file; the old one is revoked."""
+    with _client() as client:
+        t = client.rotate_admin()
+    typer.echo(f"new admin token {t.id} written to the server's token file; the old one is revoked")
 
 
 @project_app.command("set")

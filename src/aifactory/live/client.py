@@ -19,7 +19,7 @@ import httpx
 
 from aifactory.config import connection, read_config, resolve_home
 from aifactory.core.errors import AifactoryError, SpecError
-from aifactory.live.wire import PAGE_MAX, CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenOut
+from aifactory.live.wire import PAGE_MAX, CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenInfoOut, TokenOut
 
 
 class ServerUnreachable(AifactoryError):
@@ -171,6 +171,17 @@ class Client:
         """Add or change a department (admin): quota, weight, limit."""
         return DepartmentOut.model_validate(self._request("PUT", f"/api/departments/{name}", json=fields).json())
 
-    def create_token(self, user: str, projects: list[str], admin: bool = False) -> TokenOut:
-        body = {"user": user, "projects": projects, "admin": admin}
+    def create_token(self, user: str, projects: list[str], admin: bool = False, expires: str | None = None) -> TokenOut:
+        body: dict[str, Any] = {"user": user, "projects": projects, "admin": admin}
+        if expires is not None:
+            body["expires"] = expires
         return TokenOut.model_validate(self._request("POST", "/api/tokens", json=body).json())
+
+    def tokens(self) -> list[TokenInfoOut]:
+        return [TokenInfoOut.model_validate(t) for t in self._request("GET", "/api/tokens").json()]
+
+    def revoke_token(self, token_id: str) -> list[TokenInfoOut]:
+        return [TokenInfoOut.model_validate(t) for t in self._request("DELETE", f"/api/tokens/{token_id}").json()]
+
+    def rotate_admin(self) -> TokenOut:
+        return TokenOut.model_validate(self._request("POST", "/api/tokens/rotate-admin").json())

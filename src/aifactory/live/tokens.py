@@ -16,7 +16,7 @@ class StoreTokens:
     """Accept the tokens the floor's store at `home` knows; answers are cached for `ttl_s` seconds
     so that a hot path does not hit the database."""
 
-    def __init__(self, home: Path, ttl_s: float = 30.0) -> None:
+    def __init__(self, home: Path, ttl_s: float = 5.0) -> None:
         self.store = Store(LiveSettings(home=Path(home)).database_url).open()
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[bool, float]] = {}

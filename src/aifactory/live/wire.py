@@ -20,7 +20,7 @@ from aifactory.core.job import JobSpec
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request body the server reads
 
 PAGE_MAX = 1000  # items per page of a list route, at most
-MAX_ID = (1 << 63) - 1  # ids are 64-bit signed integers in the store
+MAX_ID = (1 << 31) - 1  # ids are 32-bit signed integers in the store (INTEGER on PostgreSQL)
 MAX_MEMORY_MIB = 1 << 40  # a zebibyte: more than any node, small enough for a 64-bit column
 MAX_DURATION_S = 100 * 366 * 86400.0  # a century: "no limit" is said by giving none
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -296,13 +296,38 @@ class TokenCreate(_Strict):
     user: Name
     projects: list[Name] = Field(min_length=1, max_length=1024)
     admin: StrictBool = False
+    expires: str | float | None = None  # "30d", "12h" or seconds from now; None: never
+
+    @field_validator("expires")
+    @classmethod
+    def _expires(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration_s(value)
+        return value
 
 
 class TokenOut(BaseModel):
+    """A token as made: the only time the token itself is shown."""
+
     token: str
+    id: str
     user: str
     projects: list[str] | Literal["*"]
     admin: bool
+    expires_at: float | None = None
+
+
+class TokenInfoOut(BaseModel):
+    """A token as listed: its id (the first digits of its hash), never the token."""
+
+    id: str
+    user: str
+    projects: list[str] | Literal["*"]
+    admin: bool
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    state: Literal["active", "expired", "revoked"]
 
 
 class CallerOut(BaseModel):

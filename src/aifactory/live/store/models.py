@@ -98,6 +98,8 @@ tokens = sa.Table(
     sa.Column("is_admin", sa.Boolean, nullable=False),
     sa.Column("projects", sa.JSON, nullable=False),  # list of project names, or "*"
     sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double),  # None: never
+    sa.Column("revoked_at", sa.Double),  # None: not revoked
 )
 
 meta = sa.Table(
@@ -246,6 +248,12 @@ class TokenInfo:
     is_admin: bool
     projects: tuple[str, ...] | Literal["*"]
     created_at: float
+    id: str = ""  # the first characters of the token's hash: names it in lists and revokes
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+    def valid(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
     def may_use(self, project: str) -> bool:
         return self.is_admin or self.projects == "*" or project in self.projects

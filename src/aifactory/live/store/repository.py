@@ -19,7 +19,7 @@ from alembic.config import Config
 
 from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import NODE_FIELDS, Node, NodeSpec
-from aifactory.core.errors import AifactoryError, NotFound
+from aifactory.core.errors import AifactoryError, NotFound, SpecError
 from aifactory.core.job import Job, JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
@@ -30,6 +30,23 @@ from aifactory.live.store.models import EventRow, JobRow, TokenInfo
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+TOKEN_ID_LEN = 12  # the hash's first hex digits shown as a token's id
+TOKEN_ID_MIN = 8  # the fewest digits a revoke accepts
+
+
+def _token_info(row: Mapping[Any, Any]) -> TokenInfo:
+    projects = row["projects"]
+    return TokenInfo(
+        user=row["user"],
+        is_admin=bool(row["is_admin"]),
+        projects="*" if projects == "*" else tuple(projects),
+        created_at=row["created_at"],
+        id=row["sha256"][:TOKEN_ID_LEN],
+        expires_at=row.get("expires_at"),
+        revoked_at=row.get("revoked_at"),
+    )
 
 
 def token_hash(token: str) -> str:
@@ -310,33 +327,52 @@ class Store:
         is_admin: bool = False,
         projects: Iterable[str] | Literal["*"] = "*",
         now: float | None = None,
-    ) -> None:
+        expires_at: float | None = None,
+    ) -> TokenInfo:
         """Store a token by its SHA-256 only (the token itself is never written)."""
+        row = {
+            "sha256": token_hash(token),
+            "user": user,
+            "is_admin": is_admin,
+            "projects": "*" if projects == "*" else sorted(projects),
+            "created_at": time.time() if now is None else now,
+            "expires_at": expires_at,
+            "revoked_at": None,
+        }
         with self.engine.begin() as conn:
-            conn.execute(
-                m.tokens.insert(),
-                {
-                    "sha256": token_hash(token),
-                    "user": user,
-                    "is_admin": is_admin,
-                    "projects": "*" if projects == "*" else sorted(projects),
-                    "created_at": time.time() if now is None else now,
-                },
-            )
+            conn.execute(m.tokens.insert(), row)
+        return _token_info(row)
 
-    def token_info(self, token: str) -> TokenInfo | None:
+    def token_info(self, token: str, now: float | None = None) -> TokenInfo | None:
+        """The token's record if it is known, not revoked and not expired (at `now`)."""
         query = sa.select(m.tokens).where(m.tokens.c.sha256 == token_hash(token))
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        projects = row.projects
-        return TokenInfo(
-            user=row.user,
-            is_admin=bool(row.is_admin),
-            projects="*" if projects == "*" else tuple(projects),
-            created_at=row.created_at,
-        )
+        info = _token_info(row._mapping)
+        return info if info.valid(time.time() if now is None else now) else None
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token ever made (revoked and expired ones too), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.tokens).order_by(m.tokens.c.created_at)).all()
+        return [_token_info(r._mapping) for r in rows]
+
+    def revoke_tokens(self, prefix: str, now: float | None = None) -> list[TokenInfo]:
+        """Revoke the tokens whose id starts with `prefix` (at least TOKEN_ID_MIN characters);
+        NotFound if none does. Already revoked ones stay as they were."""
+        if len(prefix) < TOKEN_ID_MIN or not all(c in "0123456789abcdef" for c in prefix):
+            raise SpecError("id", f"a token id is {TOKEN_ID_MIN} or more hex digits, got {prefix!r}")
+        at = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            hit = m.tokens.c.sha256.startswith(prefix, autoescape=True)
+            rows = conn.execute(sa.select(m.tokens).where(hit)).all()
+            if not rows:
+                raise NotFound(f"no token {prefix}")
+            conn.execute(m.tokens.update().where(hit, m.tokens.c.revoked_at.is_(None)).values(revoked_at=at))
+            rows = conn.execute(sa.select(m.tokens).where(hit)).all()
+        return [_token_info(r._mapping) for r in rows]
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.engine.connect() as conn:
