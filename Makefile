@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -31,3 +31,15 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Refresh the lock from pyproject.toml's ranges: a clean venv takes the newest releases they allow
+# (torch held at the CPU wheel this machine carries), and constraints.txt records every version.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q 'torch==2.13.0' -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^torch=='; \
+	  echo 'torch==2.13.0'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv

@@ -67,3 +67,36 @@ def test_printable_escapes_control_characters() -> None:
     assert printable("a\x1b]0;title\x07b") == "a\\x1b]0;title\\x07b"
     assert printable("tab\there\nnl") == "tab\\there\\nnl"
     assert printable("caf\u00e9 \u2003x") == "caf\u00e9 \u2003x"
+
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)
+)
+
+
+def test_a_billion_laughs_job_file_is_refused_at_once(tmp_path: Path) -> None:
+    import time
+
+    job = tmp_path / "laughs.yaml"
+    job.write_text("command: [true]\n" + LAUGHS)
+    started = time.monotonic()
+    done = run("submit", str(job), home=tmp_path)
+    assert done.returncode == 2 and "expands to more than" in done.stderr, done.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_yaml_and_toml_limits() -> None:
+    from aifactory.bounded import MAX_DEPTH, load_toml, load_yaml
+    from aifactory.core.errors import SpecError
+
+    with pytest.raises(SpecError, match="expands to more than"):
+        load_yaml(LAUGHS)
+    with pytest.raises(SpecError, match="aliases"):
+        load_yaml("a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n")
+    with pytest.raises(SpecError, match="deeper"):
+        load_yaml("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    with pytest.raises(SpecError, match="larger"):
+        load_yaml("x: " + "y" * (2 << 20))
+    with pytest.raises(SpecError, match="deeper"):
+        load_toml("x = " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    assert load_yaml("a: &x [1]\nb: *x\n") == {"a": [1], "b": [1]}  # a few aliases are fine

@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aifactory.bounded import load_toml
 from aifactory.core.errors import SpecError
 
 HOME_ENV, URL_ENV, TOKEN_ENV = "AIFACTORY_HOME", "AIFACTORY_URL", "AIFACTORY_TOKEN"
@@ -93,7 +94,7 @@ def read_config(home: Path) -> UserConfig:
     if path.stat().st_size > MAX_BYTES:
         raise SpecError("config", f"{path} is larger than {MAX_BYTES} bytes")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = load_toml(path.read_text(encoding="utf-8"), "config", str(path), MAX_BYTES)
         parsed = ConfigFile.model_validate(data)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError("config", f"{path}: not valid TOML ({exc})") from None

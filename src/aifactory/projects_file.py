@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
+from aifactory.bounded import load_toml, load_yaml
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
 from aifactory.core.project import Department, Project
@@ -183,12 +184,12 @@ def _load(text: str, fmt: str) -> Any:
         raise SpecError("file", f"larger than {MAX_BYTES} bytes")
     if fmt == "toml":
         try:
-            return tomllib.loads(text)
+            return load_toml(text)
         except tomllib.TOMLDecodeError as err:
             raise SpecError("file", f"not valid TOML: {err}") from None
     if fmt == "yaml":
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as err:
             raise SpecError("file", f"not valid YAML: {err}") from None
         if data is None:

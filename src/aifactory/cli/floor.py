@@ -111,10 +111,10 @@ def login(
 def _read_job_file(path: Path) -> dict[str, Any]:
     import yaml
 
+    from aifactory.bounded import load_yaml, read_bounded
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError("file", f"cannot read {path}: {exc.strerror}") from None
+        data = load_yaml(read_bounded(path), "file", str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -65,12 +65,14 @@ class Pipeline(BaseModel):
 def load_pipeline(path: Path) -> Pipeline:
     import yaml
 
+    from aifactory.bounded import load_yaml, read_bounded
+
     path = Path(path)
     if not path.is_file():
         raise SpecError("pipeline", f"no such file: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        data = load_yaml(read_bounded(path, "pipeline"), "pipeline", path.name)
+    except yaml.YAMLError as exc:
         raise SpecError("pipeline", f"{path.name} is not valid YAML: {exc}") from None
     pipeline = parse_pipeline(data)
     return pipeline.model_copy(update={"steps": [_anchor_source(s, path.parent) for s in pipeline.steps]})

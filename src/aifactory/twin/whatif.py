@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aifactory.bounded import load_toml, read_bounded
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.factory import FactorySettings
@@ -113,7 +114,7 @@ def read_projects(path: str | Path) -> tuple[ProjectOverride, ...]:
     if not path.is_file():
         raise SpecError("projects", f"no such file: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = load_toml(read_bounded(path, "projects"), "projects", str(path))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError("projects", f"{path}: not valid TOML ({exc})") from None
     table = data.get("projects")
