@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -19,8 +20,11 @@ import httpx
 
 
 class ServerProcess:
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, *args: str, env: dict[str, str] | None = None, ca: str | Path | None = None
+    ) -> None:
         self.home = Path(home)
+        self.ca = ca  # the CA of a TLS server's certificate (--tls-cert)
         self.args = args
         self.env = {**os.environ, **(env or {}), "AIFACTORY_HOME": str(self.home)}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +58,7 @@ class ServerProcess:
                 return False
             self.url = info["url"]
             self.token = (self.home / "token").read_text().strip()
-            return httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}/api/health", timeout=2, verify=self._verify()).status_code == 200
         except (OSError, ValueError, KeyError, httpx.HTTPError):
             return False
 
@@ -62,8 +66,11 @@ class ServerProcess:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return True if self.ca is None else ssl.create_default_context(cafile=str(self.ca))
+
     def client(self, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout)
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, verify=self._verify())
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (a clean shutdown), then SIGKILL if it lingers. Returns the exit code."""
