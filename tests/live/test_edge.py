@@ -187,3 +187,20 @@ def test_nodes_show_a_tenant_only_its_own_jobs(http: httpx.Client, server: Serve
     finally:
         for job_id in (mine, theirs):
             http.post(f"/api/jobs/{job_id}/cancel")
+
+
+def test_the_client_follows_every_page_with_its_filters(
+    http: httpx.Client, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifactory.live import client as client_module
+
+    http.put("/api/projects/paged", json={"quota": 0})
+    made = [
+        http.post("/api/jobs", json={"command": ["true"], "project": "paged", "gpus": 0.01}).json()["id"]
+        for _ in range(5)
+    ]
+    http.post("/api/jobs", json={"command": ["true"], "gpus": 0.01})  # another project: filtered out on every page
+    monkeypatch.setattr(client_module, "PAGE_MAX", 2)  # pages of 2: three requests, each keeping the filter
+    with client_module.Client(server.url, server.token) as c:
+        assert [j.id for j in c.jobs(project="paged")] == sorted(made, reverse=True)
+        assert [j.id for j in c.jobs(project="paged", limit=3)] == sorted(made, reverse=True)[:3]

@@ -265,32 +265,32 @@ def jobs(
     all_: bool = typer.Option(False, "--all", "-a", help="Finished jobs too (default: queued and running only)."),
 ) -> None:
     """The queue: id, project, user, state, GPUs, where, wait, runtime, and why a queued job waits."""
-    from rich.table import Table
-    from rich.text import Text
+    from aifactory.cli.columns import render
 
     states = [state] if state else (None if all_ else ACTIVE_STATES)
     with _client() as client:
         rows = sorted(client.jobs(project=project, state=states, user=user), key=lambda j: j.id)
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "NAME", "PROJECT", "USER", "STATE", "GPUS", "WHERE", "WAIT", "RUNTIME", "NOTE"):
-        table.add_column(col, no_wrap=col != "NOTE", justify="right" if col in ("ID", "GPUS") else "left")
-    for j in rows:
-        table.add_row(
+    if not rows:
+        typer.echo("no jobs" + ("" if all_ or state else " queued or running (--all shows finished ones)"))
+        return
+    headers = ("ID", "NAME", "PROJECT", "USER", "STATE", "GPUS", "WHERE", "WAIT", "RUNTIME", "NOTE")
+    cells = [
+        (
             str(j.id),
-            printable(j.name or Path(j.command[0]).name),
-            printable(j.project),
-            printable(j.user),
-            Text(j.state, style=STATE_STYLE.get(j.state, "")),
+            j.name or Path(j.command[0]).name,
+            j.project,
+            j.user,
+            j.state,
             _gpus(j.gpus),
             j.placement or "-",
             duration(j.wait_s),
             duration(j.runtime_s),
-            printable(_note(j)),
+            _note(j),
         )
-    console = _console()
-    console.print(table)
-    if not rows:
-        console.print("no jobs" + ("" if all_ or state else " queued or running (--all shows finished ones)"))
+        for j in rows
+    ]
+    styles = {(n, 4): STATE_STYLE.get(j.state, "") for n, j in enumerate(rows)}
+    typer.echo(render(headers, cells, right=frozenset({"ID", "GPUS"}), styles=styles))
 
 
 def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
@@ -301,7 +301,7 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
         j = client.job(job_id)
     console = _console()
     console.print(f"job {j.id}" + (f" ({printable(j.name)})" if j.name else "") + f": {j.state}", style="bold")
-    spec = {k: v for k, v in j.spec.items() if k != "command" and v not in (None, {}, False)}
+    spec = {k: v for k, v in (j.spec or {}).items() if k != "command" and v not in (None, {}, False)}
     lines = [
         ("command", shlex.join(j.command)),
         ("project", j.project),

@@ -20,6 +20,7 @@ from aifactory.core.job import JobSpec
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request body the server reads
 
 PAGE_MAX = 1000  # items per page of a list route, at most
+PAGE_DEFAULT = 500  # items per page unless `limit` says otherwise
 MAX_ID = (1 << 31) - 1  # ids are 32-bit signed integers in the store (INTEGER on PostgreSQL)
 MAX_MEMORY_MIB = 1 << 40  # a zebibyte: more than any node, small enough for a 64-bit column
 MAX_DURATION_S = 100 * 366 * 86400.0  # a century: "no limit" is said by giving none
@@ -211,7 +212,7 @@ class JobOut(BaseModel):
     attempts: int
     pending_reason: str
     estimated_start: float | None = None  # unix seconds, queued jobs only: a lower bound from time limits
-    spec: dict[str, Any]
+    spec: dict[str, Any] | None = None  # the whole spec: only on GET /api/jobs/{id} (lists stay light)
     history: list[EventOut] | None = None  # only on GET /api/jobs/{id}
 
 

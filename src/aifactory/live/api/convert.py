@@ -10,10 +10,14 @@ from aifactory.core.job import JobSpec
 from aifactory.live.store import EventRow, JobRow
 from aifactory.live.wire import EventOut, JobOut
 
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(JobSpec))
+
 
 def spec_dict(spec: JobSpec) -> dict[str, Any]:
-    out = dataclasses.asdict(spec)
+    # Shallow, not dataclasses.asdict: its deep copy was a third of a 1,000-job listing's time.
+    out = {name: getattr(spec, name) for name in SPEC_FIELDS}
     out["command"] = list(spec.command)
+    out["env"] = dict(spec.env)
     return out
 
 
@@ -23,13 +27,15 @@ def job_out(
     pending: str | None = None,
     now: float | None = None,
     estimated_start: float | None = None,
+    full: bool = True,
 ) -> JobOut:
+    """The wire form of a job; `full`: with its whole spec (one job), not in lists."""
     now = time.time() if now is None else now
     spec = row.spec
     started, finished = row.started_at, row.finished_at
     # A job that ended without ever starting waited until it ended.
     waited_until = started if started is not None else (finished if finished is not None else now)
-    return JobOut(
+    return JobOut.model_construct(  # the store's own records: nothing to validate, and 10x cheaper
         id=row.id,
         name=spec.name,
         project=row.project,
@@ -50,7 +56,7 @@ def job_out(
         attempts=row.attempts,
         pending_reason=pending if pending is not None else (row.pending_reason or ""),
         estimated_start=estimated_start,
-        spec=spec_dict(spec),
+        spec=spec_dict(spec) if full else None,
         history=None if history is None else [event_out(e) for e in history],
     )
 

@@ -20,9 +20,7 @@ import httpx
 
 
 class ServerProcess:
-    def __init__(
-        self, home: Path, *args: str, env: dict[str, str] | None = None, ca: str | Path | None = None
-    ) -> None:
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, ca: str | Path | None = None) -> None:
         self.home = Path(home)
         self.ca = ca  # the CA of a TLS server's certificate (--tls-cert)
         self.args = args

@@ -9,11 +9,12 @@ A job in a project the caller may not use answers 404 like a job that does not e
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, TypeAdapter
 
 from aifactory.core.errors import NotFound
 from aifactory.core.states import JobState
@@ -23,12 +24,13 @@ from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.logs import follow_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
-from aifactory.live.wire import MAX_ID, PAGE_MAX, JobOut, JobSubmit, no_control
+from aifactory.live.wire import MAX_ID, PAGE_DEFAULT, PAGE_MAX, JobOut, JobSubmit, no_control
 
 router = APIRouter(tags=["jobs"])
 
 ESTIMATES_PER_LIST = 200  # queued jobs per listing that get an estimated start (each costs a pass over running jobs)
 
+JOB_PAGE = TypeAdapter(list[JobOut])
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job id")]
 NameQuery = Annotated[str | None, Query(min_length=1, max_length=128), AfterValidator(lambda v: v and no_control(v))]
 
@@ -66,27 +68,40 @@ async def submit(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> Job
 @router.get("/jobs", response_model=list[JobOut])
 async def list_jobs(
     request: Request,
-    response: Response,
     service: ServiceDep,
     caller: CallerDep,
     project: NameQuery = None,
     state: Annotated[list[JobState] | None, Query(description="repeat for several states")] = None,
     user: NameQuery = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="jobs per page")] = PAGE_MAX,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="jobs per page")] = PAGE_DEFAULT,
     before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="cursor: only jobs with a lower id")] = None,
-) -> list[JobOut]:
+) -> Response:
     """Jobs newest first, filtered, one page; several `state` values select jobs in any of them."""
     if project is not None:
         caller.require_project(project)
     states = list(set(state)) if state else None
     rows = await asyncio.to_thread(service.jobs, project, states, user, limit, projects=scope(caller), before=before)
+    headers = {}
     if len(rows) == limit:
         after = request.url.include_query_params(before=rows[-1].id)
-        response.headers["Link"] = f'<{after.path}?{after.query}>; rel="next"'
-    queued = [r.id for r in rows if str(r.state) == JobState.QUEUED]
+        headers["Link"] = f'<{after.path}?{after.query}>; rel="next"'
+    # What only the core knows is read here, on the loop that changes it; the rest of the work
+    # (a thousand records to JSON) runs in a thread, so other requests are not kept waiting.
+    queued = sorted(r.id for r in rows if str(r.state) == JobState.QUEUED)
     # The oldest queued jobs are the ones whose start is near enough to estimate usefully.
-    estimated = set(sorted(queued)[:ESTIMATES_PER_LIST])
-    return [_out(service, r, estimate=r.id in estimated) for r in rows]
+    estimated = set(queued[:ESTIMATES_PER_LIST])
+    notes = {i: (service.pending_reason(i), service.estimate_start(i) if i in estimated else None) for i in queued}
+    body = await asyncio.to_thread(page_json, rows, notes)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def page_json(rows: list[JobRow], notes: dict[int, tuple[str, float | None]]) -> bytes:
+    now = time.time()
+    out = []
+    for r in rows:
+        pending, start = notes.get(r.id, (None, None))
+        out.append(job_out(r, None, pending, now, start, full=False))
+    return JOB_PAGE.dump_json(out)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
