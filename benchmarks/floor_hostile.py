@@ -37,10 +37,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' helpers: the attacks, the fuzzer and the chaos run
 
-from aifactory.core.job import JobSpec  # noqa: E402
 from aifactory.live.api.launch import ServerProcess  # noqa: E402
 from aifactory.live.cgroups import detect  # noqa: E402
-from aifactory.live.store import Store  # noqa: E402
 
 QUEUED = 10_000
 
@@ -119,11 +117,22 @@ def fill(home: Path, python_path: str | None) -> ServerProcess:
     env = {"PYTHONPATH": python_path} if python_path else {}
     srv = ServerProcess(home, "--gpus", "1", env=env).start()
     srv.stop()
-    with Store(f"sqlite:///{home / 'factory.db'}") as store:
-        now = time.time()
-        for i in range(QUEUED + 1):
-            store.create_job(JobSpec(command=("sleep", "600"), gpus=1, name=f"q{i}", workdir="/"), now)
+    # Written by the code under test (its own schema version), in a process of its own.
+    subprocess.run(
+        [sys.executable, "-c", FILL, str(home / "factory.db"), str(QUEUED + 1)], env={**os.environ, **env}, check=True
+    )
     return srv.start(timeout=300)
+
+
+FILL = """
+import sys, time
+from aifactory.core.job import JobSpec
+from aifactory.live.store import Store
+with Store(f"sqlite:///{sys.argv[1]}") as store:
+    now = time.time()
+    for i in range(int(sys.argv[2])):
+        store.create_job(JobSpec(command=("sleep", "600"), gpus=1, name=f"q{i}", workdir="/"), now)
+"""
 
 
 def listing(home: Path, python_path: str | None, paged: bool, rounds: int) -> dict[str, float]:
