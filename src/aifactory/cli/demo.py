@@ -104,7 +104,7 @@ async def _drain(service: FactoryService, console: Console, ids: list[int], t0: 
 
 
 async def _run(console: Console, home: Path, speed: float) -> FloorSummary:
-    service = await FactoryService.open(LiveSettings(home=home, gpus=DEMO_GPUS, nodes=1))
+    service = await FactoryService.open(LiveSettings(home=home, gpus=DEMO_GPUS, nodes=1, isolation="none"))
     try:
         vision = Project("vision", quota=2.0)
         service.store.save_projects([vision])  # stored first, then given to the running core

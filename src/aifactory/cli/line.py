@@ -214,7 +214,7 @@ async def _run_pipeline(
     from aifactory.live.service import FactoryService
     from aifactory.live.settings import LiveSettings
 
-    service = await FactoryService.open(LiveSettings(home=home, gpus=gpus or None))
+    service = await FactoryService.open(LiveSettings(home=home, gpus=gpus or None, isolation="none"))
     try:
         return await PipelineRunner(FloorExecutor(service), home, progress, use_cache).run(pipeline)
     finally:

@@ -94,7 +94,9 @@ class _Line:
             from aifactory.live.service import FactoryService
             from aifactory.live.settings import LiveSettings
 
-            self.service = await FactoryService.open(LiveSettings(home=self.home, gpus=self.settings.gpus))
+            self.service = await FactoryService.open(
+                LiveSettings(home=self.home, gpus=self.settings.gpus, isolation="none")
+            )
 
     def executor(self) -> StepExecutor:
         return FloorExecutor(self.service) if self.service is not None else LocalExecutor()

@@ -37,7 +37,7 @@ class FloorRunner:
         from aifactory.live.service import FactoryService
         from aifactory.live.settings import LiveSettings
 
-        settings = LiveSettings(home=self.home or workdir / "factory", gpus=self.gpus)
+        settings = LiveSettings(home=self.home or workdir / "factory", gpus=self.gpus, isolation="none")
         outs = {job.name: workdir / f"{job.name}.json" for job in jobs}
         async with await FactoryService.open(settings) as svc:
             rows = []
