@@ -91,3 +91,28 @@ def test_v2_group_gets_the_limits(tmp_path: Path) -> None:
 def test_full_isolation_needs_root(tmp_path: Path) -> None:
     with pytest.raises(IsolationError, match="root"):
         Isolation.configure("full", tmp_path)
+
+
+def test_a_jobs_scratch_goes_when_it_ends(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from aifactory.live.service import FactoryService
+    from aifactory.live.settings import LiveSettings
+
+    async def main() -> None:
+        settings = LiveSettings(home=tmp_path / "home", gpus=1, isolation="none")
+        async with await FactoryService.open(settings) as svc:
+            code = "import os, pathlib; pathlib.Path(os.environ['TMPDIR'], 'big').write_text('x'); print(os.environ['HOME'])"
+            row = await svc.submit(JobSpec(command=(sys.executable, "-c", code), gpus=1))
+            done = await svc.wait(row.id, timeout=30)
+            assert done.state.value == "succeeded"
+            scratch = svc.isolation.scratch(row.id)
+            assert svc.log_path(row.id).read_text().strip() == str(scratch)
+            for _ in range(100):
+                if not scratch.exists():
+                    break
+                await asyncio.sleep(0.05)
+            assert not scratch.exists()
+
+    asyncio.run(main())

@@ -294,6 +294,8 @@ class FactoryService:
             self._checkpoints.baseline(change.job_id)
         elif change.new.terminal:
             self.factory.forget(change.job_id)
+            # Its HOME and TMPDIR go with it (in a thread: a job may have left gigabytes there).
+            asyncio.get_running_loop().run_in_executor(None, self.isolation.remove_scratch, change.job_id)
             for fut in self._waiters.pop(change.job_id, []):
                 if not fut.done():
                     fut.set_result(None)
