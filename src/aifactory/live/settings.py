@@ -132,6 +132,14 @@ class LiveSettings:
         default=False,
         metadata=opt("--insecure", _flag, "allow plain HTTP beyond loopback (tokens cross the network in clear)"),
     )
+    lease_ttl_s: float = field(
+        default=10.0,
+        metadata=opt("--lease-ttl", float, "seconds of the leader lease: a standby takes over this long after a crash"),
+    )
+    no_wait: bool = field(
+        default=False,
+        metadata=opt("--no-wait", _flag, "exit at once if another server leads the store (default: wait as standby)"),
+    )
     host: str = field(default="127.0.0.1", metadata=opt("--host", str, "address to listen on"))
     port: int = field(
         default=8470, metadata=opt("--port", int, "port to listen on; 0 picks a free one (see server.json)")
@@ -151,6 +159,8 @@ class LiveSettings:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
         if self.isolation not in ("auto", "full", "none"):
             raise SpecError("isolation", f"must be auto, full or none, got {self.isolation!r}")
+        if not self.lease_ttl_s > 0:
+            raise SpecError("lease_ttl", f"must be positive, got {self.lease_ttl_s}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SpecError("tls_cert", "--tls-cert and --tls-key go together")
         self.core()  # an unknown policy option or a bad value is refused here, naming it

@@ -25,8 +25,10 @@ import uvicorn
 from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
+from aifactory.live.lease import Leadership
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings, parse_settings
+from aifactory.live.store import Store
 from aifactory.netutil import bind_tcp, http_url, is_loopback, tls_files
 
 
@@ -97,11 +99,17 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
             file=sys.stderr,
         )
     sock = bind_tcp(settings.host, settings.port)
+    # The lease before the factory opens: opening restores and may launch queued jobs.
+    lease_store = Store(settings.database_url).open()
+    leader = Leadership(lease_store, settings.lease_ttl_s)
     try:
+        await leader.take(wait=not settings.no_wait, said=lambda text: print(text, file=sys.stderr, flush=True))
         service = await FactoryService.open(settings, executor)
     except BaseException:
+        lease_store.close()
         sock.close()
         raise
+    keeper: asyncio.Task[None] | None = None
     try:
         ensure_admin_token(service.store, settings.token_path, getpass.getuser())
         config = uvicorn.Config(
@@ -113,6 +121,7 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
             **tls,  # type: ignore[arg-type]
         )
         server = _Server(config)
+        keeper = asyncio.create_task(leader.keep(on_lost=lambda: setattr(server, "should_exit", True)))
         url = http_url(settings.host, sock.getsockname()[1], bool(tls))
         print(f"aifactory: isolation: {service.isolation.describe()}", file=sys.stderr)
         announce = asyncio.create_task(_announce(server, settings.server_file, url))
@@ -122,7 +131,11 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
             announce.cancel()
             _remove_if_ours(settings.server_file)
     finally:
+        if keeper is not None:
+            keeper.cancel()
         await service.close()
+        leader.release()  # a standby takes over at once, not a lease later
+        lease_store.close()
         sock.close()
 
 

@@ -102,6 +102,15 @@ tokens = sa.Table(
     sa.Column("revoked_at", sa.Double),  # None: not revoked
 )
 
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),  # host:pid:nonce of the server that leads
+    sa.Column("expires_at", sa.Double, nullable=False),  # unix seconds; past it, anyone may take over
+    sa.Column("term", sa.Integer, nullable=False),  # +1 at every change of leader
+)
+
 meta = sa.Table(
     "meta",
     metadata,

@@ -374,6 +374,44 @@ class Store:
             rows = conn.execute(sa.select(m.tokens).where(hit)).all()
         return [_token_info(r._mapping) for r in rows]
 
+    # -- the leader lease --------------------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, ttl_s: float, now: float | None = None) -> int | None:
+        """Take or renew the lease `name` for `holder` until now + ttl_s, if it is free, expired or
+        already `holder`'s: the term it holds (None: another holder's, unexpired). One UPDATE
+        with the condition in its WHERE: atomic on SQLite and PostgreSQL alike."""
+        at = time.time() if now is None else now
+        c = m.leases.c
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(c.name).where(c.name == name)).first() is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(m.leases.insert(), {"name": name, "holder": "", "expires_at": 0.0, "term": 0})
+                except sa.exc.IntegrityError:
+                    pass  # made meanwhile by another server
+            changed = sa.case((c.holder == holder, c.term), else_=c.term + 1)
+            done = conn.execute(
+                m.leases.update()
+                .where(c.name == name, sa.or_(c.holder == holder, c.expires_at < at))
+                .values(holder=holder, expires_at=at + ttl_s, term=changed)
+            )
+            if done.rowcount != 1:
+                return None
+            return int(conn.execute(sa.select(c.term).where(c.name == name)).scalar_one())
+
+    def lease(self, name: str) -> tuple[str, float, int] | None:
+        """(holder, expires_at, term) of the lease `name`, None if never taken."""
+        c = m.leases.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(c.holder, c.expires_at, c.term).where(c.name == name)).first()
+        return None if row is None else (row.holder, row.expires_at, row.term)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Let the lease go at once (a clean stop): a standby need not wait for it to expire."""
+        c = m.leases.c
+        with self.engine.begin() as conn:
+            conn.execute(m.leases.update().where(c.name == name, c.holder == holder).values(expires_at=0.0))
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(m.meta.c.value).where(m.meta.c.key == key)).scalar_one_or_none()
