@@ -59,7 +59,7 @@ def test_v1_groups_get_the_limits(tmp_path: Path) -> None:
     for controller in ("memory", "cpu", "devices", "pids"):
         (tmp_path / controller).mkdir()
     groups = JobGroups("aifactory-x", "v1", tmp_path)
-    paths = groups.create(5, Limits(cpu_milli=1500, memory_mib=64, gpus=(1,), pids=100))
+    paths = groups.create("job-5", Limits(cpu_milli=1500, memory_mib=64, gpus=(1,), pids=100))
     assert {p.relative_to(tmp_path).parts[0] for p in paths} == {"memory", "cpu", "devices", "pids"}
     job = Path("aifactory-x") / "job-5"
     assert (tmp_path / "memory" / job / "memory.limit_in_bytes").read_text() == str(64 << 20)
@@ -71,7 +71,7 @@ def test_v1_groups_get_the_limits(tmp_path: Path) -> None:
     for path in paths:
         for f in path.iterdir():
             f.unlink()
-    groups.remove(5)
+    groups.remove("job-5")
     assert not any((tmp_path / c / job).exists() for c in ("memory", "cpu", "devices", "pids"))
 
 
@@ -79,7 +79,7 @@ def test_v2_group_gets_the_limits(tmp_path: Path) -> None:
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids")
     (tmp_path / "cgroup.subtree_control").write_text("")
     groups = JobGroups("aifactory-x", "v2", tmp_path)
-    (path,) = groups.create(6, Limits(cpu_milli=500, memory_mib=128, pids=10))
+    (path,) = groups.create("job-6", Limits(cpu_milli=500, memory_mib=128, pids=10))
     assert path == tmp_path / "aifactory-x" / "job-6"
     assert (path / "memory.max").read_text() == str(128 << 20)
     assert (path / "cpu.max").read_text() == "50000 100000"

@@ -333,11 +333,12 @@ def logs(
     job_id: int = typer.Argument(..., help="Job id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
     tail: int | None = typer.Option(None, help="Only the last N lines."),
+    rank: int | None = typer.Option(None, help="One rank of a multi-node job (default: all, lines prefixed)."),
 ) -> None:
     """A job's stdout and stderr."""
     out = sys.stdout.buffer
     with _client() as client:
-        for chunk in client.stream_log(job_id, tail, follow):
+        for chunk in client.stream_log(job_id, tail, follow, rank):
             out.write(chunk)
             if follow:
                 out.flush()

@@ -83,8 +83,8 @@ def detect(root: Path = ROOT) -> str | None:
 
 
 class JobGroups:
-    """The groups of one server's jobs: `<root>/<controller>/<prefix>/job-<id>` (v1) or
-    `<root>/<prefix>/job-<id>` (v2)."""
+    """The groups of one server's jobs: `<root>/<controller>/<prefix>/<name>` (v1) or
+    `<root>/<prefix>/<name>` (v2); a name is `job-<id>`, or `job-<id>-r<rank>` for a gang's rank."""
 
     def __init__(self, prefix: str, version: str, root: Path = ROOT) -> None:
         self.prefix, self.version, self.root = prefix, version, root
@@ -93,15 +93,16 @@ class JobGroups:
     def level(self) -> str:
         return "cgroup v1: cpu, memory, devices" if self.version == "v1" else "cgroup v2: cpu, memory (no device rule)"
 
-    def paths(self, job_id: int) -> list[Path]:
+    def paths(self, name: str) -> list[Path]:
         if self.version == "v2":
-            return [self.root / self.prefix / f"job-{job_id}"]
-        return [self.root / c / self.prefix / f"job-{job_id}" for c in V1_CONTROLLERS if (self.root / c).is_dir()]
+            return [self.root / self.prefix / name]
+        return [self.root / c / self.prefix / name for c in V1_CONTROLLERS if (self.root / c).is_dir()]
 
-    def create(self, job_id: int, limits: Limits) -> list[Path]:
-        """Make the job's groups with its limits; the paths the job's process must join."""
-        self.remove(job_id)  # a group left by an earlier attempt
-        paths = self.paths(job_id)
+    def create(self, name: str, limits: Limits) -> list[Path]:
+        """Make the groups `name` (a job, or one rank of a gang) with its limits; the paths its
+        process must join."""
+        self.remove(name)  # a group left by an earlier attempt
+        paths = self.paths(name)
         if self.version == "v2":
             parent = self.root / self.prefix
             parent.mkdir(exist_ok=True)
@@ -133,21 +134,21 @@ class JobGroups:
                 _write(path / "pids.max", str(limits.pids))
         return paths
 
-    def pids(self, job_id: int) -> set[int]:
+    def pids(self, name: str) -> set[int]:
         found: set[int] = set()
-        for path in self.paths(job_id):
+        for path in self.paths(name):
             with contextlib.suppress(OSError, ValueError):
                 found |= {int(p) for p in (path / "cgroup.procs").read_text().split()}
         return found
 
-    def kill_all(self, job_id: int) -> None:
-        """SIGKILL every process left in the job's groups (those that left its process group too)."""
-        for pid in self.pids(job_id):
+    def kill_all(self, name: str) -> None:
+        """SIGKILL every process left in the groups (those that left its process group too)."""
+        for pid in self.pids(name):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
-    def remove(self, job_id: int) -> None:
-        for path in self.paths(job_id):
+    def remove(self, name: str) -> None:
+        for path in self.paths(name):
             with contextlib.suppress(FileNotFoundError, OSError):
                 path.rmdir()
 

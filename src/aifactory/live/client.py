@@ -140,11 +140,16 @@ class Client:
         params = {"tail": tail} if tail is not None else {}
         return self._request("GET", f"/api/jobs/{job_id}/logs", params=params).text
 
-    def stream_log(self, job_id: int, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
-        """The log in chunks as the server sends them; `follow`: until the job has ended and its log is drained."""
+    def stream_log(
+        self, job_id: int, tail: int | None = None, follow: bool = False, rank: int | None = None
+    ) -> Iterator[bytes]:
+        """The log in chunks as the server sends them; `follow`: until the job has ended and its log
+        is drained; `rank`: one rank of a multi-node gang (default: all, lines prefixed)."""
         params: dict[str, Any] = {"follow": "true"} if follow else {}
         if tail is not None:
             params["tail"] = tail
+        if rank is not None:
+            params["rank"] = rank
         try:
             with self._http.stream("GET", f"/api/jobs/{job_id}/logs", params=params, timeout=None) as response:
                 if response.status_code >= 400:

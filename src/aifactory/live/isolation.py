@@ -74,6 +74,11 @@ class JobLaunch:
         return out
 
 
+def unit(job_id: int, part: int = 0) -> str:
+    """The cgroup name of a job, or of one rank of a multi-node gang."""
+    return f"job-{job_id}" if part == 0 else f"job-{job_id}-r{part}"
+
+
 def unix_name(user: str) -> str:
     """`aif-<user>` made a valid account name (a hash where the user's name had to change)."""
     base = re.sub(r"[^a-z0-9_-]", "", user.lower())[:20]
@@ -159,8 +164,11 @@ class Isolation:
     def scratch(self, job_id: int) -> Path:
         return self.jobs_dir / f"job-{job_id}"
 
-    def prepare(self, job_id: int, spec: JobSpec, placement: Placement, factory_env: Mapping[str, str]) -> JobLaunch:
-        """Make the job's scratch directory and cgroups; its account and environment.
+    def prepare(
+        self, job_id: int, spec: JobSpec, placement: Placement, factory_env: Mapping[str, str], part: int = 0
+    ) -> JobLaunch:
+        """Make the job's scratch directory and cgroups (`part`: a gang's rank, a group of its own);
+        its account and environment.
 
         IsolationError: it cannot be isolated as configured (the job must not start)."""
         account = self.account(spec.user) if self.level == "full" else None
@@ -173,7 +181,7 @@ class Isolation:
             gpus = tuple(g for _, idx in placement.parts for g in idx)
             limits = Limits(spec.cpu_milli, spec.memory_mib, gpus, MAX_TASKS)
             try:
-                cgroups = tuple(str(p) for p in self.groups.create(job_id, limits))
+                cgroups = tuple(str(p) for p in self.groups.create(unit(job_id, part), limits))
             except OSError as exc:
                 raise IsolationError(f"cannot make the job's cgroup: {exc}") from None
         env = {k: os.environ[k] for k in ALLOWED_FROM_SERVER if k in os.environ}
@@ -183,15 +191,15 @@ class Isolation:
         env |= {"HOME": str(scratch), "USER": name, "LOGNAME": name, "TMPDIR": str(scratch), **factory_env}
         return JobLaunch(env, scratch, account, cgroups)
 
-    def finished(self, job_id: int) -> None:
+    def finished(self, job_id: int, part: int = 0) -> None:
         """After the job's wrapper has exited: nothing of it may run on, its groups go."""
         if self.groups is not None:
-            self.groups.kill_all(job_id)
-            self.groups.remove(job_id)
+            self.groups.kill_all(unit(job_id, part))
+            self.groups.remove(unit(job_id, part))
 
-    def kill_all(self, job_id: int) -> None:
+    def kill_all(self, job_id: int, part: int = 0) -> None:
         if self.groups is not None:
-            self.groups.kill_all(job_id)
+            self.groups.kill_all(unit(job_id, part))
 
     def remove_scratch(self, job_id: int) -> None:
         with contextlib.suppress(OSError):

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from aifactory.core.project import Account, Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
 from aifactory.live.checkpoints import CheckpointWatch
-from aifactory.live.executors import Executor, ProcessInfo, get_executor
+from aifactory.live.executors import Executor, ProcessInfo, get_executor, rank_log_path
 from aifactory.live.history import save_settings
 from aifactory.live.isolation import Isolation
 from aifactory.live.settings import LiveSettings
@@ -142,7 +142,15 @@ class FactoryService:
     # -- open and close ----------------------------------------------------------------
 
     @classmethod
-    async def open(cls, settings: LiveSettings, executor: str = "local", clock: Clock = time.time) -> FactoryService:
+    async def open(
+        cls,
+        settings: LiveSettings,
+        executor: str = "local",
+        clock: Clock = time.time,
+        lead: Callable[[Store], Awaitable[None]] | None = None,
+    ) -> FactoryService:
+        """Open the factory: validate, open the store, (`lead`: await the store's leadership before
+        anything is written or launched), restore, start the loop."""
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(settings.home, 0o700)  # tokens, the database and every job's log: the server's alone
         cluster = build_cluster(settings)
@@ -151,6 +159,8 @@ class FactoryService:
         settings.logs_dir.mkdir(mode=0o700, exist_ok=True)
         store = Store(settings.database_url).open()
         try:
+            if lead is not None:
+                await lead(store)
             store.save_nodes(cluster)
             if config is not None:
                 store.save_config(*config)
@@ -397,6 +407,11 @@ class FactoryService:
 
     def log_path(self, job_id: int) -> Path:
         return self.log_path_of(self.store.get_job(job_id))
+
+    def log_paths(self, row: JobRow) -> list[Path]:
+        """Every rank's log: one for most jobs, one per node of a multi-node gang."""
+        ranks = len(row.placement.parts) if row.placement is not None else 1
+        return [rank_log_path(self.log_path_of(row), k) for k in range(ranks)]
 
     def log_path_of(self, row: JobRow) -> Path:
         job_id = row.id

@@ -70,3 +70,36 @@ async def follow_log(service: FactoryService, job_id: int, path: Path, lines: in
         if done:
             return
         await asyncio.sleep(POLL_S)
+
+
+async def ranks_log(
+    service: FactoryService, job_id: int, paths: list[Path], lines: int | None, follow: bool
+) -> AsyncIterator[bytes]:
+    """A multi-node gang's logs together, each line prefixed `[rank k] `: as they are now (rank by
+    rank), or followed (lines in the order they are seen) until the job has ended and all are drained."""
+    offsets = [_tail_offset(p, lines) for p in paths]
+    partial = [b""] * len(paths)
+    while True:
+        done = follow and _terminal(service, job_id)
+        got = False
+        for k, path in enumerate(paths):
+            if not path.is_file():
+                continue
+            with path.open("rb") as f:
+                f.seek(offsets[k])
+                chunk = f.read(CHUNK)
+            if not chunk:
+                continue
+            got = True
+            offsets[k] += len(chunk)
+            *whole, partial[k] = (partial[k] + chunk).split(b"\n")
+            if whole:
+                yield b"".join(b"[rank %d] %s\n" % (k, line) for line in whole)
+        if got:
+            continue
+        if not follow or done:
+            tails = [b"[rank %d] %s\n" % (k, rest) for k, rest in enumerate(partial) if rest]
+            if tails:
+                yield b"".join(tails)
+            return
+        await asyncio.sleep(POLL_S)

@@ -25,7 +25,7 @@ import uvicorn
 from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
-from aifactory.live.lease import Leadership
+from aifactory.live.lease import LEASE, Leadership
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings, parse_settings
 from aifactory.live.store import Store
@@ -99,16 +99,22 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
             file=sys.stderr,
         )
     sock = bind_tcp(settings.host, settings.port)
-    # The lease before the factory opens: opening restores and may launch queued jobs.
-    lease_store = Store(settings.database_url).open()
-    leader = Leadership(lease_store, settings.lease_ttl_s)
+    leaders: list[Leadership] = []
+
+    async def lead(store: Store) -> None:
+        # Once the settings are checked and before anything is written or launched.
+        leaders.append(Leadership(store, settings.lease_ttl_s))
+        await leaders[0].take(wait=not settings.no_wait, said=lambda text: print(text, file=sys.stderr, flush=True))
+
     try:
-        await leader.take(wait=not settings.no_wait, said=lambda text: print(text, file=sys.stderr, flush=True))
-        service = await FactoryService.open(settings, executor)
+        service = await FactoryService.open(settings, executor, lead=lead)
     except BaseException:
-        lease_store.close()
         sock.close()
+        if leaders and leaders[0].term is not None:  # a start that failed must not hold the store
+            with contextlib.suppress(Exception), Store(settings.database_url) as store:
+                store.release_lease(LEASE, leaders[0].holder)
         raise
+    leader = leaders[0]
     keeper: asyncio.Task[None] | None = None
     try:
         ensure_admin_token(service.store, settings.token_path, getpass.getuser())
@@ -133,9 +139,9 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
     finally:
         if keeper is not None:
             keeper.cancel()
+        with contextlib.suppress(Exception):
+            leader.release()  # a standby takes over at once, not a lease later
         await service.close()
-        leader.release()  # a standby takes over at once, not a lease later
-        lease_store.close()
         sock.close()
 
 

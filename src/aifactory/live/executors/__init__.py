@@ -37,6 +37,11 @@ class ProcessInfo:
 OnStarted = Callable[[int, ProcessInfo], None]
 
 
+def rank_log_path(log_path: Path, rank: int) -> Path:
+    """Rank 0 writes the job's log; rank k of a multi-node gang `job-<id>.r<k>.log` beside it."""
+    return log_path if rank == 0 else log_path.with_name(f"{log_path.stem}.r{rank}{log_path.suffix}")
+
+
 def no_record(job_id: int, info: ProcessInfo) -> None:
     """`on_started` for a caller that keeps no record of processes."""
 
@@ -88,5 +93,6 @@ __all__ = [
     "ProcessInfo",
     "get_executor",
     "no_record",
+    "rank_log_path",
     "register_executor",
 ]

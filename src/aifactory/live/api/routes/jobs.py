@@ -16,12 +16,12 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import AfterValidator, TypeAdapter
 
-from aifactory.core.errors import NotFound
+from aifactory.core.errors import NotFound, SpecError
 from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller
 from aifactory.live.api.convert import job_out
 from aifactory.live.api.deps import CallerDep, ServiceDep
-from aifactory.live.api.logs import follow_log, read_log
+from aifactory.live.api.logs import follow_log, ranks_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
 from aifactory.live.wire import MAX_ID, PAGE_DEFAULT, PAGE_MAX, JobOut, JobSubmit, no_control
@@ -123,9 +123,18 @@ async def logs(
     caller: CallerDep,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     follow: bool = False,
+    rank: Annotated[int | None, Query(ge=0, le=4096, description="one rank of a multi-node gang")] = None,
 ) -> Response:
-    """The job's stdout and stderr (its last `tail` lines); `follow=true` streams until it ends, log drained."""
+    """The job's stdout and stderr (its last `tail` lines); `follow=true` streams until it ends, log
+    drained. A multi-node gang: one `rank`, or every rank's lines prefixed `[rank k] `."""
     row = await visible_job(service, caller, job_id)
-    path = service.log_path_of(row)
-    chunks = follow_log(service, job_id, path, tail) if follow else read_log(path, tail)
+    paths = service.log_paths(row)
+    if rank is not None:
+        if rank >= len(paths):
+            raise SpecError("rank", f"job {job_id} has {len(paths)} rank(s): 0..{len(paths) - 1}")
+        paths = [paths[rank]]
+    if len(paths) > 1:
+        chunks = ranks_log(service, job_id, paths, tail, follow)
+    else:
+        chunks = follow_log(service, job_id, paths[0], tail) if follow else read_log(paths[0], tail)
     return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")

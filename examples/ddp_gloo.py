@@ -1,0 +1,31 @@
+"""A minimal DDP job: every worker contributes its rank to an all_reduce (gloo, CPU), trains one
+step of a tiny model under DistributedDataParallel, and prints what it saw.
+
+    aifactory submit --gpus 4 --multi-node -- sh -c 'torchrun --nnodes=$NNODES --node_rank=$NODE_RANK \\
+        --nproc_per_node=$LOCAL_WORLD_SIZE --master_addr=$MASTER_ADDR --master_port=$MASTER_PORT examples/ddp_gloo.py'
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    value = torch.tensor([float(rank)])
+    dist.all_reduce(value)
+    model = DistributedDataParallel(torch.nn.Linear(4, 1))
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()  # gradients averaged across every worker
+    node = os.environ.get("AIFACTORY_NODE", "?")
+    print(f"all_reduce rank={rank} node={node} sum={value.item()} world={world}", flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
