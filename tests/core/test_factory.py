@@ -213,3 +213,24 @@ def test_a_preempted_job_gets_its_place_in_the_queue_back() -> None:
     assert f.job(victims[0]).state is JobState.QUEUED and f.job(victims[0]).attempts == 1
     # Submitted before job 3, so it waits ahead of job 3, not behind it.
     assert [j for j in f.queues[None] if f.job(j).spec.project == "a"] == [victims[0], 3]
+
+
+def test_a_drained_node_takes_no_new_job_and_its_running_jobs_run_on() -> None:
+    from aifactory.core import Drain
+    from aifactory.core.errors import UnknownName
+
+    f = make(gpus=2, nodes=2)
+    f.handle(Submit(1, spec(2)), 0)
+    assert f.job(1).placement.parts[0][0] == "node0"
+    f.handle(Drain("node1"), 1)
+    f.handle(Submit(2, spec(2)), 2)
+    assert f.job(2).state is JobState.QUEUED  # node1 is free but drained
+    f.handle(Drain("node0"), 3)
+    assert f.job(1).state is JobState.RUNNING  # a drained node's job runs on
+    f.handle(Finished(1, 0), 4)
+    f.handle(Submit(3, spec(1)), 5)
+    assert f.job(2).state is JobState.QUEUED and f.job(3).state is JobState.QUEUED
+    acts = f.handle(Drain("node1", drained=False), 6)
+    assert [a.job_id for a in acts if isinstance(a, Launch)] == [2]  # back: the queue moves at once
+    with pytest.raises(UnknownName, match="did you mean 'node1'"):
+        f.handle(Drain("node11"), 7)

@@ -98,3 +98,24 @@ def test_a_real_torchrun_ddp_job_across_two_nodes(server: ServerProcess, tmp_pat
     assert job["state"] == "succeeded", (job, log[-3000:])
     sums = [line for line in log.splitlines() if "all_reduce" in line]
     assert len(sums) == 4 and all(line.endswith("sum=6.0 world=4") for line in sums), log[-3000:]
+
+
+def test_drain_and_resume_a_node(server: ServerProcess) -> None:
+    with server.client() as http:
+        assert "drained" in ok(cli(server, "node", "drain", "node1"))
+        nodes = {n["name"]: n for n in http.get("/api/nodes").json()}
+        assert (nodes["node0"]["up"], nodes["node1"]["up"]) == (True, False)
+        r = http.post("/api/jobs", json={"command": ["true"], "gpus": 4, "multi_node": True})
+        job = r.json()["id"]
+        time.sleep(0.5)
+        assert http.get(f"/api/jobs/{job}").json()["state"] == "queued"  # needs both nodes
+        assert "drained" in ok(cli(server, "nodes"))
+        ok(cli(server, "node", "resume", "node1"))
+        deadline = time.monotonic() + 20
+        while http.get(f"/api/jobs/{job}").json()["state"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert http.post("/api/nodes/nodeX/drain").status_code == 404
+        token = http.post("/api/tokens", json={"user": "u", "projects": ["default"]}).json()["token"]
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as user:
+            assert user.post("/api/nodes/node0/drain").status_code == 403

@@ -277,3 +277,22 @@ def test_projects_and_departments_are_saved_and_validated(live_home: Path) -> No
             assert list(svc.factory.departments) == ["research"]
 
     run(main)
+
+
+def test_a_drained_node_stays_drained_across_a_restart(tmp_path: Path) -> None:
+    from aifactory.core.errors import UnknownName
+
+    settings = LiveSettings(home=tmp_path / "home", gpus=1, nodes=2, isolation="none")
+
+    async def main() -> None:
+        async with await FactoryService.open(settings) as svc:
+            assert (await svc.drain("node1")).up is False
+            with pytest.raises(UnknownName):
+                await svc.drain("node9")
+        async with await FactoryService.open(settings) as svc:
+            assert {v.spec.name: v.up for v in svc.nodes()} == {"node0": True, "node1": False}
+            await svc.drain("node1", drained=False)
+        async with await FactoryService.open(settings) as svc:
+            assert all(v.up for v in svc.nodes())
+
+    asyncio.run(main())

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 ACTIVE_STATES = ["queued", "running", "preempted"]
 token_app = new_app(no_args_is_help=True, help="Per-user API tokens (admin only).")
 project_app = new_app(no_args_is_help=True, help="Add or change projects (admin only).")
+node_app = new_app(no_args_is_help=True, help="Drain a node or give it back (admin only).")
 department_app = new_app(no_args_is_help=True, help="Add or change departments (admin only).")
 
 
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
     app.add_typer(project_app, name="project")
     app.add_typer(department_app, name="department")
+    app.add_typer(node_app, name="node")
 
 
 def _client() -> Client:
@@ -370,7 +372,7 @@ def nodes() -> None:
     with _client() as client:
         rows = client.nodes()
     table = Table(box=None, header_style="bold")
-    for col in ("NODE", "POOL", "ISOLATION", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
+    for col in ("NODE", "POOL", "STATE", "ISOLATION", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
         table.add_column(col)
     for n in rows:
         cpus = f"{n.cpu_free_milli / 1000:g}/{n.cpu_milli / 1000:g}" if n.cpu_milli else "-"
@@ -380,6 +382,7 @@ def nodes() -> None:
             table.add_row(
                 printable(n.name),
                 printable(n.pool),
+                "up" if n.up else "drained",
                 n.isolation,
                 cpus,
                 host_mem,
@@ -471,6 +474,22 @@ def token_rotate_admin() -> None:
     with _client() as client:
         t = client.rotate_admin()
     typer.echo(f"new admin token {t.id} written to the server's token file; the old one is revoked")
+
+
+@node_app.command("drain")
+def node_drain(name: str = typer.Argument(..., help="The node, as `aifactory nodes` names it.")) -> None:
+    """No new job on NAME; the jobs running there run on (kept across restarts)."""
+    with _client() as client:
+        n = client.drain(name, True)
+    typer.echo(f"node {printable(n.name)}: drained")
+
+
+@node_app.command("resume")
+def node_resume(name: str = typer.Argument(..., help="The node, as `aifactory nodes` names it.")) -> None:
+    """NAME takes work again."""
+    with _client() as client:
+        n = client.drain(name, False)
+    typer.echo(f"node {printable(n.name)}: takes work")
 
 
 @project_app.command("set")

@@ -13,7 +13,7 @@ from aifactory.core.errors import (
     SpecError,
     UnknownName,
 )
-from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import Job, JobSpec, Placement
 from aifactory.core.project import PREEMPTIBLE, PRIORITY_CLASSES, Account, Department, Project
@@ -29,6 +29,7 @@ __all__ = [
     "Checkpoint",
     "Cluster",
     "Department",
+    "Drain",
     "Event",
     "Factory",
     "FactorySettings",

@@ -44,4 +44,13 @@ class Tick:
     """Time has passed: enforce time limits and reconsider the queue."""
 
 
-Event = Submit | Finished | Cancel | Checkpoint | Tick
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """An operator takes a node out of scheduling (`drained`) or gives it back: jobs running there
+    run on; no new job is placed there while it is drained."""
+
+    node: str
+    drained: bool = True
+
+
+Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain

@@ -17,7 +17,7 @@ from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
-from aifactory.core.events import Cancel, Checkpoint, Event, Finished, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
 from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
@@ -194,6 +194,12 @@ class Factory:
         elif isinstance(event, Checkpoint):
             self.job(event.job_id).checkpoint_at = now
             return out
+        elif isinstance(event, Drain):
+            node = self.cluster.nodes.get(event.node)
+            if node is None:
+                raise UnknownName("node", event.node, self.cluster.nodes)
+            node.up = not event.drained
+            self._dirty = None  # freed or taken capacity: every queue needs a look
         elif not isinstance(event, Tick):
             raise TypeError(f"not an event: {event!r}")
         if self._deadlines:

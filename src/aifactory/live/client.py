@@ -159,6 +159,11 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the factory at {self.url} ({type(exc).__name__}: {exc})") from None
 
+    def drain(self, node: str, drained: bool = True) -> NodeOut:
+        """Admin: take a node out of scheduling (its jobs run on), or give it back."""
+        verb = "drain" if drained else "resume"
+        return NodeOut.model_validate(self._request("POST", f"/api/nodes/{node}/{verb}").json())
+
     def nodes(self) -> list[NodeOut]:
         return [NodeOut.model_validate(n) for n in self._request("GET", "/api/nodes").json()]
 

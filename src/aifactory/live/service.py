@@ -17,6 +17,7 @@ so a burst of completions costs one transaction, not one each.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from aifactory.core.actions import Action, Launch, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.driver import Clock, Driver
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
-from aifactory.core.events import Cancel, Checkpoint, Event, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Submit, Tick
 from aifactory.core.factory import Factory
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Account, Department, Project
@@ -120,6 +121,9 @@ def host_memory_mib() -> int:
         return 0
 
 
+DRAINED = "drained_nodes"  # meta key: the nodes an operator drained, as a JSON list
+
+
 class FactoryService:
     """The live factory: the API engineer's one entry point (see the module docstring)."""
 
@@ -185,6 +189,7 @@ class FactoryService:
             self.factory, self._clock, self.executor, self._wake_loop, persist=self._persist, on_change=self._changed
         )
         self._restore()
+        self._restore_drained()
         await self._handle([Tick()])  # a first pass: restored queued jobs may start now
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
         self._watcher = asyncio.get_running_loop().create_task(self._watch_checkpoints(), name="aifactory-checkpoints")
@@ -355,6 +360,23 @@ class FactoryService:
             self.store.save_projects([project])
             self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
         return next(a for a in self.projects() if a.project == project.name)
+
+    async def drain(self, node: str, drained: bool = True) -> NodeView:
+        """Take `node` out of scheduling (its running jobs run on) or give it back; kept across
+        restarts (the store's meta `drained_nodes`). UnknownName for a node the floor lacks."""
+        async with self._lock:
+            self._commit(self.factory.handle(Drain(node, drained), self._clock()))
+            self._save_drained()
+        return next(v for v in self.nodes() if v.spec.name == node)
+
+    def _save_drained(self) -> None:
+        self.store.set_meta(DRAINED, json.dumps(sorted(n.name for n in self.factory.cluster if not n.up)))
+
+    def _restore_drained(self) -> None:
+        names = json.loads(self.store.get_meta(DRAINED, "[]") or "[]")
+        for name in names:
+            if name in self.factory.cluster.nodes:  # a node since removed from the floor: forgotten
+                self.factory.handle(Drain(name), self._clock())
 
     async def set_department(self, department: Department) -> DepartmentView:
         """Add or change a department (its projects name it in `Project.department`)."""

@@ -6,8 +6,9 @@ A tenant sees its own projects' jobs on a GPU; another tenant's share shows only
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from aifactory.live.api.auth import Caller
 from aifactory.live.api.deps import CallerDep, ServiceDep
@@ -15,6 +16,7 @@ from aifactory.live.service import FactoryService, NodeView
 from aifactory.live.wire import GpuOut, HolderOut, NodeOut
 
 router = APIRouter(tags=["nodes"])
+NodeName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _holder(service: FactoryService, caller: Caller, job_id: int, milli: int) -> HolderOut:
@@ -43,6 +45,20 @@ def node_out(service: FactoryService, caller: Caller, view: NodeView) -> NodeOut
         memory_free_mib=view.memory_free_mib,
         isolation=service.isolation.short,
     )
+
+
+@router.post("/nodes/{name}/drain", response_model=NodeOut)
+async def drain(name: NodeName, service: ServiceDep, caller: CallerDep) -> NodeOut:
+    """Admin: no new job on this node; the jobs running there run on."""
+    caller.require_admin()
+    return node_out(service, caller, await service.drain(name, True))
+
+
+@router.post("/nodes/{name}/resume", response_model=NodeOut)
+async def resume(name: NodeName, service: ServiceDep, caller: CallerDep) -> NodeOut:
+    """Admin: the node takes work again."""
+    caller.require_admin()
+    return node_out(service, caller, await service.drain(name, False))
 
 
 @router.get("/nodes", response_model=list[NodeOut])
