@@ -26,6 +26,8 @@ def test_the_lease_goes_to_one_holder_at_a_time(store_url: str) -> None:
         assert store.lease(LEASE) == ("b", 128.5, 2)
         store.release_lease(LEASE, "b")
         assert store.take_lease(LEASE, "a", 10, now=120) == 3  # released: at once
+        assert store.take_lease(LEASE, "c", 10, now=121, replacing="b") is None  # b is not the holder
+        assert store.take_lease(LEASE, "c", 10, now=121, replacing="a") == 4  # a is known dead: at once
 
 
 def test_a_standby_takes_over_when_the_leader_is_killed(tmp_path: Path, store_url: str, no_leftovers: None) -> None:

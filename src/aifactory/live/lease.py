@@ -44,8 +44,26 @@ class Leadership:
         self.term: int | None = None
 
     def try_take(self) -> bool:
-        self.term = self.store.take_lease(LEASE, self.holder, self.ttl_s)
+        self.term = self.store.take_lease(LEASE, self.holder, self.ttl_s, replacing=self._dead_holder())
         return self.term is not None
+
+    def _dead_holder(self) -> str | None:
+        """The holder of the lease if it is a server of this host whose process is gone (it crashed:
+        a restart need not wait for its lease to run out)."""
+        held = self.store.lease(LEASE)
+        if held is None or held[0] == self.holder:
+            return None
+        host, _, rest = held[0].partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return None
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return held[0]
+        except PermissionError:
+            pass
+        return None
 
     def describe_leader(self) -> str:
         held = self.store.lease(LEASE)

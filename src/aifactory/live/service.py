@@ -86,6 +86,10 @@ def build_cluster(settings: LiveSettings) -> Cluster:
     """
     if settings.nodes < 1:
         raise SpecError("nodes", f"must be at least 1, got {settings.nodes}")
+    if settings.executor == "ray":  # the cluster's nodes, as Ray knows them
+        from aifactory.live.executors.ray import discover_nodes
+
+        return Cluster(discover_nodes(settings.ray_address))
     if settings.gpus is not None:
         if settings.gpus < 0:
             raise SpecError("gpus", f"must not be negative, got {settings.gpus}")
@@ -149,7 +153,7 @@ class FactoryService:
     async def open(
         cls,
         settings: LiveSettings,
-        executor: str = "local",
+        executor: str | None = None,
         clock: Clock = time.time,
         lead: Callable[[Store], Awaitable[None]] | None = None,
     ) -> FactoryService:
@@ -175,7 +179,7 @@ class FactoryService:
             factory = Factory(cluster, projects, settings.core(), departments=store.load_departments())
             save_settings(store, factory.settings)  # the floor's history replays under these
             service = cls(settings, store, factory, clock)
-            await service._start(executor)
+            await service._start(executor or settings.executor)
         except BaseException:
             store.close()
             raise
@@ -185,6 +189,7 @@ class FactoryService:
         self.executor = get_executor(
             executor, self.settings.logs_dir, self._inbox.put_nowait, self._started, self.isolation
         )
+        self.isolation = getattr(self.executor, "isolation", self.isolation)  # what is in force on the nodes
         self.driver = Driver(
             self.factory, self._clock, self.executor, self._wake_loop, persist=self._persist, on_change=self._changed
         )

@@ -140,6 +140,12 @@ class LiveSettings:
         default=False,
         metadata=opt("--no-wait", _flag, "exit at once if another server leads the store (default: wait as standby)"),
     )
+    executor: str = field(
+        default="local", metadata=opt("--executor", str, "where jobs run: local (this host) or ray (a Ray cluster)")
+    )
+    ray_address: str | None = field(
+        default=None, metadata=opt("--ray-address", str, "the Ray cluster's head, e.g. HEAD:6379 (with --executor ray)")
+    )
     host: str = field(default="127.0.0.1", metadata=opt("--host", str, "address to listen on"))
     port: int = field(
         default=8470, metadata=opt("--port", int, "port to listen on; 0 picks a free one (see server.json)")

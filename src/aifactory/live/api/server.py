@@ -83,7 +83,7 @@ def refuse_if_served(server_file: Path) -> None:
     raise SpecError("home", f"a factory server (pid {pid}) already serves {server_file.parent} at {url}")
 
 
-async def serve(settings: LiveSettings, executor: str = "local") -> None:
+async def serve(settings: LiveSettings, executor: str | None = None) -> None:
     """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
     refuse_if_served(settings.server_file)
     tls = tls_files(settings.tls_cert, settings.tls_key)
@@ -107,7 +107,7 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
         await leaders[0].take(wait=not settings.no_wait, said=lambda text: print(text, file=sys.stderr, flush=True))
 
     try:
-        service = await FactoryService.open(settings, executor, lead=lead)
+        service = await FactoryService.open(settings, executor or settings.executor, lead=lead)
     except BaseException:
         sock.close()
         if leaders and leaders[0].term is not None:  # a start that failed must not hold the store
@@ -145,7 +145,7 @@ async def serve(settings: LiveSettings, executor: str = "local") -> None:
         sock.close()
 
 
-def run(settings: LiveSettings, executor: str = "local") -> None:
+def run(settings: LiveSettings, executor: str | None = None) -> None:
     asyncio.run(serve(settings, executor))
 
 

@@ -67,7 +67,10 @@ class Executor(driver.Executor, Protocol):
 ExecutorFactory = Callable[[Path, OnFinished, OnStarted, "Isolation | None"], Executor]
 
 # name -> "module:attribute", imported on first use so unused executors cost nothing.
-EXECUTORS: dict[str, str | ExecutorFactory] = {"local": "aifactory.live.executors.local:LocalExecutor"}
+EXECUTORS: dict[str, str | ExecutorFactory] = {
+    "local": "aifactory.live.executors.local:LocalExecutor",
+    "ray": "aifactory.live.executors.ray:RayExecutor",
+}
 
 
 def register_executor(name: str, factory: str | ExecutorFactory) -> None:

@@ -151,26 +151,50 @@ def run(
     return os.waitstatus_to_exitcode(status), ""
 
 
-def parse(argv: list[str]) -> tuple[int | None, int | None, list[str], str, str, list[str]]:
+def parse(argv: list[str]) -> tuple[int | None, int | None, list[str], int | None, str, str, list[str]]:
     uid: int | None = None
     gid: int | None = None
+    watch: int | None = None
     cgroups: list[str] = []
-    while argv and argv[0] in ("--uid", "--gid", "--cgroup"):
+    while argv and argv[0] in ("--uid", "--gid", "--cgroup", "--watch"):
         flag, value, *argv = argv
         if flag == "--uid":
             uid = int(value)
         elif flag == "--gid":
             gid = int(value)
+        elif flag == "--watch":
+            watch = int(value)
         else:
             cgroups.append(value)
     status, workdir, *command = argv
-    return uid, gid, cgroups, status, workdir, command
+    return uid, gid, cgroups, watch, status, workdir, command
+
+
+def watch_over(pid: int) -> None:
+    """Kill the whole process group (the job and this wrapper) once `pid` is gone: a job started
+    by a Ray actor must not outlive its node's Ray processes, holding a GPU nobody accounts for."""
+    import threading  # only here: the plain wrapper starts without it
+    import time
+
+    def poll() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=poll, daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP)
     os.setsid()  # here, not by the spawner: a setsid posix_spawn of Python forks (~3-9 ms)
-    uid, gid, cgroups, status, workdir, command = parse(argv)
+    uid, gid, cgroups, watch, status, workdir, command = parse(argv)
+    if watch is not None:
+        watch_over(watch)
     fd = os.open(started_path(status), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)

@@ -376,10 +376,13 @@ class Store:
 
     # -- the leader lease --------------------------------------------------------------------
 
-    def take_lease(self, name: str, holder: str, ttl_s: float, now: float | None = None) -> int | None:
-        """Take or renew the lease `name` for `holder` until now + ttl_s, if it is free, expired or
-        already `holder`'s: the term it holds (None: another holder's, unexpired). One UPDATE
-        with the condition in its WHERE: atomic on SQLite and PostgreSQL alike."""
+    def take_lease(
+        self, name: str, holder: str, ttl_s: float, now: float | None = None, replacing: str | None = None
+    ) -> int | None:
+        """Take or renew the lease `name` for `holder` until now + ttl_s, if it is free, expired,
+        already `holder`'s, or `replacing`'s (a holder known to be dead): the term it holds (None:
+        another holder's, unexpired). One UPDATE with the condition in its WHERE: atomic on SQLite
+        and PostgreSQL alike."""
         at = time.time() if now is None else now
         c = m.leases.c
         with self.engine.begin() as conn:
@@ -392,7 +395,7 @@ class Store:
             changed = sa.case((c.holder == holder, c.term), else_=c.term + 1)
             done = conn.execute(
                 m.leases.update()
-                .where(c.name == name, sa.or_(c.holder == holder, c.expires_at < at))
+                .where(c.name == name, sa.or_(c.holder == holder, c.expires_at < at, c.holder == (replacing or holder)))
                 .values(holder=holder, expires_at=at + ttl_s, term=changed)
             )
             if done.rowcount != 1:

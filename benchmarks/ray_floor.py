@@ -1,0 +1,149 @@
+"""The floor on Ray against the floor on one box, and the leader's failover; last line one JSON object.
+
+1. A `ray.cluster_utils.Cluster` on 127.0.0.1 (a head and NODES nodes of 4 logical GPUs) and a
+   server with `--executor ray`; JOBS trivial jobs (`date +%s.%N`, 1 GPU), one after another:
+   submit (the POST sent) to the job's process running (the time it prints), p50 and p99. The
+   same on a local-executor server with the same virtual nodes, in the same run: the peer.
+   Every job must end succeeded, exactly once (each appends to a ledger).
+2. Failover: two servers on one store (SQLite file) with the default lease; the leader is
+   killed with SIGKILL while a job runs; seconds until the standby serves, and the job ends once.
+
+Ray's own Jobs API is not measured: it needs Ray's dashboard (`ray[default]`), which the
+project does not install.
+
+Run from the repository root: `.venv/bin/python benchmarks/ray_floor.py [--jobs 200]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aifactory.live.api.launch import ServerProcess
+
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def wait(http: httpx.Client, job_id: int, states: set[str], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := http.get(f"/api/jobs/{job_id}").json())["state"] not in states:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.005)
+    return job
+
+
+def latencies(srv: ServerProcess, jobs: int, ledger: Path) -> dict[str, Any]:
+    ledger.mkdir(parents=True, exist_ok=True)
+    script = f"date +%s.%N; echo x >> {ledger}/$AIFACTORY_JOB_ID"
+    out: list[float] = []
+    with srv.client() as http:
+        for _ in range(jobs):
+            sent = time.time()
+            r = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 1, "workdir": "/"})
+            r.raise_for_status()
+            job = wait(http, r.json()["id"], TERMINAL)
+            assert job["state"] == "succeeded", job
+            deadline = time.monotonic() + 10
+            while not (text := http.get(f"/api/jobs/{job['id']}/logs").text).strip():  # the mirror's last copy
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            out.append((float(text.split()[0]) - sent) * 1000)
+    runs = [len(p.read_text().splitlines()) for p in ledger.iterdir()]
+    return {
+        "p50_ms": round(statistics.median(out), 1),
+        "p99_ms": round(percentile(out, 99), 1),
+        "jobs": len(out),
+        "lost": jobs - len(runs),
+        "twice": sum(1 for n in runs if n > 1),
+    }
+
+
+def failover(work: Path) -> dict[str, Any]:
+    args = ["--gpus", "2", "--db", f"sqlite:///{work / 'shared.db'}"]
+    leader = ServerProcess(work / "a", *args).start()
+    ledger = work / "failover-ledger"
+    with leader.client() as http:
+        script = f"echo run >> {ledger}; sleep 3"
+        job_id = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 1}).json()["id"]
+        wait(http, job_id, {"running"})
+    standby = ServerProcess(work / "b", *args)
+    started = threading.Thread(target=standby.start, kwargs={"timeout": 120})
+    started.start()
+    while "standby" not in (standby.log_path.read_text() if standby.log_path.exists() else ""):
+        time.sleep(0.05)
+    killed = time.monotonic()
+    leader.kill9()
+    started.join()
+    took = time.monotonic() - killed
+    try:
+        with standby.client() as http:
+            job = wait(http, job_id, TERMINAL)
+    finally:
+        standby.stop()
+    return {
+        "failover_s": round(took, 2),
+        "failover_job_ok": job["state"] == "succeeded" and ledger.read_text() == "run\n",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("AIFACTORY_ISOLATION", "none")
+    os.environ.update(LOOPBACK)
+    out: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, {os.uname().machine}", "jobs": args.jobs}
+    with tempfile.TemporaryDirectory(prefix="aif-ray-") as tmp:
+        work = Path(tmp)
+        from ray.cluster_utils import Cluster
+
+        small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **small})
+        for i in range(args.nodes):
+            cluster.add_node(num_cpus=1, num_gpus=4, labels={"aifactory/node": f"n{i}"}, **small)
+        cluster.wait_for_nodes()
+        try:
+            with ServerProcess(
+                work / "ray", "--executor", "ray", "--ray-address", cluster.address, env=LOOPBACK
+            ) as srv:
+                ray_run = latencies(srv, args.jobs, work / "ledger-ray")
+        finally:
+            cluster.shutdown()
+        print(f"ray:   {ray_run}")
+        with ServerProcess(work / "local", "--gpus", "4", "--nodes", str(args.nodes)) as srv:
+            local_run = latencies(srv, args.jobs, work / "ledger-local")
+        print(f"local: {local_run}")
+        fail = failover(work)
+        print(f"failover: {fail}")
+    out |= {
+        "ray_submit_to_process_p50_ms": ray_run["p50_ms"],
+        "ray_submit_to_process_p99_ms": ray_run["p99_ms"],
+        "local_submit_to_process_p50_ms": local_run["p50_ms"],
+        "ray_over_local_p50": round(ray_run["p50_ms"] / local_run["p50_ms"], 1),
+        "ray_jobs_api_submit_to_running_p50_ms": None,
+        "node_loss_to_running_elsewhere_s": None,
+        **fail,
+        "jobs_lost": ray_run["lost"] + local_run["lost"],
+        "jobs_run_twice": ray_run["twice"] + local_run["twice"],
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

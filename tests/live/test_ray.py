@@ -1,0 +1,123 @@
+"""The Ray executor through the real HTTP server, on a `ray.cluster_utils.Cluster` kept on
+127.0.0.1: a head with no GPUs and two nodes declaring 4 GPUs each (labels n1, n2)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aifactory.live.api.launch import ServerProcess
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one cluster, on one test worker
+TERMINAL = {"succeeded", "failed", "cancelled"}
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from ray.cluster_utils import Cluster
+
+    os.environ.update(LOOPBACK)
+    small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **small})
+    for name in ("n1", "n2"):
+        c.add_node(num_cpus=1, num_gpus=4, labels={"aifactory/node": name}, **small)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    home = tmp_path_factory.mktemp("ray") / "home"
+    with ServerProcess(home, "--executor", "ray", "--ray-address", cluster.address, env=LOOPBACK) as srv:
+        yield srv
+
+
+def run(http: httpx.Client, command: list[str], **fields: Any) -> dict[str, Any]:
+    r = http.post("/api/jobs", json={"command": command, "workdir": "/", **fields})
+    assert r.status_code == 201, r.text
+    return wait(http, r.json()["id"], TERMINAL)
+
+
+def wait(http: httpx.Client, job_id: int, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := http.get(f"/api/jobs/{job_id}").json())["state"] not in states:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def test_nodes_come_from_the_cluster(server: ServerProcess) -> None:
+    with server.client() as http:
+        nodes = {n["name"]: n for n in http.get("/api/nodes").json()}
+    assert set(nodes) == {"n1", "n2"} and all(n["gpu_count"] == 4 for n in nodes.values())
+
+
+def test_a_job_runs_where_our_scheduler_put_it(server: ServerProcess) -> None:
+    script = 'echo "gpus=$CUDA_VISIBLE_DEVICES placement=$AIFACTORY_PLACEMENT"; exit 3'
+    with server.client() as http:
+        job = run(http, ["/bin/sh", "-c", script], gpus=2)
+        log = http.get(f"/api/jobs/{job['id']}/logs").text
+        missing = run(http, ["/no/such/program"], gpus=1)
+    assert (job["state"], job["exit_code"]) == ("failed", 3)
+    node, idx = job["placement"].split(":")
+    assert node in {"n1", "n2"} and log == f"gpus={idx} placement={job['placement']}\n"
+    assert missing["state"] == "failed" and "not found" in missing["reason"], missing
+
+
+def test_a_gang_across_two_nodes_and_its_first_failure(server: ServerProcess) -> None:
+    show = 'echo "$NODE_RANK/$NNODES world=$WORLD_SIZE gpus=$CUDA_VISIBLE_DEVICES master=$MASTER_ADDR:$MASTER_PORT"'
+    with server.client() as http:
+        job = run(http, ["/bin/sh", "-c", show], gpus=8, multi_node=True)
+        ranks = [http.get(f"/api/jobs/{job['id']}/logs", params={"rank": k}).text.split() for k in (0, 1)]
+        failing = '[ "$NODE_RANK" = 1 ] && exit 7; trap "echo TERM; exit 143" TERM; sleep 60 & wait'
+        gang = run(http, ["/bin/sh", "-c", failing], gpus=8, multi_node=True)
+        log = http.get(f"/api/jobs/{gang['id']}/logs").text
+    assert job["state"] == "succeeded"
+    assert ranks[0][:3] == ["0/2", "world=8", "gpus=0,1,2,3"] and ranks[1][:3] == ["1/2", "world=8", "gpus=0,1,2,3"]
+    assert ranks[0][3] == ranks[1][3] and ranks[0][3].startswith("master=127.0.0.1:")
+    assert gang["state"] == "failed" and gang["exit_code"] == 7 and gang["reason"].startswith("rank 1"), gang
+    assert "[rank 0] TERM" in log
+
+
+def test_cancel_with_grace_runs_on_the_node(server: ServerProcess) -> None:
+    script = 'trap "echo TERM; exit 143" TERM; echo up; sleep 60 & wait'
+    with server.client() as http:
+        job_id = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 1}).json()["id"]
+        wait(http, job_id, {"running"})
+        deadline = time.monotonic() + 30
+        while "up" not in http.get(f"/api/jobs/{job_id}/logs").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        http.post(f"/api/jobs/{job_id}/cancel")
+        job = wait(http, job_id, TERMINAL)
+        log = http.get(f"/api/jobs/{job_id}/logs").text
+    assert job["state"] == "cancelled" and job["exit_code"] == 143 and "TERM" in log, (job, log)
+
+
+def test_a_restarted_server_reattaches_a_running_job(cluster: Any, tmp_path: Path) -> None:
+    args = ("--executor", "ray", "--ray-address", cluster.address)
+    srv = ServerProcess(tmp_path / "home", *args, env=LOOPBACK).start()
+    script = "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done"
+    try:
+        with srv.client() as http:
+            job_id = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 1}).json()["id"]
+            wait(http, job_id, {"running"})
+        time.sleep(0.8)
+        srv.stop()  # the actor and its job run on
+        srv.start()
+        with srv.client() as http:
+            job = wait(http, job_id, TERMINAL)
+            log = http.get(f"/api/jobs/{job_id}/logs").text
+        assert job["state"] == "succeeded" and job["attempts"] == 1, job
+        assert log.splitlines() == [f"tick {i}" for i in range(1, 7)]  # the mirror went on where it was
+    finally:
+        srv.stop()
