@@ -234,3 +234,21 @@ def test_a_drained_node_takes_no_new_job_and_its_running_jobs_run_on() -> None:
     assert [a.job_id for a in acts if isinstance(a, Launch)] == [2]  # back: the queue moves at once
     with pytest.raises(UnknownName, match="did you mean 'node1'"):
         f.handle(Drain("node11"), 7)
+
+
+def test_a_job_whose_node_died_is_requeued_until_max_attempts() -> None:
+    from aifactory.core import NodeState
+
+    f = make(gpus=1, nodes=2)
+    f.handle(Submit(1, spec(1)), 0)
+    first = f.job(1).placement.parts[0][0]
+    f.handle(NodeState(first, up=False), 1)
+    acts = f.handle(Finished(1, None, f"node {first} lost", node_lost=True), 2)
+    # Requeued with its attempt counted, and started at once on the node that is left.
+    assert [a.job_id for a in acts if isinstance(a, Launch)] == [1]
+    assert f.job(1).attempts == 2 and f.job(1).placement.parts[0][0] != first
+    f.handle(NodeState(first, up=True), 3)
+    f.handle(Finished(1, None, "lost again", node_lost=True), 4)
+    assert f.job(1).state is JobState.RUNNING and f.job(1).attempts == 3
+    f.handle(Finished(1, None, "and again", node_lost=True), 5)
+    assert (f.job(1).state, f.job(1).reason) == (JobState.FAILED, "and again")  # max_attempts reached

@@ -78,7 +78,7 @@ def test_a_gang_across_two_nodes_and_its_first_failure(server: ServerProcess) ->
     with server.client() as http:
         job = run(http, ["/bin/sh", "-c", show], gpus=8, multi_node=True)
         ranks = [http.get(f"/api/jobs/{job['id']}/logs", params={"rank": k}).text.split() for k in (0, 1)]
-        failing = '[ "$NODE_RANK" = 1 ] && exit 7; trap "echo TERM; exit 143" TERM; sleep 60 & wait'
+        failing = '[ "$NODE_RANK" = 1 ] && { sleep 1; exit 7; }; trap "echo TERM; exit 143" TERM; sleep 60 & wait'
         gang = run(http, ["/bin/sh", "-c", failing], gpus=8, multi_node=True)
         log = http.get(f"/api/jobs/{gang['id']}/logs").text
     assert job["state"] == "succeeded"
@@ -121,3 +121,45 @@ def test_a_restarted_server_reattaches_a_running_job(cluster: Any, tmp_path: Pat
         assert log.splitlines() == [f"tick {i}" for i in range(1, 7)]  # the mirror went on where it was
     finally:
         srv.stop()
+
+
+def test_zz_a_lost_node_s_job_is_requeued_and_runs_elsewhere(server: ServerProcess, cluster: Any) -> None:
+    """(Last in the module: it removes a node.) The job's node dies under it: no orphan process is
+    left, the job is requeued with its attempt counted and runs on the other node."""
+    marker = f"lost-node-{os.getpid()}"
+    script = f'echo "on $AIFACTORY_PLACEMENT"; sleep 4 # {marker}'
+    with server.client() as http:
+        r = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 4, "workdir": "/"})
+        job_id = r.json()["id"]
+        first = wait(http, job_id, {"running"})
+        node = first["placement"].split(":")[0]
+        deadline = time.monotonic() + 30
+        while "on " not in http.get(f"/api/jobs/{job_id}/logs").text:  # its process runs on the node
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        victim = next(n for n in cluster.worker_nodes if n.all_processes and _label(n) == node)
+        cluster.remove_node(victim)
+        deadline = time.monotonic() + 30
+        while (job := http.get(f"/api/jobs/{job_id}").json())["attempts"] < 2 or job["state"] != "running":
+            assert job["state"] not in TERMINAL, (job["reason"], job["exit_code"], job["attempts"])
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["placement"].split(":")[0] != node
+        done = wait(http, job_id, TERMINAL)
+        nodes = {n["name"]: n["up"] for n in http.get("/api/nodes").json()}
+    assert done["state"] == "succeeded" and done["attempts"] == 2, done
+    assert nodes[node] is False
+    # No orphan: nothing of the first attempt runs on (its wrapper died with the node's Ray processes).
+    left = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(marker) and "sleep" in _cmdline(p)]
+    assert not left, left
+
+
+def _label(node: Any) -> str:
+    return str(getattr(node, "_ray_params", None) and node._ray_params.labels.get("aifactory/node"))
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -13,7 +13,7 @@ from aifactory.core.errors import (
     SpecError,
     UnknownName,
 )
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeState, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import Job, JobSpec, Placement
 from aifactory.core.project import PREEMPTIBLE, PRIORITY_CLASSES, Account, Department, Project
@@ -42,6 +42,7 @@ __all__ = [
     "Launch",
     "Node",
     "NodeSpec",
+    "NodeState",
     "NotFound",
     "Placement",
     "Preempt",

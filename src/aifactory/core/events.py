@@ -24,6 +24,7 @@ class Finished:
     exit_code: int | None
     reason: str = ""
     started: bool = True
+    node_lost: bool = False  # its node died under it: requeued (up to max_attempts), not its own failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,4 +54,12 @@ class Drain:
     drained: bool = True
 
 
-Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A node died (`up` False: nothing is placed there until it comes back) or came back."""
+
+    node: str
+    up: bool
+
+
+Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain | NodeState

@@ -17,7 +17,7 @@ from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeState, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
 from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
@@ -194,11 +194,11 @@ class Factory:
         elif isinstance(event, Checkpoint):
             self.job(event.job_id).checkpoint_at = now
             return out
-        elif isinstance(event, Drain):
+        elif isinstance(event, Drain | NodeState):
             node = self.cluster.nodes.get(event.node)
             if node is None:
                 raise UnknownName("node", event.node, self.cluster.nodes)
-            node.up = not event.drained
+            node.up = event.up if isinstance(event, NodeState) else not event.drained
             self._dirty = None  # freed or taken capacity: every queue needs a look
         elif not isinstance(event, Tick):
             raise TypeError(f"not an event: {event!r}")
@@ -305,6 +305,12 @@ class Factory:
             job.queued_at = now
             job.attempts -= 1  # the attempt never happened
             self._move(job, JobState.QUEUED, now, event.reason or "requeued: its process never started", out)
+            self._enqueue(job)
+        elif event.node_lost and stop is None and job.attempts < self.settings.max_attempts:
+            # Its node died: requeued with its attempt counted; it resumes from its checkpoint, if any.
+            job.queued_at = now
+            job.checkpoint_at = None
+            self._move(job, JobState.QUEUED, now, f"requeued: {event.reason or 'its node was lost'}", out)
             self._enqueue(job)
         elif job.state is JobState.PREEMPTED:
             if stop is not None and not stop.startswith("preempted"):

@@ -17,6 +17,7 @@ class FactorySettings:
     half_life_s: float = 86400.0  # fair-share usage history half-life (0: no history)
     history_weight: float = 1.0  # how much recent over-quota use counts against a project
     backfill_depth: int = 200  # pending jobs the backfill policy looks at past the blocked head
+    max_attempts: int = 3  # a job whose node died is requeued until it has started this many times
     # Tiresias LAS: attained-service thresholds (GPU-seconds) between its priority queues.
     las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import AifactoryError
-from aifactory.core.events import Finished
+from aifactory.core.events import Finished, NodeState
 from aifactory.core.job import JobSpec, Placement
 from aifactory.live.checkpoints import checkpoint_path
 from aifactory.live.executors import OnFinished, OnStarted, ProcessInfo, no_record, rank_log_path, wrap
@@ -56,6 +56,7 @@ ADDRESS_ENV = "AIFACTORY_RAY_ADDRESS"
 NODE_LABEL = "aifactory/node"
 MIRROR_S = 0.5  # how often each rank's log is copied from its node
 GANG_GRACE_S = 10.0
+NODE_POLL_S = 1.0  # how often the cluster's nodes are listed
 
 
 def connect(address: str | None = None) -> Any:
@@ -200,6 +201,10 @@ class RayExecutor:
         self._jobs: dict[int, _RayJob] = {}
         self._launching: dict[int, float | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The floor's nodes (found at start); one that joins later is not the floor's yet.
+        self._floor = {spec.name for spec in discover_nodes()}
+        self._alive = set(self._node_ids()) & self._floor
+        self._spawn(self._watch_nodes())
 
     def log_path(self, job_id: int) -> Path:
         return self.logs_dir / f"job-{job_id}.log"
@@ -242,11 +247,15 @@ class RayExecutor:
                 actors.append(self._start_rank(job_id, spec, placement, rank, nodes[node][0], addresses, port))
             infos = await asyncio.gather(*(a.info.remote() for a in actors))
         except Exception as exc:  # a launch that fails ends the job, holding nothing
+            from ray.exceptions import RayError
+
             self._launching.pop(job_id, None)
             for actor in actors:
                 with contextlib.suppress(Exception):
                     actor.kill.remote(0.0)
-            self._report(job_id, wrap.CANNOT_RUN, f"cannot start job: {exc}")
+            # A node that died while the job was being placed there is the node's failure, not the job's.
+            lost = isinstance(exc, RayError)
+            self._report(job_id, None if lost else wrap.CANNOT_RUN, f"cannot start job: {exc}", node_lost=lost)
             return
         job = _RayJob(job_id, actors, [rank_log_path(self.log_path(job_id), k) for k in range(len(actors))])
         job.offsets = [0] * len(actors)
@@ -292,6 +301,26 @@ class RayExecutor:
 
     # -- watching ----------------------------------------------------------------------------
 
+    async def _watch_nodes(self) -> None:
+        """Every NODE_POLL_S, a NodeState event for each node that died or came back: the core then
+        places nothing on a dead node (its jobs come back as Finished(node_lost=True))."""
+        while True:
+            await asyncio.sleep(NODE_POLL_S)
+            try:
+                alive = set(await asyncio.to_thread(self._node_ids)) & self._floor
+            except Exception:
+                log.exception("listing the Ray cluster's nodes failed")
+                continue
+            for name in sorted(self._alive - alive):
+                log.warning("node %s is gone from the Ray cluster", name)
+                self._event(NodeState(name, up=False))
+            for name in sorted(alive - self._alive):
+                self._event(NodeState(name, up=True))
+            self._alive = alive
+
+    def _event(self, event: Any) -> None:
+        self._on_finished(event)  # the service's inbox takes any core event
+
     async def _watch(self, job: _RayJob) -> None:
         """Wait for every rank; the first to fail stops the others; mirror logs meanwhile; one Finished."""
         from ray.exceptions import RayError
@@ -299,6 +328,7 @@ class RayExecutor:
         waits = {asyncio.ensure_future(self._await(a.wait.remote())): k for k, a in enumerate(job.actors)}
         results: dict[int, tuple[int | None, str]] = {}
         failure: tuple[int | None, str] | None = None
+        lost = False  # the first failure was a node's death, not the job's
         pending = set(waits)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=MIRROR_S, return_when=asyncio.FIRST_COMPLETED)
@@ -309,9 +339,12 @@ class RayExecutor:
                     results[rank] = fut.result()
                 except RayError as exc:
                     results[rank] = (None, f"node of rank {rank} lost ({type(exc).__name__})")
+                    lost = lost or failure is None
                 code, why = results[rank]
-                if code != 0 and failure is None and len(job.actors) > 1:
-                    failure = (code, f"rank {rank}: {why or f'exit code {code}'}")
+                if code != 0 and failure is None:
+                    failure = (
+                        (code, f"rank {rank}: {why or f'exit code {code}'}") if len(job.actors) > 1 else (code, why)
+                    )
                     for actor in job.actors:
                         with contextlib.suppress(Exception):
                             actor.kill.remote(GANG_GRACE_S)
@@ -321,7 +354,7 @@ class RayExecutor:
                 self.ray.kill(actor)
         self._jobs.pop(job.job_id, None)
         code, why = failure or results.get(0, (None, LOST))
-        self._report(job.job_id, code, why)
+        self._report(job.job_id, code, why, node_lost=lost)
 
     @staticmethod
     async def _await(ref: Any) -> Any:
@@ -383,5 +416,6 @@ class RayExecutor:
         with contextlib.suppress(Exception):
             self.ray.shutdown()
 
-    def _report(self, job_id: int, exit_code: int | None, reason: str) -> None:
-        asyncio.get_running_loop().call_soon(self._on_finished, Finished(job_id, exit_code, reason))
+    def _report(self, job_id: int, exit_code: int | None, reason: str, node_lost: bool = False) -> None:
+        finished = Finished(job_id, exit_code, reason, node_lost=node_lost)
+        asyncio.get_running_loop().call_soon(self._on_finished, finished)
