@@ -4,7 +4,8 @@
    server with `--executor ray`; JOBS trivial jobs (`date +%s.%N`, 1 GPU), one after another:
    submit (the POST sent) to the job's process running (the time it prints), p50 and p99. The
    same on a local-executor server with the same virtual nodes, in the same run: the peer.
-   Every job must end succeeded, exactly once (each appends to a ledger).
+   Every job must end succeeded, exactly once (each appends to a ledger). Then a node is
+   removed under a running job: seconds until the job runs on another node.
 2. Failover: two servers on one store (SQLite file) with the default lease; the leader is
    killed with SIGKILL while a job runs; seconds until the standby serves, and the job ends once.
 
@@ -73,6 +74,29 @@ def latencies(srv: ServerProcess, jobs: int, ledger: Path) -> dict[str, Any]:
     }
 
 
+def node_loss(srv: ServerProcess, cluster: Any) -> float:
+    """Seconds from removing the node under a running 4-GPU job to that job running on another node."""
+    with srv.client() as http:
+        r = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", "echo up; sleep 30"], "gpus": 4, "workdir": "/"})
+        job_id = r.json()["id"]
+        node = wait(http, job_id, {"running"})["placement"].split(":")[0]
+        while "up" not in http.get(f"/api/jobs/{job_id}/logs").text:
+            time.sleep(0.05)
+        victim = next(n for n in cluster.worker_nodes if n._ray_params.labels.get("aifactory/node") == node)
+        removed = time.monotonic()
+        cluster.remove_node(victim)
+        while True:
+            job = http.get(f"/api/jobs/{job_id}").json()
+            if job["state"] == "running" and job["attempts"] >= 2:
+                took = time.monotonic() - removed
+                break
+            assert job["state"] not in TERMINAL and time.monotonic() - removed < 120, job
+            time.sleep(0.05)
+        http.post(f"/api/jobs/{job_id}/cancel")
+        wait(http, job_id, TERMINAL)
+    return took
+
+
 def failover(work: Path) -> dict[str, Any]:
     args = ["--gpus", "2", "--db", f"sqlite:///{work / 'shared.db'}"]
     leader = ServerProcess(work / "a", *args).start()
@@ -123,9 +147,10 @@ def main() -> None:
                 work / "ray", "--executor", "ray", "--ray-address", cluster.address, env=LOOPBACK
             ) as srv:
                 ray_run = latencies(srv, args.jobs, work / "ledger-ray")
+                lost_s = node_loss(srv, cluster)
         finally:
             cluster.shutdown()
-        print(f"ray:   {ray_run}")
+        print(f"ray:   {ray_run}; node lost -> running elsewhere {lost_s:.2f} s")
         with ServerProcess(work / "local", "--gpus", "4", "--nodes", str(args.nodes)) as srv:
             local_run = latencies(srv, args.jobs, work / "ledger-local")
         print(f"local: {local_run}")
@@ -137,7 +162,7 @@ def main() -> None:
         "local_submit_to_process_p50_ms": local_run["p50_ms"],
         "ray_over_local_p50": round(ray_run["p50_ms"] / local_run["p50_ms"], 1),
         "ray_jobs_api_submit_to_running_p50_ms": None,
-        "node_loss_to_running_elsewhere_s": None,
+        "node_loss_to_running_elsewhere_s": round(lost_s, 2),
         **fail,
         "jobs_lost": ray_run["lost"] + local_run["lost"],
         "jobs_run_twice": ray_run["twice"] + local_run["twice"],
