@@ -89,26 +89,16 @@ def fuzzing(work: Path, examples: int) -> dict[str, Any]:
 
 def chaos(work: Path, jobs: int, kills: int) -> dict[str, Any]:
     from tests.live import test_chaos
-    from tests.live.conftest import PG, _pg_connect
+    from tests.live.conftest import pg_schema_url
 
     out: dict[str, Any] = {}
-    runs = [("sqlite", [])]
-    conn = _pg_connect()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    if conn is not None:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}/{PG['dbname']}"
-        runs.append(("postgresql", ["--db", f"{url}?options=-csearch_path%3D{schema}"]))
-    try:
+    with pg_schema_url() as url:
+        runs = [("sqlite", [])] + ([("postgresql", ["--db", url])] if url else [])
         for name, db in runs:
             got = test_chaos.run_chaos(work / f"chaos-{name}", work / f"ledger-{name}", db, jobs, kills, seed=11)
             print(f"  chaos on {name}: {got}")
             for key, value in got.items():
                 out[key] = out.get(key, 0) + value
-    finally:
-        if conn is not None:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.close()
     return out
 
 

@@ -31,15 +31,14 @@ def live_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own (xdist-safe)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'factory.db'}"
-        return
+@contextlib.contextmanager
+def pg_schema_url() -> Iterator[str | None]:
+    """The URL of a fresh PostgreSQL schema of its own (xdist-safe), dropped afterwards; None
+    where no PostgreSQL answers."""
     conn = _pg_connect()
     if conn is None:
-        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
+        yield None
+        return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
@@ -50,6 +49,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own (xdist-safe)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'factory.db'}"
+        return
+    with pg_schema_url() as url:
+        if url is None:
+            pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
+        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from aifactory.live.api.launch import ServerProcess
 
-from .conftest import PG, _pg_connect
+from .conftest import pg_schema_url
 
 JOBS = 300
 KILLS = 22
@@ -35,17 +34,10 @@ def db_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     if request.param == "sqlite":
         yield []
         return
-    conn = _pg_connect()
-    if conn is None:
-        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}/{PG['dbname']}"
-    try:
-        yield ["--db", f"{url}?options=-csearch_path%3D{schema}"]
-    finally:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
+    with pg_schema_url() as url:
+        if url is None:
+            pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
+        yield ["--db", url]
 
 
 def run_chaos(home: Path, ledger: Path, db: list[str], jobs: int, kills: int, seed: int) -> dict[str, int]:

@@ -4,10 +4,10 @@ filtered by tenant before the limit; nodes show a tenant only its own jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import pytest
 from aifactory.live.api.launch import ServerProcess
 from aifactory.live.wire import MAX_ID
 
-from .conftest import PG, _pg_connect
+from .conftest import pg_schema_url
 
 PY = sys.executable
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -27,23 +27,11 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("edge") / "home"
-    args = ["--gpus", "2"]
-    conn = None
-    if request.param == "postgresql":
-        conn = _pg_connect()
-        if conn is None:
+    with pg_schema_url() if request.param == "postgresql" else contextlib.nullcontext("") as url:
+        if url is None:
             pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"postgresql+psycopg://{PG['user']}@{PG['host']}:{PG['port']}/{PG['dbname']}"
-        args += ["--db", f"{url}?options=-csearch_path%3D{schema}"]
-    try:
-        with ServerProcess(home, *args) as srv:
+        with ServerProcess(home, "--gpus", "2", *(["--db", url] if url else [])) as srv:
             yield srv
-    finally:
-        if conn is not None:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.close()
 
 
 @pytest.fixture

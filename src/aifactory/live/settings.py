@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aifactory.config import read_config, resolve_home
-from aifactory.core.errors import SpecError
+from aifactory.core.errors import SpecError, UnknownName
 from aifactory.core.factory import FactorySettings
 from aifactory.core.policies.options import apply_options
 
@@ -165,6 +165,10 @@ class LiveSettings:
             raise SpecError("checkpoint_poll", f"must be positive, got {self.checkpoint_poll_s}")
         if self.isolation not in ("auto", "full", "none"):
             raise SpecError("isolation", f"must be auto, full or none, got {self.isolation!r}")
+        from aifactory.live.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:  # refused before anything is opened or stored
+            raise UnknownName("executor", self.executor, EXECUTORS)
         if not self.lease_ttl_s > 0:
             raise SpecError("lease_ttl", f"must be positive, got {self.lease_ttl_s}")
         if (self.tls_cert is None) != (self.tls_key is None):

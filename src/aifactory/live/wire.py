@@ -97,6 +97,14 @@ def parse_duration_s(value: str | float) -> float:
     return seconds
 
 
+def _duration(value: str | float) -> str | float:
+    parse_duration_s(value)  # ValueError naming the value
+    return value
+
+
+Duration = Annotated[str | float, AfterValidator(_duration)]  # as people write it: "1h30m", or seconds
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,7 +123,7 @@ class JobSubmit(_Strict):
     priority: StrictInt = Field(0, ge=-1_000_000, le=1_000_000)
     # train (may borrow idle GPUs, preemptible), interactive or inference (within quota, never preempted)
     priority_class: Name = "train"
-    time_limit: str | float | None = None  # "1h30m" or seconds
+    time_limit: Duration | None = None  # "1h30m" or seconds
     name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(no_control)] | None = None
     workdir: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(no_control)] | None = None
     env: dict[str, Arg] = Field(default_factory=dict, max_length=1024)
@@ -145,13 +153,6 @@ class JobSubmit(_Strict):
     def _memory(cls, value: str | int | None) -> str | int | None:
         if value is not None:
             parse_memory_mib(value)
-        return value
-
-    @field_validator("time_limit")
-    @classmethod
-    def _duration(cls, value: str | float | None) -> str | float | None:
-        if value is not None:
-            parse_duration_s(value)
         return value
 
     @field_validator("env")
@@ -297,14 +298,7 @@ class TokenCreate(_Strict):
     user: Name
     projects: list[Name] = Field(min_length=1, max_length=1024)
     admin: StrictBool = False
-    expires: str | float | None = None  # "30d", "12h" or seconds from now; None: never
-
-    @field_validator("expires")
-    @classmethod
-    def _expires(cls, value: str | float | None) -> str | float | None:
-        if value is not None:
-            parse_duration_s(value)
-        return value
+    expires: Duration | None = None  # "30d", "12h" or seconds from now; None: never
 
 
 class TokenOut(BaseModel):

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -95,9 +95,17 @@ def factory_env(job_id: int, placement: Placement, checkpoint: Path | None = Non
     return env
 
 
-def _spawn(status: Path, argv: list[str], env: dict[str, str], actions: Sequence[tuple[object, ...]]) -> int:
+def spawn_wrapper(argv: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Start a job's wrapper (`argv`) with stdin from /dev/null and stdout+stderr appended to
+    `log_path`; its pid. Shared by every executor's node side."""
+    status = status_path(log_path)
     status.unlink(missing_ok=True)  # a status left by an earlier attempt
     Path(wrap.started_path(str(status))).unlink(missing_ok=True)  # and its pid
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
     return os.posix_spawn(argv[0], argv, env, file_actions=actions)
 
 
@@ -265,14 +273,9 @@ class LocalExecutor:
         launch = self.isolation.prepare(job_id, spec, own, env, part=rank)
         argv = [sys.executable, "-I", "-S", WRAP, *launch.wrapper_options()]
         argv += [str(status), spec.workdir or self._cwd, *spec.command]
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
         # In a thread: the spawn returns only once the child has exec'd, which on a
         # busy machine takes milliseconds the event loop should spend on requests.
-        pid = await asyncio.to_thread(_spawn, status, argv, launch.env, actions)
+        pid = await asyncio.to_thread(spawn_wrapper, argv, launch.env, log_path)
         return _Rank(rank, pid, pid, log_path)
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:

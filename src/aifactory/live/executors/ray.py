@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from aifactory.live.executors.local import (
     is_wrapper_alive,
     rank_env,
     read_status,
+    spawn_wrapper,
     status_path,
 )
 from aifactory.live.isolation import Isolation
@@ -68,6 +70,12 @@ def connect(address: str | None = None) -> Any:
         raise AifactoryError("executor: ray is not installed (pip install 'aifactory[ray]')") from None
     if not ray.is_initialized():
         target = address or os.environ.get(ADDRESS_ENV) or "auto"
+        host, _, port = target.rpartition(":")
+        if host and port.isdigit():  # Ray itself retries for minutes: say at once that nothing answers
+            try:
+                socket.create_connection((host, int(port)), timeout=3).close()
+            except OSError as exc:
+                raise AifactoryError(f"ray_address: no Ray cluster answers at {target}: {exc}") from None
         try:
             ray.init(address=target, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -116,15 +124,9 @@ class JobPart:
             if key in env:
                 os.makedirs(env[key], mode=0o700, exist_ok=True)
         self.status = status_path(self.log_path)
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(self.log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
-        self.status.unlink(missing_ok=True)
         # The wrapper watches this actor's process: the job dies with it (node loss, ray stop).
         argv = [argv[0], *argv[1:4], "--watch", str(os.getpid()), *argv[4:]]
-        self.pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        self.pid = spawn_wrapper(argv, env, self.log_path)
         self._kill: asyncio.TimerHandle | None = None
 
     def info(self) -> tuple[int, str]:
