@@ -25,14 +25,15 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from aifactory.bounded import load_toml, load_yaml
 from aifactory.core.cluster import NodeSpec
-from aifactory.core.errors import SpecError
+from aifactory.core.errors import SpecError, UnknownName
+from aifactory.core.events import NodeEvent, node_event, node_event_kind, node_event_name
 from aifactory.core.project import Department, Project
 from aifactory.core.settings import FactorySettings
 
@@ -84,12 +85,24 @@ class NodeModel(BaseModel):
     rack: str | None = Field(default=None, max_length=200)
 
 
+class NodeEventModel(BaseModel):
+    """Something that happened to a node, `at` seconds on the trace's clock (`core.events.node_event`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(allow_inf_nan=False)
+    node: str = Field(min_length=1, max_length=200)
+    kind: Literal["drain", "resume", "down", "up", "join"]
+
+
 class FloorFile(ProjectsFile):
-    """A floor as a trace carries it beside its jobs: the nodes, projects and departments, and the
-    core settings it scheduled with (policy, placement, graces, policy options)."""
+    """A floor as a trace carries it beside its jobs: the nodes, projects and departments, the
+    core settings it scheduled with (policy, placement, graces, policy options), and what happened
+    to its nodes (a node whose first event is a join is not there before it)."""
 
     nodes: list[NodeModel] = Field(default_factory=list)
     settings: dict[str, Any] | None = None
+    node_events: list[NodeEventModel] = Field(default_factory=list)
 
 
 def core_settings(data: Mapping[str, Any], field: str = "settings") -> FactorySettings:
@@ -110,6 +123,7 @@ class Floor(NamedTuple):
     projects: list[Project]
     departments: list[Department]
     settings: FactorySettings | None  # None: the file does not say
+    node_events: list[tuple[float, NodeEvent]]  # (seconds on the trace's clock, event), in order
 
 
 def _validate(model: type[Parsed], data: Any) -> Parsed:
@@ -134,7 +148,15 @@ def load_floor(path: str | Path) -> Floor:
         if name in names[:i]:
             raise SpecError(f"nodes[{i}].name", f"duplicate node {name!r}")
     settings = core_settings(parsed.settings) if parsed.settings is not None else None
-    return Floor([NodeSpec(**n.model_dump()) for n in parsed.nodes], *_build(parsed), settings)
+    specs = {n.name: NodeSpec(**n.model_dump()) for n in parsed.nodes}
+    events: list[tuple[float, NodeEvent]] = []
+    for i, e in enumerate(parsed.node_events):
+        if e.node not in specs:
+            raise SpecError(f"node_events[{i}].node", str(UnknownName("node", e.node, specs)))
+        if events and e.at < events[-1][0]:
+            raise SpecError(f"node_events[{i}].at", f"{e.at:g} is before the event above it: events go in time order")
+        events.append((e.at, node_event(e.kind, e.node, specs[e.node])))
+    return Floor(list(specs.values()), *_build(parsed), settings, events)
 
 
 def write_floor(
@@ -143,8 +165,10 @@ def write_floor(
     projects: Iterable[Project],
     departments: Iterable[Department],
     settings: FactorySettings | None = None,
+    node_events: Iterable[tuple[float, NodeEvent]] = (),
 ) -> Path:
-    """Write a floor file that `load_floor` reads back as the same nodes, projects, departments and settings."""
+    """Write a floor file that `load_floor` reads back as the same nodes, projects, departments,
+    settings and node events (a join's capacity is its node's in `nodes`)."""
     data: dict[str, Any] = {
         "nodes": [asdict(n) for n in nodes],
         "departments": [asdict(d) for d in departments],
@@ -152,6 +176,9 @@ def write_floor(
     }
     if settings is not None:
         data["settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+    events = [{"at": at, "node": node_event_name(e), "kind": node_event_kind(e)} for at, e in node_events]
+    if events:
+        data["node_events"] = events
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -252,3 +252,74 @@ def test_a_job_whose_node_died_is_requeued_until_max_attempts() -> None:
     assert f.job(1).state is JobState.RUNNING and f.job(1).attempts == 3
     f.handle(Finished(1, None, "and again", node_lost=True), 5)
     assert (f.job(1).state, f.job(1).reason) == (JobState.FAILED, "and again")  # max_attempts reached
+
+
+def test_a_drained_node_that_dies_and_comes_back_is_still_drained() -> None:
+    from aifactory.core import Drain, NodeState
+
+    f = make(gpus=1, nodes=2)
+    f.handle(Drain("node1"), 0)
+    f.handle(NodeState("node1", up=False), 1)
+    assert f.cluster.node("node1").state == "down, drained"
+    f.handle(NodeState("node1", up=True), 2)
+    assert f.cluster.node("node1").state == "drained"
+    f.handle(Submit(1, spec(1)), 3)
+    f.handle(Submit(2, spec(1)), 3)
+    assert f.job(2).state is JobState.QUEUED  # node0 is taken, node1 is drained
+    f.handle(Drain("node1", drained=False), 4)
+    assert f.job(2).state is JobState.RUNNING and f.job(2).placement.parts[0][0] == "node1"
+
+
+def test_a_node_that_joins_takes_work_and_new_shapes_and_models() -> None:
+    from aifactory.core import NodeJoined, NodeSpec
+
+    f = make(gpus=2, nodes=1)
+    f.handle(Submit(1, spec(2)), 0)
+    f.handle(Submit(2, spec(2)), 0)
+    with pytest.raises(SpecError, match="gpus"):  # no node has 8 GPUs (yet)
+        f.handle(Submit(3, spec(8)), 0)
+    with pytest.raises(SpecError, match="gpu_model"):
+        f.handle(Submit(3, spec(1, gpu_model="H100")), 0)
+    acts = f.handle(NodeJoined(NodeSpec("big", 8, gpu_model="H100", gpu_memory_mib=81559)), 1)
+    assert launches(acts) == [2] and f.job(2).placement.parts[0][0] == "big"  # the queue moved at once
+    f.handle(Submit(3, spec(6, gpu_model="H100")), 2)  # now it fits: on the new node
+    assert f.job(3).state is JobState.RUNNING and f.job(3).placement.parts[0] == ("big", (2, 3, 4, 5, 6, 7))
+    assert f.capacity(None, None).total == 10
+
+
+def test_a_known_node_may_change_capacity_only_while_it_holds_nothing() -> None:
+    from aifactory.core import NodeJoined, NodeSpec, NodeState
+
+    f = make(gpus=2, nodes=2)
+    f.handle(Submit(1, spec(2)), 0)
+    held = f.job(1).placement.parts[0][0]
+    other = "node1" if held == "node0" else "node0"
+    with pytest.raises(SpecError, match="changed capacity"):
+        f.handle(NodeJoined(NodeSpec(held, 4)), 1)
+    assert f.cluster.node(held).gpu_count == 2 and f.job(1).state is JobState.RUNNING  # nothing changed
+    f.handle(NodeState(other, up=False), 2)
+    f.handle(NodeJoined(NodeSpec(other, 4)), 3)  # back with more GPUs: alive, empty, bigger
+    node = f.cluster.node(other)
+    assert (node.gpu_count, node.up, node.free_whole) == (4, True, 4)
+    f.handle(Submit(2, spec(4)), 4)
+    assert f.job(2).placement.parts[0] == (other, (0, 1, 2, 3))
+    f.handle(NodeJoined(NodeSpec(held, 2)), 5)  # the same capacity: nothing to change
+    assert f.job(1).state is JobState.RUNNING
+
+
+def test_node_events_have_one_word_each_and_back() -> None:
+    from aifactory.core import Drain, NodeJoined, NodeSpec, NodeState
+    from aifactory.core.events import NODE_EVENT_KINDS, node_event, node_event_kind, node_event_name
+
+    spec = NodeSpec("n", 2)
+    events = [
+        Drain("n"),
+        Drain("n", drained=False),
+        NodeState("n", up=False),
+        NodeState("n", up=True),
+        NodeJoined(spec),
+    ]
+    assert [node_event_kind(e) for e in events] == list(NODE_EVENT_KINDS)
+    assert [node_event(node_event_kind(e), node_event_name(e), spec) for e in events] == events
+    with pytest.raises(ValueError, match="not a node event"):
+        node_event("reboot", "n")

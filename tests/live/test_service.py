@@ -296,3 +296,32 @@ def test_a_drained_node_stays_drained_across_a_restart(tmp_path: Path) -> None:
             assert all(v.up for v in svc.nodes())
 
     asyncio.run(main())
+
+
+def test_node_changes_go_into_the_event_log_with_who_made_them(tmp_path: Path) -> None:
+    from aifactory.core import Drain, NodeJoined, NodeSpec, NodeState
+
+    home = tmp_path / "home"
+
+    async def main() -> None:
+        async with await FactoryService.open(LiveSettings(home=home, gpus=1, nodes=2, isolation="none")) as svc:
+            await svc.drain("node1", by="alice")
+            await svc.drain("node1", drained=False, by="alice")
+        # Restarted with three nodes, then with one: node2 joined; node1 and node2 are gone.
+        async with await FactoryService.open(LiveSettings(home=home, gpus=1, nodes=3, isolation="none")):
+            pass
+        async with await FactoryService.open(LiveSettings(home=home, gpus=1, nodes=1, isolation="none")):
+            pass
+        async with await FactoryService.open(LiveSettings(home=home, gpus=1, nodes=2, isolation="none")) as svc:
+            rows = svc.store.node_events()
+            assert [n.name for n in svc.store.load_nodes()] == ["node0", "node1", "node2"]
+        assert [(r.event, r.by) for r in rows] == [
+            (Drain("node1"), "alice"),
+            (Drain("node1", drained=False), "alice"),
+            (NodeJoined(NodeSpec("node2", 1)), ""),
+            (NodeState("node1", up=False), ""),
+            (NodeState("node2", up=False), ""),  # said once, not at every start
+            (NodeState("node1", up=True), ""),  # back
+        ]
+
+    asyncio.run(main())

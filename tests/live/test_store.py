@@ -32,7 +32,7 @@ def test_migration_builds_exactly_the_models(store: Store) -> None:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
     assert diffs == []
-    assert version == "0005"
+    assert version == "0006"
 
 
 def test_upgrade_from_the_first_schema_keeps_the_data(store_url: str) -> None:
@@ -136,7 +136,7 @@ def test_events_window_since_inclusive_until_exclusive(store: Store) -> None:
     assert [e.seq for e in store.events()] == sorted(e.seq for e in store.events())
 
 
-def test_projects_upsert_and_nodes_replace(store: Store) -> None:
+def test_projects_and_nodes_upsert(store: Store) -> None:
     vision = Project("vision", 2, 3.0, 6.0, "a100", "research", quota_by_model={"A100": 2.0})
     store.save_projects([Project("default", quota=4), vision])
     store.save_projects([Project("default", quota=8)])
@@ -146,7 +146,7 @@ def test_projects_upsert_and_nodes_replace(store: Store) -> None:
     assert store.load_departments() == [Department("ops", quota=1), Department("research", 4, 2.0, 8.0)]
     store.save_nodes(Cluster.virtual(4, 2, model="H100", memory_mib=81559))
     store.save_nodes(Cluster.virtual(2, 1))
-    [node] = store.load_nodes()
+    node, gone = store.load_nodes()  # node1 stays known: the history names it
     assert (node.name, node.gpu_count, node.gpu_model, node.gpu_memory_mib, node.pool) == (
         "node0",
         2,
@@ -154,6 +154,24 @@ def test_projects_upsert_and_nodes_replace(store: Store) -> None:
         0,
         "default",
     )
+    assert (gone.name, gone.gpu_count, gone.gpu_model) == ("node1", 4, "H100")
+
+
+def test_node_events_keep_what_who_and_a_joins_capacity(store: Store) -> None:
+    from aifactory.core import Drain, NodeJoined, NodeSpec, NodeState
+    from aifactory.live.store import NodeEventRow
+
+    big = NodeSpec("gpu-07", 8, "H100", 81559, pool="p", cpu_milli=64000, memory_mib=1 << 20, rack="r2")
+    rows = [
+        NodeEventRow(10.0, Drain("gpu-07"), "alice"),
+        NodeEventRow(11.0, NodeState("gpu-07", up=False)),
+        NodeEventRow(12.5, NodeJoined(big)),
+        NodeEventRow(13.0, Drain("gpu-07", drained=False), "bob"),
+    ]
+    store.add_node_events(rows[:2])
+    store.add_node_events(rows[2:])
+    assert store.node_events() == rows
+    assert store.node_events(since=11.0, until=13.0) == rows[1:3]
 
 
 def test_tokens_are_stored_hashed(store: Store) -> None:

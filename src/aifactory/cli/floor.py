@@ -382,7 +382,7 @@ def nodes() -> None:
             table.add_row(
                 printable(n.name),
                 printable(n.pool),
-                "up" if n.up else "drained",
+                n.state,
                 n.isolation,
                 cpus,
                 host_mem,

@@ -13,7 +13,18 @@ from aifactory.core.errors import (
     SpecError,
     UnknownName,
 )
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeState, Submit, Tick
+from aifactory.core.events import (
+    Cancel,
+    Checkpoint,
+    Drain,
+    Event,
+    Finished,
+    NodeEvent,
+    NodeJoined,
+    NodeState,
+    Submit,
+    Tick,
+)
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import Job, JobSpec, Placement
 from aifactory.core.project import PREEMPTIBLE, PRIORITY_CLASSES, Account, Department, Project
@@ -41,6 +52,8 @@ __all__ = [
     "Kill",
     "Launch",
     "Node",
+    "NodeEvent",
+    "NodeJoined",
     "NodeSpec",
     "NodeState",
     "NotFound",

@@ -48,7 +48,9 @@ class Node:
     # job id -> milli held, per GPU: who holds each GPU.
     holders: list[dict[int, int]] = field(default_factory=list)
     free_whole: int = 0  # GPUs with all 1000 milli free
-    up: bool = True
+    up: bool = True  # alive and not drained: may take work (read on every pass; set by `set_state`)
+    alive: bool = True  # False: the machine is gone (its jobs were lost)
+    drained: bool = False  # an operator took it out of scheduling
     rack: str | None = None  # nodes in one rack share a fast network (topology placement)
     # Host resources not yet held (milli-cores, MiB); meaningful only where the capacity is tracked (> 0).
     cpu_free: int = field(default=0, init=False)
@@ -74,6 +76,28 @@ class Node:
     @property
     def spec(self) -> NodeSpec:
         return NodeSpec(**{name: getattr(self, name) for name in NODE_FIELDS})
+
+    def set_state(self, alive: bool | None = None, drained: bool | None = None) -> None:
+        if alive is not None:
+            self.alive = alive
+        if drained is not None:
+            self.drained = drained
+        self.up = self.alive and not self.drained
+
+    @property
+    def state(self) -> str:
+        """ "up", "drained", "down" or "down, drained" (what `nodes` shows)."""
+        if self.up:
+            return "up"
+        return "drained" if self.alive else "down, drained" if self.drained else "down"
+
+    @property
+    def holds_nothing(self) -> bool:
+        return (
+            self.free_whole == self.gpu_count
+            and self.cpu_free == self.cpu_milli
+            and self.memory_free == self.memory_mib
+        )
 
     @property
     def free_milli(self) -> int:
@@ -108,13 +132,44 @@ class Cluster:
         # here and each level list is updated in place, so a query's answer never goes stale.
         self._groups: dict[tuple[str | None, str | None], list[list[dict[str, Node]]]] = {}
         for node in self.nodes.values():
-            self._pools.setdefault(node.pool, []).append(node)
-            levels = self._levels.setdefault((node.pool, node.gpu_model), [])
-            while len(levels) <= node.gpu_count:
-                levels.append({})
-            levels[node.free_whole][node.name] = node
-            self._partial.setdefault((node.pool, node.gpu_model), {})
-            self._repartial(node)
+            self._index(node)
+
+    def _index(self, node: Node) -> None:
+        self._pools.setdefault(node.pool, []).append(node)
+        levels = self._levels.setdefault((node.pool, node.gpu_model), [])
+        while len(levels) <= node.gpu_count:
+            levels.append({})
+        levels[node.free_whole][node.name] = node
+        self._partial.setdefault((node.pool, node.gpu_model), {})
+        self._repartial(node)
+
+    def add(self, spec: NodeSpec) -> Node:
+        """A node joins: a new, empty node of this capacity; or a known one's capacity changes,
+        which it may only while it holds nothing (SpecError otherwise). Alive either way; a known
+        node stays drained if it was."""
+        old = self.nodes.get(spec.name)
+        if old is not None:
+            if old.spec == spec:
+                old.set_state(alive=True)
+                return old
+            if not old.holds_nothing:
+                raise SpecError("nodes", f"node {spec.name} changed capacity while jobs hold part of it")
+            self._unindex(old)
+        node = Node.of(spec)
+        if old is not None:
+            node.set_state(drained=old.drained)
+        self.nodes[spec.name] = node
+        self._groups.clear()  # a (pool, model) group may be new: queries are rebuilt
+        self._index(node)
+        return node
+
+    def _unindex(self, node: Node) -> None:
+        self._pools[node.pool].remove(node)
+        if not self._pools[node.pool]:
+            del self._pools[node.pool]
+        self._levels[(node.pool, node.gpu_model)][node.free_whole].pop(node.name, None)
+        self._partial[(node.pool, node.gpu_model)].pop(node.name, None)
+        del self.nodes[node.name]
 
     @classmethod
     def virtual(

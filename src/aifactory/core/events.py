@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aifactory.core.cluster import NodeSpec
 from aifactory.core.job import JobSpec
 
 
@@ -56,10 +57,47 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class NodeState:
-    """A node died (`up` False: nothing is placed there until it comes back) or came back."""
+    """A node died (`up` False: nothing is placed there until it comes back) or came back. Apart
+    from a drain: a drained node that dies and comes back is still drained."""
 
     node: str
     up: bool
 
 
-Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain | NodeState
+@dataclass(frozen=True, slots=True)
+class NodeJoined:
+    """A machine joined the floor (a new node of the cluster), or one known came back: it is alive
+    and takes work (unless drained). A known node's capacity may change only while it holds nothing."""
+
+    spec: NodeSpec
+
+
+NodeEvent = Drain | NodeState | NodeJoined  # what happens to nodes: the event log keeps them for the twin
+Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain | NodeState | NodeJoined
+
+
+NODE_EVENT_KINDS = ("drain", "resume", "down", "up", "join")
+
+
+def node_event_kind(event: NodeEvent) -> str:
+    """The word the event log and the floor file keep for a node event."""
+    if isinstance(event, Drain):
+        return "drain" if event.drained else "resume"
+    if isinstance(event, NodeState):
+        return "up" if event.up else "down"
+    return "join"
+
+
+def node_event_name(event: NodeEvent) -> str:
+    return event.spec.name if isinstance(event, NodeJoined) else event.node
+
+
+def node_event(kind: str, node: str, spec: NodeSpec | None = None) -> NodeEvent:
+    """The event a `node_event_kind` word stands for (`spec`: a join's capacity)."""
+    if kind in ("drain", "resume"):
+        return Drain(node, kind == "drain")
+    if kind in ("down", "up"):
+        return NodeState(node, kind == "up")
+    if kind == "join" and spec is not None and spec.name == node:
+        return NodeJoined(spec)
+    raise ValueError(f"not a node event: {kind!r} for {node!r}")

@@ -17,7 +17,7 @@ from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeState, Submit, Tick
+from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeJoined, NodeState, Submit, Tick
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
 from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
@@ -158,8 +158,8 @@ class Factory:
 
     def capacity(self, pool: str | None, model: str | None, cpu_only: bool = False) -> Capacity:
         """What the nodes a job may use could ever hold (down nodes count: they come back): nodes with
-        GPUs (of `model`), or every node for a CPU-only job. Cached: the node list of a cluster is
-        fixed, and `check` runs on every submit."""
+        GPUs (of `model`), or every node for a CPU-only job. Cached (`check` runs on every submit)
+        until a node joins."""
         key = (pool, model, cpu_only)
         cap = self._capacity.get(key)
         if cap is None:
@@ -198,8 +198,15 @@ class Factory:
             node = self.cluster.nodes.get(event.node)
             if node is None:
                 raise UnknownName("node", event.node, self.cluster.nodes)
-            node.up = event.up if isinstance(event, NodeState) else not event.drained
+            if isinstance(event, NodeState):
+                node.set_state(alive=event.up)
+            else:
+                node.set_state(drained=event.drained)
             self._dirty = None  # freed or taken capacity: every queue needs a look
+        elif isinstance(event, NodeJoined):
+            self.cluster.add(event.spec)
+            self._capacity.clear()  # what jobs could ever have grew
+            self._dirty = None
         elif not isinstance(event, Tick):
             raise TypeError(f"not an event: {event!r}")
         if self._deadlines:

@@ -19,10 +19,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from aifactory.core.errors import SpecError
+from aifactory.core.events import NodeEvent
 from aifactory.core.project import Project
 from aifactory.core.settings import FactorySettings
 from aifactory.core.states import JobState
-from aifactory.live.store import EventRow, JobRow, Store
+from aifactory.live.store import EventRow, JobRow, NodeEventRow, Store
 from aifactory.projects_file import core_settings, write_floor
 from aifactory.twin.traces.format import Scenario, TraceJob, floor_path, for_replay, write_trace
 
@@ -51,14 +52,22 @@ def run_times(events: list[EventRow]) -> dict[int, float]:
     return out
 
 
-def jobs_from(rows: list[JobRow], events: list[EventRow]) -> list[TraceJob]:
-    """Trace jobs from stored job rows and their events, in submission order."""
+def jobs_from(rows: list[JobRow], events: list[EventRow]) -> tuple[list[TraceJob], float]:
+    """Trace jobs from stored job rows and their events, in submission order, and the time their
+    clock starts from (the first one's submission)."""
     runs = run_times(events)
     kept = sorted((r for r in rows if r.id in runs), key=lambda r: (r.submitted_at, r.id))
     if not kept:
-        return []
+        return [], 0.0
     t0 = kept[0].submitted_at
-    return [TraceJob(r.submitted_at - t0, replace(for_replay(r.spec), duration_s=max(0.0, runs[r.id]))) for r in kept]
+    jobs = [TraceJob(r.submitted_at - t0, replace(for_replay(r.spec), duration_s=max(0.0, runs[r.id]))) for r in kept]
+    return jobs, t0
+
+
+def node_events_from(rows: list[NodeEventRow], t0: float) -> list[tuple[float, NodeEvent]]:
+    """The node events on the jobs' clock; those before the first job at 0, in order (the state
+    the nodes were in when the window opened)."""
+    return [(max(0.0, r.at - t0), r.event) for r in rows]
 
 
 def load(store: Store, since: float | None = None, until: float | None = None) -> Scenario:
@@ -69,7 +78,7 @@ def load(store: Store, since: float | None = None, until: float | None = None) -
         if (since is None or r.submitted_at >= since) and (until is None or r.submitted_at < until)
     ]
     events = store.events(since=since)
-    jobs = jobs_from(rows, events)
+    jobs, t0 = jobs_from(rows, events)
     nodes = store.load_nodes()
     if not nodes:
         raise SpecError("store", f"{store.url}: the store holds no nodes to replay on")
@@ -78,7 +87,8 @@ def load(store: Store, since: float | None = None, until: float | None = None) -
     projects += [Project(name=name) for name in sorted({j.spec.project for j in jobs} - known)]
     saved = store.get_meta(SETTINGS_META)
     settings = core_settings(json.loads(saved), "store.settings") if saved else None
-    return Scenario("eventlog", jobs, nodes, projects, store.load_departments(), settings)
+    node_events = node_events_from(store.node_events(until=until), t0) if jobs else []
+    return Scenario("eventlog", jobs, nodes, projects, store.load_departments(), settings, node_events)
 
 
 def open_and_load(url: str, since: float | None = None, until: float | None = None) -> Scenario:
@@ -94,5 +104,12 @@ def export(scenario: Scenario, out: Path) -> tuple[Path, Path]:
     if out.suffix not in (".csv", ".parquet"):
         raise SpecError("out", f"{out}: the name must end in .csv or .parquet")
     write_trace(scenario.jobs, out)
-    floor = write_floor(floor_path(out), scenario.nodes, scenario.projects, scenario.departments, scenario.settings)
+    floor = write_floor(
+        floor_path(out),
+        scenario.nodes,
+        scenario.projects,
+        scenario.departments,
+        scenario.settings,
+        scenario.node_events,
+    )
     return out, floor

@@ -29,7 +29,19 @@ from aifactory.core.actions import Action, Launch, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.driver import Clock, Driver
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Submit, Tick
+from aifactory.core.events import (
+    Cancel,
+    Checkpoint,
+    Drain,
+    Event,
+    NodeEvent,
+    NodeJoined,
+    NodeState,
+    Submit,
+    Tick,
+    node_event_kind,
+    node_event_name,
+)
 from aifactory.core.factory import Factory
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Account, Department, Project
@@ -40,7 +52,7 @@ from aifactory.live.executors import Executor, ProcessInfo, get_executor, rank_l
 from aifactory.live.history import save_settings
 from aifactory.live.isolation import Isolation
 from aifactory.live.settings import LiveSettings
-from aifactory.live.store import EventRow, JobRow, Store
+from aifactory.live.store import EventRow, JobRow, NodeEventRow, Store
 from aifactory.projects_file import load_projects
 
 log = logging.getLogger(__name__)
@@ -52,6 +64,7 @@ class NodeView:
 
     spec: NodeSpec
     up: bool
+    state: str  # Node.state: up, drained, down, "down, drained"
     holders: tuple[dict[int, int], ...]  # per GPU: job id -> milli-GPU held
     cpu_free_milli: int = 0  # free host CPU and memory (0 where not tracked)
     memory_free_mib: int = 0
@@ -128,6 +141,30 @@ def host_memory_mib() -> int:
 DRAINED = "drained_nodes"  # meta key: the nodes an operator drained, as a JSON list
 
 
+def changed_nodes(store: Store, cluster: Cluster, now: float) -> list[NodeEventRow]:
+    """What changed in the floor's nodes since the store last saw them, as node events: a node
+    new (or with a new capacity) joined, one that was down is up, a known one missing is down.
+    None on a first start."""
+    known = {spec.name: spec for spec in store.load_nodes()}
+    if not known:
+        return []
+    last: dict[str, str] = {}
+    for row in store.node_events():
+        last[node_event_name(row.event)] = node_event_kind(row.event)
+    out = [NodeEventRow(now, NodeJoined(n.spec)) for n in cluster if known.get(n.name) != n.spec]
+    out += [
+        NodeEventRow(now, NodeState(n.name, up=True))
+        for n in cluster
+        if last.get(n.name) == "down" and known.get(n.name) == n.spec
+    ]
+    out += [
+        NodeEventRow(now, NodeState(name, up=False))
+        for name in sorted(set(known) - set(cluster.nodes))
+        if last.get(name) != "down"
+    ]
+    return out
+
+
 class FactoryService:
     """The live factory: the API engineer's one entry point (see the module docstring)."""
 
@@ -169,6 +206,7 @@ class FactoryService:
         try:
             if lead is not None:
                 await lead(store)
+            store.add_node_events(changed_nodes(store, cluster, clock()))
             store.save_nodes(cluster)
             if config is not None:
                 store.save_config(*config)
@@ -289,12 +327,24 @@ class FactoryService:
         """Decide every event, then carry out the batch: one transaction for a burst of events."""
         async with self._lock:
             actions: list[Action] = []
+            nodes: list[NodeEventRow] = []
             for event in events:
+                now = self._clock()
                 try:
-                    actions.extend(self.factory.handle(event, self._clock()))
+                    actions.extend(self.factory.handle(event, now))
                 except AifactoryError as exc:  # e.g. a late report about a job restored as failed
                     log.warning("ignored %r: %s", event, exc)
+                    continue
+                if isinstance(event, NodeEvent):
+                    nodes.append(NodeEventRow(now, event))
             self._commit(actions)
+            self._nodes_changed(nodes)
+
+    def _nodes_changed(self, rows: list[NodeEventRow]) -> None:
+        """Into the event log (the twin replays it); a node that joined is saved with its capacity."""
+        if rows:
+            self.store.add_node_events(rows)
+            self.store.save_nodes([r.event.spec for r in rows if isinstance(r.event, NodeJoined)])
 
     def _commit(self, actions: Sequence[Action]) -> None:
         """Persist the transitions, then carry out the rest (the driver). Call with the lock held."""
@@ -366,16 +416,19 @@ class FactoryService:
             self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
         return next(a for a in self.projects() if a.project == project.name)
 
-    async def drain(self, node: str, drained: bool = True) -> NodeView:
+    async def drain(self, node: str, drained: bool = True, by: str = "") -> NodeView:
         """Take `node` out of scheduling (its running jobs run on) or give it back; kept across
         restarts (the store's meta `drained_nodes`). UnknownName for a node the floor lacks."""
         async with self._lock:
-            self._commit(self.factory.handle(Drain(node, drained), self._clock()))
+            now = self._clock()
+            event = Drain(node, drained)
+            self._commit(self.factory.handle(event, now))
             self._save_drained()
+            self._nodes_changed([NodeEventRow(now, event, by)])
         return next(v for v in self.nodes() if v.spec.name == node)
 
     def _save_drained(self) -> None:
-        self.store.set_meta(DRAINED, json.dumps(sorted(n.name for n in self.factory.cluster if not n.up)))
+        self.store.set_meta(DRAINED, json.dumps(sorted(n.name for n in self.factory.cluster if n.drained)))
 
     def _restore_drained(self) -> None:
         names = json.loads(self.store.get_meta(DRAINED, "[]") or "[]")
@@ -462,7 +515,7 @@ class FactoryService:
 
     def nodes(self) -> list[NodeView]:
         return [
-            NodeView(n.spec, n.up, tuple(dict(h) for h in n.holders), n.cpu_free, n.memory_free)
+            NodeView(n.spec, n.up, n.state, tuple(dict(h) for h in n.holders), n.cpu_free, n.memory_free)
             for n in self.factory.cluster
         ]
 

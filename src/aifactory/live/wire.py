@@ -245,7 +245,8 @@ class NodeOut(BaseModel):
     memory_mib: int = 0  # host memory capacity (0: not tracked)
     memory_free_mib: int = 0
     rack: str | None = None
-    up: bool = True
+    up: bool = True  # takes work: alive and not drained
+    state: str = "up"  # up, drained, down, or "down, drained"
     isolation: str = "none"  # full: own Unix account and cgroup per job; none: the server's account
 
 

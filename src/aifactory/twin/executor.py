@@ -9,6 +9,9 @@ It carries out the Factory's actions as the live executors do, but with no proce
   the work up to its last checkpoint. With `checkpoint_every_s` None the job saves
   its progress when told to stop, so only the stop delay is lost; with a period it
   loses the work done since its last periodic checkpoint too.
+- a node's death (`lose_node`): its jobs end at once, lost, keeping their work up to the last
+  periodic checkpoint (all of it with `checkpoint_every_s` None: the floor's history counts the
+  lost attempt's run time in the job's work, so a replay of that history must not lose it twice).
 
 Work is in seconds of run time; GPU-seconds lost = GPUs x (work lost + stop delay).
 """
@@ -50,6 +53,7 @@ class SimExecutor:
         self.work_left: dict[int, float] = {}
         # job id -> (attempt token, started at, work left at start, GPUs)
         self._running: dict[int, tuple[int, float, float, float]] = {}
+        self._nodes: dict[int, tuple[str, ...]] = {}  # job id -> the nodes it runs on
         self._token = 0
         self.preemptions = 0
         self.lost_gpu_s = 0.0  # GPU-seconds of discarded work and stop delays
@@ -61,6 +65,7 @@ class SimExecutor:
             left = self.work_of(action.job_id)
         self._token += 1
         self._running[action.job_id] = (self._token, now, left, action.placement.gpus)
+        self._nodes[action.job_id] = tuple(node for node, _ in action.placement.parts)
         self.kernel.schedule(now + left, FINISH, self._exit, (action.job_id, self._token, 0))
 
     def kill(self, action: Kill) -> None:
@@ -89,6 +94,19 @@ class SimExecutor:
         self.lost_gpu_s += gpus * (done - saved + delay)
         self._stop(action.job_id, now + delay, requeued=True)
 
+    def lose_node(self, node: str) -> None:
+        """The node died: each job running there ends now as lost (the core requeues it)."""
+        now = self.kernel.now
+        every = self.settings.checkpoint_every_s
+        for job_id in [j for j, nodes in self._nodes.items() if node in nodes and j in self._running]:
+            _, started, left, gpus = self._running.pop(job_id)
+            del self._nodes[job_id]
+            done = now - started
+            saved = done if every is None else math.floor(done / every) * every
+            self.work_left[job_id] = left - saved
+            self.lost_gpu_s += gpus * (done - saved)
+            self.report(Finished(job_id, None, f"node {node} lost", node_lost=True))
+
     def _stop(self, job_id: int, at: float, requeued: bool) -> None:
         """Replace the job's pending exit with a SIGTERM exit at `at`."""
         self._token += 1
@@ -103,6 +121,7 @@ class SimExecutor:
         if entry is None or entry[0] != token:
             return  # superseded by a kill or preemption
         del self._running[job_id]
+        self._nodes.pop(job_id, None)
         if code >= 0:
             self.work_left.pop(job_id, None)  # done or killed: no further attempt
         self.report(Finished(job_id, abs(code)))

@@ -14,9 +14,11 @@ from typing import Any
 
 from aifactory.core.errors import SpecError
 
-# Priorities for entries at the same instant (lower runs first). Finishes go first so
-# freed GPUs are seen by the submits and ticks of the same second; samplers go last so
-# they observe the settled state of an instant.
+# Priorities for entries at the same instant (lower runs first). Node events go first (a node
+# that joins at an instant takes that instant's work), then finishes so freed GPUs are seen by
+# the submits and ticks of the same second; samplers go last so they observe the settled state
+# of an instant.
+NODE = -1
 FINISH = 0
 TICK = 1
 SUBMIT = 2

@@ -17,11 +17,11 @@ from typing import Any
 from aifactory.core.cluster import Cluster
 from aifactory.core.driver import Driver
 from aifactory.core.errors import SpecError
-from aifactory.core.events import Submit, Tick
+from aifactory.core.events import NodeEvent, NodeJoined, NodeState, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.twin.executor import ExecutorSettings, SimExecutor
-from aifactory.twin.kernel import SAMPLE, SUBMIT, TICK, Kernel
+from aifactory.twin.kernel import NODE, SAMPLE, SUBMIT, TICK, Kernel
 from aifactory.twin.metrics import Recorder, Samples, sample, summarize
 from aifactory.twin.traces.format import CostModel, Scenario, TraceJob
 
@@ -92,6 +92,14 @@ def durations_of(jobs: list[TraceJob], cost_model: CostModel | None) -> list[flo
     return out
 
 
+def joining(events: list[tuple[float, NodeEvent]]) -> set[str]:
+    """Nodes whose first event is a join: not on the floor before it."""
+    first: dict[str, NodeEvent] = {}
+    for _, event in events:
+        first.setdefault(event.spec.name if isinstance(event, NodeJoined) else event.node, event)
+    return {name for name, event in first.items() if isinstance(event, NodeJoined)}
+
+
 def _replay_over(_: object) -> None:
     """The executor's and the driver's hooks once the replay has ended: nothing is listening any more."""
 
@@ -107,7 +115,8 @@ class Twin:
         self.jobs = scenario.jobs
         self.durations = durations_of(self.jobs, cost_model)
         self.kernel = Kernel()
-        self.cluster = Cluster(scenario.nodes)  # new, empty nodes of the scenario's specs
+        # New, empty nodes of the scenario's specs; a node whose first event is a join comes later.
+        self.cluster = Cluster(n for n in scenario.nodes if n.name not in joining(scenario.node_events))
         projects = [replace(p) for p in scenario.projects]
         departments = [replace(d) for d in scenario.departments]
         self.factory = Factory(self.cluster, projects, self.settings.factory, departments=departments)
@@ -150,6 +159,13 @@ class Twin:
         except SpecError as exc:
             self.rejected[i] = str(exc)  # the core refused it and changed nothing
 
+    def _node_event(self, event: NodeEvent) -> None:
+        """What happened to a node on the floor, at the time it happened: a node that dies takes
+        its jobs with it (each comes back as `Finished(node_lost)`, as the floor's executors say)."""
+        self.driver.handle(event)
+        if isinstance(event, NodeState) and not event.up:
+            self.executor.lose_node(event.node)
+
     def _tick(self, _: object) -> None:
         self.driver.fired(self.kernel.now)
         self.driver.handle(Tick())
@@ -165,6 +181,8 @@ class Twin:
     def run(self, progress: Progress | None = None) -> RunResult:
         t0 = time.perf_counter()
         kernel = self.kernel
+        for at, event in self.scenario.node_events:
+            kernel.schedule(at, NODE, self._node_event, event)
         if self._order:
             first = self.jobs[self._order[0]].submit_time
             kernel.schedule(first, SUBMIT, self._arrive, 0)

@@ -1,6 +1,6 @@
 """The live factory's store: SQLAlchemy 2 on SQLite or PostgreSQL, schema by Alembic."""
 
-from aifactory.live.store.models import EventRow, JobRow, TokenInfo
+from aifactory.live.store.models import EventRow, JobRow, NodeEventRow, TokenInfo
 from aifactory.live.store.repository import Store
 
-__all__ = ["EventRow", "JobRow", "Store", "TokenInfo"]
+__all__ = ["EventRow", "JobRow", "NodeEventRow", "Store", "TokenInfo"]

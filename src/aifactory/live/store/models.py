@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from aifactory.core.events import NodeEvent
 from aifactory.core.job import MILLI, Job, JobSpec, Placement
 from aifactory.core.states import JobState
 
@@ -109,6 +110,18 @@ leases = sa.Table(
     sa.Column("holder", sa.String(256), nullable=False),  # host:pid:nonce of the server that leads
     sa.Column("expires_at", sa.Double, nullable=False),  # unix seconds; past it, anyone may take over
     sa.Column("term", sa.Integer, nullable=False),  # +1 at every change of leader
+)
+
+node_events = sa.Table(
+    "node_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # core.events.NODE_EVENT_KINDS
+    sa.Column("spec", sa.JSON),  # a join's capacity (NodeSpec fields)
+    sa.Column("by", sa.String(200), nullable=False, server_default=""),  # the operator; "" the cluster itself
+    sqlite_autoincrement=True,
 )
 
 meta = sa.Table(
@@ -249,6 +262,15 @@ class EventRow:
     new: JobState
     at: float
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEventRow:
+    """Something that happened to a node, when, and who did it ("" : the cluster itself)."""
+
+    at: float
+    event: NodeEvent
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

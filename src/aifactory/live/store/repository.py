@@ -20,12 +20,13 @@ from alembic.config import Config
 from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import NODE_FIELDS, Node, NodeSpec
 from aifactory.core.errors import AifactoryError, NotFound, SpecError
+from aifactory.core.events import NodeJoined, node_event, node_event_kind, node_event_name
 from aifactory.core.job import Job, JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
 from aifactory.dbutil import create_engine
 from aifactory.live.store import models as m
-from aifactory.live.store.models import EventRow, JobRow, TokenInfo
+from aifactory.live.store.models import EventRow, JobRow, NodeEventRow, TokenInfo
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
@@ -306,12 +307,41 @@ class Store:
             ]
 
     def save_nodes(self, nodes: Iterable[Node | NodeSpec]) -> None:
-        """Replace the node table with these nodes' capacities."""
+        """Record these nodes' capacities (a known name's is replaced). Nodes no longer on the floor
+        stay: the history names them (the node events say when each was there)."""
         rows = [asdict(n.spec if isinstance(n, Node) else n) for n in nodes]
         with self.engine.begin() as conn:
-            conn.execute(m.nodes.delete())
             if rows:
+                conn.execute(m.nodes.delete().where(m.nodes.c.name.in_([r["name"] for r in rows])))
                 conn.execute(m.nodes.insert(), rows)
+
+    def add_node_events(self, rows: Iterable[NodeEventRow]) -> None:
+        values = [
+            {
+                "at": r.at,
+                "node": node_event_name(r.event),
+                "kind": node_event_kind(r.event),
+                "spec": asdict(r.event.spec) if isinstance(r.event, NodeJoined) else None,
+                "by": r.by,
+            }
+            for r in rows
+        ]
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(m.node_events.insert(), values)
+
+    def node_events(self, since: float | None = None, until: float | None = None) -> list[NodeEventRow]:
+        """What happened to nodes, in order; `since` inclusive, `until` exclusive."""
+        query = sa.select(m.node_events).order_by(m.node_events.c.seq)
+        if since is not None:
+            query = query.where(m.node_events.c.at >= since)
+        if until is not None:
+            query = query.where(m.node_events.c.at < until)
+        with self.engine.connect() as conn:
+            return [
+                NodeEventRow(r.at, node_event(r.kind, r.node, NodeSpec(**r.spec) if r.spec else None), r.by)
+                for r in conn.execute(query)
+            ]
 
     def load_nodes(self) -> list[NodeSpec]:
         with self.engine.connect() as conn:

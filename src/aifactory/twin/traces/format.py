@@ -19,6 +19,7 @@ from typing import Any
 
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
+from aifactory.core.events import NodeEvent
 from aifactory.core.job import JobSpec
 from aifactory.core.project import PRIORITY_CLASSES, Department, Project
 from aifactory.core.settings import FactorySettings
@@ -77,6 +78,9 @@ class Scenario:
     projects: list[Project] = field(default_factory=list)
     departments: list[Department] = field(default_factory=list)
     settings: FactorySettings | None = None  # the core settings the jobs ran under (the floor's history)
+    # What happened to nodes, (seconds on the jobs' clock, event) in time order: the floor's drains,
+    # deaths and joins, replayed as they happened. A node whose first event is a join starts absent.
+    node_events: list[tuple[float, NodeEvent]] = field(default_factory=list)
 
 
 def _float(value: Any, column: str, row: int) -> float | None:

@@ -41,6 +41,7 @@ def node_out(service: FactoryService, caller: Caller, view: NodeView) -> NodeOut
         **asdict(spec),
         gpus=gpus,
         up=view.up,
+        state=view.state,
         cpu_free_milli=view.cpu_free_milli,
         memory_free_mib=view.memory_free_mib,
         isolation=service.isolation.short,
@@ -51,14 +52,14 @@ def node_out(service: FactoryService, caller: Caller, view: NodeView) -> NodeOut
 async def drain(name: NodeName, service: ServiceDep, caller: CallerDep) -> NodeOut:
     """Admin: no new job on this node; the jobs running there run on."""
     caller.require_admin()
-    return node_out(service, caller, await service.drain(name, True))
+    return node_out(service, caller, await service.drain(name, True, caller.user))
 
 
 @router.post("/nodes/{name}/resume", response_model=NodeOut)
 async def resume(name: NodeName, service: ServiceDep, caller: CallerDep) -> NodeOut:
     """Admin: the node takes work again."""
     caller.require_admin()
-    return node_out(service, caller, await service.drain(name, False))
+    return node_out(service, caller, await service.drain(name, False, caller.user))
 
 
 @router.get("/nodes", response_model=list[NodeOut])
