@@ -15,7 +15,8 @@ import pytest
 
 from aifactory.core import Finished, JobSpec, Placement, UnknownName
 from aifactory.live.executors import get_executor
-from aifactory.live.executors.local import LOST, LocalExecutor
+from aifactory.live.executors.local import LocalExecutor
+from aifactory.live.executors.node import LOST
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 

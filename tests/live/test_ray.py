@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,54 @@ def test_a_restarted_server_reattaches_a_running_job(cluster: Any, tmp_path: Pat
         assert log.splitlines() == [f"tick {i}" for i in range(1, 7)]  # the mirror went on where it was
     finally:
         srv.stop()
+
+
+def test_a_checkpoint_report_on_the_node_reaches_the_core(server: ServerProcess) -> None:
+    script = 'sleep 0.5; python3 -c "from aifactory.checkpoint import report; report()" || touch "$AIFACTORY_CHECKPOINT_FILE"; sleep 30'
+    with server.client() as http:
+        job_id = http.post("/api/jobs", json={"command": ["/bin/sh", "-c", script], "gpus": 1}).json()["id"]
+        wait(http, job_id, {"running"})
+        deadline = time.monotonic() + 30
+        while (job := http.get(f"/api/jobs/{job_id}").json())["checkpoint_at"] is None:
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        http.post(f"/api/jobs/{job_id}/cancel")
+        wait(http, job_id, TERMINAL)
+    assert job["checkpoint_at"] > job["started_at"]
+
+
+def test_y_a_node_that_joins_later_takes_work(server: ServerProcess, cluster: Any) -> None:
+    """(Late in the module: it adds a node.) Probed on the node (no NVML here: its labels say
+    what its GPUs are), it joins the floor and a job for its GPU model runs there."""
+    small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
+    labels = {"aifactory/node": "n3", "aifactory/gpu-model": "T4", "aifactory/gpu-memory-mib": "15360"}
+    cluster.add_node(num_cpus=1, num_gpus=2, labels=labels, **small)
+    with server.client() as http:
+        deadline = time.monotonic() + 60
+        while "n3" not in (nodes := {n["name"]: n for n in http.get("/api/nodes").json()}):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        job = run(http, ["/bin/sh", "-c", 'echo "on $AIFACTORY_PLACEMENT"'], gpus=2, gpu_model="T4")
+        log = http.get(f"/api/jobs/{job['id']}/logs").text
+    assert (nodes["n3"]["gpu_count"], nodes["n3"]["gpu_model"], nodes["n3"]["gpu_memory_mib"]) == (2, "T4", 15360)
+    assert job["state"] == "succeeded" and log == "on n3:0,1\n", (job, log)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="full isolation needs root and useradd")
+def test_full_isolation_on_a_ray_node(cluster: Any, tmp_path: Path) -> None:
+    """The node (its Ray runs as root here) runs the job as the user's own account, in its cgroup."""
+    args = ("--executor", "ray", "--ray-address", cluster.address, "--isolation", "full")
+    with ServerProcess(tmp_path / "home", *args, env={**LOOPBACK, "AIFACTORY_ISOLATION": ""}) as srv:
+        with srv.client() as admin:
+            r = admin.post("/api/tokens", json={"user": "carol", "projects": ["default"]})
+            assert r.status_code == 201, r.text
+            token = r.json()["token"]
+        with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as carol:
+            script = 'id -un; echo "home=$HOME"; grep -c "job-" /proc/self/cgroup'
+            job = run(carol, ["/bin/sh", "-c", script], gpus=1)
+            lines = carol.get(f"/api/jobs/{job['id']}/logs").text.split()
+    assert job["state"] == "succeeded", job
+    assert lines[0] == "aif-carol" and lines[1].endswith(f"/job-{job['id']}") and int(lines[2]) >= 1, lines
 
 
 def test_zz_a_lost_node_s_job_is_requeued_and_runs_elsewhere(server: ServerProcess, cluster: Any) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from aifactory.core import JobState
-from aifactory.live.executors.local import LOST
+from aifactory.live.executors.node import LOST
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store

@@ -98,28 +98,43 @@ class Isolation:
     _accounts: dict[str, Account] = field(default_factory=dict)
 
     @classmethod
-    def configure(cls, level: str, home: Path, users: Mapping[str, str] | None = None) -> Isolation:
-        """Resolve `auto` and check that `full` can be had here; IsolationError says why not."""
+    def configure(cls, level: str, home: Path, users: Mapping[str, str] | None = None, here: bool = True) -> Isolation:
+        """Resolve `auto` and check that `full` can be had here; IsolationError says why not.
+        `here` False: jobs run on other machines (Ray), each of which resolves the level itself
+        (`on_node`); nothing is checked or made here."""
         if level not in LEVELS:
             raise SpecError("isolation", f"must be one of {', '.join(LEVELS)}, got {level!r}")
+        tag = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:10]
+        name = f"aifactory-{tag}"
+        if not here:
+            return cls(level, Path(os.environ.get("TMPDIR", "/tmp")) / name, dict(users or {}))
+        return cls.on_node(level, name, users)
+
+    @classmethod
+    def on_node(cls, level: str, name: str, users: Mapping[str, str] | None = None) -> Isolation:
+        """The isolation of the machine this runs on, for the factory whose jobs directory is
+        `name` (under $TMPDIR): `auto` is full where this process is root, else none."""
         root = os.geteuid() == 0
         if level == "auto":
             level = "full" if root else "none"
         if level == "full" and not root:
-            raise IsolationError("isolation: full needs the server to run as root (to switch accounts)")
-        tag = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:10]
-        jobs_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"aifactory-{tag}"
+            raise IsolationError("isolation: full needs root on the node that runs jobs (to switch accounts)")
+        jobs_dir = Path(os.environ.get("TMPDIR", "/tmp")) / name
         groups = None
         if level == "full":
             version = detect()
             if version is None:
                 raise IsolationError("isolation: full needs a writable cgroup hierarchy (v2, or v1 cpu/memory/devices)")
-            groups = JobGroups(f"aifactory-{tag}", version)
+            groups = JobGroups(name, version)
         jobs_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         os.chmod(jobs_dir, 0o711)  # others may reach their own job directory, not list the rest
         return cls(level, jobs_dir, dict(users or {}), groups)
 
     def describe(self) -> str:
+        if self.level == "auto":
+            return "auto on each node (full where the node's Ray runs as root, else none)"
+        if self.level == "full" and self.groups is None:
+            return "full on each node (one Unix account per user, a cgroup per job, clean environment)"
         if self.level == "full":
             assert self.groups is not None
             return f"full (one Unix account per user, {self.groups.level}, clean environment)"
@@ -128,7 +143,7 @@ class Isolation:
 
     @property
     def short(self) -> str:
-        return "full" if self.level == "full" else "none"
+        return self.level
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -161,8 +176,9 @@ class Isolation:
 
     # -- one job -------------------------------------------------------------------------------
 
-    def scratch(self, job_id: int) -> Path:
-        return self.jobs_dir / f"job-{job_id}"
+    def scratch(self, job_id: int, part: int = 0) -> Path:
+        """The job's private directory (HOME, TMPDIR); a gang's rank k > 0 has its own beside it."""
+        return self.jobs_dir / unit(job_id, part)
 
     def prepare(
         self, job_id: int, spec: JobSpec, placement: Placement, factory_env: Mapping[str, str], part: int = 0
@@ -172,7 +188,7 @@ class Isolation:
 
         IsolationError: it cannot be isolated as configured (the job must not start)."""
         account = self.account(spec.user) if self.level == "full" else None
-        scratch = self.scratch(job_id)
+        scratch = self.scratch(job_id, part)
         scratch.mkdir(mode=0o700, exist_ok=True)
         if account is not None:
             os.chown(scratch, account.uid, account.gid)
@@ -201,6 +217,11 @@ class Isolation:
         if self.groups is not None:
             self.groups.kill_all(unit(job_id, part))
 
-    def remove_scratch(self, job_id: int) -> None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.scratch(job_id))
+    def remove_scratch(self, job_id: int, part: int | None = None) -> None:
+        """Remove the job's scratch directory (`part`: one rank's; None: every rank's)."""
+        paths = [self.scratch(job_id, part)] if part is not None else [self.scratch(job_id)]
+        if part is None:
+            paths += self.jobs_dir.glob(f"{unit(job_id)}-r*")
+        for path in paths:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)

@@ -178,7 +178,10 @@ class FactoryService:
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         # Resolved here: a server that cannot isolate as asked does not start.
-        self.isolation = Isolation.configure(settings.isolation, settings.home, dict(settings.users))
+        # (On Ray each node resolves it for the jobs it runs.)
+        self.isolation = Isolation.configure(
+            settings.isolation, settings.home, dict(settings.users), here=settings.executor != "ray"
+        )
         self._checkpoints = CheckpointWatch(self.isolation.jobs_dir)
         self._watcher: asyncio.Task[None] | None = None
         self.executor: Executor | None = None
@@ -235,7 +238,10 @@ class FactoryService:
         self._restore_drained()
         await self._handle([Tick()])  # a first pass: restored queued jobs may start now
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_checkpoints(), name="aifactory-checkpoints")
+        if not getattr(self.executor, "reports_checkpoints", False):  # the job's files are on this machine
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch_checkpoints(), name="aifactory-checkpoints"
+            )
 
     def _restore(self) -> None:
         """Give the core back its active jobs; re-attach the processes of running ones."""

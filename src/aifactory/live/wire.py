@@ -213,6 +213,7 @@ class JobOut(BaseModel):
     attempts: int
     pending_reason: str
     estimated_start: float | None = None  # unix seconds, queued jobs only: a lower bound from time limits
+    checkpoint_at: float | None = None  # unix seconds: the running job's last checkpoint report (one job only)
     spec: dict[str, Any] | None = None  # the whole spec: only on GET /api/jobs/{id} (lists stay light)
     history: list[EventOut] | None = None  # only on GET /api/jobs/{id}
 

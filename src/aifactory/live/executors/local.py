@@ -15,8 +15,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,119 +22,23 @@ from typing import ClassVar
 
 from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.events import Finished
-from aifactory.core.job import MILLI, JobSpec, Placement
-from aifactory.live.checkpoints import checkpoint_path
+from aifactory.core.job import JobSpec, Placement
 from aifactory.live.executors import OnFinished, OnStarted, ProcessInfo, no_record, rank_log_path, wrap
+from aifactory.live.executors.node import (
+    LOST,
+    free_port,
+    is_wrapper_alive,
+    prepare_rank,
+    read_started,
+    read_status,
+    spawn_wrapper,
+    status_path,
+)
 from aifactory.live.isolation import Isolation, IsolationError
 
 log = logging.getLogger(__name__)
 
-WRAP = str(Path(__file__).resolve().with_name("wrap.py"))
-LOST = "process lost while the server was down"
 POLL_S = 0.05  # exit polling period where pidfds are unavailable
-CHECKPOINT_ENV = "AIFACTORY_CHECKPOINT_FILE"
-PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread (its command line is empty too)
-
-
-def status_path(log_path: Path) -> Path:
-    return Path(f"{log_path}.exit")
-
-
-def read_status(path: Path, command: tuple[str, ...] = ()) -> tuple[int, str] | None:
-    """The job's (exit code, reason) from the wrapper's status file; None where it wrote none."""
-    try:
-        code, _, why = path.read_text().strip().partition(" ")
-        exit_code = int(code)
-    except (OSError, ValueError):
-        return None
-    name = repr(command[0]) if command else "the command"
-    reasons = {
-        "workdir": "cannot enter the job's workdir",
-        "notfound": f"command not found: {name}",
-        "noexec": f"cannot run {name}",
-        "empty": "empty command",
-    }
-    return exit_code, reasons.get(why, "")
-
-
-def is_wrapper_alive(pid: int, status: Path) -> bool:
-    """True if `pid` is a live (not zombie) wrapper of this job: guards against pid reuse."""
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").exists():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        raw = (proc / "cmdline").read_bytes()
-        stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        state, flags = stat[0], int(stat[6])
-    except (OSError, IndexError, ValueError):
-        return False
-    if state == "Z" or flags & PF_KTHREAD:  # a zombie, or a kernel thread that took the pid over
-        return False
-    # An empty command line: the process is exiting (its memory is gone, it is not a zombie yet);
-    # called dead now, it would be reaped too early and left a zombie.
-    return not raw or os.fsencode(status) in raw.split(b"\0")
-
-
-def factory_env(job_id: int, placement: Placement, checkpoint: Path | None = None) -> dict[str, str]:
-    """What the factory tells every job (over the job's own variables)."""
-    env = {}
-    if checkpoint is not None:  # the job reports a checkpoint by touching it (aifactory.checkpoint)
-        env[CHECKPOINT_ENV] = str(checkpoint)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for _, idx in placement.parts for g in idx)
-    env["AIFACTORY_JOB_ID"] = str(job_id)
-    env["AIFACTORY_GPU_FRACTION"] = f"{placement.milli / MILLI:g}"  # "1" for whole GPUs, "0.5" for half
-    env["AIFACTORY_PLACEMENT"] = placement.describe()
-    return env
-
-
-def spawn_wrapper(argv: list[str], env: dict[str, str], log_path: Path) -> int:
-    """Start a job's wrapper (`argv`) with stdin from /dev/null and stdout+stderr appended to
-    `log_path`; its pid. Shared by every executor's node side."""
-    status = status_path(log_path)
-    status.unlink(missing_ok=True)  # a status left by an earlier attempt
-    Path(wrap.started_path(str(status))).unlink(missing_ok=True)  # and its pid
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    return os.posix_spawn(argv[0], argv, env, file_actions=actions)
-
-
-def _read_started(status: Path) -> int | None:
-    """The pid the wrapper recorded as it started (None: it never started)."""
-    try:
-        return int(Path(wrap.started_path(str(status))).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rank_env(placement: Placement, rank: int, addresses: list[str], port: int) -> dict[str, str]:
-    """torchrun's static rendezvous, one process per node: MASTER_ADDR/PORT (rank 0's node),
-    WORLD_SIZE (every GPU of the gang), NNODES, NODE_RANK, LOCAL_WORLD_SIZE (this node's GPUs)."""
-    node, gpus = placement.parts[rank]
-    return {
-        "MASTER_ADDR": addresses[0],
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(sum(len(idx) for _, idx in placement.parts)),
-        "NNODES": str(len(placement.parts)),
-        "NODE_RANK": str(rank),
-        "LOCAL_WORLD_SIZE": str(len(gpus)),
-        "AIFACTORY_NODE": node,
-        "AIFACTORY_NODE_IPS": "\n".join(addresses),
-    }
 
 
 @dataclass(slots=True)
@@ -263,19 +165,12 @@ class LocalExecutor:
     async def _spawn_rank(self, job_id: int, spec: JobSpec, placement: Placement, rank: int, port: int) -> _Rank:
         log_path = rank_log_path(self.log_path(job_id), rank)
         status = status_path(log_path)
-        node, gpus = placement.parts[rank]
-        own = Placement(((node, gpus),), placement.milli, placement.cpu_milli, placement.memory_mib)
-        env = factory_env(job_id, own, checkpoint_path(self.isolation.jobs_dir, job_id))
-        env["AIFACTORY_PLACEMENT"] = placement.describe()
-        if len(placement.parts) > 1:
-            # Virtual nodes share this host: every rank's node is reached at the loopback address.
-            env |= rank_env(placement, rank, ["127.0.0.1"] * len(placement.parts), port)
-        launch = self.isolation.prepare(job_id, spec, own, env, part=rank)
-        argv = [sys.executable, "-I", "-S", WRAP, *launch.wrapper_options()]
-        argv += [str(status), spec.workdir or self._cwd, *spec.command]
+        # Virtual nodes share this host: every rank's node is reached at the loopback address.
+        loopback = ["127.0.0.1"] * len(placement.parts)
+        argv, env = prepare_rank(self.isolation, job_id, spec, placement, rank, loopback, port, status, self._cwd)
         # In a thread: the spawn returns only once the child has exec'd, which on a
         # busy machine takes milliseconds the event loop should spend on requests.
-        pid = await asyncio.to_thread(spawn_wrapper, argv, launch.env, log_path)
+        pid = await asyncio.to_thread(spawn_wrapper, argv, env, log_path)
         return _Rank(rank, pid, pid, log_path)
 
     def attach(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
@@ -285,13 +180,13 @@ class LocalExecutor:
         while True:  # rank 0 from the store; a gang's other ranks from their wrappers' pid files
             rank_path = rank_log_path(path, rank)
             status = status_path(rank_path)
-            found = (pid, pgid) if rank == 0 and pid is not None else (_read_started(status),) * 2
+            found = (pid, pgid) if rank == 0 and pid is not None else (read_started(status),) * 2
             if found[0] is None:
                 if rank == 0 and not status.exists():
                     # The server stopped before it recorded the spawn and the wrapper never wrote
                     # its pid: it never started. Any gang rank that did is stopped first.
                     for other_rank in range(1, 64):
-                        other = _read_started(status_path(rank_log_path(path, other_rank)))
+                        other = read_started(status_path(rank_log_path(path, other_rank)))
                         if other is None:
                             break
                         with contextlib.suppress(ProcessLookupError, PermissionError):

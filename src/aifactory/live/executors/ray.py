@@ -9,9 +9,19 @@ wrapper watches the actor's process: if the node's Ray processes die, the job's 
 dies with them (no orphan keeps a GPU). A kill with grace runs on the node (its SIGKILL timer
 completes even if the server dies meanwhile). The server mirrors each rank's log into its own
 logs directory, so `logs -f` follows a job on any machine. After a server restart the actors are
-found again by name. Nodes are discovered from the cluster (`discover_nodes`): a node's GPUs are
-Ray's `GPU` resource (a node started with `--num-gpus N` declares N, for tests), its name the
-`aifactory/node` label where given.
+found again by name.
+
+Nodes are discovered from the cluster (`discover_nodes`) and watched: a node that joins later is
+probed and joins the floor (`NodeJoined`), one that dies is a `NodeState` event. A node's GPUs are
+probed on the node through NVML (count, model, memory); where NVML sees none, Ray's `GPU` resource
+counts (a node started with `--num-gpus N` declares N virtual GPUs, for tests), with the model and
+memory from the labels `aifactory/gpu-model` and `aifactory/gpu-memory-mib`. Its name is the label
+`aifactory/node` (else the start of its Ray node id), its pool and rack `aifactory/pool` and
+`aifactory/rack`.
+
+Each node isolates the jobs it runs as the server's `--isolation` asks (`Isolation.on_node`: auto
+is full where the node's Ray runs as root). A job's checkpoint reports are read on its node and
+reach the core as `Checkpoint` events.
 
 `import ray` happens here only, on first use: the CLI starts as fast as before.
 """
@@ -25,30 +35,29 @@ import logging
 import os
 import signal
 import socket
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, ClassVar
 
 from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import AifactoryError
-from aifactory.core.events import Finished, NodeState
+from aifactory.core.events import Checkpoint, Finished, NodeJoined, NodeState
 from aifactory.core.job import JobSpec, Placement
 from aifactory.live.checkpoints import checkpoint_path
 from aifactory.live.executors import OnFinished, OnStarted, ProcessInfo, no_record, rank_log_path, wrap
-from aifactory.live.executors.local import (
+from aifactory.live.executors.node import (
     LOST,
-    WRAP,
-    factory_env,
     free_port,
     is_wrapper_alive,
-    rank_env,
+    prepare_rank,
     read_status,
     spawn_wrapper,
     status_path,
 )
+from aifactory.live.gpus import GpuInfo, discover
 from aifactory.live.isolation import Isolation
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "aifactory"
 ADDRESS_ENV = "AIFACTORY_RAY_ADDRESS"
 NODE_LABEL = "aifactory/node"
+LABELS = "aifactory/"  # node, pool, rack, gpu-model, gpu-memory-mib
+PROBE_TIMEOUT_S = 60.0  # a node's GPU probe (a task on the node); past it, Ray's resources count
 MIRROR_S = 0.5  # how often each rank's log is copied from its node
 GANG_GRACE_S = 10.0
 NODE_POLL_S = 1.0  # how often the cluster's nodes are listed
@@ -87,67 +98,162 @@ def node_name(info: dict[str, Any]) -> str:
     return str((info.get("Labels") or {}).get(NODE_LABEL) or info["NodeID"][:8])
 
 
+def probe() -> list[GpuInfo]:
+    """The GPUs NVML sees on the node this runs on (the body of a Ray task; [] without NVML)."""
+    return discover()
+
+
+def node_spec(info: dict[str, Any], gpus: list[GpuInfo]) -> NodeSpec:
+    """A Ray node as a floor node: its GPUs as NVML saw them there (`gpus`; at most as many as Ray
+    was told it has), else as Ray and the node's labels declare them."""
+    res = info.get("Resources") or {}
+    labels = info.get("Labels") or {}
+    declared = int(res.get("GPU", 0))
+    if gpus:
+        if len({g.model for g in gpus}) > 1:
+            log.warning("node %s mixes GPU models %s: all are taken as %s", node_name(info), gpus, gpus[0].model)
+        count, model, memory = min(declared, len(gpus)), gpus[0].model, min(g.memory_mib for g in gpus)
+    else:
+        model = labels.get(LABELS + "gpu-model") or next(
+            (k.removeprefix("accelerator_type:") for k in res if k.startswith("accelerator_type:")), "virtual"
+        )
+        memory_label = str(labels.get(LABELS + "gpu-memory-mib", "0"))
+        count, memory = declared, int(memory_label) if memory_label.isdigit() else 0
+    return NodeSpec(
+        name=node_name(info),
+        gpu_count=count,
+        gpu_model=str(model),
+        gpu_memory_mib=memory,
+        pool=str(labels.get(LABELS + "pool") or "default"),
+        cpu_milli=int(res.get("CPU", 0) * 1000),
+        memory_mib=int(res.get("memory", 0)) >> 20,
+        rack=labels.get(LABELS + "rack"),
+    )
+
+
+def probe_nodes(ray: Any, infos: list[dict[str, Any]]) -> list[NodeSpec]:
+    """Probe each node's GPUs on the node itself (in parallel), then describe it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0, num_gpus=0, max_retries=0)(probe)
+    refs = [
+        task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=i["NodeID"], soft=False)).remote()
+        for i in infos
+    ]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+    specs = []
+    for info, ref in zip(infos, refs, strict=True):
+        gpus: list[GpuInfo] = []
+        try:
+            if ref in ready:
+                gpus = ray.get(ref)
+            else:
+                log.warning(
+                    "node %s: no GPU probe within %.0f s: Ray's resources count", node_name(info), PROBE_TIMEOUT_S
+                )
+        except Exception as exc:
+            log.warning("node %s: GPU probe failed (%s): Ray's resources count", node_name(info), exc)
+        specs.append(node_spec(info, gpus))
+    return specs
+
+
+def gpu_nodes(ray: Any) -> list[dict[str, Any]]:
+    """The cluster's live nodes that have GPUs (Ray's `GPU` resource)."""
+    return [i for i in ray.nodes() if i.get("Alive") and (i.get("Resources") or {}).get("GPU", 0) > 0]
+
+
 def discover_nodes(address: str | None = None) -> list[NodeSpec]:
     """The cluster's live nodes that have GPUs, as the floor's nodes (sorted by name)."""
     ray = connect(address)
-    specs = []
-    for info in ray.nodes():
-        res = info.get("Resources") or {}
-        gpus = int(res.get("GPU", 0))
-        if not info.get("Alive") or gpus <= 0:
-            continue
-        labels = info.get("Labels") or {}
-        model = labels.get("ray.io/accelerator-type") or next(
-            (k.removeprefix("accelerator_type:") for k in res if k.startswith("accelerator_type:")), "virtual"
-        )
-        specs.append(
-            NodeSpec(
-                name=node_name(info),
-                gpu_count=gpus,
-                gpu_model=str(model),
-                cpu_milli=int(res.get("CPU", 0) * 1000),
-                memory_mib=int(res.get("memory", 0)) >> 20,
-            )
-        )
+    specs = probe_nodes(ray, gpu_nodes(ray))
     if not specs:
         raise AifactoryError("executor: the Ray cluster has no live node with GPUs (start nodes with --num-gpus)")
     return sorted(specs, key=lambda s: s.name)
 
 
+@dataclass(frozen=True, slots=True)
+class RankOrder:
+    """What a node needs to start one rank of a job (sent to its actor)."""
+
+    job_id: int
+    spec: JobSpec
+    placement: Placement
+    rank: int
+    addresses: list[str]  # each rank's node address (rank 0's is MASTER_ADDR)
+    port: int
+    isolation: tuple[str, str, dict[str, str]]  # level, jobs directory name, users -> accounts
+    log_path: str  # on the node
+    cwd: str  # where a job with no workdir runs (the server's)
+
+
 class JobPart:
-    """One rank of a job, on its node (the body of a Ray actor; see `_actor_class`)."""
+    """One rank of a job, on its node (the body of a Ray actor; see `_actor_class`). It never
+    raises from its constructor: a job that cannot start there is an `error`, not a dead actor
+    (which would read as the node's death)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: str) -> None:
-        self.log_path = Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        for key in ("HOME", "TMPDIR"):  # the job's scratch directory, on this node
-            if key in env:
-                os.makedirs(env[key], mode=0o700, exist_ok=True)
+    def __init__(self, order: RankOrder) -> None:
+        self.job_id, self.rank = order.job_id, order.rank
+        self.log_path = Path(order.log_path)
         self.status = status_path(self.log_path)
-        # The wrapper watches this actor's process: the job dies with it (node loss, ray stop).
-        argv = [argv[0], *argv[1:4], "--watch", str(os.getpid()), *argv[4:]]
-        self.pid = spawn_wrapper(argv, env, self.log_path)
+        self.pid: int | None = None
+        self.error = ""
         self._kill: asyncio.TimerHandle | None = None
+        try:
+            self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.isolation = Isolation.on_node(*order.isolation)
+            argv, env = prepare_rank(
+                self.isolation,
+                order.job_id,
+                order.spec,
+                order.placement,
+                order.rank,
+                order.addresses,
+                order.port,
+                self.status,
+                order.cwd,
+                watch=os.getpid(),  # the job dies with this actor (node loss, ray stop)
+            )
+            self.pid = spawn_wrapper(argv, env, self.log_path)
+        except Exception as exc:
+            self.error = str(exc) or type(exc).__name__
 
-    def info(self) -> tuple[int, str]:
-        return self.pid, str(self.log_path)
+    def info(self) -> tuple[int | None, str]:
+        """(the wrapper's pid, "") once started; (None, why) if the job could not start here."""
+        return self.pid, self.error
 
     async def wait(self) -> tuple[int | None, str]:
-        """(exit code, reason) once the job's wrapper has ended."""
+        """(exit code, reason) once the job's wrapper has ended; its cgroup and scratch then go."""
+        if self.pid is None:
+            return wrap.CANNOT_RUN, self.error
         while is_wrapper_alive(self.pid, self.status):
             await asyncio.sleep(0.05)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, os.WNOHANG)
         done = read_status(self.status)
+        self.isolation.finished(self.job_id, self.rank)
+        self.isolation.remove_scratch(self.job_id, self.rank)
         return done if done is not None else (None, LOST)
 
     def kill(self, grace_s: float) -> None:
         """SIGTERM the job's process group, SIGKILL after `grace_s` (the timer runs here, on the node)."""
+        if self.pid is None:
+            return
         sig = signal.SIGKILL if grace_s <= 0 else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        if grace_s > 0 and self._kill is None:
+        if sig is signal.SIGKILL:  # what left the process group is still in the job's cgroup
+            self.isolation.kill_all(self.job_id, self.rank)
+        elif self._kill is None:
             self._kill = asyncio.get_running_loop().call_later(grace_s, self.kill, 0.0)
+
+    def checkpointed(self) -> int | None:
+        """The mtime (ns) of the job's checkpoint file on this node (None: none yet)."""
+        if self.pid is None:
+            return None
+        try:
+            return os.stat(checkpoint_path(self.isolation.jobs_dir, self.job_id)).st_mtime_ns
+        except OSError:
+            return None
 
     def read(self, offset: int, size: int) -> bytes:
         try:
@@ -177,10 +283,14 @@ class _RayJob:
     logs: list[Path]  # the server's mirror of each rank's log
     offsets: list[int] = field(default_factory=list)
     watcher: asyncio.Task[None] | None = None
+    # The checkpoint file's mtime last seen on rank 0's node; `...` not read yet (a re-attached job:
+    # what is there is old news).
+    checkpoint: int | EllipsisType | None = None
 
 
 class RayExecutor:
     name: ClassVar[str] = "ray"
+    reports_checkpoints: ClassVar[bool] = True  # read on each job's node, not from the server's disk
 
     def __init__(
         self,
@@ -192,18 +302,17 @@ class RayExecutor:
         self.logs_dir = Path(logs_dir)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.ray = connect()
-        # On Ray nodes a job gets the built environment but runs as the account Ray runs as there:
-        # accounts and cgroups are made only for jobs this host starts (docs/cluster.md).
-        jobs_dir = isolation.jobs_dir if isolation is not None else self.logs_dir / "jobs"
-        self.isolation = Isolation("none", jobs_dir)
-        self.isolation.jobs_dir.mkdir(parents=True, exist_ok=True)
         tag = hashlib.sha256(str(self.logs_dir.resolve()).encode()).hexdigest()[:10]
+        # Each node resolves the level for the jobs it runs (Isolation.on_node); none where unasked.
+        self.isolation = isolation or Isolation("none", Path(tempfile.gettempdir()) / f"aifactory-{tag}")
+        self._isolation = (self.isolation.level, self.isolation.jobs_dir.name, dict(self.isolation.users))
         self.remote_dir = Path(tempfile.gettempdir()) / f"aifactory-ray-{tag}"  # on each node
         self._on_finished, self._on_started = on_finished, on_started
         self._jobs: dict[int, _RayJob] = {}
         self._launching: dict[int, float | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # The floor's nodes (found at start); one that joins later is not the floor's yet.
+        # The floor's nodes: those found at start (the service built the core's cluster from the
+        # same discovery), then each that joins.
         self._floor = {spec.name for spec in discover_nodes()}
         self._alive = set(self._node_ids()) & self._floor
         self._spawn(self._watch_nodes())
@@ -246,8 +355,24 @@ class RayExecutor:
             addresses = [nodes[node][1] for node, _ in placement.parts]
             port = free_port() if len(placement.parts) > 1 else 0
             for rank, (node, _) in enumerate(placement.parts):
-                actors.append(self._start_rank(job_id, spec, placement, rank, nodes[node][0], addresses, port))
+                order = RankOrder(
+                    job_id,
+                    spec,
+                    placement,
+                    rank,
+                    addresses,
+                    port,
+                    self._isolation,
+                    str(rank_log_path(self.remote_dir / f"job-{job_id}.log", rank)),
+                    os.getcwd(),
+                )
+                actors.append(self._start_rank(order, nodes[node][0]))
             infos = await asyncio.gather(*(a.info.remote() for a in actors))
+            refused = next(
+                (f"rank {k}: {why}" if k else why for k, (pid, why) in enumerate(infos) if pid is None), None
+            )
+            if refused is not None:
+                raise AifactoryError(refused)
         except Exception as exc:  # a launch that fails ends the job, holding nothing
             from ray.exceptions import RayError
 
@@ -255,6 +380,7 @@ class RayExecutor:
             for actor in actors:
                 with contextlib.suppress(Exception):
                     actor.kill.remote(0.0)
+                    self.ray.kill(actor)
             # A node that died while the job was being placed there is the node's failure, not the job's.
             lost = isinstance(exc, RayError)
             self._report(job_id, None if lost else wrap.CANNOT_RUN, f"cannot start job: {exc}", node_lost=lost)
@@ -268,57 +394,47 @@ class RayExecutor:
         if kill_grace is not None:
             self.stop(job_id, kill_grace)
 
-    def _start_rank(
-        self,
-        job_id: int,
-        spec: JobSpec,
-        placement: Placement,
-        rank: int,
-        node_id: str,
-        addresses: list[str],
-        port: int,
-    ) -> Any:
+    def _start_rank(self, order: RankOrder, node_id: str) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        node, gpus = placement.parts[rank]
-        own = Placement(((node, gpus),), placement.milli, placement.cpu_milli, placement.memory_mib)
-        env = factory_env(job_id, own, checkpoint_path(self.isolation.jobs_dir, job_id))
-        env["AIFACTORY_PLACEMENT"] = placement.describe()
-        if len(placement.parts) > 1:
-            env |= rank_env(placement, rank, addresses, port)
-        launch = self.isolation.prepare(job_id, spec, own, env, part=rank)
-        remote_log = rank_log_path(self.remote_dir / f"job-{job_id}.log", rank)
-        argv = [sys.executable, "-I", "-S", WRAP, str(status_path(remote_log)), spec.workdir or os.getcwd()]
-        argv += list(spec.command)
         return (
             _actor_class()
             .options(
-                name=f"job-{job_id}-r{rank}",
+                name=f"job-{order.job_id}-r{order.rank}",
                 namespace=NAMESPACE,
                 lifetime="detached",
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
             )
-            .remote(argv, launch.env, str(remote_log))
+            .remote(order)
         )
 
     # -- watching ----------------------------------------------------------------------------
 
     async def _watch_nodes(self) -> None:
-        """Every NODE_POLL_S, a NodeState event for each node that died or came back: the core then
-        places nothing on a dead node (its jobs come back as Finished(node_lost=True))."""
+        """Every NODE_POLL_S, the cluster's GPU nodes: a node that died is a NodeState event (the
+        core places nothing there; its jobs come back as Finished(node_lost=True)); one that
+        joined, or came back, is probed on the node and joins the floor (NodeJoined)."""
         while True:
             await asyncio.sleep(NODE_POLL_S)
             try:
-                alive = set(await asyncio.to_thread(self._node_ids)) & self._floor
+                infos = {node_name(i): i for i in await asyncio.to_thread(gpu_nodes, self.ray)}
             except Exception:
                 log.exception("listing the Ray cluster's nodes failed")
                 continue
-            for name in sorted(self._alive - alive):
+            for name in sorted(self._alive - set(infos)):
                 log.warning("node %s is gone from the Ray cluster", name)
                 self._event(NodeState(name, up=False))
-            for name in sorted(alive - self._alive):
-                self._event(NodeState(name, up=True))
-            self._alive = alive
+            for name in sorted(set(infos) - self._alive):
+                self._spawn(self._join(infos[name]))
+            self._alive = set(infos)
+
+    async def _join(self, info: dict[str, Any]) -> None:
+        [spec] = await asyncio.to_thread(probe_nodes, self.ray, [info])
+        if spec.name not in self._alive:
+            return  # gone again while it was probed
+        log.info("node %s joins the floor: %d x %s", spec.name, spec.gpu_count, spec.gpu_model)
+        self._floor.add(spec.name)
+        self._event(NodeJoined(spec))
 
     def _event(self, event: Any) -> None:
         self._on_finished(event)  # the service's inbox takes any core event
@@ -335,6 +451,7 @@ class RayExecutor:
         while pending:
             done, pending = await asyncio.wait(pending, timeout=MIRROR_S, return_when=asyncio.FIRST_COMPLETED)
             await self._mirror(job)
+            await self._checkpointed(job)
             for fut in done:
                 rank = waits[fut]
                 try:
@@ -361,6 +478,18 @@ class RayExecutor:
     @staticmethod
     async def _await(ref: Any) -> Any:
         return await ref
+
+    async def _checkpointed(self, job: _RayJob) -> None:
+        """A Checkpoint event when the job touched its checkpoint file on rank 0's node."""
+        try:
+            mtime = await self._await(job.actors[0].checkpointed.remote())
+        except Exception:
+            return  # its node is gone: the wait says so
+        if job.checkpoint is ...:
+            job.checkpoint = mtime
+        elif mtime is not None and mtime != job.checkpoint:
+            job.checkpoint = mtime
+            self._event(Checkpoint(job.job_id))
 
     async def _mirror(self, job: _RayJob) -> None:
         """Copy what each rank wrote since last time into the server's logs directory."""
@@ -403,6 +532,7 @@ class RayExecutor:
         base = Path(log_path) if log_path else self.log_path(job_id)
         job = _RayJob(job_id, actors, [rank_log_path(base, k) for k in range(len(actors))])
         job.offsets = [p.stat().st_size if p.exists() else 0 for p in job.logs]  # the mirror goes on
+        job.checkpoint = ...
         self._jobs[job_id] = job
         job.watcher = asyncio.ensure_future(self._watch(job))
 

@@ -107,7 +107,10 @@ def page_json(rows: list[JobRow], notes: dict[int, tuple[str, float | None]]) ->
 @router.get("/jobs/{job_id}", response_model=JobOut)
 async def show(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
     row = await visible_job(service, caller, job_id)
-    return _out(service, row, await asyncio.to_thread(service.history, job_id))
+    out = _out(service, row, await asyncio.to_thread(service.history, job_id))
+    job = service.factory.jobs.get(job_id)  # active jobs only: the report matters while it runs
+    out.checkpoint_at = job.checkpoint_at if job is not None else None
+    return out
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
