@@ -84,3 +84,28 @@ def no_leftovers(tmp_path: Path) -> Iterator[None]:
                     os.killpg(pid, signal.SIGKILL)
                 else:
                     os.kill(pid, signal.SIGKILL)
+
+
+RAY_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep every Ray process on 127.0.0.1
+
+
+@contextlib.contextmanager
+def ray_cluster(gpus: dict[str, int]) -> Iterator[object]:
+    """A `ray.cluster_utils.Cluster` on 127.0.0.1: a head with no GPUs and one node per name of
+    `gpus`, declaring that many GPUs and labelled with the name (the floor's node name)."""
+    from ray.cluster_utils import Cluster
+
+    os.environ.update(RAY_LOOPBACK)
+    small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **small})
+    try:
+        for name, count in gpus.items():
+            c.add_node(num_cpus=1, num_gpus=count, labels={"aifactory/node": name}, **small)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+
+
+# The executors a floor test runs on: Ray's cases on one test worker (one cluster at a time).
+EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.xdist_group("ray"))]

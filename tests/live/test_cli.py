@@ -14,6 +14,8 @@ import pytest
 
 from aifactory.live.api.launch import ServerProcess
 
+from .conftest import EXECUTORS, RAY_LOOPBACK, ray_cluster
+
 PY = sys.executable
 AIFACTORY = [PY, "-c", "from aifactory.cli import main; main()"]
 
@@ -22,6 +24,20 @@ AIFACTORY = [PY, "-c", "from aifactory.cli import main; main()"]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(tmp_path_factory.mktemp("cli") / "home", "--gpus", "4") as srv:
         yield srv
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def floor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One node of 4 GPUs called node0, on the local executor or on a Ray cluster: what a user
+    sees must not depend on which runs the jobs."""
+    if request.param == "local":
+        yield request.getfixturevalue("server")
+        return
+    pytest.importorskip("ray")
+    with ray_cluster({"node0": 4}) as c:
+        home = tmp_path_factory.mktemp("cli-ray") / "home"
+        with ServerProcess(home, "--executor", "ray", "--ray-address", c.address, env=RAY_LOOPBACK) as srv:  # type: ignore[attr-defined]
+            yield srv
 
 
 def cli(
@@ -59,53 +75,53 @@ def wait_state(server: ServerProcess, job_id: int, states: set[str], timeout: fl
             time.sleep(0.05)
 
 
-def test_submit_jobs_show_logs(server: ServerProcess, tmp_path: Path) -> None:
+def test_submit_jobs_show_logs(floor: ServerProcess, tmp_path: Path) -> None:
     code = "import os; print('hi from', os.getcwd())"
-    out = ok(cli(server, "submit", "-q", "--gpus", "2", "--name", "greet", "--", PY, "-c", code, cwd=tmp_path))
+    out = ok(cli(floor, "submit", "-q", "--gpus", "2", "--name", "greet", "--", PY, "-c", code, cwd=tmp_path))
     job_id = int(out.strip())
-    wait_state(server, job_id, {"succeeded"})
-    table = ok(cli(server, "jobs", "--all"))
+    wait_state(floor, job_id, {"succeeded"})
+    table = ok(cli(floor, "jobs", "--all"))
     (row,) = [line for line in table.splitlines() if line.split()[:2] == [str(job_id), "greet"]]
     assert "default" in row and "succeeded" in row and "node0:" in row
-    shown = ok(cli(server, "show", str(job_id)))
+    shown = ok(cli(floor, "show", str(job_id)))
     assert "succeeded" in shown and "exit code" in shown and "queued" in shown and "running" in shown
-    assert ok(cli(server, "logs", str(job_id))) == f"hi from {tmp_path}\n"  # it ran where it was submitted
+    assert ok(cli(floor, "logs", str(job_id))) == f"hi from {tmp_path}\n"  # it ran where it was submitted
 
 
-def test_queued_job_shows_why_it_waits_and_cancel(server: ServerProcess) -> None:
+def test_queued_job_shows_why_it_waits_and_cancel(floor: ServerProcess) -> None:
     code = "import time; print('up', flush=True); time.sleep(30)"
-    blocker = int(ok(cli(server, "submit", "-q", "--gpus", "4", "--", PY, "-c", code)))
-    wait_state(server, blocker, {"running"})
-    with server.client() as http:  # its process has started: the cancel meets a live job
+    blocker = int(ok(cli(floor, "submit", "-q", "--gpus", "4", "--", PY, "-c", code)))
+    wait_state(floor, blocker, {"running"})
+    with floor.client() as http:  # its process has started: the cancel meets a live job
         while http.get(f"/api/jobs/{blocker}/logs").text != "up\n":
             time.sleep(0.05)
-    waiting = int(ok(cli(server, "submit", "-q", "--gpus", "1", "--", "true")))
-    table = ok(cli(server, "jobs"))
+    waiting = int(ok(cli(floor, "submit", "-q", "--gpus", "1", "--", "true")))
+    table = ok(cli(floor, "jobs"))
     (row,) = [line for line in table.splitlines() if line.split()[:1] == [str(waiting)]]
     assert "queued" in row and "needs 1 GPUs" in row
-    nodes = ok(cli(server, "nodes"))
+    nodes = ok(cli(floor, "nodes"))
     assert nodes.count(f"job {blocker}") == 4
-    assert "running" in ok(cli(server, "cancel", str(blocker)))
-    assert wait_state(server, blocker, {"cancelled"})["exit_code"] == -15
-    wait_state(server, waiting, {"succeeded"})
-    refused(cli(server, "cancel", str(blocker)), "already")
+    assert "running" in ok(cli(floor, "cancel", str(blocker)))
+    assert wait_state(floor, blocker, {"cancelled"})["exit_code"] == -15
+    wait_state(floor, waiting, {"succeeded"})
+    refused(cli(floor, "cancel", str(blocker)), "already")
 
 
-def test_follow_prints_the_log_as_it_grows(server: ServerProcess) -> None:
+def test_follow_prints_the_log_as_it_grows(floor: ServerProcess) -> None:
     code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(0.2)"
-    job_id = int(ok(cli(server, "submit", "-q", "--", PY, "-c", code)))
-    assert ok(cli(server, "logs", "-f", str(job_id))) == "tick 0\ntick 1\ntick 2\n"
+    job_id = int(ok(cli(floor, "submit", "-q", "--", PY, "-c", code)))
+    assert ok(cli(floor, "logs", "-f", str(job_id))) == "tick 0\ntick 1\ntick 2\n"
 
 
-def test_submit_job_yaml(server: ServerProcess, tmp_path: Path) -> None:
+def test_submit_job_yaml(floor: ServerProcess, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     (tmp_path / "run").mkdir()
     code = "import os; print(os.environ['SEED'], os.getcwd())"
     spec.write_text(f'command: {PY} -c "{code}"\ngpus: 1\ntime-limit: 1h\nworkdir: run\nenv: {{SEED: "7"}}\n')
-    job_id = int(ok(cli(server, "submit", "-q", str(spec))))
-    done = wait_state(server, job_id, {"succeeded", "failed"})
+    job_id = int(ok(cli(floor, "submit", "-q", str(spec))))
+    done = wait_state(floor, job_id, {"succeeded", "failed"})
     assert (done["state"], done["spec"]["time_limit_s"]) == ("succeeded", 3600)
-    assert ok(cli(server, "logs", str(job_id))) == f"7 {tmp_path / 'run'}\n"  # workdir: relative to the file
+    assert ok(cli(floor, "logs", str(job_id))) == f"7 {tmp_path / 'run'}\n"  # workdir: relative to the file
 
 
 def test_projects_and_tokens(server: ServerProcess) -> None:

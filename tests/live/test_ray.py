@@ -15,24 +15,18 @@ import pytest
 
 from aifactory.live.api.launch import ServerProcess
 
+from .conftest import RAY_LOOPBACK as LOOPBACK
+from .conftest import ray_cluster
+
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one cluster, on one test worker
 TERMINAL = {"succeeded", "failed", "cancelled"}
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    from ray.cluster_utils import Cluster
-
-    os.environ.update(LOOPBACK)
-    small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **small})
-    for name in ("n1", "n2"):
-        c.add_node(num_cpus=1, num_gpus=4, labels={"aifactory/node": name}, **small)
-    c.wait_for_nodes()
-    yield c
-    c.shutdown()
+    with ray_cluster({"n1": 4, "n2": 4}) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
