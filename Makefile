@@ -38,7 +38,7 @@ lock:
 	rm -rf .lock-venv
 	$(PY) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
-	.lock-venv/bin/pip install -q 'torch==2.13.0' -e '.[dev]'
+	.lock-venv/bin/pip install -q 'torch==2.13.0' -e '.[dev,bench]'
 	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^torch=='; \
 	  echo 'torch==2.13.0'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -9,8 +9,10 @@
 2. Failover: two servers on one store (SQLite file) with the default lease; the leader is
    killed with SIGKILL while a job runs; seconds until the standby serves, and the job ends once.
 
-Ray's own Jobs API is not measured: it needs Ray's dashboard (`ray[default]`), which the
-project does not install.
+3. The peer on Ray itself: Ray's Jobs API (`JobSubmissionClient`, the head's dashboard) on the
+   same cluster, API_JOBS jobs whose entrypoint prints the time as ours do: submit (the call
+   made) to the entrypoint's process running. It needs Ray's dashboard: install the `bench` extra
+   (`.venv/bin/pip install -c constraints.txt -e '.[bench]'`); without it the figure is null.
 
 Run from the repository root: `.venv/bin/python benchmarks/ray_floor.py [--jobs 200]`.
 """
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 
 from aifactory.live.api.launch import ServerProcess
+from aifactory.live.executors.node import free_port
 
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -72,6 +75,33 @@ def latencies(srv: ServerProcess, jobs: int, ledger: Path) -> dict[str, Any]:
         "lost": jobs - len(runs),
         "twice": sum(1 for n in runs if n > 1),
     }
+
+
+def jobs_api(address: str, jobs: int) -> dict[str, Any]:
+    """Ray's own Jobs API on the same cluster: submit to the entrypoint's process running (ms)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    out: list[float] = []
+    for _ in range(jobs):
+        sent = time.time()
+        job = client.submit_job(entrypoint="date +%s.%N")
+        deadline = time.monotonic() + 120
+        while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.01)
+        assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)
+        out.append((float(client.get_job_logs(job).split()[0]) - sent) * 1000)
+    return {"p50_ms": round(statistics.median(out), 1), "p99_ms": round(percentile(out, 99), 1), "jobs": len(out)}
+
+
+def has_dashboard() -> bool:
+    try:
+        import aiohttp  # noqa: F401  (one of ray[default]'s; Ray's dashboard does not start without them)
+        import ray.dashboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def node_loss(srv: ServerProcess, cluster: Any) -> float:
@@ -129,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--api-jobs", type=int, default=50, help="jobs through Ray's Jobs API (0: none)")
     args = parser.parse_args()
     os.environ.setdefault("AIFACTORY_ISOLATION", "none")
     os.environ.update(LOOPBACK)
@@ -138,7 +169,11 @@ def main() -> None:
         from ray.cluster_utils import Cluster
 
         small = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 << 20}
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **small})
+        dashboard = has_dashboard() and args.api_jobs > 0
+        head = {"num_cpus": 1, "include_dashboard": dashboard, **small}
+        if dashboard:
+            head |= {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
         for i in range(args.nodes):
             cluster.add_node(num_cpus=1, num_gpus=4, labels={"aifactory/node": f"n{i}"}, **small)
         cluster.wait_for_nodes()
@@ -147,10 +182,12 @@ def main() -> None:
                 work / "ray", "--executor", "ray", "--ray-address", cluster.address, env=LOOPBACK
             ) as srv:
                 ray_run = latencies(srv, args.jobs, work / "ledger-ray")
+                api = jobs_api(f"http://127.0.0.1:{head['dashboard_port']}", args.api_jobs) if dashboard else None
                 lost_s = node_loss(srv, cluster)
         finally:
             cluster.shutdown()
         print(f"ray:   {ray_run}; node lost -> running elsewhere {lost_s:.2f} s")
+        print(f"ray jobs api: {api or 'not measured (no ray[default]: install the bench extra)'}")
         with ServerProcess(work / "local", "--gpus", "4", "--nodes", str(args.nodes)) as srv:
             local_run = latencies(srv, args.jobs, work / "ledger-local")
         print(f"local: {local_run}")
@@ -161,7 +198,8 @@ def main() -> None:
         "ray_submit_to_process_p99_ms": ray_run["p99_ms"],
         "local_submit_to_process_p50_ms": local_run["p50_ms"],
         "ray_over_local_p50": round(ray_run["p50_ms"] / local_run["p50_ms"], 1),
-        "ray_jobs_api_submit_to_running_p50_ms": None,
+        "ray_jobs_api_submit_to_running_p50_ms": api["p50_ms"] if api else None,
+        "ray_over_jobs_api_p50": round(ray_run["p50_ms"] / api["p50_ms"], 2) if api else None,
         "node_loss_to_running_elsewhere_s": round(lost_s, 2),
         **fail,
         "jobs_lost": ray_run["lost"] + local_run["lost"],
