@@ -19,6 +19,9 @@
       [users]                          # factory user -> the Unix account their jobs run as
       alice = "alice"
 
+      [prices]                         # money per GPU-hour by GPU model (`aifactory usage`)
+      "NVIDIA H100 80GB HBM3" = 2.5
+
 - The server and token of a command: flags, else `$AIFACTORY_URL` / `$AIFACTORY_TOKEN`, else
   `config.toml`, else the local server's `server.json` and admin `token` file in the home.
 
@@ -74,6 +77,10 @@ class ConfigFile(BaseModel):
         Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")],
         Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")],
     ] = Field(default_factory=dict, max_length=10_000)
+    prices: dict[
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")],
+        Annotated[float, Field(ge=0, allow_inf_nan=False)],
+    ] = Field(default_factory=dict, max_length=1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,7 @@ class UserConfig:
     floor: dict[str, Any] = field(default_factory=dict)  # FloorDefaults' fields that are set
     users: dict[str, str] = field(default_factory=dict)  # factory user -> Unix account
     ca: str | None = None
+    prices: dict[str, float] = field(default_factory=dict)  # GPU model -> money per GPU-hour
 
 
 def read_config(home: Path) -> UserConfig:
@@ -103,7 +111,9 @@ def read_config(home: Path) -> UserConfig:
         where = ".".join(str(p) for p in first["loc"])
         raise SpecError(f"config.{where}", f"{path}: {first['msg']}") from None
     floor = {k: v for k, v in parsed.floor.model_dump().items() if v not in (None, [])}
-    return UserConfig(parsed.url, parsed.token, parsed.project, floor, dict(parsed.users), parsed.ca)
+    return UserConfig(
+        parsed.url, parsed.token, parsed.project, floor, dict(parsed.users), parsed.ca, dict(parsed.prices)
+    )
 
 
 def write_login(home: Path, url: str, token: str, project: str | None, ca: str | None = None) -> Path:
@@ -128,6 +138,8 @@ def write_login(home: Path, url: str, token: str, project: str | None, ca: str |
         lines += ["", "[floor]", *(f"{k} = {json.dumps(v)}" for k, v in floor.items())]
     if users:
         lines += ["", "[users]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in users.items())]
+    if old.prices:
+        lines += ["", "[prices]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in old.prices.items())]
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / CONFIG
     tmp = path.with_suffix(".tmp")

@@ -53,6 +53,7 @@ from aifactory.live.history import save_settings
 from aifactory.live.isolation import Isolation
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, NodeEventRow, Store
+from aifactory.live.telemetry import BUCKET_S, JobUsage, NvmlReader, Telemetry, holders_of
 from aifactory.projects_file import load_projects
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ class FactoryService:
         )
         self._checkpoints = CheckpointWatch(self.isolation.jobs_dir)
         self._watcher: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self.telemetry = Telemetry(idle_threshold=settings.idle_threshold)
         self.executor: Executor | None = None
         self.driver: Driver | None = None
 
@@ -238,6 +241,7 @@ class FactoryService:
         self._restore_drained()
         await self._handle([Tick()])  # a first pass: restored queued jobs may start now
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aifactory-service")
+        await self._start_telemetry()
         if not getattr(self.executor, "reports_checkpoints", False):  # the job's files are on this machine
             self._watcher = asyncio.get_running_loop().create_task(
                 self._watch_checkpoints(), name="aifactory-checkpoints"
@@ -271,14 +275,15 @@ class FactoryService:
 
     async def close(self) -> None:
         """Stop the loop and the store; running jobs keep running (re-attached on the next open)."""
-        for task in (self._task, self._watcher):
+        for task in (self._task, self._watcher, self._sampler):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._task = self._watcher = None
+        self._task = self._watcher = self._sampler = None
         async with self._lock:
             if self.executor is not None:
                 await self.executor.close()
+            self._store_telemetry(flush=True)
             self.store.close()
         for futures in self._waiters.values():
             for fut in futures:
@@ -329,6 +334,61 @@ class FactoryService:
             for job_id in self._checkpoints.poll(running):
                 self._inbox.put_nowait(Checkpoint(job_id))
 
+    # -- telemetry ------------------------------------------------------------------------
+
+    async def _start_telemetry(self) -> None:
+        """Read this machine's GPUs through NVML where the floor's one node is this machine's GPUs."""
+        cluster = self.factory.cluster
+        if self.settings.telemetry_s <= 0 or self.settings.executor != "local" or self.settings.gpus is not None:
+            return  # virtual GPUs, or GPUs on other machines: NVML here says nothing about them
+        if len(cluster.nodes) != 1:
+            return
+        reader = NvmlReader(next(iter(cluster.nodes)))
+        if await asyncio.to_thread(reader.open):
+            self._sampler = asyncio.get_running_loop().create_task(self._sample(reader), name="aifactory-telemetry")
+
+    async def _sample(self, reader: NvmlReader) -> None:
+        """Every `telemetry_s`: read the GPUs, fold the readings into the jobs holding them; the
+        processes on each GPU every third round; the history to the store every minute."""
+        rounds = 0
+        stored = pruned = self._clock()
+        try:
+            while True:
+                readings = await asyncio.to_thread(reader.read)
+                now = self._clock()
+                self.telemetry.fold(readings, now, holders_of(self.factory.cluster.allocations), self._project_of)
+                if rounds % 3 == 0:
+                    procs = await asyncio.to_thread(reader.processes)
+                    groups: dict[int, int] = getattr(self.executor, "process_groups", dict)()
+                    self.telemetry.attribute_processes(procs, groups)
+                rounds += 1
+                if now - stored >= BUCKET_S:
+                    stored = now
+                    await asyncio.to_thread(self._store_telemetry)
+                if now - pruned >= 3600:
+                    pruned = now
+                    await asyncio.to_thread(self.store.prune_gpu_samples, now - self.settings.history_days * 86400)
+                await asyncio.sleep(self.settings.telemetry_s)
+        finally:
+            await asyncio.to_thread(reader.close)
+
+    def _project_of(self, job_id: int) -> str | None:
+        job = self.factory.jobs.get(job_id)
+        return job.spec.project if job is not None else None
+
+    def _store_telemetry(self, flush: bool = False) -> None:
+        """The GPU history completed so far, and the running jobs' usage, into the store."""
+        try:
+            self.store.add_gpu_samples(self.telemetry.take_samples(flush))
+            self.store.save_job_usage(list(self.telemetry.jobs.values()))
+        except Exception:  # telemetry must never stop the floor
+            log.exception("storing GPU telemetry failed")
+
+    def usage_of(self, job_id: int) -> JobUsage | None:
+        """A job's GPU usage: live while it runs, else as stored when it ended (None: never read)."""
+        live = self.telemetry.jobs.get(job_id)
+        return live if live is not None else self.store.job_usage([job_id]).get(job_id)
+
     async def _handle(self, events: Iterable[Event]) -> None:
         """Decide every event, then carry out the batch: one transaction for a burst of events."""
         async with self._lock:
@@ -370,6 +430,9 @@ class FactoryService:
             self._checkpoints.baseline(change.job_id)
         elif change.new.terminal:
             self.factory.forget(change.job_id)
+            usage = self.telemetry.forget(change.job_id)
+            if usage is not None:
+                self.store.save_job_usage([usage])
             # Its HOME and TMPDIR go with it (in a thread: a job may have left gigabytes there).
             asyncio.get_running_loop().run_in_executor(None, self.isolation.remove_scratch, change.job_id)
             for fut in self._waiters.pop(change.job_id, []):

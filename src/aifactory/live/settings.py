@@ -126,6 +126,18 @@ class LiveSettings:
         ),
     )
     users: tuple[tuple[str, str], ...] = ()  # factory user -> Unix account (config.toml [users])
+    prices: tuple[tuple[str, float], ...] = ()  # GPU model -> money per GPU-hour (config.toml [prices])
+    telemetry_s: float = field(
+        default=5.0,
+        metadata=opt("--telemetry", float, "seconds between GPU readings through NVML (0: none)"),
+    )
+    history_days: float = field(
+        default=30.0, metadata=opt("--history-days", float, "days each GPU's per-minute history is kept")
+    )
+    idle_threshold: float = field(
+        default=5.0,
+        metadata=opt("--idle-threshold", float, "GPU utilisation (percent) below which a job's GPUs count as idle"),
+    )
     tls_cert: Path | None = field(default=None, metadata=opt("--tls-cert", Path, "serve HTTPS with this certificate"))
     tls_key: Path | None = field(default=None, metadata=opt("--tls-key", Path, "the private key of --tls-cert"))
     insecure: bool = field(
@@ -171,6 +183,12 @@ class LiveSettings:
             raise UnknownName("executor", self.executor, EXECUTORS)
         if not self.lease_ttl_s > 0:
             raise SpecError("lease_ttl", f"must be positive, got {self.lease_ttl_s}")
+        if not 0 <= self.telemetry_s <= 3600:
+            raise SpecError("telemetry", f"must be 0 (off) to 3600 seconds, got {self.telemetry_s}")
+        if not 0 < self.history_days <= 3650:
+            raise SpecError("history_days", f"must be more than 0 and at most 3650, got {self.history_days}")
+        if not 0 <= self.idle_threshold <= 100:
+            raise SpecError("idle_threshold", f"must be a percentage 0-100, got {self.idle_threshold}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SpecError("tls_cert", "--tls-cert and --tls-key go together")
         self.core()  # an unknown policy option or a bad value is refused here, naming it
@@ -190,6 +208,7 @@ class LiveSettings:
             # The environment may choose too (tests and embedded factories: one person, no tenants).
             "isolation": floor.get("isolation") or os.environ.get(ISOLATION_ENV) or None,
             "users": tuple(sorted(config.users.items())) or None,
+            "prices": tuple(sorted(config.prices.items())) or None,
         }
         if given.get("policy") not in (None, floor.get("policy")):
             from_file["policy_opts"] = None  # the file's options are its own policy's

@@ -99,6 +99,10 @@ class LocalExecutor:
         """Ids of the jobs whose processes this executor watches now."""
         return set(self._procs)
 
+    def process_groups(self) -> dict[int, int]:
+        """Process group id -> job id of every rank watched (to tell whose a GPU process is)."""
+        return {r.pgid: job_id for job_id, proc in self._procs.items() for r in proc.ranks}
+
     # -- the core's actions ----------------------------------------------------------------
 
     def launch(self, action: Launch) -> None:

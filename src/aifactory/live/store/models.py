@@ -124,6 +124,37 @@ node_events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+gpu_samples = sa.Table(  # telemetry.GpuSample: one GPU over one minute
+    "gpu_samples",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("gpu", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Double, nullable=False),
+    sa.Column("utilization", sa.Double, nullable=False),  # percent, mean over the minute
+    sa.Column("memory_used_mib", sa.Double, nullable=False),
+    sa.Column("power_w", sa.Double, nullable=False),
+    sa.Column("temperature_c", sa.Double, nullable=False),
+    sa.Column("job_id", sa.Integer),  # the job that held the GPU alone (None: free or shared)
+    sa.Column("project", sa.String(200)),
+    sqlite_autoincrement=True,
+)
+
+job_usage = sa.Table(  # telemetry.JobUsage: a job's compact series
+    "job_usage",
+    metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True),
+    sa.Column("samples", sa.Integer, nullable=False),
+    sa.Column("util_sum", sa.Double, nullable=False),
+    sa.Column("util_peak", sa.Double, nullable=False),
+    sa.Column("memory_peak_mib", sa.Integer, nullable=False),
+    sa.Column("energy_j", sa.Double, nullable=False),
+    sa.Column("busy_gpu_s", sa.Double, nullable=False),
+    sa.Column("gpu_s", sa.Double, nullable=False),
+    sa.Column("idle_since", sa.Double),
+)
+
 meta = sa.Table(
     "meta",
     metadata,

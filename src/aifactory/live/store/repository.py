@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +27,11 @@ from aifactory.core.states import JobState
 from aifactory.dbutil import create_engine
 from aifactory.live.store import models as m
 from aifactory.live.store.models import EventRow, JobRow, NodeEventRow, TokenInfo
+from aifactory.live.telemetry import GpuSample, JobUsage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+GPU_SAMPLE_FIELDS = tuple(f.name for f in fields(GpuSample))
+JOB_USAGE_FIELDS = tuple(f.name for f in fields(JobUsage))
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -347,6 +350,46 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(m.nodes).order_by(m.nodes.c.name))
             return [NodeSpec(**{name: r._mapping[name] for name in NODE_FIELDS}) for r in rows]
+
+    # -- telemetry ---------------------------------------------------------------------------
+
+    def add_gpu_samples(self, samples: Iterable[GpuSample]) -> None:
+        rows = [asdict(s) for s in samples]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(m.gpu_samples.insert(), rows)
+
+    def gpu_samples(
+        self, since: float | None = None, until: float | None = None, node: str | None = None
+    ) -> list[GpuSample]:
+        query = sa.select(m.gpu_samples).order_by(m.gpu_samples.c.seq)
+        if since is not None:
+            query = query.where(m.gpu_samples.c.at >= since)
+        if until is not None:
+            query = query.where(m.gpu_samples.c.at < until)
+        if node is not None:
+            query = query.where(m.gpu_samples.c.node == node)
+        with self.engine.connect() as conn:
+            return [GpuSample(**{f: r._mapping[f] for f in GPU_SAMPLE_FIELDS}) for r in conn.execute(query)]
+
+    def prune_gpu_samples(self, before: float) -> int:
+        """Drop the history older than `before` (retention); how many rows went."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(m.gpu_samples.delete().where(m.gpu_samples.c.at < before)).rowcount)
+
+    def save_job_usage(self, usages: Iterable[JobUsage]) -> None:
+        rows = [{f: getattr(u, f) for f in JOB_USAGE_FIELDS} for u in usages]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(m.job_usage.delete().where(m.job_usage.c.job_id.in_([r["job_id"] for r in rows])))
+                conn.execute(m.job_usage.insert(), rows)
+
+    def job_usage(self, job_ids: Collection[int] | None = None) -> dict[int, JobUsage]:
+        query = sa.select(m.job_usage)
+        if job_ids is not None:
+            query = query.where(m.job_usage.c.job_id.in_(list(job_ids)))
+        with self.engine.connect() as conn:
+            return {r.job_id: JobUsage(**{f: r._mapping[f] for f in JOB_USAGE_FIELDS}) for r in conn.execute(query)}
 
     # -- tokens and meta ---------------------------------------------------------------------
 
