@@ -118,3 +118,17 @@ def project_ahead(factory: FloorState, job: Job) -> str:
             ahead += sum(1 for other in bucket.values() if (-other.spec.priority, other.id) < mine)
     plural = "s" if ahead != 1 else ""
     return f"{ahead} job{plural} of project {name} ahead; waiting for its fair-share turn"
+
+
+def reason_kind(reason: str) -> str:
+    """A pending reason (as the functions above phrase it) as one word, for metrics labels:
+    resources, project_limit, department_limit, queue_order, or none."""
+    if reason.startswith("needs "):
+        return "resources"
+    if reason.startswith("project ") and " at its limit " in reason:
+        return "project_limit"
+    if reason.startswith("department ") and " at its limit " in reason:
+        return "department_limit"
+    if " ahead" in reason:
+        return "queue_order"
+    return "none"

@@ -48,6 +48,7 @@ from aifactory.core.project import Account, Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
 from aifactory.live.checkpoints import CheckpointWatch
+from aifactory.live.counters import FloorCounters
 from aifactory.live.executors import Executor, ProcessInfo, get_executor, rank_log_path
 from aifactory.live.history import save_settings
 from aifactory.live.isolation import Isolation
@@ -187,6 +188,7 @@ class FactoryService:
         self._watcher: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.telemetry = Telemetry(idle_threshold=settings.idle_threshold)
+        self.counters = FloorCounters()
         self.executor: Executor | None = None
         self.driver: Driver | None = None
 
@@ -426,6 +428,7 @@ class FactoryService:
         self.store.apply(changes, {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs})
 
     def _changed(self, change: StateChanged) -> None:
+        self.counters.record(change, self.factory.jobs.get(change.job_id))
         if change.new is JobState.RUNNING:  # a checkpoint counts from this start on
             self._checkpoints.baseline(change.job_id)
         elif change.new.terminal:
@@ -461,6 +464,8 @@ class FactoryService:
                 raise
             # create_job already wrote the job's first event.
             first = [a for a in actions if isinstance(a, StateChanged) and a.job_id == job_id and a.old is None]
+            for change in first:
+                self.counters.record(change, self.factory.jobs.get(job_id))
             self._commit([a for a in actions if not any(a is f for f in first)])
             # Just saved, its process (if it starts now) not spawned yet: no need to read it back.
             return JobRow.from_job(self.factory.jobs[job_id])

@@ -214,6 +214,12 @@ class JobOut(BaseModel):
     pending_reason: str
     estimated_start: float | None = None  # unix seconds, queued jobs only: a lower bound from time limits
     checkpoint_at: float | None = None  # unix seconds: the running job's last checkpoint report (one job only)
+    # GPU telemetry (None: never read: no NVML, or virtual GPUs). In lists: running jobs only.
+    gpu_util_mean: float | None = None  # percent, over its GPUs and readings
+    gpu_util_peak: float | None = None
+    gpu_memory_peak_mib: int | None = None
+    energy_wh: float | None = None
+    idle_since: float | None = None  # unix seconds its GPUs went below the idle threshold (running jobs)
     spec: dict[str, Any] | None = None  # the whole spec: only on GET /api/jobs/{id} (lists stay light)
     history: list[EventOut] | None = None  # only on GET /api/jobs/{id}
 

@@ -14,11 +14,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from aifactory.core.errors import AifactoryError, InvalidTransition, NotFound, SpecError
 from aifactory.live.api.auth import Forbidden, Unauthorized
+from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.limits import BodyLimit
+from aifactory.live.api.metrics import CONTENT_TYPE, render
 from aifactory.live.api.routes import jobs, nodes, projects, tokens
 from aifactory.live.service import FactoryService
 from aifactory.live.wire import ErrorOut, HealthOut
@@ -45,6 +47,11 @@ def create_app(service: FactoryService) -> FastAPI:
     async def health() -> HealthOut:
         """Liveness; the only route without a token, so it says nothing about jobs or users."""
         return HealthOut(version=__version__)
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    async def metrics(service: ServiceDep, caller: CallerDep) -> Response:
+        """The floor for Prometheus (text format): scheduler and GPU metrics, a tenant's own only."""
+        return Response(render(service, caller), media_type=CONTENT_TYPE)
 
     for module in (jobs, nodes, projects, tokens):
         app.include_router(module.router, prefix="/api")

@@ -24,6 +24,7 @@ from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.logs import follow_log, ranks_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
+from aifactory.live.telemetry import JobUsage
 from aifactory.live.wire import MAX_ID, PAGE_DEFAULT, PAGE_MAX, JobOut, JobSubmit, no_control
 
 router = APIRouter(tags=["jobs"])
@@ -91,16 +92,20 @@ async def list_jobs(
     # The oldest queued jobs are the ones whose start is near enough to estimate usefully.
     estimated = set(queued[:ESTIMATES_PER_LIST])
     notes = {i: (service.pending_reason(i), service.estimate_start(i) if i in estimated else None) for i in queued}
-    body = await asyncio.to_thread(page_json, rows, notes)
+    live = {r.id: u for r in rows if (u := service.telemetry.jobs.get(r.id)) is not None}
+    body = await asyncio.to_thread(page_json, rows, notes, live)
     return Response(body, media_type="application/json", headers=headers)
 
 
-def page_json(rows: list[JobRow], notes: dict[int, tuple[str, float | None]]) -> bytes:
+def page_json(
+    rows: list[JobRow], notes: dict[int, tuple[str, float | None]], live: dict[int, JobUsage] | None = None
+) -> bytes:
+    live = live or {}
     now = time.time()
     out = []
     for r in rows:
         pending, start = notes.get(r.id, (None, None))
-        out.append(job_out(r, None, pending, now, start, full=False))
+        out.append(with_usage(job_out(r, None, pending, now, start, full=False), live.get(r.id)))
     return JOB_PAGE.dump_json(out)
 
 
@@ -110,6 +115,17 @@ async def show(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
     out = _out(service, row, await asyncio.to_thread(service.history, job_id))
     job = service.factory.jobs.get(job_id)  # active jobs only: the report matters while it runs
     out.checkpoint_at = job.checkpoint_at if job is not None else None
+    with_usage(out, await asyncio.to_thread(service.usage_of, job_id))
+    return out
+
+
+def with_usage(out: JobOut, usage: JobUsage | None) -> JobOut:
+    if usage is not None and usage.samples:
+        out.gpu_util_mean = round(usage.util_mean, 1)
+        out.gpu_util_peak = usage.util_peak
+        out.gpu_memory_peak_mib = usage.memory_peak_mib
+        out.energy_wh = round(usage.energy_wh, 3)
+        out.idle_since = usage.idle_since
     return out
 
 
