@@ -123,3 +123,20 @@ def test_a_busy_job_shows_in_metrics_and_on_its_page(server: ServerProcess, nvml
         assert done["gpu_util_peak"] == 80 and done["energy_wh"] > 0
         m = scrape(http)
         assert one(m, "aifactory_jobs_finished_total", project="default", state="cancelled") >= 1
+
+
+def test_usage_report_through_the_cli(server: ServerProcess) -> None:
+    """(After the busy job above.) Its GPU-hours, the busy part measured and its energy, by project."""
+    import csv
+    import io
+
+    from .test_cli import cli, ok, refused
+
+    report = json.loads(ok(cli(server, "usage", "--since", "1h", "--json")))
+    row = {r["key"]: r for r in report["rows"]}["default"]
+    assert row["jobs"] >= 1 and row["gpu_hours"] > 0 and 0 < row["busy_gpu_hours"] <= row["gpu_hours"]
+    assert row["energy_kwh"] > 0 and row["cost"] == 0  # no price set
+    table = list(csv.DictReader(io.StringIO(ok(cli(server, "usage", "--by", "user", "--csv")))))
+    assert table[0]["user"] and float(table[0]["gpu_hours"]) > 0
+    refused(cli(server, "usage", "--by", "team"), "by")
+    refused(cli(server, "usage", "--since", "yesterday"), "since")

@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
     app.command()(cancel)
     app.command()(nodes)
     app.command()(projects)
+    app.command()(usage)
     app.add_typer(token_app, name="token")
     app.add_typer(project_app, name="project")
     app.add_typer(department_app, name="department")
@@ -393,6 +394,58 @@ def nodes() -> None:
             )
             cpus = host_mem = ""  # once per node
     _console().print(table)
+
+
+def usage(
+    since: str = typer.Option("30d", help="How far back, e.g. 30d, 12h, 1h30m."),
+    by: str = typer.Option("project", help="Group by project, user or department."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the report as CSV."),
+) -> None:
+    """GPU-hours allocated and busy, energy and cost over a period, like Slurm's sreport."""
+    import time
+
+    from aifactory.live.wire import parse_duration_s
+
+    if by not in ("project", "user", "department"):
+        raise SpecError("by", f"must be project, user or department, got {by!r}")
+    if as_json and as_csv:
+        raise SpecError("csv", "give --json or --csv, not both")
+    try:
+        back = parse_duration_s(since)
+    except ValueError as exc:
+        raise SpecError("since", str(exc)) from None
+    with _client() as client:
+        report = client.usage(time.time() - back, by=by)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    head = (by.upper(), "JOBS", "GPU-HOURS", "BUSY GPU-HOURS", "BUSY %", "ENERGY KWH", "COST")
+    rows = [
+        (
+            printable(r.key),
+            str(r.jobs),
+            f"{r.gpu_hours:.2f}",
+            f"{r.busy_gpu_hours:.2f}",
+            "-" if r.busy_ratio is None else f"{100 * r.busy_ratio:.0f}",
+            f"{r.energy_kwh:.3f}",
+            f"{r.cost:.2f}",
+        )
+        for r in report.rows
+    ]
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow([by, "jobs", "gpu_hours", "busy_gpu_hours", "busy_ratio", "energy_kwh", "cost"])
+        writer.writerows(
+            [[r.key, r.jobs, r.gpu_hours, r.busy_gpu_hours, r.busy_ratio, r.energy_kwh, r.cost] for r in report.rows]
+        )
+        return
+    from aifactory.cli.columns import render
+
+    numeric = frozenset(head[1:])
+    typer.echo(render(head, rows, right=numeric))
 
 
 def projects() -> None:

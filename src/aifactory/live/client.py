@@ -20,7 +20,17 @@ from pydantic import TypeAdapter
 
 from aifactory.config import connection, read_config, resolve_home
 from aifactory.core.errors import AifactoryError, SpecError
-from aifactory.live.wire import PAGE_MAX, CallerOut, DepartmentOut, JobOut, NodeOut, ProjectOut, TokenInfoOut, TokenOut
+from aifactory.live.wire import (
+    PAGE_MAX,
+    CallerOut,
+    DepartmentOut,
+    JobOut,
+    NodeOut,
+    ProjectOut,
+    TokenInfoOut,
+    TokenOut,
+    UsageReportOut,
+)
 
 
 class ServerUnreachable(AifactoryError):
@@ -173,6 +183,12 @@ class Client:
     def set_project(self, name: str, **fields: Any) -> ProjectOut:
         """Add or change a project (admin): quota, weight, limit, pool, department, quota_by_model."""
         return ProjectOut.model_validate(self._request("PUT", f"/api/projects/{name}", json=fields).json())
+
+    def usage(self, since: float, until: float | None = None, by: str = "project") -> UsageReportOut:
+        params: dict[str, Any] = {"since": since, "by": by}
+        if until is not None:
+            params["until"] = until
+        return UsageReportOut.model_validate(self._request("GET", "/api/usage", params=params).json())
 
     def departments(self) -> list[DepartmentOut]:
         return [DepartmentOut.model_validate(d) for d in self._request("GET", "/api/departments").json()]

@@ -436,6 +436,7 @@ class FactoryService:
             usage = self.telemetry.forget(change.job_id)
             if usage is not None:
                 self.store.save_job_usage([usage])
+                self.store.add_gpu_samples(self.telemetry.take_samples())
             # Its HOME and TMPDIR go with it (in a thread: a job may have left gigabytes there).
             asyncio.get_running_loop().run_in_executor(None, self.isolation.remove_scratch, change.job_id)
             for fut in self._waiters.pop(change.job_id, []):

@@ -309,8 +309,11 @@ class Telemetry:
         self.process_memory = memory
 
     def forget(self, job_id: int) -> JobUsage | None:
-        """A job ended: its usage, to be stored for good."""
+        """A job ended: its usage, to be stored for good (its GPUs' open minutes are closed: the
+        history says what it did up to its end)."""
         self.process_memory.pop(job_id, None)
+        for b in [b for b in self._buckets.values() if b.job_id == job_id]:
+            self._close(b)
         return self.jobs.pop(job_id, None)
 
 

@@ -356,3 +356,22 @@ class ErrorOut(BaseModel):
     """Every error body: `detail` is a list naming fields (422) or one sentence (401, 403, 404, 409, 413)."""
 
     detail: list[ErrorItem] | str
+
+
+class UsageOut(BaseModel):
+    """One group of a usage report (`aifactory usage`)."""
+
+    key: str  # the project, user or department
+    jobs: int
+    gpu_hours: float  # allocated
+    busy_gpu_hours: float  # measured: allocated x utilisation (0 where nothing was measured)
+    busy_ratio: float | None  # busy / allocated
+    energy_kwh: float
+    cost: float  # allocated GPU-hours x the price of their GPU model (config.toml [prices])
+
+
+class UsageReportOut(BaseModel):
+    since: float
+    until: float
+    by: str
+    rows: list[UsageOut]

@@ -269,6 +269,45 @@ class Store:
                 for r in conn.execute(query)
             ]
 
+    def events_of(self, job_ids: Sequence[int], until: float | None = None) -> list[EventRow]:
+        """The transitions of these jobs, in log order (before `until`)."""
+        out: list[EventRow] = []
+        for k in range(0, len(job_ids), 5000):  # bounded IN lists: every database takes them
+            chunk = list(job_ids[k : k + 5000])
+            query = sa.select(m.events).where(m.events.c.job_id.in_(chunk))
+            if until is not None:
+                query = query.where(m.events.c.at < until)
+            with self.engine.connect() as conn:
+                out += [
+                    EventRow(
+                        r.seq, r.job_id, None if r.old is None else JobState(r.old), JobState(r.new), r.at, r.reason
+                    )
+                    for r in conn.execute(query)
+                ]
+        return sorted(out, key=lambda e: e.seq)
+
+    def jobs_holding_between(self, since: float, until: float) -> list[JobRow]:
+        """Jobs that may have held GPUs in [since, until): started before it ends, not ended before it starts."""
+        c = m.jobs.c
+        return self._select_jobs(
+            c.started_at.is_not(None), c.started_at < until, sa.or_(c.finished_at.is_(None), c.finished_at >= since)
+        )
+
+    def gpu_usage_by_job(self, since: float, until: float) -> dict[int, tuple[float, float]]:
+        """job id -> (busy GPU-seconds, energy in J) from the GPUs' history in [since, until)."""
+        s = m.gpu_samples.c
+        query = (
+            sa.select(
+                s.job_id,
+                sa.func.sum(s.utilization * s.seconds / 100.0),
+                sa.func.sum(s.power_w * s.seconds),
+            )
+            .where(s.at >= since, s.at < until, s.job_id.is_not(None))
+            .group_by(s.job_id)
+        )
+        with self.engine.connect() as conn:
+            return {int(j): (float(busy or 0.0), float(energy or 0.0)) for j, busy, energy in conn.execute(query)}
+
     # -- projects and nodes ------------------------------------------------------------------
 
     def save_projects(self, projects: Iterable[Project]) -> None:

@@ -1,0 +1,94 @@
+"""Accounting, as Slurm's `sreport` answers it: per project, user or department over a period,
+GPU-hours allocated (from the event log: every stretch a job held its GPUs, cut to the period),
+GPU-hours busy and energy (from the GPUs' stored history: utilisation and power over the minutes
+each GPU was held by one job), and cost (allocated GPU-hours at the price of the GPU model, from
+config.toml's `[prices]`). A GPU shared by fractional jobs is nobody's alone: its busy hours and
+energy are not split among them (their allocated hours are counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aifactory.core.errors import SpecError
+from aifactory.core.states import JobState
+from aifactory.live.store import EventRow, JobRow, Store
+
+BY = ("project", "user", "department")
+_HOLDING = (JobState.RUNNING, JobState.PREEMPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str  # the project, user or department ("-": a project in none)
+    jobs: int  # jobs that held GPUs in the period
+    gpu_hours: float  # allocated
+    busy_gpu_hours: float  # allocated x measured utilisation (0 where nothing was measured)
+    energy_kwh: float
+    cost: float  # allocated GPU-hours x the price of their GPU model (0 where no price is set)
+
+    @property
+    def busy_ratio(self) -> float | None:
+        return self.busy_gpu_hours / self.gpu_hours if self.gpu_hours else None
+
+
+def held_seconds(events: Iterable[EventRow], since: float, until: float) -> dict[int, float]:
+    """job id -> seconds it held its GPUs within [since, until), from its transitions in log order
+    (a stretch still open runs to `until`)."""
+    start: dict[int, float] = {}
+    out: dict[int, float] = {}
+    for ev in events:
+        if ev.new in _HOLDING and ev.job_id not in start:
+            start[ev.job_id] = ev.at
+        elif ev.new not in _HOLDING and ev.job_id in start:
+            began = start.pop(ev.job_id)
+            out[ev.job_id] = out.get(ev.job_id, 0.0) + max(0.0, min(ev.at, until) - max(began, since))
+    for job_id, began in start.items():
+        out[job_id] = out.get(job_id, 0.0) + max(0.0, until - max(began, since))
+    return {j: s for j, s in out.items() if s > 0}
+
+
+def report(
+    store: Store,
+    since: float,
+    until: float,
+    by: str = "project",
+    prices: Mapping[str, float] | None = None,
+    projects: frozenset[str] | None = None,
+) -> list[UsageRow]:
+    """The period's usage grouped `by` (project, user or department), largest first; `projects`:
+    only these projects' jobs (a tenant's view)."""
+    if by not in BY:
+        raise SpecError("by", f"must be one of {', '.join(BY)}, got {by!r}")
+    if not until > since:
+        raise SpecError("since", "the period must end after it starts")
+    rows = {r.id: r for r in store.jobs_holding_between(since, until) if projects is None or r.project in projects}
+    held = held_seconds(store.events_of(list(rows), until=until), since, until)
+    measured = store.gpu_usage_by_job(since, until)
+    models = {n.name: n.gpu_model for n in store.load_nodes()}
+    departments = {p.name: p.department for p in store.load_projects()}
+    prices = prices or {}
+    groups: dict[str, list[float]] = {}
+    for job_id, seconds in held.items():
+        row = rows[job_id]
+        key = _key(row, by, departments)
+        gpu_s = seconds * row.spec.gpus
+        busy_s, energy_j = measured.get(job_id, (0.0, 0.0))
+        model = models.get(row.placement.parts[0][0], "") if row.placement else ""
+        acc = groups.setdefault(key, [0, 0.0, 0.0, 0.0, 0.0])
+        acc[0] += 1
+        acc[1] += gpu_s / 3600
+        acc[2] += busy_s / 3600
+        acc[3] += energy_j / 3.6e6
+        acc[4] += gpu_s / 3600 * prices.get(model, 0.0)
+    out = [UsageRow(k, int(a[0]), a[1], a[2], a[3], a[4]) for k, a in groups.items()]
+    return sorted(out, key=lambda u: (-u.gpu_hours, u.key))
+
+
+def _key(row: JobRow, by: str, departments: Mapping[str, str | None]) -> str:
+    if by == "project":
+        return row.project
+    if by == "user":
+        return row.user
+    return departments.get(row.project) or "-"
