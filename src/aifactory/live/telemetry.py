@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 BUCKET_S = 60.0  # the stored history's resolution: one row per GPU per minute
+RECENT = 720  # readings of each GPU kept in memory (an hour at 5 s)
 _JOB_CGROUP = re.compile(rb"/job-(\d+)(?:-r\d+)?(?:/|$)")
 
 
@@ -215,6 +217,8 @@ class Telemetry:
     at: float | None = None  # when `latest` was read
     jobs: dict[int, JobUsage] = field(default_factory=dict)
     process_memory: dict[int, int] = field(default_factory=dict)  # job id -> MiB its processes hold
+    # The last readings of each GPU, as (time, utilisation): the live part of a job's chart.
+    recent: dict[tuple[str, int], deque[tuple[float, float]]] = field(default_factory=dict)
     _buckets: dict[tuple[str, int], Bucket] = field(default_factory=dict)
     _done: list[GpuSample] = field(default_factory=list)
 
@@ -232,6 +236,10 @@ class Telemetry:
         for r in readings:
             key = (r.node, r.index)
             self.latest[key] = r
+            ring = self.recent.get(key)
+            if ring is None:
+                ring = self.recent[key] = deque(maxlen=RECENT)
+            ring.append((now, r.utilization))
             held = holders.get(key, {})
             for job_id, milli in held.items():
                 usage = self.jobs.get(job_id)

@@ -8,14 +8,17 @@ energy are not split among them (their allocated hours are counted).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aifactory.core.errors import SpecError
 from aifactory.core.states import JobState
 from aifactory.live.store import EventRow, JobRow, Store
 
 BY = ("project", "user", "department")
+DAY = 86400.0
 _HOLDING = (JobState.RUNNING, JobState.PREEMPTED)
 
 
@@ -33,20 +36,42 @@ class UsageRow:
         return self.busy_gpu_hours / self.gpu_hours if self.gpu_hours else None
 
 
-def held_seconds(events: Iterable[EventRow], since: float, until: float) -> dict[int, float]:
-    """job id -> seconds it held its GPUs within [since, until), from its transitions in log order
-    (a stretch still open runs to `until`)."""
+def stretches(events: Iterable[EventRow], since: float, until: float) -> list[tuple[int, float, float]]:
+    """(job id, from, to): every stretch a job held its GPUs, cut to [since, until), from its
+    transitions in log order (a stretch still open runs to `until`)."""
     start: dict[int, float] = {}
-    out: dict[int, float] = {}
+    out: list[tuple[int, float, float]] = []
     for ev in events:
         if ev.new in _HOLDING and ev.job_id not in start:
             start[ev.job_id] = ev.at
         elif ev.new not in _HOLDING and ev.job_id in start:
-            began = start.pop(ev.job_id)
-            out[ev.job_id] = out.get(ev.job_id, 0.0) + max(0.0, min(ev.at, until) - max(began, since))
-    for job_id, began in start.items():
-        out[job_id] = out.get(job_id, 0.0) + max(0.0, until - max(began, since))
-    return {j: s for j, s in out.items() if s > 0}
+            out.append((ev.job_id, max(start.pop(ev.job_id), since), min(ev.at, until)))
+    out += [(job_id, max(began, since), until) for job_id, began in start.items()]
+    return [s for s in out if s[2] > s[1]]
+
+
+def held_seconds(events: Iterable[EventRow], since: float, until: float) -> dict[int, float]:
+    """job id -> seconds it held its GPUs within [since, until)."""
+    out: dict[int, float] = {}
+    for job_id, a, b in stretches(events, since, until):
+        out[job_id] = out.get(job_id, 0.0) + b - a
+    return out
+
+
+def daily(store: Store, since: float, until: float, projects: frozenset[str] | None = None) -> dict[str, Any]:
+    """GPU-hours allocated per project per day (days of 86,400 s from `since`): the dashboard's chart."""
+    rows = {r.id: r for r in store.jobs_holding_between(since, until) if projects is None or r.project in projects}
+    days = max(1, math.ceil((until - since) / DAY))
+    per: dict[str, list[float]] = {}
+    for job_id, a, b in stretches(store.events_of(list(rows), until=until), since, until):
+        row = rows[job_id]
+        series = per.setdefault(row.project, [0.0] * days)
+        while a < b:
+            k = int((a - since) // DAY)
+            end = min(b, since + (k + 1) * DAY)
+            series[k] += (end - a) * row.spec.gpus / 3600
+            a = end
+    return {"days": [since + k * DAY for k in range(days)], "projects": dict(sorted(per.items()))}
 
 
 def report(

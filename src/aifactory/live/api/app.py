@@ -55,6 +55,9 @@ def create_app(service: FactoryService) -> FastAPI:
 
     for module in (jobs, nodes, projects, tokens, usage):
         app.include_router(module.router, prefix="/api")
+    from aifactory.live.web.pages import install  # Jinja2 is loaded with the app, not with the CLI
+
+    install(app)
     return app
 
 

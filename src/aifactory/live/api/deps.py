@@ -26,7 +26,11 @@ def forget_callers(app: FastAPI) -> None:
 
 
 def get_caller(request: Request) -> Caller:
-    token = bearer(request.headers.get("authorization"))
+    return caller_of(request, bearer(request.headers.get("authorization")))
+
+
+def caller_of(request: Request, token: str) -> Caller:
+    """Who `token` is (Unauthorized if nobody): the API's bearer, or the dashboard's cookie."""
     # Looked up at most every few seconds per token: submits stay off the token table, and a
     # revoked or expired token is refused within CALLER_TTL_S (at once where revoked here).
     key = hashlib.sha256(token.encode()).hexdigest()

@@ -411,6 +411,31 @@ class Store:
         with self.engine.connect() as conn:
             return [GpuSample(**{f: r._mapping[f] for f in GPU_SAMPLE_FIELDS}) for r in conn.execute(query)]
 
+    def gpu_samples_of_job(self, job_id: int) -> list[GpuSample]:
+        """The stored minutes of the GPUs a job held alone, in time order."""
+        query = sa.select(m.gpu_samples).where(m.gpu_samples.c.job_id == job_id).order_by(m.gpu_samples.c.at)
+        with self.engine.connect() as conn:
+            rows = [GpuSample(**{f: r._mapping[f] for f in GPU_SAMPLE_FIELDS}) for r in conn.execute(query)]
+        # One point per minute: the mean over the job's GPUs.
+        merged: dict[float, list[GpuSample]] = {}
+        for s in rows:
+            merged.setdefault(s.at, []).append(s)
+        return [
+            GpuSample(
+                at,
+                group[0].node,
+                -1,
+                group[0].seconds,
+                sum(s.utilization for s in group) / len(group),
+                sum(s.memory_used_mib for s in group),
+                sum(s.power_w for s in group),
+                max(s.temperature_c for s in group),
+                job_id,
+                group[0].project,
+            )
+            for at, group in merged.items()
+        ]
+
     def prune_gpu_samples(self, before: float) -> int:
         """Drop the history older than `before` (retention); how many rows went."""
         with self.engine.begin() as conn:

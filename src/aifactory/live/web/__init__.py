@@ -1,0 +1,1 @@
+"""The floor's web dashboard (pages.py), its templates and its static files."""
