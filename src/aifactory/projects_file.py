@@ -61,6 +61,7 @@ class ProjectModel(DepartmentModel):
     department: str | None = None
     pool: str | None = None
     quota_by_model: dict[str, float] = Field(default_factory=dict)
+    idle_timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class ProjectsFile(BaseModel):
@@ -244,15 +245,7 @@ def _build(parsed: ProjectsFile) -> tuple[list[Project], list[Department]]:
         for model, quota in p.quota_by_model.items():
             if quota < 0 or quota > p.quota:
                 raise SpecError(f"projects[{i}].quota_by_model.{model}", f"must be between 0 and quota {p.quota:g}")
-        projects[p.name] = Project(
-            p.name,
-            quota=p.quota,
-            weight=p.weight,
-            limit=p.limit,
-            pool=p.pool,
-            department=p.department,
-            quota_by_model=dict(p.quota_by_model),
-        )
+        projects[p.name] = Project(**p.model_dump())
         if p.department is not None:
             guaranteed[p.department] = guaranteed.get(p.department, 0.0) + p.quota
             dept = departments[p.department]

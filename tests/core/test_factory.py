@@ -323,3 +323,26 @@ def test_node_events_have_one_word_each_and_back() -> None:
     assert [node_event(node_event_kind(e), node_event_name(e), spec) for e in events] == events
     with pytest.raises(ValueError, match="not a node event"):
         node_event("reboot", "n")
+
+
+def test_an_interactive_job_left_idle_is_stopped_after_its_projects_idle_timeout() -> None:
+    from aifactory.core import GpuIdle
+
+    f = Factory(Cluster.virtual(4), [Project("lab", quota=4, idle_timeout_s=600)], FactorySettings(kill_grace_s=5))
+    f.handle(Submit(1, spec(1, project="lab", priority_class="interactive")), 0)
+    f.handle(Submit(2, spec(1, project="lab", priority_class="interactive")), 0)
+    f.handle(Submit(3, spec(1, project="lab")), 0)  # train: the idle timeout is not for it
+    for job_id in (1, 2, 3):
+        f.handle(GpuIdle(job_id, since=100), 100)
+    f.handle(GpuIdle(2, since=None), 300)  # busy again: its clock stops
+    assert f.next_wakeup() == 700
+    acts = f.handle(Tick(), 700)
+    kills = [a for a in acts if isinstance(a, Kill)]
+    assert [k.job_id for k in kills] == [1] and kills[0].grace_s == 5
+    f.handle(Finished(1, -15), 702)
+    assert f.job(1).state is JobState.CANCELLED and "idle GPUs for 10 min" in f.job(1).reason
+    assert f.job(2).state is JobState.RUNNING and f.job(3).state is JobState.RUNNING
+    f.handle(GpuIdle(2, since=800), 800)  # idle again: a new clock
+    assert [a.job_id for a in f.handle(Tick(), 1400) if isinstance(a, Kill)] == [2]
+    with pytest.raises(SpecError, match="idle_timeout"):
+        f.set_project(Project("lab", quota=4, idle_timeout_s=0))

@@ -140,3 +140,15 @@ def test_usage_report_through_the_cli(server: ServerProcess) -> None:
     assert table[0]["user"] and float(table[0]["gpu_hours"]) > 0
     refused(cli(server, "usage", "--by", "team"), "by")
     refused(cli(server, "usage", "--since", "yesterday"), "since")
+
+
+def test_an_idle_interactive_job_is_stopped_by_its_projects_idle_timeout(server: ServerProcess, nvml: Path) -> None:
+    write_gpus(nvml, [0, 0])
+    with server.client() as http:
+        r = http.put("/api/projects/lab", json={"quota": 1, "idle_timeout": "1s"})
+        assert r.status_code == 200 and r.json()["idle_timeout_s"] == 1, r.text
+        body = {"command": ["sleep", "60"], "gpus": 1, "project": "lab", "priority_class": "interactive"}
+        job_id = http.post("/api/jobs", json=body).json()["id"]
+        job = wait_for(lambda: (j := http.get(f"/api/jobs/{job_id}").json())["state"] == "cancelled" and j)
+        assert "idle GPUs" in job["reason"] and "lab" in job["reason"], job
+        assert http.put("/api/projects/lab", json={"quota": 1, "idle_timeout": "soon"}).status_code == 422

@@ -553,9 +553,14 @@ def project_set(
     limit: float | None = typer.Option(None, help="Most GPUs the project may hold at once."),
     pool: str | None = typer.Option(None, help="Node pool its jobs are bound to."),
     department: str | None = typer.Option(None, help="Department it belongs to."),
+    idle_timeout: str | None = typer.Option(
+        None, help="Stop its interactive jobs once their GPUs idle this long, e.g. 30m (default: never)."
+    ),
 ) -> None:
     """Add project NAME, or change it (every field is set as given)."""
     fields = {"quota": quota, "weight": weight, "limit": limit, "pool": pool, "department": department}
+    if idle_timeout is not None:
+        fields["idle_timeout"] = idle_timeout
     with _client() as client:
         p = client.set_project(name, **fields)
     typer.echo(f"project {p.name}: quota {_gpus(p.quota)}, weight {_gpus(p.weight)}")

@@ -42,6 +42,15 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuIdle:
+    """A running job's GPUs went below the idle threshold at `since` (None: busy again), as the
+    shell's telemetry measured: a project's idle timeout counts from `since`."""
+
+    job_id: int
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time has passed: enforce time limits and reconsider the queue."""
 
@@ -73,7 +82,7 @@ class NodeJoined:
 
 
 NodeEvent = Drain | NodeState | NodeJoined  # what happens to nodes: the event log keeps them for the twin
-Event = Submit | Finished | Cancel | Checkpoint | Tick | Drain | NodeState | NodeJoined
+Event = Submit | Finished | Cancel | Checkpoint | GpuIdle | Tick | Drain | NodeState | NodeJoined
 
 
 NODE_EVENT_KINDS = ("drain", "resume", "down", "up", "join")

@@ -17,13 +17,25 @@ from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
-from aifactory.core.events import Cancel, Checkpoint, Drain, Event, Finished, NodeJoined, NodeState, Submit, Tick
+from aifactory.core.events import (
+    Cancel,
+    Checkpoint,
+    Drain,
+    Event,
+    Finished,
+    GpuIdle,
+    NodeJoined,
+    NodeState,
+    Submit,
+    Tick,
+)
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
 from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
 from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
 from aifactory.core.project import (
+    IDLE_STOPPABLE,
     PRIORITY_CLASSES,
     Account,
     Department,
@@ -74,6 +86,7 @@ class Factory:
         self.host_usage: dict[str, tuple[int, int]] = {}
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
+        self._idle: list[tuple[float, int, float]] = []  # (idle timeout runs out, job id, idle since)
         self._capacity: dict[tuple[str | None, str | None, bool], Capacity] = {}
         self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
@@ -194,6 +207,8 @@ class Factory:
         elif isinstance(event, Checkpoint):
             self.job(event.job_id).checkpoint_at = now
             return out
+        elif isinstance(event, GpuIdle):
+            self._gpu_idle(event)
         elif isinstance(event, Drain | NodeState):
             node = self.cluster.nodes.get(event.node)
             if node is None:
@@ -211,6 +226,8 @@ class Factory:
             raise TypeError(f"not an event: {event!r}")
         if self._deadlines:
             self._enforce_time_limits(now, out)
+        if self._idle:
+            self._enforce_idle(now, out)
         if self._wakeups:
             self._wake(now)
         self._schedule(now, out)
@@ -363,6 +380,28 @@ class Factory:
                 job.stop_reason = TIME_LIMIT
                 out.append(Kill(job.id, TIME_LIMIT, self.settings.kill_grace_s))
 
+    def _gpu_idle(self, event: GpuIdle) -> None:
+        job = self.jobs.get(event.job_id)
+        if job is None or job.state is not JobState.RUNNING:
+            return  # a late report
+        job.idle_since = event.since
+        project = self.projects.get(job.spec.project)
+        timeout = project.idle_timeout_s if project is not None else None
+        if event.since is not None and timeout is not None and job.spec.priority_class in IDLE_STOPPABLE:
+            heapq.heappush(self._idle, (event.since + timeout, job.id, event.since))
+
+    def _enforce_idle(self, now: float, out: list[Action]) -> None:
+        """Stop the interactive jobs whose GPUs stayed idle for their project's idle timeout."""
+        heap = self._idle
+        while heap and heap[0][0] <= now:
+            _, job_id, since = heapq.heappop(heap)
+            job = self.jobs.get(job_id)
+            if job is None or job.state is not JobState.RUNNING or job.idle_since != since or job.stop_reason:
+                continue  # ended, or busy again since
+            minutes = (now - since) / 60
+            job.stop_reason = f"idle GPUs for {minutes:.0f} min (project {job.spec.project}'s idle timeout)"
+            out.append(Kill(job.id, job.stop_reason, self.settings.kill_grace_s))
+
     def next_wakeup(self) -> float | None:
         """The earliest time the core needs a Tick: a time limit runs out, or the policy has a timer
         (a LAS demotion, a victim's minimum runtime ending)."""
@@ -376,9 +415,8 @@ class Factory:
                 break
             heapq.heappop(heap)
         policy = min(self._wakeups.values()) if self._wakeups else None
-        if limit is None or (policy is not None and policy < limit):
-            return policy
-        return limit
+        idle = self._idle[0][0] if self._idle else None
+        return min((t for t in (limit, policy, idle) if t is not None), default=None)
 
     def _wake(self, now: float) -> None:
         """Pools whose policy timer has run out need a look this pass."""

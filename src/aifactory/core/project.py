@@ -15,6 +15,7 @@ from aifactory.core.errors import SpecError
 # give them back; `interactive` and `inference` run only within quota and are never preempted.
 PRIORITY_CLASSES: tuple[str, ...] = ("train", "interactive", "inference")
 PREEMPTIBLE: frozenset[str] = frozenset({"train"})
+IDLE_STOPPABLE: frozenset[str] = frozenset({"interactive"})  # what a project's idle timeout stops
 
 
 @dataclass(slots=True)
@@ -27,6 +28,9 @@ class Project:
     department: str | None = None
     # Guaranteed GPUs of one model (jobs that ask for that model count against it).
     quota_by_model: dict[str, float] = field(default_factory=dict)
+    # An interactive job whose GPUs stay idle this long is stopped (Run:ai's idle GPU timeout):
+    # a notebook left open does not keep its GPUs from others. None: never.
+    idle_timeout_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +65,8 @@ def check_project(project: Project) -> None:
     if not project.name:
         raise SpecError("name", "a project needs a name")
     _check_share(project.name, project.quota, project.weight, project.limit)
+    if project.idle_timeout_s is not None and not project.idle_timeout_s > 0:
+        raise SpecError("idle_timeout", f"project {project.name}: must be positive, got {project.idle_timeout_s}")
     for model, quota in project.quota_by_model.items():
         if not quota >= 0:
             raise SpecError("quota_by_model", f"project {project.name}: {model} quota must be >= 0, got {quota}")

@@ -34,6 +34,7 @@ from aifactory.core.events import (
     Checkpoint,
     Drain,
     Event,
+    GpuIdle,
     NodeEvent,
     NodeJoined,
     NodeState,
@@ -189,6 +190,7 @@ class FactoryService:
         self._sampler: asyncio.Task[None] | None = None
         self.telemetry = Telemetry(idle_threshold=settings.idle_threshold)
         self.counters = FloorCounters()
+        self._idle_said: dict[int, float | None] = {}  # job id -> the idle-since last told to the core
         self.executor: Executor | None = None
         self.driver: Driver | None = None
 
@@ -359,6 +361,7 @@ class FactoryService:
                 readings = await asyncio.to_thread(reader.read)
                 now = self._clock()
                 self.telemetry.fold(readings, now, holders_of(self.factory.cluster.allocations), self._project_of)
+                self._report_idle()
                 if rounds % 3 == 0:
                     procs = await asyncio.to_thread(reader.processes)
                     groups: dict[int, int] = getattr(self.executor, "process_groups", dict)()
@@ -373,6 +376,15 @@ class FactoryService:
                 await asyncio.sleep(self.settings.telemetry_s)
         finally:
             await asyncio.to_thread(reader.close)
+
+    def _report_idle(self) -> None:
+        """A GpuIdle event for each running job whose GPUs went idle or busy again (the core's idle rule)."""
+        for job_id, usage in self.telemetry.jobs.items():
+            if self._idle_said.get(job_id) != usage.idle_since:
+                self._idle_said[job_id] = usage.idle_since
+                self._inbox.put_nowait(GpuIdle(job_id, usage.idle_since))
+        for job_id in [j for j in self._idle_said if j not in self.telemetry.jobs]:
+            del self._idle_said[job_id]
 
     def _project_of(self, job_id: int) -> str | None:
         job = self.factory.jobs.get(job_id)

@@ -265,6 +265,7 @@ class ProjectOut(BaseModel):
     pool: str | None
     department: str | None
     quota_by_model: dict[str, float] = {}  # GPU model -> guaranteed GPUs
+    idle_timeout_s: float | None = None  # interactive jobs stop after their GPUs idle this long
     in_use: float  # GPUs held now
     running: int
     queued: int
@@ -292,6 +293,7 @@ class ProjectSet(_Strict):
     pool: Name | None = None
     department: Name | None = None
     quota_by_model: dict[Name, GpuCount] = Field(default_factory=dict, max_length=64)  # GPU model -> guaranteed GPUs
+    idle_timeout: Duration | None = None  # its interactive jobs stop after their GPUs idle this long ("30m")
 
 
 class DepartmentSet(_Strict):

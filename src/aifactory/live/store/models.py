@@ -67,6 +67,7 @@ projects = sa.Table(
     sa.Column("pool", sa.String(200)),
     sa.Column("department", sa.String(200)),
     sa.Column("quota_by_model", sa.JSON, nullable=False, server_default=sa.text("'{}'")),  # model -> GPUs
+    sa.Column("idle_timeout_s", sa.Double),
 )
 
 departments = sa.Table(

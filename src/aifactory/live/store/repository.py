@@ -31,6 +31,7 @@ from aifactory.live.telemetry import GpuSample, JobUsage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 GPU_SAMPLE_FIELDS = tuple(f.name for f in fields(GpuSample))
+PROJECT_FIELDS = tuple(f.name for f in fields(Project))
 JOB_USAGE_FIELDS = tuple(f.name for f in fields(JobUsage))
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -58,18 +59,7 @@ def token_hash(token: str) -> str:
 
 
 def _project_rows(projects: Iterable[Project]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": p.name,
-            "quota": p.quota,
-            "weight": p.weight,
-            "limit": p.limit,
-            "pool": p.pool,
-            "department": p.department,
-            "quota_by_model": dict(p.quota_by_model),
-        }
-        for p in projects
-    ]
+    return [asdict(p) for p in projects]
 
 
 def _department_rows(departments: Iterable[Department]) -> list[dict[str, Any]]:
@@ -323,17 +313,10 @@ class Store:
 
     def load_projects(self) -> list[Project]:
         with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.projects).order_by(m.projects.c.name))
             return [
-                Project(
-                    name=r.name,
-                    quota=r.quota,
-                    weight=r.weight,
-                    limit=r.limit,
-                    pool=r.pool,
-                    department=r.department,
-                    quota_by_model=dict(r.quota_by_model or {}),
-                )
-                for r in conn.execute(sa.select(m.projects).order_by(m.projects.c.name))
+                Project(**{f: r._mapping[f] for f in PROJECT_FIELDS} | {"quota_by_model": dict(r.quota_by_model or {})})
+                for r in rows
             ]
 
     def save_departments(self, departments: Iterable[Department]) -> None:

@@ -11,7 +11,7 @@ from aifactory.core.errors import SpecError
 from aifactory.core.project import Account, Department, Project
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.service import DepartmentView
-from aifactory.live.wire import DepartmentOut, DepartmentSet, ProjectOut, ProjectSet
+from aifactory.live.wire import DepartmentOut, DepartmentSet, ProjectOut, ProjectSet, parse_duration_s
 
 router = APIRouter(tags=["projects"])
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -50,7 +50,9 @@ async def put_project(name: str, body: ProjectSet, service: ServiceDep, caller: 
     """Admin: add the project `name`, or change it (every field as given; the queue is looked at again)."""
     caller.require_admin()
     _check_name(name, "project")
-    return project_out(await service.set_project(Project(name=name, **body.model_dump())))
+    fields = body.model_dump(exclude={"idle_timeout"})
+    idle = None if body.idle_timeout is None else parse_duration_s(body.idle_timeout)
+    return project_out(await service.set_project(Project(name=name, idle_timeout_s=idle, **fields)))
 
 
 @router.get("/departments", response_model=list[DepartmentOut])
