@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aifactory.cli.apps import new_app
-from aifactory.cli.text import printable
+from aifactory.cli.text import json_text, printable
 from aifactory.core.errors import SpecError
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ token_app = new_app(no_args_is_help=True, help="Per-user API tokens (admin only)
 project_app = new_app(no_args_is_help=True, help="Add or change projects (admin only).")
 node_app = new_app(no_args_is_help=True, help="Drain a node or give it back (admin only).")
 department_app = new_app(no_args_is_help=True, help="Add or change departments (admin only).")
+
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +48,7 @@ def register(app: typer.Typer) -> None:
     app.command()(nodes)
     app.command()(projects)
     app.command()(usage)
+    app.command()(events)
     app.add_typer(token_app, name="token")
     app.add_typer(project_app, name="project")
     app.add_typer(department_app, name="department")
@@ -266,13 +270,17 @@ def jobs(
     state: str | None = typer.Option(None, help="Only this state (queued, running, succeeded, ...)."),
     user: str | None = typer.Option(None, help="Only this user's jobs."),
     all_: bool = typer.Option(False, "--all", "-a", help="Finished jobs too (default: queued and running only)."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """The queue: id, project, user, state, GPUs, where, wait, runtime, and why a queued job waits."""
-    from aifactory.cli.columns import render
+    from aifactory.cli.columns import gpu_ranges, render, terminal_width
 
     states = [state] if state else (None if all_ else ACTIVE_STATES)
     with _client() as client:
         rows = sorted(client.jobs(project=project, state=states, user=user), key=lambda j: j.id)
+    if as_json:
+        typer.echo(json_text(rows))
+        return
     if not rows:
         typer.echo("no jobs" + ("" if all_ or state else " queued or running (--all shows finished ones)"))
         return
@@ -285,23 +293,28 @@ def jobs(
             j.user,
             j.state,
             _gpus(j.gpus),
-            j.placement or "-",
+            gpu_ranges(j.placement) if j.placement else "-",
             duration(j.wait_s),
             duration(j.runtime_s),
-            _note(j),
+            ("idle GPUs; " if j.idle_since else "") + _note(j),
         )
         for j in rows
     ]
     styles = {(n, 4): STATE_STYLE.get(j.state, "") for n, j in enumerate(rows)}
-    typer.echo(render(headers, cells, right=frozenset({"ID", "GPUS"}), styles=styles))
+    width = terminal_width()
+    cut = ("NOTE", "NAME", "WHERE", "PROJECT", "USER")  # cut first where a table is wider than the terminal
+    typer.echo(render(headers, cells, right=frozenset({"ID", "GPUS"}), styles=styles, width=width, shrink=cut))
 
 
-def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
-    """One job: its spec, state history with times, exit code and reason."""
+def show(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = JsonOpt) -> None:
+    """One job: its spec, state history with times, exit code and reason, GPU use where measured."""
     from rich.table import Table
 
     with _client() as client:
         j = client.job(job_id)
+    if as_json:
+        typer.echo(json_text(j))
+        return
     console = _console()
     console.print(f"job {j.id}" + (f" ({printable(j.name)})" if j.name else "") + f": {j.state}", style="bold")
     spec = {k: v for k, v in (j.spec or {}).items() if k != "command" and v not in (None, {}, False)}
@@ -317,6 +330,14 @@ def show(job_id: int = typer.Argument(..., help="Job id.")) -> None:
         ("exit code", "-" if j.exit_code is None else str(j.exit_code)),
         ("reason", j.reason or "-"),
     ]
+    if j.gpu_util_mean is not None:
+        lines.append(("GPU use", f"mean {j.gpu_util_mean:.0f} %, peak {j.gpu_util_peak or 0:.0f} %"))
+        lines.append(("GPU memory peak", f"{j.gpu_memory_peak_mib} MiB"))
+        lines.append(("energy", f"{j.energy_wh or 0:.3f} Wh"))
+    if j.idle_since is not None:
+        lines.append(("idle", f"its GPUs idle since {_clock(j.idle_since)}"))
+    if j.checkpoint_at is not None:
+        lines.append(("last checkpoint", _clock(j.checkpoint_at)))
     if j.state == "queued":
         lines.append(("pending", j.pending_reason))
         if j.estimated_start is not None:
@@ -366,12 +387,15 @@ def _holders(gpu: GpuOut) -> str:
     return printable(", ".join(parts))
 
 
-def nodes() -> None:
+def nodes(as_json: bool = JsonOpt) -> None:
     """Nodes (free/total CPUs and memory, where tracked), their GPUs (model, memory), and who holds each GPU."""
     from rich.table import Table
 
     with _client() as client:
         rows = client.nodes()
+    if as_json:
+        typer.echo(json_text(rows))
+        return
     table = Table(box=None, header_style="bold")
     for col in ("NODE", "POOL", "STATE", "ISOLATION", "CPUS FREE", "MEMORY FREE", "GPU", "MODEL", "MEMORY", "HELD BY"):
         table.add_column(col)
@@ -394,6 +418,35 @@ def nodes() -> None:
             )
             cpus = host_mem = ""  # once per node
     _console().print(table)
+
+
+def events(
+    job: int | None = typer.Option(None, "--job", help="One job's events."),
+    since: str | None = typer.Option(None, help="How far back, e.g. 1h, 7d (default: the last events)."),
+    limit: int = typer.Option(200, min=1, max=10_000, help="At most this many events."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The event history: jobs' state changes (and, for an admin, nodes drained, lost or joined)."""
+    import time
+
+    from aifactory.cli.columns import render
+    from aifactory.live.wire import parse_duration_s
+
+    start = None
+    if since is not None:
+        try:
+            start = time.time() - parse_duration_s(since)
+        except ValueError as exc:
+            raise SpecError("since", str(exc)) from None
+    with _client() as client:
+        out = client.events(job, start, limit)
+    if as_json:
+        typer.echo(json_text(out))
+        return
+    rows = [(e.at, str(e.job_id), f"{e.old or '-'} -> {e.new}", e.reason) for e in out.jobs]
+    rows += [(n.at, f"node {n.node}", n.kind, f"by {n.by}" if n.by else "") for n in out.nodes]
+    cells = [(_clock(at), what, change, why) for at, what, change, why in sorted(rows, key=lambda r: r[0])]
+    typer.echo(render(("TIME", "JOB", "CHANGE", "REASON"), cells) if cells else "no events")
 
 
 def usage(
@@ -448,13 +501,16 @@ def usage(
     typer.echo(render(head, rows, right=numeric))
 
 
-def projects() -> None:
+def projects(as_json: bool = JsonOpt) -> None:
     """Projects: quota, weight, limit, department, GPUs in use, borrowed and lent, jobs; then departments."""
     from rich.table import Table
 
     with _client() as client:
         rows = client.projects()
         depts = client.departments()
+    if as_json:
+        typer.echo(json_text({"projects": rows, "departments": depts}))
+        return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("PROJECT", "DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "LENT")
     cols += ("RUNNING", "PENDING")
@@ -493,12 +549,15 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(as_json: bool = JsonOpt) -> None:
     """Every token: id, user, projects, created, expires, state (active, expired, revoked)."""
     from rich.table import Table
 
     with _client() as client:
         rows = client.tokens()
+    if as_json:
+        typer.echo(json_text(rows))
+        return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "USER", "PROJECTS", "ADMIN", "CREATED", "EXPIRES", "STATE"):
         table.add_column(col)

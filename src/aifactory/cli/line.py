@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aifactory.cli.apps import new_app
+from aifactory.cli.text import json_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,8 +46,11 @@ def _console() -> Console:
 # -- datasets -------------------------------------------------------------------------------
 
 
+JsonOpt = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
+
+
 @datasets_app.callback()
-def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
+def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List datasets (latest version of each)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -55,6 +59,9 @@ def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
     from aifactory.line.datasets import Datasets
 
     ds = Datasets(home)
+    if as_json:
+        typer.echo(json_text({name: ds.versions(name) for name in ds.names()}))
+        return
     table = Table("dataset", "versions", "latest", "rows", "features", "sha256", "source", "created (UTC)")
     for name in ds.names():
         versions = ds.versions(name)
@@ -66,7 +73,9 @@ def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
 
 
 @datasets_app.command("show")
-def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), home: Path | None = HomeOpt) -> None:
+def datasets_show(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), home: Path | None = HomeOpt, as_json: bool = JsonOpt
+) -> None:
     """One dataset version and the chain of versions it comes from."""
     import numpy as np
     from rich.table import Table
@@ -75,6 +84,12 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), h
 
     ds = Datasets(home)
     v = ds.resolve(ref)
+    if as_json:
+        chain = [v]
+        while chain[-1].parent is not None:
+            chain.append(ds.get(v.name, chain[-1].parent))
+        typer.echo(json_text({"version": v, "lineage": chain[1:]}))
+        return
     console = _console()
     console.print(f"{v.ref}  rows {v.rows}  features {v.features}  source {v.source}")
     console.print(f"sha256 {v.sha256}\nstored {v.path}\ncreated {_when(v.created_at)} UTC")
@@ -225,7 +240,7 @@ async def _run_pipeline(
 
 
 @models_app.callback()
-def models_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
+def models_list(ctx: typer.Context, home: Path | None = HomeOpt, as_json: bool = JsonOpt) -> None:
     """List registered models with their aliases."""
     if ctx.invoked_subcommand is not None:
         return
@@ -234,6 +249,9 @@ def models_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
     from aifactory.line.registry import Registry
 
     reg = Registry(home)
+    if as_json:
+        typer.echo(json_text({n: {"versions": reg.versions(n), "aliases": reg.aliases(n)} for n in reg.models()}))
+        return
     table = Table("model", "versions", "aliases", "latest", "holdout accuracy (latest)")
     for name in reg.models():
         versions = reg.versions(name)
@@ -247,7 +265,9 @@ def models_list(ctx: typer.Context, home: Path | None = HomeOpt) -> None:
 
 @models_app.command("show")
 def models_show(
-    ref: str = typer.Argument(..., help="MODEL, MODEL@VERSION or MODEL@ALIAS"), home: Path | None = HomeOpt
+    ref: str = typer.Argument(..., help="MODEL, MODEL@VERSION or MODEL@ALIAS"),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Versions, aliases, alias history and gate decisions of a model (or one version in full)."""
     from rich.table import Table
@@ -257,6 +277,14 @@ def models_show(
     reg = Registry(home)
     console = _console()
     name, tag = parse_ref(ref)
+    if as_json:
+        if tag is not None:
+            typer.echo(json_text(reg.resolve(ref)))
+        else:
+            whole = {"versions": reg.versions(name), "aliases": reg.aliases(name)}
+            whole |= {"alias_history": reg.alias_history(name), "decisions": reg.decisions(name)}
+            typer.echo(json_text(whole))
+        return
     if tag is not None:
         v = reg.resolve(ref)
         console.print(f"{v.ref}  created {_when(v.created_at)} UTC  sha256 {v.sha256[:12]}")

@@ -24,6 +24,7 @@ from aifactory.live.wire import (
     PAGE_MAX,
     CallerOut,
     DepartmentOut,
+    EventsOut,
     JobOut,
     NodeOut,
     ProjectOut,
@@ -183,6 +184,14 @@ class Client:
     def set_project(self, name: str, **fields: Any) -> ProjectOut:
         """Add or change a project (admin): quota, weight, limit, pool, department, quota_by_model."""
         return ProjectOut.model_validate(self._request("PUT", f"/api/projects/{name}", json=fields).json())
+
+    def events(self, job: int | None = None, since: float | None = None, limit: int = 200) -> EventsOut:
+        params: dict[str, Any] = {"limit": limit}
+        if job is not None:
+            params["job"] = job
+        if since is not None:
+            params["since"] = since
+        return EventsOut.model_validate(self._request("GET", "/api/events", params=params).json())
 
     def usage(self, since: float, until: float | None = None, by: str = "project") -> UsageReportOut:
         params: dict[str, Any] = {"since": since, "by": by}

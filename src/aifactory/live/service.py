@@ -423,6 +423,13 @@ class FactoryService:
     def _nodes_changed(self, rows: list[NodeEventRow]) -> None:
         """Into the event log (the twin replays it); a node that joined is saved with its capacity."""
         if rows:
+            for r in rows:
+                log.info(
+                    "node node=%s event=%s by=%s",
+                    json.dumps(node_event_name(r.event)),
+                    node_event_kind(r.event),
+                    json.dumps(r.by),
+                )
             self.store.add_node_events(rows)
             self.store.save_nodes([r.event.spec for r in rows if isinstance(r.event, NodeJoined)])
 
@@ -440,7 +447,18 @@ class FactoryService:
         self.store.apply(changes, {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs})
 
     def _changed(self, change: StateChanged) -> None:
-        self.counters.record(change, self.factory.jobs.get(change.job_id))
+        job = self.factory.jobs.get(change.job_id)
+        self.counters.record(change, job)
+        if log.isEnabledFor(logging.INFO):  # one structured line per decision (logfmt)
+            who = f" project={json.dumps(job.spec.project)} user={json.dumps(job.spec.user)}" if job else ""
+            log.info(
+                "decision job=%d%s from=%s to=%s reason=%s",
+                change.job_id,
+                who,
+                change.old or "-",
+                change.new,
+                json.dumps(change.reason),
+            )
         if change.new is JobState.RUNNING:  # a checkpoint counts from this start on
             self._checkpoints.baseline(change.job_id)
         elif change.new.terminal:
@@ -478,7 +496,7 @@ class FactoryService:
             # create_job already wrote the job's first event.
             first = [a for a in actions if isinstance(a, StateChanged) and a.job_id == job_id and a.old is None]
             for change in first:
-                self.counters.record(change, self.factory.jobs.get(job_id))
+                self._changed(change)  # counted and logged as the rest (stored already)
             self._commit([a for a in actions if not any(a is f for f in first)])
             # Just saved, its process (if it starts now) not spawned yet: no need to read it back.
             return JobRow.from_job(self.factory.jobs[job_id])

@@ -42,6 +42,9 @@ def milli_cpu(text: str) -> int:
     return round(cores * 1000)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
     # Each field's `opt` is its command-line option for `aifactory up` and the server module
@@ -134,6 +137,10 @@ class LiveSettings:
     history_days: float = field(
         default=30.0, metadata=opt("--history-days", float, "days each GPU's per-minute history is kept")
     )
+    log_level: str = field(
+        default="info",
+        metadata=opt("--log-level", str, "server log: debug, info (every decision, one line each), warning, error"),
+    )
     idle_threshold: float = field(
         default=5.0,
         metadata=opt("--idle-threshold", float, "GPU utilisation (percent) below which a job's GPUs count as idle"),
@@ -187,6 +194,8 @@ class LiveSettings:
             raise SpecError("telemetry", f"must be 0 (off) to 3600 seconds, got {self.telemetry_s}")
         if not 0 < self.history_days <= 3650:
             raise SpecError("history_days", f"must be more than 0 and at most 3650, got {self.history_days}")
+        if self.log_level not in LOG_LEVELS:
+            raise UnknownName("log_level", self.log_level, LOG_LEVELS)
         if not 0 <= self.idle_threshold <= 100:
             raise SpecError("idle_threshold", f"must be a percentage 0-100, got {self.idle_threshold}")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -377,3 +377,15 @@ class UsageReportOut(BaseModel):
     until: float
     by: str
     rows: list[UsageOut]
+
+
+class NodeEventOut(BaseModel):
+    at: float
+    node: str
+    kind: str  # drain, resume, down, up, join
+    by: str  # the operator ("" : the cluster itself)
+
+
+class EventsOut(BaseModel):
+    jobs: list[EventOut]
+    nodes: list[NodeEventOut]  # an admin's, and only without a job filter

@@ -360,7 +360,9 @@ def read_token(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m aifactory.serve.server`: exit 2 with a one-line error on bad input."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # Warnings from libraries; the server's own news (a model swapped in, a shadow started) at info.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aifactory").setLevel(logging.INFO)
     log.setLevel(logging.INFO)  # swaps and shadow failures; not every library's chatter
     try:
         config, ready_file = parse_args(argv)

@@ -21,7 +21,7 @@ from aifactory.live.api.auth import Forbidden, Unauthorized
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.limits import BodyLimit
 from aifactory.live.api.metrics import CONTENT_TYPE, render
-from aifactory.live.api.routes import jobs, nodes, projects, tokens, usage
+from aifactory.live.api.routes import events, jobs, nodes, projects, tokens, usage
 from aifactory.live.service import FactoryService
 from aifactory.live.wire import ErrorOut, HealthOut
 
@@ -53,7 +53,7 @@ def create_app(service: FactoryService) -> FastAPI:
         """The floor for Prometheus (text format): scheduler and GPU metrics, a tenant's own only."""
         return Response(render(service, caller), media_type=CONTENT_TYPE)
 
-    for module in (jobs, nodes, projects, tokens, usage):
+    for module in (events, jobs, nodes, projects, tokens, usage):
         app.include_router(module.router, prefix="/api")
     from aifactory.live.web.pages import install  # Jinja2 is loaded with the app, not with the CLI
 

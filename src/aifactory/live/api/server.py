@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import logging
 import os
 import signal
 import socket
@@ -86,6 +87,9 @@ def refuse_if_served(server_file: Path) -> None:
 async def serve(settings: LiveSettings, executor: str | None = None) -> None:
     """Open the factory, serve its API until SIGINT/SIGTERM, then close it (jobs keep running)."""
     refuse_if_served(settings.server_file)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
     tls = tls_files(settings.tls_cert, settings.tls_key)
     if not tls and not is_loopback(settings.host):
         if not settings.insecure:

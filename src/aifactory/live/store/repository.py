@@ -259,6 +259,23 @@ class Store:
                 for r in conn.execute(query)
             ]
 
+    def recent_events(
+        self, since: float | None = None, projects: Collection[str] | None = None, limit: int = 200
+    ) -> list[EventRow]:
+        """The last `limit` transitions (from `since`), oldest first; `projects`: of their jobs only."""
+        e, j = m.events.c, m.jobs.c
+        query = sa.select(m.events).order_by(e.seq.desc()).limit(limit)
+        if since is not None:
+            query = query.where(e.at >= since)
+        if projects is not None:
+            query = query.join(m.jobs, j.id == e.job_id).where(j.project.in_(list(projects)))
+        with self.engine.connect() as conn:
+            rows = [
+                EventRow(r.seq, r.job_id, None if r.old is None else JobState(r.old), JobState(r.new), r.at, r.reason)
+                for r in conn.execute(query)
+            ]
+        return rows[::-1]
+
     def events_of(self, job_ids: Sequence[int], until: float | None = None) -> list[EventRow]:
         """The transitions of these jobs, in log order (before `until`)."""
         out: list[EventRow] = []
