@@ -120,6 +120,19 @@ def project_ahead(factory: FloorState, job: Job) -> str:
     return f"{ahead} job{plural} of project {name} ahead; waiting for its fair-share turn"
 
 
+def pending_kind(factory: FloorState, job: Job) -> str:
+    """What `pending_reason` says, as `reason_kind`'s word, without counting the jobs ahead
+    (what /metrics asks of every queued job at each scrape)."""
+    if job.state is not JobState.QUEUED:
+        return "none"
+    if job.pending_reason:
+        return reason_kind(job.pending_reason)
+    limit = limit_reason(factory, job)
+    if limit is not None:
+        return reason_kind(limit)
+    return "resources" if not fits_now(factory, job) else "queue_order"
+
+
 def reason_kind(reason: str) -> str:
     """A pending reason (as the functions above phrase it) as one word, for metrics labels:
     resources, project_limit, department_limit, queue_order, or none."""

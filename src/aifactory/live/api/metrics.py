@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from aifactory.core.explain import reason_kind
+from aifactory.core.explain import pending_kind
 from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller
 from aifactory.live.service import FactoryService
@@ -55,7 +55,7 @@ class FloorCollector:
             key = (str(job.state), job.spec.project)
             counts[key] = counts.get(key, 0) + 1
             if job.state is JobState.QUEUED:
-                why = (job.spec.project, reason_kind(service.pending_reason(job.id)))
+                why = (job.spec.project, pending_kind(factory, job))
                 reasons[why] = reasons.get(why, 0) + 1
         for (state, project), n in sorted(counts.items()):
             jobs.add_metric([state, project], n)

@@ -137,7 +137,7 @@ gpu_samples = sa.Table(  # telemetry.GpuSample: one GPU over one minute
     sa.Column("memory_used_mib", sa.Double, nullable=False),
     sa.Column("power_w", sa.Double, nullable=False),
     sa.Column("temperature_c", sa.Double, nullable=False),
-    sa.Column("job_id", sa.Integer),  # the job that held the GPU alone (None: free or shared)
+    sa.Column("job_id", sa.Integer, index=True),  # the job that held the GPU alone (None: free or shared)
     sa.Column("project", sa.String(200)),
     sqlite_autoincrement=True,
 )

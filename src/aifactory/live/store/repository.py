@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,19 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 TOKEN_ID_LEN = 12  # the hash's first hex digits shown as a token's id
 TOKEN_ID_MIN = 8  # the fewest digits a revoke accepts
+
+
+@dataclass(frozen=True, slots=True)
+class HeldJob:
+    """A job as accounting reads it: who, how many GPUs, on which node (its first), when."""
+
+    id: int
+    project: str
+    user: str
+    gpus: float
+    node: str
+    started_at: float
+    finished_at: float | None
 
 
 def _token_info(row: Mapping[Any, Any]) -> TokenInfo:
@@ -276,44 +289,53 @@ class Store:
             ]
         return rows[::-1]
 
-    def events_of(self, job_ids: Sequence[int], until: float | None = None) -> list[EventRow]:
-        """The transitions of these jobs, in log order (before `until`)."""
-        out: list[EventRow] = []
-        for k in range(0, len(job_ids), 5000):  # bounded IN lists: every database takes them
-            chunk = list(job_ids[k : k + 5000])
-            query = sa.select(m.events).where(m.events.c.job_id.in_(chunk))
-            if until is not None:
-                query = query.where(m.events.c.at < until)
-            with self.engine.connect() as conn:
-                out += [
-                    EventRow(
-                        r.seq, r.job_id, None if r.old is None else JobState(r.old), JobState(r.new), r.at, r.reason
-                    )
-                    for r in conn.execute(query)
-                ]
-        return sorted(out, key=lambda e: e.seq)
-
-    def jobs_holding_between(self, since: float, until: float) -> list[JobRow]:
-        """Jobs that may have held GPUs in [since, until): started before it ends, not ended before it starts."""
+    def held_between(self, since: float, until: float) -> tuple[list[HeldJob], list[tuple[int, str, float]]]:
+        """What accounting reads, lean (a month of a big floor is 10^5 jobs): the jobs that may
+        have held GPUs in [since, until), and their transitions (job id, new state, time) in order."""
         c = m.jobs.c
-        return self._select_jobs(
+        query = sa.select(c.id, c.project, c.user, c.spec, c.placement, c.started_at, c.finished_at).where(
             c.started_at.is_not(None), c.started_at < until, sa.or_(c.finished_at.is_(None), c.finished_at >= since)
         )
-
-    def gpu_usage_by_job(self, since: float, until: float) -> dict[int, tuple[float, float]]:
-        """job id -> (busy GPU-seconds, energy in J) from the GPUs' history in [since, until)."""
-        s = m.gpu_samples.c
-        query = (
-            sa.select(
-                s.job_id,
-                sa.func.sum(s.utilization * s.seconds / 100.0),
-                sa.func.sum(s.power_w * s.seconds),
-            )
-            .where(s.at >= since, s.at < until, s.job_id.is_not(None))
-            .group_by(s.job_id)
-        )
         with self.engine.connect() as conn:
-            return {int(j): (float(busy or 0.0), float(energy or 0.0)) for j, busy, energy in conn.execute(query)}
+            jobs = [
+                HeldJob(
+                    r.id,
+                    r.project,
+                    r.user,
+                    float(r.spec.get("gpus", 1)),
+                    r.placement["parts"][0][0] if r.placement else "",
+                    r.started_at,
+                    r.finished_at,
+                )
+                for r in conn.execute(query)
+            ]
+        e = m.events.c
+        rows: list[tuple[int, int, str, float]] = []
+        ids = [j.id for j in jobs]
+        for k in range(0, len(ids), 5000):
+            q = sa.select(e.seq, e.job_id, e.new, e.at).where(e.job_id.in_(ids[k : k + 5000]), e.at < until)
+            with self.engine.connect() as conn:
+                rows += [(r.seq, r.job_id, r.new, r.at) for r in conn.execute(q)]
+        rows.sort()
+        return jobs, [(j, new, at) for _, j, new, at in rows]
+
+    def gpu_usage_by_job(self, since: float, until: float, job_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+        """job id -> (busy GPU-seconds, energy in J) of these jobs, from the GPUs' history in [since, until)."""
+        s = m.gpu_samples.c
+        out: dict[int, tuple[float, float]] = {}
+        for k in range(0, len(job_ids), 5000):
+            query = (
+                sa.select(
+                    s.job_id,
+                    sa.func.sum(s.utilization * s.seconds / 100.0),
+                    sa.func.sum(s.power_w * s.seconds),
+                )
+                .where(s.job_id.in_(list(job_ids[k : k + 5000])), s.at >= since, s.at < until)
+                .group_by(s.job_id)
+            )
+            with self.engine.connect() as conn:
+                out |= {int(j): (float(b or 0.0), float(e or 0.0)) for j, b, e in conn.execute(query)}
+        return out
 
     # -- projects and nodes ------------------------------------------------------------------
 

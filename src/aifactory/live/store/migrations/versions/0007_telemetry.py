@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("memory_used_mib", sa.Double, nullable=False),
         sa.Column("power_w", sa.Double, nullable=False),
         sa.Column("temperature_c", sa.Double, nullable=False),
-        sa.Column("job_id", sa.Integer),
+        sa.Column("job_id", sa.Integer, index=True),
         sa.Column("project", sa.String(200)),
         sqlite_autoincrement=True,
     )
