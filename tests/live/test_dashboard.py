@@ -112,3 +112,13 @@ def test_pages_need_a_cookie_and_changes_need_the_dashboard(server: ServerProces
         time.sleep(0.2)
         data = httpx.get(f"{server.url}/ui/overview.json", cookies=cookies).json()
     assert data["gpus_total"] == 2 and data["gpus"][0]["utilization"] == 37
+
+
+def test_the_api_docs_work_offline(server: ServerProcess, browser: Any) -> None:
+    """/docs loads Swagger UI from the package, not a CDN (the browser may reach nothing else)."""
+    page = browser.new_context().new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(server.url) else outside.append(r.url))
+    page.goto(f"{server.url}/docs")
+    page.wait_for_selector("[data-path='/api/jobs']", timeout=15000)  # the operations are listed
+    assert not outside, outside

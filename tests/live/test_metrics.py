@@ -152,3 +152,24 @@ def test_an_idle_interactive_job_is_stopped_by_its_projects_idle_timeout(server:
         job = wait_for(lambda: (j := http.get(f"/api/jobs/{job_id}").json())["state"] == "cancelled" and j)
         assert "idle GPUs" in job["reason"] and "lab" in job["reason"], job
         assert http.put("/api/projects/lab", json={"quota": 1, "idle_timeout": "soon"}).status_code == 422
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_floor_exports(server: ServerProcess) -> None:
+    import re
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "grafana" / "aifactory-floor.json").read_text()
+    )
+    with server.client() as http:
+        text = http.get("/metrics").text
+    exported = set()
+    for family in text_string_to_metric_families(text):  # every family, with samples now or not
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\baifactory_[a-z_]+", target["expr"])
+    }
+    assert asked and asked <= exported, asked - exported

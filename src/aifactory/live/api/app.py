@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aifactory.core.errors import AifactoryError, InvalidTransition, NotFound, SpecError
 from aifactory.live.api.auth import Forbidden, Unauthorized
@@ -37,11 +38,23 @@ def create_app(service: FactoryService) -> FastAPI:
         version=__version__,
         summary="The floor of an AI factory: submit jobs, watch the queue, see who holds which GPU.",
         responses={code: {"model": model} for code, model in ERRORS.items()},
+        docs_url=None,  # served below from the package's own copy of Swagger UI: no CDN, works offline
+        redoc_url=None,
     )
     app.state.service = service
     app.state.callers = {}
     app.add_middleware(BodyLimit)
     _add_error_handlers(app)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="aifactory API",
+            swagger_js_url="/static/swagger-ui-5.35.0-bundle.js",
+            swagger_css_url="/static/swagger-ui-5.35.0.css",
+            swagger_favicon_url="/favicon.ico",
+        )
 
     @app.get("/api/health", response_model=HealthOut, tags=["health"])
     async def health() -> HealthOut:
