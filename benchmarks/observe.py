@@ -75,7 +75,7 @@ def sampler_cpu_pct(rounds: int) -> float:
     for k in range(rounds):
         t.fold(reader.read(), k * PERIOD_S, holders, lambda j: "p")
         if k % 3 == 0:
-            t.attribute_processes(reader.processes(), {})
+            t.attribute_processes(reader.job_memory({}))
         t.take_samples()
     spent = time.process_time() - start
     return 100 * spent / (rounds * PERIOD_S)

@@ -108,6 +108,6 @@ def test_gpu_processes_are_mapped_to_jobs_by_process_group(nvml: Path) -> None:
     reader = NvmlReader("n")
     assert reader.open()
     t = Telemetry()
-    t.attribute_processes(reader.processes(), {pgid: 42})
+    t.attribute_processes(reader.job_memory({pgid: 42}))
     assert t.process_memory == {42: 700}  # the vanished pid counts for nobody
     assert job_of_pid(me, {}) is None or job_of_pid(me, {}) != 42

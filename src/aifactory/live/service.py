@@ -55,7 +55,7 @@ from aifactory.live.history import save_settings
 from aifactory.live.isolation import Isolation
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import EventRow, JobRow, NodeEventRow, Store
-from aifactory.live.telemetry import BUCKET_S, JobUsage, NvmlReader, Telemetry, holders_of
+from aifactory.live.telemetry import BUCKET_S, GpuReader, JobUsage, NvmlReader, Telemetry, holders_of
 from aifactory.projects_file import load_projects
 
 log = logging.getLogger(__name__)
@@ -341,17 +341,23 @@ class FactoryService:
     # -- telemetry ------------------------------------------------------------------------
 
     async def _start_telemetry(self) -> None:
-        """Read this machine's GPUs through NVML where the floor's one node is this machine's GPUs."""
-        cluster = self.factory.cluster
-        if self.settings.telemetry_s <= 0 or self.settings.executor != "local" or self.settings.gpus is not None:
-            return  # virtual GPUs, or GPUs on other machines: NVML here says nothing about them
-        if len(cluster.nodes) != 1:
+        """Read the GPUs through NVML: the executor's nodes' (Ray: a sampler on each node), or this
+        machine's where the floor's one node is this machine's GPUs."""
+        if self.settings.telemetry_s <= 0:
             return
-        reader = NvmlReader(next(iter(cluster.nodes)))
+        reader: GpuReader
+        remote = getattr(self.executor, "gpu_reader", None)
+        if remote is not None:
+            reader = remote()
+        else:
+            cluster = self.factory.cluster
+            if self.settings.gpus is not None or len(cluster.nodes) != 1:
+                return  # virtual GPUs: NVML here says nothing about them
+            reader = NvmlReader(next(iter(cluster.nodes)))
         if await asyncio.to_thread(reader.open):
             self._sampler = asyncio.get_running_loop().create_task(self._sample(reader), name="aifactory-telemetry")
 
-    async def _sample(self, reader: NvmlReader) -> None:
+    async def _sample(self, reader: GpuReader) -> None:
         """Every `telemetry_s`: read the GPUs, fold the readings into the jobs holding them; the
         processes on each GPU every third round; the history to the store every minute."""
         rounds = 0
@@ -363,9 +369,8 @@ class FactoryService:
                 self.telemetry.fold(readings, now, holders_of(self.factory.cluster.allocations), self._project_of)
                 self._report_idle()
                 if rounds % 3 == 0:
-                    procs = await asyncio.to_thread(reader.processes)
                     groups: dict[int, int] = getattr(self.executor, "process_groups", dict)()
-                    self.telemetry.attribute_processes(procs, groups)
+                    self.telemetry.attribute_processes(await asyncio.to_thread(reader.job_memory, groups))
                 rounds += 1
                 if now - stored >= BUCKET_S:
                     stored = now

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aifactory.core.job import MILLI, Placement
 
@@ -31,6 +31,7 @@ MIB = 1024 * 1024
 BUCKET_S = 60.0  # the stored history's resolution: one row per GPU per minute
 RECENT = 720  # readings of each GPU kept in memory (an hour at 5 s)
 _JOB_CGROUP = re.compile(rb"/job-(\d+)(?:-r\d+)?(?:/|$)")
+_JOB_ENV = re.compile(rb"(?:^|\0)AIFACTORY_JOB_ID=(\d+)(?:\0|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,29 @@ class NvmlReader:
             out[index] = [(int(p.pid), int(p.usedGpuMemory or 0) // MIB) for p in procs]
         return out
 
+    def job_memory(self, jobs_by_pgid: Mapping[int, int]) -> dict[int, int]:
+        """job id -> GPU memory (MiB) its processes on this machine hold (read on the machine:
+        its /proc says whose each process is)."""
+        memory: dict[int, int] = {}
+        for procs in self.processes().values():
+            for pid, mib in procs:
+                job_id = job_of_pid(pid, jobs_by_pgid)
+                if job_id is not None:
+                    memory[job_id] = memory.get(job_id, 0) + mib
+        return memory
+
+
+class GpuReader(Protocol):
+    """What the server reads GPUs through: this machine's NVML, or every Ray node's."""
+
+    def open(self) -> bool: ...
+
+    def read(self) -> list[GpuReading]: ...
+
+    def job_memory(self, jobs_by_pgid: Mapping[int, int]) -> dict[int, int]: ...
+
+    def close(self) -> None: ...
+
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -193,7 +217,8 @@ def _text(value: str | bytes) -> str:
 
 def job_of_pid(pid: int, jobs_by_pgid: Mapping[int, int], proc: Path = Path("/proc")) -> int | None:
     """The job a process belongs to: its process group's (the wrapper leads it), else its cgroup's
-    (`job-N`: a process that left the group is still in the job's cgroup)."""
+    (`job-N`: a process that left the group is still in the job's cgroup), else the job id the
+    factory put in its environment (a node that knows no process groups: a Ray node's sampler)."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
         pgid = int(stat.rsplit(")", 1)[1].split()[2])
@@ -203,9 +228,13 @@ def job_of_pid(pid: int, jobs_by_pgid: Mapping[int, int], proc: Path = Path("/pr
         return jobs_by_pgid[pgid]
     try:
         found = _JOB_CGROUP.search((proc / str(pid) / "cgroup").read_bytes())
+        if found:
+            return int(found.group(1))
+        env = (proc / str(pid) / "environ").read_bytes()
     except OSError:
         return None
-    return int(found.group(1)) if found else None
+    given = _JOB_ENV.search(env)
+    return int(given.group(1)) if given else None
 
 
 @dataclass
@@ -304,17 +333,9 @@ class Telemetry:
         done, self._done = self._done, []
         return done
 
-    def attribute_processes(
-        self, processes: Mapping[int, list[tuple[int, int]]], jobs_by_pgid: Mapping[int, int]
-    ) -> None:
-        """GPU memory held by each job's own processes (NVML's process lists, by process group)."""
-        memory: dict[int, int] = {}
-        for procs in processes.values():
-            for pid, mib in procs:
-                job_id = job_of_pid(pid, jobs_by_pgid)
-                if job_id is not None:
-                    memory[job_id] = memory.get(job_id, 0) + mib
-        self.process_memory = memory
+    def attribute_processes(self, memory: Mapping[int, int]) -> None:
+        """GPU memory (MiB) held by each job's own processes, as the machines read it."""
+        self.process_memory = dict(memory)
 
     def forget(self, job_id: int) -> JobUsage | None:
         """A job ended: its usage, to be stored for good (its GPUs' open minutes are closed: the

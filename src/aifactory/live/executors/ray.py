@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import EllipsisType
@@ -59,6 +60,7 @@ from aifactory.live.executors.node import (
 )
 from aifactory.live.gpus import GpuInfo, discover
 from aifactory.live.isolation import Isolation
+from aifactory.live.telemetry import GpuReading, NvmlReader
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +266,94 @@ class JobPart:
             return b""
 
 
+class NodeSampler:
+    """The GPU telemetry of one node, read on the node (the body of a Ray actor, one per node,
+    owned by the server: it goes when the server does)."""
+
+    def __init__(self, node: str) -> None:
+        self.reader = NvmlReader(node)
+        self.has_gpus = self.reader.open()
+
+    def ready(self) -> bool:
+        return self.has_gpus
+
+    def read(self) -> list[GpuReading]:
+        return self.reader.read() if self.has_gpus else []
+
+    def job_memory(self) -> dict[int, int]:
+        # No process groups are known here: a process's job is its cgroup's or its environment's.
+        return self.reader.job_memory({}) if self.has_gpus else {}
+
+
+class RayGpuReader:
+    """Every node's GPUs, through a NodeSampler on each (`GpuReader` for the service)."""
+
+    TIMEOUT_S = 10.0
+
+    def __init__(self, executor: RayExecutor) -> None:
+        self.executor = executor
+        self._samplers: dict[str, Any] = {}  # node -> its sampler (only nodes whose NVML answered)
+        self._tried: set[str] = set()
+
+    def open(self) -> bool:
+        self._refresh()
+        return True  # nodes may join later with GPUs: keep looking
+
+    def _refresh(self) -> None:
+        """A sampler on each floor node not tried yet (a node that joined, or came back)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self.executor.ray
+        nodes = self.executor._node_ids()
+        fresh = {}
+        for name in sorted(set(nodes) & self.executor._floor - self._tried):
+            strategy = NodeAffinitySchedulingStrategy(node_id=nodes[name][0], soft=False)
+            cls = ray.remote(num_cpus=0, num_gpus=0, max_restarts=0)(NodeSampler)
+            fresh[name] = cls.options(scheduling_strategy=strategy).remote(name)
+            self._tried.add(name)
+        for name, actor in fresh.items():
+            try:
+                if ray.get(actor.ready.remote(), timeout=self.TIMEOUT_S):
+                    self._samplers[name] = actor
+                else:
+                    ray.kill(actor)
+            except Exception as exc:
+                log.warning("node %s: no GPU telemetry (%s)", name, exc)
+        for name in set(self._tried) - set(nodes):  # gone: tried again when it comes back
+            self._tried.discard(name)
+            self._samplers.pop(name, None)
+
+    def _gather(self, method: str) -> list[Any]:
+        ray = self.executor.ray
+        refs = {name: getattr(a, method).remote() for name, a in self._samplers.items()}
+        out = []
+        for name, ref in refs.items():
+            try:
+                out.append(ray.get(ref, timeout=self.TIMEOUT_S))
+            except Exception as exc:
+                log.warning("node %s: GPU telemetry failed: %s", name, exc)
+                self._samplers.pop(name, None)
+                self._tried.discard(name)
+        return out
+
+    def read(self) -> list[GpuReading]:
+        self._refresh()
+        return [r for part in self._gather("read") for r in part]
+
+    def job_memory(self, jobs_by_pgid: Mapping[int, int]) -> dict[int, int]:
+        memory: dict[int, int] = {}
+        for part in self._gather("job_memory"):
+            for job_id, mib in part.items():
+                memory[job_id] = memory.get(job_id, 0) + mib
+        return memory
+
+    def close(self) -> None:
+        for actor in self._samplers.values():
+            with contextlib.suppress(Exception):
+                self.executor.ray.kill(actor)
+        self._samplers.clear()
+
+
 _ACTOR: Any = None
 
 
@@ -319,6 +409,10 @@ class RayExecutor:
 
     def log_path(self, job_id: int) -> Path:
         return self.logs_dir / f"job-{job_id}.log"
+
+    def gpu_reader(self) -> RayGpuReader:
+        """GPU telemetry read on each node (a sampler actor per node)."""
+        return RayGpuReader(self)
 
     @property
     def watched(self) -> set[int]:
