@@ -122,3 +122,24 @@ def test_the_api_docs_work_offline(server: ServerProcess, browser: Any) -> None:
     page.goto(f"{server.url}/docs")
     page.wait_for_selector("[data-path='/api/jobs']", timeout=15000)  # the operations are listed
     assert not outside, outside
+
+
+def test_twin_reports_are_linked_for_admins(server: ServerProcess) -> None:
+    folder = server.home / "reports"
+    folder.mkdir(exist_ok=True)
+    (folder / "what-if.html").write_text("<html><body><h1>fifo vs fairshare</h1></body></html>")
+    admin = {"aifactory_token": server.token}
+    listing = httpx.get(f"{server.url}/reports", cookies=admin).text
+    assert 'href="/reports/what-if.html"' in listing
+    r = httpx.get(f"{server.url}/reports/what-if.html", cookies=admin)
+    assert (
+        r.status_code == 200
+        and "fifo vs fairshare" in r.text
+        and "default-src 'none'" in r.headers["content-security-policy"]
+    )
+    assert httpx.get(f"{server.url}/reports/..%2Ftoken", cookies=admin).status_code in (404, 422)
+    with server.client() as http:
+        token = http.post("/api/tokens", json={"user": "mo", "projects": ["other"]}).json()["token"]
+    tenant = {"aifactory_token": token}
+    assert "what-if.html" not in httpx.get(f"{server.url}/reports", cookies=tenant).text
+    assert httpx.get(f"{server.url}/reports/what-if.html", cookies=tenant).status_code == 403

@@ -355,6 +355,35 @@ async def usage_data(
     return await asyncio.to_thread(daily, service.store, end - days * 86400, end, scope(caller))
 
 
+REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.html$"
+
+
+def _reports_dir(service: FactoryService) -> Path:
+    return service.settings.home / "reports"
+
+
+@router.get("/reports")
+async def reports(service: ServiceDep, caller: WebCaller) -> HTMLResponse:
+    """The twin's reports kept in the home's `reports/` (`aifactory twin run --report ...`): an
+    admin's, as they show every project."""
+    folder = _reports_dir(service)
+    found = sorted(p.name for p in folder.glob("*.html")) if caller.admin and folder.is_dir() else []
+    return _html("reports.html", caller=caller, page="reports", reports=found, folder=folder)
+
+
+@router.get("/reports/{name}")
+async def report_file(
+    name: Annotated[str, PathParam(pattern=REPORT_NAME)], service: ServiceDep, caller: WebCaller
+) -> Response:
+    caller.require_admin()
+    path = _reports_dir(service) / name
+    if not path.is_file():
+        return HTMLResponse("no such report", status_code=404)
+    # A report is a self-contained page the twin wrote: it runs no script of ours, and may load nothing.
+    headers = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"}
+    return HTMLResponse(await asyncio.to_thread(path.read_text, "utf-8", "replace"), headers=headers)
+
+
 @router.get("/favicon.ico")
 async def favicon() -> Response:
     return Response(status_code=204)
