@@ -54,6 +54,19 @@ class HeldJob:
     finished_at: float | None
 
 
+def _window(query: Any, column: Any, since: float | None, until: float | None) -> Any:
+    """`query` cut to rows whose `column` lies in [since, until) (None: open on that side)."""
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+def _event_row(r: Any) -> EventRow:
+    return EventRow(r.seq, r.job_id, None if r.old is None else JobState(r.old), JobState(r.new), r.at, r.reason)
+
+
 def _token_info(row: Mapping[Any, Any]) -> TokenInfo:
     projects = row["projects"]
     return TokenInfo(
@@ -252,41 +265,22 @@ class Store:
         self, job_id: int | None = None, since: float | None = None, until: float | None = None
     ) -> list[EventRow]:
         """Transitions in the order they happened; `since` inclusive, `until` exclusive."""
-        query = sa.select(m.events).order_by(m.events.c.seq)
+        query = _window(sa.select(m.events).order_by(m.events.c.seq), m.events.c.at, since, until)
         if job_id is not None:
             query = query.where(m.events.c.job_id == job_id)
-        if since is not None:
-            query = query.where(m.events.c.at >= since)
-        if until is not None:
-            query = query.where(m.events.c.at < until)
         with self.engine.connect() as conn:
-            return [
-                EventRow(
-                    seq=r.seq,
-                    job_id=r.job_id,
-                    old=None if r.old is None else JobState(r.old),
-                    new=JobState(r.new),
-                    at=r.at,
-                    reason=r.reason,
-                )
-                for r in conn.execute(query)
-            ]
+            return [_event_row(r) for r in conn.execute(query)]
 
     def recent_events(
         self, since: float | None = None, projects: Collection[str] | None = None, limit: int = 200
     ) -> list[EventRow]:
         """The last `limit` transitions (from `since`), oldest first; `projects`: of their jobs only."""
         e, j = m.events.c, m.jobs.c
-        query = sa.select(m.events).order_by(e.seq.desc()).limit(limit)
-        if since is not None:
-            query = query.where(e.at >= since)
+        query = _window(sa.select(m.events).order_by(e.seq.desc()).limit(limit), e.at, since, None)
         if projects is not None:
             query = query.join(m.jobs, j.id == e.job_id).where(j.project.in_(list(projects)))
         with self.engine.connect() as conn:
-            rows = [
-                EventRow(r.seq, r.job_id, None if r.old is None else JobState(r.old), JobState(r.new), r.at, r.reason)
-                for r in conn.execute(query)
-            ]
+            rows = [_event_row(r) for r in conn.execute(query)]
         return rows[::-1]
 
     def held_between(self, since: float, until: float) -> tuple[list[HeldJob], list[tuple[int, str, float]]]:
@@ -396,11 +390,7 @@ class Store:
 
     def node_events(self, since: float | None = None, until: float | None = None) -> list[NodeEventRow]:
         """What happened to nodes, in order; `since` inclusive, `until` exclusive."""
-        query = sa.select(m.node_events).order_by(m.node_events.c.seq)
-        if since is not None:
-            query = query.where(m.node_events.c.at >= since)
-        if until is not None:
-            query = query.where(m.node_events.c.at < until)
+        query = _window(sa.select(m.node_events).order_by(m.node_events.c.seq), m.node_events.c.at, since, until)
         with self.engine.connect() as conn:
             return [
                 NodeEventRow(r.at, node_event(r.kind, r.node, NodeSpec(**r.spec) if r.spec else None), r.by)
@@ -423,11 +413,7 @@ class Store:
     def gpu_samples(
         self, since: float | None = None, until: float | None = None, node: str | None = None
     ) -> list[GpuSample]:
-        query = sa.select(m.gpu_samples).order_by(m.gpu_samples.c.seq)
-        if since is not None:
-            query = query.where(m.gpu_samples.c.at >= since)
-        if until is not None:
-            query = query.where(m.gpu_samples.c.at < until)
+        query = _window(sa.select(m.gpu_samples).order_by(m.gpu_samples.c.seq), m.gpu_samples.c.at, since, until)
         if node is not None:
             query = query.where(m.gpu_samples.c.node == node)
         with self.engine.connect() as conn:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -204,50 +205,46 @@ async def nodes_fragment(service: ServiceDep, caller: WebCaller) -> HTMLResponse
     return _html("_nodes.html", gpus=_gpu_map(service, caller))
 
 
-def _job_rows(
-    service: FactoryService, caller: Caller, state: str, project: str, user: str, before: int | None
-) -> dict[str, Any]:
-    if project and not caller.may_use(project):
-        raise Forbidden(f"not a member of project {project!r}")
-    states = [state] if state else None
-    rows = service.jobs(project or None, states, user or None, PAGE, projects=scope(caller), before=before)
+Filter = Annotated[str, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilters:
+    """The jobs list's filters, from its query string ("" : any)."""
+
+    state: Filter = ""
+    project: Filter = ""
+    user: Filter = ""
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+
+
+Filters = Annotated[JobFilters, Depends()]
+
+
+def _job_rows(service: FactoryService, caller: Caller, f: JobFilters) -> dict[str, Any]:
+    if f.project and not caller.may_use(f.project):
+        raise Forbidden(f"not a member of project {f.project!r}")
+    states = [f.state] if f.state else None
+    rows = service.jobs(f.project or None, states, f.user or None, PAGE, projects=scope(caller), before=f.before)
     live = service.telemetry.jobs
     return {
         "rows": rows,
         "live": {r.id: live[r.id] for r in rows if r.id in live},
         "next": rows[-1].id if len(rows) == PAGE else None,
-        "filters": {"state": state, "project": project, "user": user},
+        "filters": {"state": f.state, "project": f.project, "user": f.user},
         "states": [str(s) for s in JobState],
     }
 
 
-Filter = Annotated[str, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
-
-
 @router.get("/jobs")
-async def jobs(
-    service: ServiceDep,
-    caller: WebCaller,
-    state: Filter = "",
-    project: Filter = "",
-    user: Filter = "",
-    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-) -> HTMLResponse:
-    data = await asyncio.to_thread(_job_rows, service, caller, state, project, user, before)
+async def jobs(service: ServiceDep, caller: WebCaller, filters: Filters) -> HTMLResponse:
+    data = await asyncio.to_thread(_job_rows, service, caller, filters)
     return _html("jobs.html", caller=caller, page="jobs", **data)
 
 
 @router.get("/ui/jobs")
-async def jobs_fragment(
-    service: ServiceDep,
-    caller: WebCaller,
-    state: Filter = "",
-    project: Filter = "",
-    user: Filter = "",
-    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-) -> HTMLResponse:
-    data = await asyncio.to_thread(_job_rows, service, caller, state, project, user, before)
-    return _html("_jobs.html", **data)
+async def jobs_fragment(service: ServiceDep, caller: WebCaller, filters: Filters) -> HTMLResponse:
+    return _html("_jobs.html", **await asyncio.to_thread(_job_rows, service, caller, filters))
 
 
 async def _job(service: FactoryService, caller: Caller, job_id: int) -> dict[str, Any]:
