@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from aifactory.live.client import Client
-    from aifactory.live.wire import GpuOut, JobOut
+    from aifactory.live.wire import GpuOut, JobOut, QuotaOut
 
 ACTIVE_STATES = ["queued", "running", "preempted"]
 token_app = new_app(no_args_is_help=True, help="Per-user API tokens (admin only).")
@@ -508,8 +508,9 @@ def projects(as_json: bool = JsonOpt) -> None:
     with _client() as client:
         rows = client.projects()
         depts = client.departments()
+        quota = client.quota()
     if as_json:
-        typer.echo(json_text({"projects": rows, "departments": depts}))
+        typer.echo(json_text({"projects": rows, "departments": depts, "quota": quota}))
         return
     table = Table(box=None, header_style="bold")
     cols: tuple[str, ...] = ("PROJECT", "DEPARTMENT", "QUOTA", "WEIGHT", "LIMIT", "IN USE", "BORROWED", "LENT")
@@ -533,6 +534,7 @@ def projects(as_json: bool = JsonOpt) -> None:
             dtable.add_row(printable(d.name), *dnumbers, printable(", ".join(d.projects) or "-"))
         console.print()
         console.print(dtable)
+    _say_oversubscribed(quota)
 
 
 @token_app.command("create")
@@ -607,32 +609,89 @@ def node_resume(name: str = typer.Argument(..., help="The node, as `aifactory no
 @project_app.command("set")
 def project_set(
     name: str = typer.Argument(..., help="Project name."),
-    quota: float = typer.Option(0.0, help="Guaranteed GPUs."),
-    weight: float = typer.Option(1.0, help="Share of idle GPUs lent over the quota."),
+    quota: float | None = typer.Option(None, help="Guaranteed GPUs."),
+    weight: float | None = typer.Option(None, help="Share of idle GPUs lent over the quota."),
     limit: float | None = typer.Option(None, help="Most GPUs the project may hold at once."),
+    no_limit: bool = typer.Option(False, "--no-limit", help="Clear the limit."),
     pool: str | None = typer.Option(None, help="Node pool its jobs are bound to."),
-    department: str | None = typer.Option(None, help="Department it belongs to."),
+    no_pool: bool = typer.Option(False, "--no-pool", help="Bind its jobs to no pool."),
+    department: str | None = typer.Option(None, help="Department it belongs to (one that exists)."),
+    no_department: bool = typer.Option(False, "--no-department", help="Take it out of its department."),
     idle_timeout: str | None = typer.Option(
-        None, help="Stop its interactive jobs once their GPUs idle this long, e.g. 30m (default: never)."
+        None, help="Stop its interactive jobs once their GPUs idle this long, e.g. 30m."
     ),
+    no_idle_timeout: bool = typer.Option(False, "--no-idle-timeout", help="Never stop idle jobs."),
 ) -> None:
-    """Add project NAME, or change it (every field is set as given)."""
-    fields = {"quota": quota, "weight": weight, "limit": limit, "pool": pool, "department": department}
-    if idle_timeout is not None:
-        fields["idle_timeout"] = idle_timeout
+    """Add project NAME, or change only the fields given (the rest are kept; --no-X clears X)."""
+    fields: dict[str, Any] = {}
+    for key, value, clear in (
+        ("quota", quota, False),
+        ("weight", weight, False),
+        ("limit", limit, no_limit),
+        ("pool", pool, no_pool),
+        ("department", department, no_department),
+        ("idle_timeout", idle_timeout, no_idle_timeout),
+    ):
+        if clear and value is not None:
+            raise SpecError(key, f"give --{key.replace('_', '-')} or --no-{key.replace('_', '-')}, not both")
+        if clear or value is not None:
+            fields[key] = value
     with _client() as client:
         p = client.set_project(name, **fields)
+        q = client.quota()
     typer.echo(f"project {p.name}: quota {_gpus(p.quota)}, weight {_gpus(p.weight)}")
+    _say_oversubscribed(q)
+
+
+def _say_oversubscribed(q: QuotaOut) -> None:
+    if q.oversubscribed:
+        typer.echo(f"note: quotas add up to {_gpus(q.quota_gpus)} GPUs on a floor of {q.gpus}: over-subscribed")
+
+
+@project_app.command("delete")
+def project_delete(
+    name: str = typer.Argument(..., help="Project name."),
+    force: bool = typer.Option(False, "--force", help="Cancel its queued and running jobs first."),
+) -> None:
+    """Remove project NAME (refused while it has queued or running jobs, unless --force)."""
+    with _client() as client:
+        out = client.delete_project(name, force)
+    typer.echo(
+        f"project {out.name} deleted"
+        + (f" (cancelled jobs {', '.join(map(str, out.cancelled))})" if out.cancelled else "")
+    )
 
 
 @department_app.command("set")
 def department_set(
     name: str = typer.Argument(..., help="Department name."),
-    quota: float = typer.Option(0.0, help="Guaranteed GPUs for all its projects together."),
-    weight: float = typer.Option(1.0, help="Share of idle GPUs lent to it over its quota."),
+    quota: float | None = typer.Option(None, help="Guaranteed GPUs for all its projects together."),
+    weight: float | None = typer.Option(None, help="Share of idle GPUs lent to it over its quota."),
     limit: float | None = typer.Option(None, help="Most GPUs its projects may hold at once."),
+    no_limit: bool = typer.Option(False, "--no-limit", help="Clear the limit."),
 ) -> None:
-    """Add department NAME, or change it (every field is set as given); projects join with --department."""
+    """Add department NAME, or change only the fields given; projects join with --department."""
+    if no_limit and limit is not None:
+        raise SpecError("limit", "give --limit or --no-limit, not both")
+    fields: dict[str, Any] = {
+        k: v for k, v in (("quota", quota), ("weight", weight), ("limit", limit)) if v is not None
+    }
+    if no_limit:
+        fields["limit"] = None
     with _client() as client:
-        d = client.set_department(name, quota=quota, weight=weight, limit=limit)
+        d = client.set_department(name, **fields)
     typer.echo(f"department {d.name}: quota {_gpus(d.quota)}, weight {_gpus(d.weight)}")
+
+
+@department_app.command("delete")
+def department_delete(
+    name: str = typer.Argument(..., help="Department name."),
+    force: bool = typer.Option(False, "--force", help="Cancel its projects' queued and running jobs first."),
+) -> None:
+    """Remove department NAME (its projects stand alone after; refused while they have active jobs, unless --force)."""
+    with _client() as client:
+        out = client.delete_department(name, force)
+    typer.echo(
+        f"department {out.name} deleted"
+        + (f" (cancelled jobs {', '.join(map(str, out.cancelled))})" if out.cancelled else "")
+    )

@@ -122,6 +122,34 @@ class Factory:
                 self.dept_usage[dept] = self.dept_usage.get(dept, 0.0) + used
         self._dirty = None
 
+    def active_jobs(self, projects: Iterable[str]) -> list[int]:
+        """Ids of the jobs of these projects that are queued, running or preempted."""
+        names = set(projects)
+        return sorted(j.id for j in self.jobs.values() if not j.state.terminal and j.spec.project in names)
+
+    def remove_project(self, name: str) -> None:
+        """Forget a project that has no active job (SpecError naming it otherwise)."""
+        if name not in self.projects:
+            raise UnknownName("project", name, self.projects)
+        if self.active_jobs([name]):
+            raise SpecError("project", f"project {name} has queued or running jobs")
+        del self.projects[name]
+        self.usage.pop(name, None)
+        self._dirty = None
+
+    def remove_department(self, name: str) -> None:
+        """Forget a department; its projects stand alone from now on (they must have no active job)."""
+        if name not in self.departments:
+            raise UnknownName("department", name, self.departments)
+        members = [p.name for p in self.projects.values() if p.department == name]
+        if self.active_jobs(members):
+            raise SpecError("department", f"department {name}'s projects have queued or running jobs")
+        for member in members:
+            self.projects[member].department = None
+        del self.departments[name]
+        self.dept_usage.pop(name, None)
+        self._dirty = None
+
     def set_department(self, department: Department) -> None:
         check_department(department)
         self.departments[department.name] = department

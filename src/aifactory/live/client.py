@@ -23,11 +23,13 @@ from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.wire import (
     PAGE_MAX,
     CallerOut,
+    DeletedOut,
     DepartmentOut,
     EventsOut,
     JobOut,
     NodeOut,
     ProjectOut,
+    QuotaOut,
     TokenInfoOut,
     TokenOut,
     UsageReportOut,
@@ -182,8 +184,19 @@ class Client:
         return [ProjectOut.model_validate(p) for p in self._request("GET", "/api/projects").json()]
 
     def set_project(self, name: str, **fields: Any) -> ProjectOut:
-        """Add or change a project (admin): quota, weight, limit, pool, department, quota_by_model."""
-        return ProjectOut.model_validate(self._request("PUT", f"/api/projects/{name}", json=fields).json())
+        """Add or change a project (admin): only the fields given (None clears limit, pool, ...)."""
+        return ProjectOut.model_validate(self._request("PATCH", f"/api/projects/{name}", json=fields).json())
+
+    def delete_project(self, name: str, force: bool = False) -> DeletedOut:
+        r = self._request("DELETE", f"/api/projects/{name}", params={"force": force})
+        return DeletedOut.model_validate(r.json())
+
+    def delete_department(self, name: str, force: bool = False) -> DeletedOut:
+        r = self._request("DELETE", f"/api/departments/{name}", params={"force": force})
+        return DeletedOut.model_validate(r.json())
+
+    def quota(self) -> QuotaOut:
+        return QuotaOut.model_validate(self._request("GET", "/api/quota").json())
 
     def events(self, job: int | None = None, since: float | None = None, limit: int = 200) -> EventsOut:
         params: dict[str, Any] = {"limit": limit}
@@ -204,7 +217,7 @@ class Client:
 
     def set_department(self, name: str, **fields: Any) -> DepartmentOut:
         """Add or change a department (admin): quota, weight, limit."""
-        return DepartmentOut.model_validate(self._request("PUT", f"/api/departments/{name}", json=fields).json())
+        return DepartmentOut.model_validate(self._request("PATCH", f"/api/departments/{name}", json=fields).json())
 
     def create_token(self, user: str, projects: list[str], admin: bool = False, expires: str | None = None) -> TokenOut:
         body: dict[str, Any] = {"user": user, "projects": projects, "admin": admin}

@@ -28,7 +28,7 @@ from pathlib import Path
 from aifactory.core.actions import Action, Launch, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.driver import Clock, Driver
-from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError
+from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError, UnknownName
 from aifactory.core.events import (
     Cancel,
     Checkpoint,
@@ -520,11 +520,56 @@ class FactoryService:
         pools = sorted({n.pool for n in self.factory.cluster})
         if project.pool is not None and project.pool not in pools:
             raise SpecError("pool", f"no node pool {project.pool!r} (have: {', '.join(pools)})")
+        if project.department is not None and project.department not in self.factory.departments:
+            raise SpecError("department", str(UnknownName("department", project.department, self.factory.departments)))
         async with self._lock:
             self.factory.set_project(project)  # validates first, changes nothing on error
             self.store.save_projects([project])
             self._commit(self.factory.handle(Tick(), self._clock()))  # new quotas: look at the queue again
         return next(a for a in self.projects() if a.project == project.name)
+
+    async def delete_project(self, name: str, force: bool = False) -> list[int]:
+        """Remove a project: refused while it has queued or running jobs, unless `force` cancels
+        them first (their ids are returned)."""
+        return await self._delete([name], force, lambda: self._drop_project(name), f"project {name} deleted")
+
+    async def delete_department(self, name: str, force: bool = False) -> list[int]:
+        """Remove a department (its projects stand alone after): as `delete_project` for its projects' jobs."""
+        if name not in self.factory.departments:
+            raise UnknownName("department", name, self.factory.departments)
+        members = [p.name for p in self.factory.projects.values() if p.department == name]
+        return await self._delete(members, force, lambda: self._drop_department(name), f"department {name} deleted")
+
+    async def _delete(self, projects: list[str], force: bool, drop: Callable[[], None], why: str) -> list[int]:
+        async with self._lock:
+            for name in projects:
+                if name not in self.factory.projects:
+                    raise UnknownName("project", name, self.factory.projects)
+            active = self.factory.active_jobs(projects)
+            if active and not force:
+                raise SpecError("force", f"{len(active)} queued or running jobs (give --force to cancel them)")
+            for job_id in active:
+                self._commit(self.factory.handle(Cancel(job_id, f"cancelled: {why}"), self._clock()))
+        # Running jobs end when their processes have; the project goes once none is active.
+        for job_id in active:
+            await self.wait(job_id, timeout=self.settings.kill_grace_s + 30)
+        async with self._lock:
+            drop()
+        return active
+
+    def _drop_project(self, name: str) -> None:
+        self.factory.remove_project(name)
+        self.store.delete_projects([name])
+
+    def _drop_department(self, name: str) -> None:
+        members = [p for p in self.factory.projects.values() if p.department == name]
+        self.factory.remove_department(name)
+        self.store.save_projects(members)  # now in no department
+        self.store.delete_departments([name])
+
+    def quota_sum(self) -> tuple[float, int]:
+        """(GPUs the projects are guaranteed in all, GPUs the floor has): over-subscribed when the first is more."""
+        return sum(p.quota for p in self.factory.projects.values()), self.factory.cluster.total_gpus()
 
     async def drain(self, node: str, drained: bool = True, by: str = "") -> NodeView:
         """Take `node` out of scheduling (its running jobs run on) or give it back; kept across

@@ -304,6 +304,41 @@ class DepartmentSet(_Strict):
     limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
 
 
+class ProjectPatch(_Strict):
+    """The body of PATCH /api/projects/{name}: only the fields given change (null clears limit,
+    pool, department or idle timeout); a new project takes the defaults for the rest."""
+
+    quota: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    weight: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    pool: Name | None = None
+    department: Name | None = None
+    quota_by_model: dict[Name, GpuCount] | None = Field(None, max_length=64)
+    idle_timeout: Duration | None = None
+
+
+class DepartmentPatch(_Strict):
+    """The body of PATCH /api/departments/{name}: only the fields given change (null clears the limit)."""
+
+    quota: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    weight: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+    limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False)
+
+
+class QuotaOut(BaseModel):
+    """Guarantees against the floor: over-subscribed when the projects' quotas add up to more GPUs
+    than there are (allowed: a choice, but said)."""
+
+    quota_gpus: float
+    gpus: int
+    oversubscribed: bool
+
+
+class DeletedOut(BaseModel):
+    name: str
+    cancelled: list[int]  # the jobs --force cancelled
+
+
 class TokenCreate(_Strict):
     user: Name
     projects: list[Name] = Field(min_length=1, max_length=1024)

@@ -134,6 +134,12 @@ async def serve(settings: LiveSettings, executor: str | None = None) -> None:
         keeper = asyncio.create_task(leader.keep(on_lost=lambda: setattr(server, "should_exit", True)))
         url = http_url(settings.host, sock.getsockname()[1], bool(tls))
         print(f"aifactory: isolation: {service.isolation.describe()}", file=sys.stderr)
+        quota, gpus = service.quota_sum()
+        if quota > gpus + 1e-9:
+            print(
+                f"aifactory: note: quotas add up to {quota:g} GPUs on a floor of {gpus}: over-subscribed",
+                file=sys.stderr,
+            )
         announce = asyncio.create_task(_announce(server, settings.server_file, url))
         try:
             await server.serve(sockets=[sock])

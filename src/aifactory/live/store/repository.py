@@ -352,6 +352,14 @@ class Store:
                 for r in rows
             ]
 
+    def delete_projects(self, names: Collection[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.projects.delete().where(m.projects.c.name.in_(list(names))))
+
+    def delete_departments(self, names: Collection[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.departments.delete().where(m.departments.c.name.in_(list(names))))
+
     def save_departments(self, departments: Iterable[Department]) -> None:
         """Insert or replace the given departments (others are kept)."""
         with self.engine.begin() as conn:

@@ -11,7 +11,17 @@ from aifactory.core.errors import SpecError
 from aifactory.core.project import Account, Department, Project
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.service import DepartmentView
-from aifactory.live.wire import DepartmentOut, DepartmentSet, ProjectOut, ProjectSet, parse_duration_s
+from aifactory.live.wire import (
+    DeletedOut,
+    DepartmentOut,
+    DepartmentPatch,
+    DepartmentSet,
+    ProjectOut,
+    ProjectPatch,
+    ProjectSet,
+    QuotaOut,
+    parse_duration_s,
+)
 
 router = APIRouter(tags=["projects"])
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -55,6 +65,38 @@ async def put_project(name: str, body: ProjectSet, service: ServiceDep, caller: 
     return project_out(await service.set_project(Project(name=name, idle_timeout_s=idle, **fields)))
 
 
+@router.patch("/projects/{name}", response_model=ProjectOut)
+async def patch_project(name: str, body: ProjectPatch, service: ServiceDep, caller: CallerDep) -> ProjectOut:
+    """Admin: change only the fields given (a new project: the defaults for the rest)."""
+    caller.require_admin()
+    _check_name(name, "project")
+    given = body.model_dump(exclude_unset=True)
+    for key in ("quota", "weight"):
+        if key in given and given[key] is None:
+            raise SpecError(key, "cannot be cleared (give a number)")
+    if "idle_timeout" in given:
+        idle = given.pop("idle_timeout")
+        given["idle_timeout_s"] = None if idle is None else parse_duration_s(idle)
+    if given.get("quota_by_model", {}) is None:
+        given["quota_by_model"] = {}
+    old = service.factory.projects.get(name)
+    base = asdict(old) if old is not None else asdict(Project(name=name))
+    return project_out(await service.set_project(Project(**(base | given))))
+
+
+@router.delete("/projects/{name}", response_model=DeletedOut)
+async def delete_project(name: str, service: ServiceDep, caller: CallerDep, force: bool = False) -> DeletedOut:
+    """Admin: remove a project; refused while it has queued or running jobs unless `force` cancels them."""
+    caller.require_admin()
+    return DeletedOut(name=name, cancelled=await service.delete_project(name, force))
+
+
+@router.get("/quota", response_model=QuotaOut)
+async def quota(service: ServiceDep, caller: CallerDep) -> QuotaOut:
+    total, gpus = service.quota_sum()
+    return QuotaOut(quota_gpus=total, gpus=gpus, oversubscribed=total > gpus + 1e-9)
+
+
 @router.get("/departments", response_model=list[DepartmentOut])
 async def list_departments(service: ServiceDep, caller: CallerDep) -> list[DepartmentOut]:
     """Departments; a project-bound token sees those of its projects only."""
@@ -68,3 +110,24 @@ async def put_department(name: str, body: DepartmentSet, service: ServiceDep, ca
     caller.require_admin()
     _check_name(name, "department")
     return department_out(await service.set_department(Department(name=name, **body.model_dump())))
+
+
+@router.patch("/departments/{name}", response_model=DepartmentOut)
+async def patch_department(name: str, body: DepartmentPatch, service: ServiceDep, caller: CallerDep) -> DepartmentOut:
+    """Admin: change only the fields given (a new department: the defaults for the rest)."""
+    caller.require_admin()
+    _check_name(name, "department")
+    given = body.model_dump(exclude_unset=True)
+    for key in ("quota", "weight"):
+        if key in given and given[key] is None:
+            raise SpecError(key, "cannot be cleared (give a number)")
+    old = service.factory.departments.get(name)
+    base = asdict(old) if old is not None else asdict(Department(name=name))
+    return department_out(await service.set_department(Department(**(base | given))))
+
+
+@router.delete("/departments/{name}", response_model=DeletedOut)
+async def delete_department(name: str, service: ServiceDep, caller: CallerDep, force: bool = False) -> DeletedOut:
+    """Admin: remove a department (its projects then stand alone); `force` cancels their active jobs."""
+    caller.require_admin()
+    return DeletedOut(name=name, cancelled=await service.delete_department(name, force))
