@@ -31,7 +31,14 @@ PY = sys.executable
 GIB = 1024
 DEPARTMENT = Department("research", quota=4.0, weight=3.0, limit=6.0)
 PROJECT = Project(
-    "vision", quota=4.0, weight=2.0, limit=6.0, pool="default", department="research", quota_by_model={"virtual": 2.0}
+    "vision",
+    quota=4.0,
+    weight=2.0,
+    limit=6.0,
+    pool="default",
+    department="research",
+    quota_by_model={"virtual": 2.0},
+    idle_timeout_s=1800.0,
 )
 # A node of the store with every field other than its default (the live nodes come from `up`).
 SPARE = NodeSpec(

@@ -346,3 +346,62 @@ def test_an_interactive_job_left_idle_is_stopped_after_its_projects_idle_timeout
     assert [a.job_id for a in f.handle(Tick(), 1400) if isinstance(a, Kill)] == [2]
     with pytest.raises(SpecError, match="idle_timeout"):
         f.set_project(Project("lab", quota=4, idle_timeout_s=0))
+
+
+def test_a_held_job_is_not_started_and_keeps_its_place_when_released() -> None:
+    from aifactory.core import Hold
+    from aifactory.core.actions import Noted
+
+    f = make(gpus=1)
+    f.handle(Submit(1, spec(1)), 0)  # runs
+    f.handle(Submit(2, spec(1)), 1)
+    f.handle(Submit(3, spec(1)), 2)
+    acts = f.handle(Hold(2, by="ana"), 3)
+    assert [(a.job_id, a.reason) for a in acts if isinstance(a, Noted)] == [(2, "held by ana")]
+    assert f.pending_reason(2) == "held by ana"
+    f.handle(Finished(1, 0), 4)
+    assert f.job(3).state is JobState.RUNNING and f.job(2).state is JobState.QUEUED  # 3 went first
+    f.handle(Submit(4, spec(1)), 5)
+    f.handle(Hold(2, held=False, by="ana"), 6)
+    f.handle(Finished(3, 0), 7)
+    assert f.job(2).state is JobState.RUNNING and f.job(4).state is JobState.QUEUED  # 2 before 4: its old place
+    with pytest.raises(InvalidTransition, match="only a queued job"):
+        f.handle(Hold(2), 8)
+
+
+def test_update_reevaluates_the_queue_and_a_running_job_may_change_only_its_time_limit() -> None:
+    from aifactory.core import Update
+
+    f = make(gpus=2)
+    f.handle(Submit(1, spec(2, time_limit_s=100)), 0)
+    f.handle(Submit(2, spec(2)), 0)
+    f.handle(Submit(3, spec(1)), 0)
+    assert f.job(3).state is JobState.QUEUED  # fifo: behind job 2
+    f.handle(Update(2, gpus=1, by="bo"), 1)
+    f.handle(Finished(1, 0), 2)
+    assert f.job(2).state is JobState.RUNNING and f.job(3).state is JobState.RUNNING  # both fit now
+    with pytest.raises(SpecError, match="only its time limit"):
+        f.handle(Update(2, gpus=2), 3)
+    with pytest.raises(SpecError, match="time_limit"):
+        f.handle(Update(3, time_limit_s=-5), 3)
+    assert f.job(3).spec.time_limit_s is None  # nothing changed
+    f.handle(Update(2, time_limit_s=50), 4)  # running: a deadline at 2 + 50
+    assert f.next_wakeup() == 52
+    kills = [a for a in f.handle(Tick(), 52) if isinstance(a, Kill)]
+    assert [k.job_id for k in kills] == [2]
+
+
+def test_a_longer_time_limit_moves_the_deadline_and_requeue_sends_a_job_back() -> None:
+    from aifactory.core import Preempt, Requeue, Update
+
+    f = make(gpus=1)
+    f.handle(Submit(1, spec(1, time_limit_s=10)), 0)
+    f.handle(Update(1, time_limit_s=100), 5)
+    assert not [a for a in f.handle(Tick(), 10) if isinstance(a, Kill)]  # the old deadline passes
+    acts = f.handle(Requeue(1, by="op"), 20)
+    assert [a.job_id for a in acts if isinstance(a, Preempt)] == [1]
+    f.handle(Finished(1, -15), 21)
+    assert f.job(1).state is JobState.RUNNING and f.job(1).attempts == 2  # back in the queue, started again
+    f.handle(Submit(2, spec(1)), 22)
+    with pytest.raises(InvalidTransition, match="only a running job"):
+        f.handle(Requeue(2), 23)

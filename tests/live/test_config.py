@@ -113,8 +113,8 @@ def test_the_servers_options_come_from_the_settings_and_up_shows_them(tmp_path: 
     from aifactory.live.settings import parse_settings, settings_parser
 
     flags = {a.dest: a.option_strings[0] for a in settings_parser("x")._actions if a.dest != "help"}
-    # One option per setting, none by hand; the [users] table of config.toml is the one without a flag.
-    assert {f.name for f in fields(LiveSettings)} - set(flags) == {"users"}
+    # One option per setting, none by hand; config.toml's [users] and [prices] tables are the ones without a flag.
+    assert {f.name for f in fields(LiveSettings)} - set(flags) == {"users", "prices"}
     assert set(flags) <= {f.name for f in fields(LiveSettings)}
     args = ["--home", str(tmp_path), "--gpus", "2", "--memory-per-node", "1GiB", "--cpus-per-node", "1.5"]
     s = parse_settings([*args, "--policy-opt", "half_life_s=7", "--policy-opt", "min_runtime_s=1"], "x")

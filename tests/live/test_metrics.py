@@ -125,13 +125,23 @@ def test_a_busy_job_shows_in_metrics_and_on_its_page(server: ServerProcess, nvml
         assert one(m, "aifactory_jobs_finished_total", project="default", state="cancelled") >= 1
 
 
-def test_usage_report_through_the_cli(server: ServerProcess) -> None:
-    """(After the busy job above.) Its GPU-hours, the busy part measured and its energy, by project."""
+def test_usage_report_through_the_cli(server: ServerProcess, nvml: Path) -> None:
+    """A job that ran busy: its GPU-hours, the busy part measured and its energy, by project."""
     import csv
     import io
 
     from .test_cli import cli, ok, refused
 
+    with server.client() as http:
+        job_id = http.post("/api/jobs", json={"command": ["sleep", "30"], "gpus": 1}).json()["id"]
+        job = wait_for(lambda: (j := http.get(f"/api/jobs/{job_id}").json())["state"] == "running" and j)
+        gpu = int(job["placement"].split(":")[1])
+        write_gpus(nvml, [90 if i == gpu else 0 for i in range(2)])
+        wait_for(lambda: (http.get(f"/api/jobs/{job_id}").json()["gpu_util_peak"] or 0) >= 90)
+        time.sleep(0.5)
+        http.post(f"/api/jobs/{job_id}/cancel")
+        wait_for(lambda: http.get(f"/api/jobs/{job_id}").json()["state"] == "cancelled")
+    write_gpus(nvml, [0, 0])
     report = json.loads(ok(cli(server, "usage", "--since", "1h", "--json")))
     row = {r["key"]: r for r in report["rows"]}["default"]
     assert row["jobs"] >= 1 and row["gpu_hours"] > 0 and 0 < row["busy_gpu_hours"] <= row["gpu_hours"]
@@ -145,13 +155,13 @@ def test_usage_report_through_the_cli(server: ServerProcess) -> None:
 def test_an_idle_interactive_job_is_stopped_by_its_projects_idle_timeout(server: ServerProcess, nvml: Path) -> None:
     write_gpus(nvml, [0, 0])
     with server.client() as http:
-        r = http.put("/api/projects/lab", json={"quota": 1, "idle_timeout": "1s"})
+        r = http.put("/api/projects/lab", json={"quota": 1, "idle_timeout_s": 1})
         assert r.status_code == 200 and r.json()["idle_timeout_s"] == 1, r.text
         body = {"command": ["sleep", "60"], "gpus": 1, "project": "lab", "priority_class": "interactive"}
         job_id = http.post("/api/jobs", json=body).json()["id"]
         job = wait_for(lambda: (j := http.get(f"/api/jobs/{job_id}").json())["state"] == "cancelled" and j)
         assert "idle GPUs" in job["reason"] and "lab" in job["reason"], job
-        assert http.put("/api/projects/lab", json={"quota": 1, "idle_timeout": "soon"}).status_code == 422
+        assert http.put("/api/projects/lab", json={"quota": 1, "idle_timeout_s": -1}).status_code == 422
 
 
 def test_the_grafana_dashboard_asks_only_for_metrics_the_floor_exports(server: ServerProcess) -> None:

@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
     app.command()(show)
     app.command()(logs)
     app.command()(cancel)
+    app.command()(hold)
+    app.command()(release)
+    app.command()(update)
+    app.command()(requeue)
     app.command()(nodes)
     app.command()(projects)
     app.command()(usage)
@@ -177,6 +181,11 @@ def submit(
     env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
     workdir: str | None = typer.Option(None, help="Working directory of the job [default: the current one]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Say where it would run now, or why it would wait and when it may start; submit nothing.",
+    ),
 ) -> None:
     """Submit a job: `submit --gpus 2 -- python train.py` or `submit job.yaml`."""
     args = args or []
@@ -209,6 +218,14 @@ def submit(
             raise SpecError("env", f"must be a mapping of KEY: VALUE, got {file_env!r}")
         body["env"] = {**file_env, **_parse_env(env)}
     with _client() as client:
+        if dry_run:
+            trial = client.dry_run(body)
+            if trial.placement is not None:
+                typer.echo(f"would run now on {trial.placement}")
+            else:
+                when = f"; estimated start {_clock(trial.estimated_start)}" if trial.estimated_start else ""
+                typer.echo(f"would wait: {trial.pending_reason}{when}")
+            return
         job = client.submit(body)
     if quiet:
         typer.echo(job.id)
@@ -374,6 +391,42 @@ def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
     with _client() as client:
         j = client.cancel(job_id)
     typer.echo(f"job {j.id}: {j.state}" + (" (stopping)" if j.state in ("running", "preempted") else ""))
+
+
+def hold(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+    """Hold a queued job: it is not started until released, and keeps its place in the queue."""
+    _act(job_id, "hold")
+
+
+def release(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+    """Release a held job: it goes back to its place in the queue."""
+    _act(job_id, "release")
+
+
+def requeue(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+    """Stop a running job (with the preemption grace) and queue it again."""
+    _act(job_id, "requeue")
+
+
+def _act(job_id: int, action: str) -> None:
+    with _client() as client:
+        j = client.job_action(job_id, action)
+    typer.echo(f"job {j.id}: {j.state}" + (f" ({j.pending_reason})" if j.pending_reason else ""))
+
+
+def update(
+    job_id: int = typer.Argument(..., help="Job id."),
+    priority: int | None = typer.Option(None, help="New priority (only an admin may raise one)."),
+    time_limit: str | None = typer.Option(None, help="New time limit, e.g. 2h (a running job too)."),
+    gpus: float | None = typer.Option(None, help="New GPU count (a queued job)."),
+) -> None:
+    """Change a queued job's priority, time limit or GPUs; a running job's time limit."""
+    fields = {k: v for k, v in (("priority", priority), ("time_limit", time_limit), ("gpus", gpus)) if v is not None}
+    if not fields:
+        raise SpecError("options", "give --priority, --time-limit or --gpus")
+    with _client() as client:
+        j = client.update_job(job_id, **fields)
+    typer.echo(f"job {j.id}: {j.state}, priority {j.priority}, {_gpus(j.gpus)} GPUs")
 
 
 def _holders(gpu: GpuOut) -> str:
@@ -636,6 +689,15 @@ def project_set(
             raise SpecError(key, f"give --{key.replace('_', '-')} or --no-{key.replace('_', '-')}, not both")
         if clear or value is not None:
             fields[key] = value
+    if idle_timeout is not None:  # the API takes seconds
+        from aifactory.live.wire import parse_duration_s
+
+        try:
+            fields["idle_timeout_s"] = parse_duration_s(fields.pop("idle_timeout"))
+        except ValueError as exc:
+            raise SpecError("idle_timeout", str(exc)) from None
+    elif no_idle_timeout:
+        fields["idle_timeout_s"] = fields.pop("idle_timeout")
     with _client() as client:
         p = client.set_project(name, **fields)
         q = client.quota()

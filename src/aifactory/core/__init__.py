@@ -20,11 +20,14 @@ from aifactory.core.events import (
     Event,
     Finished,
     GpuIdle,
+    Hold,
     NodeEvent,
     NodeJoined,
     NodeState,
+    Requeue,
     Submit,
     Tick,
+    Update,
 )
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import Job, JobSpec, Placement
@@ -47,6 +50,7 @@ __all__ = [
     "FactorySettings",
     "Finished",
     "GpuIdle",
+    "Hold",
     "InvalidTransition",
     "Job",
     "JobSpec",
@@ -62,9 +66,11 @@ __all__ = [
     "Placement",
     "Preempt",
     "Project",
+    "Requeue",
     "SpecError",
     "StateChanged",
     "Submit",
     "Tick",
     "UnknownName",
+    "Update",
 ]

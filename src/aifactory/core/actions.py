@@ -44,4 +44,15 @@ class StateChanged:
     reason: str = ""
 
 
-Action = Launch | Kill | Preempt | StateChanged
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """A change to a job that is not a transition (held, released, updated), for the event log
+    with who made it: its state stays `state`."""
+
+    job_id: int
+    state: JobState
+    at: float
+    reason: str
+
+
+Action = Launch | Kill | Preempt | StateChanged | Noted

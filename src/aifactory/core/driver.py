@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.actions import Action, Kill, Launch, Noted, Preempt, StateChanged
 from aifactory.core.events import Event
 from aifactory.core.factory import Factory
 
@@ -60,6 +60,7 @@ class Driver:
         alarm: Callable[[float], None],
         persist: Callable[[Sequence[Action]], None] | None = None,
         on_change: Callable[[StateChanged], None] = _ignore,
+        on_note: Callable[[Noted], None] = _ignore,
     ) -> None:
         self.factory = factory
         self.clock = clock
@@ -69,6 +70,7 @@ class Driver:
         self.armed: float | None = None  # the wake-up the shell will deliver next (None: none)
         self._dispatch: dict[type, Callable[[Any], None]] = {
             StateChanged: on_change,
+            Noted: on_note,
             Launch: executor.launch,
             Kill: executor.kill,
             Preempt: executor.preempt,

@@ -51,6 +51,36 @@ class GpuIdle:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """Hold a queued job (`held` False: release it): a held job is not started; it keeps its place
+    in submission order."""
+
+    job_id: int
+    held: bool = True
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Change a job's priority, time limit or GPUs (None: unchanged). A queued job may change
+    all three and is looked at again; a running one only its time limit."""
+
+    job_id: int
+    priority: int | None = None
+    time_limit_s: float | None = None
+    gpus: float | None = None
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Send a running job back to the queue (stopped with the preemption grace), as an operator asks."""
+
+    job_id: int
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time has passed: enforce time limits and reconsider the queue."""
 
@@ -82,7 +112,9 @@ class NodeJoined:
 
 
 NodeEvent = Drain | NodeState | NodeJoined  # what happens to nodes: the event log keeps them for the twin
-Event = Submit | Finished | Cancel | Checkpoint | GpuIdle | Tick | Drain | NodeState | NodeJoined
+Event = (
+    Submit | Finished | Cancel | Checkpoint | GpuIdle | Hold | Update | Requeue | Tick | Drain | NodeState | NodeJoined
+)
 
 
 NODE_EVENT_KINDS = ("drain", "resume", "down", "up", "join")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 
 from aifactory.core.accounting import accounts
-from aifactory.core.actions import Action, Kill, Launch, Preempt, StateChanged
+from aifactory.core.actions import Action, Kill, Launch, Noted, Preempt, StateChanged
 from aifactory.core.admission import check_fits, check_host, check_share
 from aifactory.core.cluster import Cluster
 from aifactory.core.errors import InvalidTransition, NotFound, SpecError, UnknownName
@@ -24,10 +25,13 @@ from aifactory.core.events import (
     Event,
     Finished,
     GpuIdle,
+    Hold,
     NodeJoined,
     NodeState,
+    Requeue,
     Submit,
     Tick,
+    Update,
 )
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
@@ -237,6 +241,15 @@ class Factory:
             return out
         elif isinstance(event, GpuIdle):
             self._gpu_idle(event)
+        elif isinstance(event, Hold):
+            self._hold_job(event, now, out)
+        elif isinstance(event, Update):
+            self._update(event, now, out)
+        elif isinstance(event, Requeue):
+            job = self.job(event.job_id)
+            if job.state is not JobState.RUNNING:
+                raise InvalidTransition(f"job {job.id} is {job.state.value}: only a running job can be requeued")
+            self._preempt(job, f"requeued by {event.by or 'an operator'}", now, out)
         elif isinstance(event, Drain | NodeState):
             node = self.cluster.nodes.get(event.node)
             if node is None:
@@ -404,9 +417,60 @@ class Factory:
             job = self.jobs.get(job_id)
             if job is None or job.state is not JobState.RUNNING or job.attempts != attempt:
                 continue
+            limit = job.spec.time_limit_s  # the one in force (an update may have moved it)
+            if limit is None or job.started_at is None or job.started_at + limit > now:
+                continue
             if job.stop_reason is None:
                 job.stop_reason = TIME_LIMIT
                 out.append(Kill(job.id, TIME_LIMIT, self.settings.kill_grace_s))
+
+    def _hold_job(self, event: Hold, now: float, out: list[Action]) -> None:
+        job = self.job(event.job_id)
+        who = event.by or "an operator"
+        if job.state is not JobState.QUEUED:
+            raise InvalidTransition(f"job {job.id} is {job.state.value}: only a queued job can be held or released")
+        if job.held == event.held:
+            return
+        job.held = event.held
+        if event.held:
+            self._dequeue(job)
+            job.pending_reason = f"held by {who}"
+        else:
+            job.pending_reason = ""
+            self._enqueue(job)  # back in its place by submission order
+        out.append(Noted(job.id, job.state, now, f"{'held' if event.held else 'released'} by {who}"))
+
+    def _update(self, event: Update, now: float, out: list[Action]) -> None:
+        job = self.job(event.job_id)
+        changes: dict[str, float | int] = {}
+        if event.priority is not None:
+            changes["priority"] = event.priority
+        if event.time_limit_s is not None:
+            changes["time_limit_s"] = event.time_limit_s
+        if event.gpus is not None:
+            changes["gpus"] = event.gpus
+        if not changes:
+            return
+        if job.state is JobState.RUNNING and set(changes) - {"time_limit_s"}:
+            raise SpecError(
+                "gpus" if "gpus" in changes else "priority",
+                "a running job may change only its time limit (requeue it first)",
+            )
+        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+            raise InvalidTransition(f"job {job.id} is {job.state.value}: only a queued or running job can be updated")
+        spec = replace(job.spec, **changes)  # type: ignore[arg-type]
+        self.check(spec)  # SpecError names the field; nothing changed
+        queued = job.state is JobState.QUEUED and not job.held
+        if queued:
+            self._dequeue(job)
+        job.spec = spec
+        job.demand = self.demand_of(spec)
+        if queued:
+            self._enqueue(job)
+        if job.state is JobState.RUNNING and job.started_at is not None and spec.time_limit_s is not None:
+            heapq.heappush(self._deadlines, (job.started_at + spec.time_limit_s, job.id, job.attempts))
+        what = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in changes.items())
+        out.append(Noted(job.id, job.state, now, f"updated by {event.by or 'an operator'}: {what}"))
 
     def _gpu_idle(self, event: GpuIdle) -> None:
         job = self.jobs.get(event.job_id)
@@ -562,7 +626,7 @@ class Factory:
             raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
         self.jobs[job.id] = job
         job.demand = self.demand_of(job.spec)
-        if job.state is JobState.QUEUED:
+        if job.state is JobState.QUEUED and not job.held:
             self._enqueue(job)
         elif job.placement is not None and job.state in (JobState.RUNNING, JobState.PREEMPTED):
             self.cluster.allocate(job.id, job.placement)

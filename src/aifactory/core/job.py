@@ -134,6 +134,7 @@ class Job:
     # Time of the job's last checkpoint, where the job reports one (preemption cost).
     checkpoint_at: float | None = None
     idle_since: float | None = None  # its GPUs idle since (GpuIdle; None: busy or not measured)
+    held: bool = False  # queued but not to be started until released
     # Time the job was (last) queued: first submit or the end of its last preemption.
     queued_at: float = 0.0
     # GPUs the job counts against quotas (a fraction as its fraction); set by the Factory.

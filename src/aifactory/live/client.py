@@ -25,6 +25,7 @@ from aifactory.live.wire import (
     CallerOut,
     DeletedOut,
     DepartmentOut,
+    DryRunOut,
     EventsOut,
     JobOut,
     NodeOut,
@@ -145,6 +146,16 @@ class Client:
 
     def job(self, job_id: int) -> JobOut:
         return JobOut.model_validate(self._request("GET", f"/api/jobs/{job_id}").json())
+
+    def dry_run(self, body: dict[str, Any]) -> DryRunOut:
+        return DryRunOut.model_validate(self._request("POST", "/api/jobs/dry-run", json=body).json())
+
+    def job_action(self, job_id: int, action: str) -> JobOut:
+        """hold, release or requeue."""
+        return JobOut.model_validate(self._request("POST", f"/api/jobs/{job_id}/{action}").json())
+
+    def update_job(self, job_id: int, **fields: Any) -> JobOut:
+        return JobOut.model_validate(self._request("PATCH", f"/api/jobs/{job_id}", json=fields).json())
 
     def cancel(self, job_id: int) -> JobOut:
         return JobOut.model_validate(self._request("POST", f"/api/jobs/{job_id}/cancel").json())

@@ -43,7 +43,7 @@ def run_times(events: list[EventRow]) -> dict[int, float]:
     started: dict[int, float] = {}
     out: dict[int, float] = {}
     for ev in events:
-        if ev.new is JobState.RUNNING:
+        if ev.new is JobState.RUNNING and ev.old is not JobState.RUNNING:  # (running -> running: a note)
             started[ev.job_id] = ev.at
         elif ev.job_id in started and ev.old in _HOLDING and ev.new is not JobState.PREEMPTED:
             out[ev.job_id] = out.get(ev.job_id, 0.0) + ev.at - started.pop(ev.job_id)

@@ -17,6 +17,7 @@ so a burst of completions costs one transaction, not one each.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aifactory.core.actions import Action, Launch, StateChanged
+from aifactory.core.actions import Action, Launch, Noted, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.driver import Clock, Driver
 from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError, UnknownName
@@ -35,11 +36,14 @@ from aifactory.core.events import (
     Drain,
     Event,
     GpuIdle,
+    Hold,
     NodeEvent,
     NodeJoined,
     NodeState,
+    Requeue,
     Submit,
     Tick,
+    Update,
     node_event_kind,
     node_event_name,
 )
@@ -239,7 +243,13 @@ class FactoryService:
         )
         self.isolation = getattr(self.executor, "isolation", self.isolation)  # what is in force on the nodes
         self.driver = Driver(
-            self.factory, self._clock, self.executor, self._wake_loop, persist=self._persist, on_change=self._changed
+            self.factory,
+            self._clock,
+            self.executor,
+            self._wake_loop,
+            persist=self._persist,
+            on_change=self._changed,
+            on_note=self._noted,
         )
         self._restore()
         self._restore_drained()
@@ -446,10 +456,18 @@ class FactoryService:
     # -- the driver's hooks --------------------------------------------------------------
 
     def _persist(self, actions: Sequence[Action]) -> None:
-        """The round's transitions and the jobs they touch, in one transaction, before any action."""
-        changes = [a for a in actions if isinstance(a, StateChanged)]
+        """The round's transitions and the jobs they touch, in one transaction, before any action.
+        A note (held, released, updated) goes into the event log as a change from a state to itself."""
+        changes = [
+            a if isinstance(a, StateChanged) else StateChanged(a.job_id, a.state, a.state, a.at, a.reason)
+            for a in actions
+            if isinstance(a, StateChanged | Noted)
+        ]
         touched = {a.job_id for a in actions if not isinstance(a, Launch)}
         self.store.apply(changes, {i: self.factory.jobs[i] for i in sorted(touched) if i in self.factory.jobs})
+        for a in actions:
+            if isinstance(a, Noted) and a.reason.startswith("updated") and a.job_id in self.factory.jobs:
+                self.store.set_spec(a.job_id, self.factory.jobs[a.job_id].spec)
 
     def _changed(self, change: StateChanged) -> None:
         job = self.factory.jobs.get(change.job_id)
@@ -478,6 +496,9 @@ class FactoryService:
                 if not fut.done():
                     fut.set_result(None)
 
+    def _noted(self, note: Noted) -> None:
+        log.info("note job=%d state=%s what=%s", note.job_id, note.state, json.dumps(note.reason))
+
     def _wake_loop(self, _at: float) -> None:
         self._inbox.put_nowait(None)  # the loop sleeps towards a later wake-up: it reads the new one
 
@@ -505,6 +526,27 @@ class FactoryService:
             self._commit([a for a in actions if not any(a is f for f in first)])
             # Just saved, its process (if it starts now) not spawned yet: no need to read it back.
             return JobRow.from_job(self.factory.jobs[job_id])
+
+    async def act(self, event: Hold | Update | Requeue) -> JobRow:
+        """Hold or release, update or requeue a job (InvalidTransition / SpecError say why not;
+        nothing changes then). The change goes into the event log with who made it."""
+        async with self._lock:
+            self._commit(self.factory.handle(event, self._clock()))
+        return self.store.get_job(event.job_id)
+
+    async def dry_run(self, spec: JobSpec) -> tuple[str | None, str, float | None]:
+        """Where `spec` would run now (its placement), or why it would wait and its estimated
+        start; decided by a copy of the core, so nothing is stored or changed."""
+        async with self._lock:
+            self.factory.check(spec)
+            trial = copy.deepcopy(self.factory)
+        now = self._clock()
+        job_id = max(trial.jobs, default=0) + 1_000_000_000  # an id no real job has
+        trial.handle(Submit(job_id, spec), now)
+        job = trial.jobs[job_id]
+        if job.state is JobState.RUNNING and job.placement is not None:
+            return job.placement.describe(), "", now
+        return None, trial.pending_reason(job_id), trial.estimate_start(job_id, now)
 
     async def cancel(self, job_id: int) -> JobRow:
         """Cancel a queued job now, or stop a running one (it ends cancelled once its process exits)."""

@@ -293,7 +293,9 @@ class ProjectSet(_Strict):
     pool: Name | None = None
     department: Name | None = None
     quota_by_model: dict[Name, GpuCount] = Field(default_factory=dict, max_length=64)  # GPU model -> guaranteed GPUs
-    idle_timeout: Duration | None = None  # its interactive jobs stop after their GPUs idle this long ("30m")
+    idle_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False
+    )  # interactive jobs idle this long stop
 
 
 class DepartmentSet(_Strict):
@@ -314,7 +316,7 @@ class ProjectPatch(_Strict):
     pool: Name | None = None
     department: Name | None = None
     quota_by_model: dict[Name, GpuCount] | None = Field(None, max_length=64)
-    idle_timeout: Duration | None = None
+    idle_timeout_s: float | None = Field(None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 
 class DepartmentPatch(_Strict):
@@ -337,6 +339,22 @@ class QuotaOut(BaseModel):
 class DeletedOut(BaseModel):
     name: str
     cancelled: list[int]  # the jobs --force cancelled
+
+
+class JobPatch(_Strict):
+    """The body of PATCH /api/jobs/{id}: what to change (a queued job: any; a running one: its time limit)."""
+
+    priority: int | None = Field(None, ge=-1_000_000, le=1_000_000)
+    time_limit: Duration | None = None
+    gpus: float | None = Field(None, ge=0, le=4096, allow_inf_nan=False)
+
+
+class DryRunOut(BaseModel):
+    """What `submit --dry-run` answers: where it would run now, or why it would wait and from when."""
+
+    placement: str | None  # None: it would wait
+    pending_reason: str
+    estimated_start: float | None  # unix seconds (now, where it would run at once)
 
 
 class TokenCreate(_Strict):

@@ -42,6 +42,7 @@ jobs = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("pgid", sa.Integer),
     sa.Column("log_path", sa.Text),
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
     sqlite_autoincrement=True,
 )
 
@@ -227,6 +228,7 @@ class JobRow:
     pid: int | None
     pgid: int | None
     log_path: str | None
+    held: bool = False
 
     @classmethod
     def from_db(cls, row: sa.Row[Any]) -> JobRow:
@@ -281,6 +283,7 @@ def job_columns(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "done_s": job.done_s,
         "pending_reason": job.pending_reason,
+        "held": job.held,
     }
 
 

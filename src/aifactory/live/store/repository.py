@@ -202,6 +202,11 @@ class Store:
                     [{"_id": job_id, **m.job_columns(job)} for job_id, job in jobs.items()],
                 )
 
+    def set_spec(self, job_id: int, spec: JobSpec) -> None:
+        """A job's spec as an update changed it (priority, time limit, GPUs)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(m.jobs).where(m.jobs.c.id == job_id).values(spec=m.spec_to_json(spec)))
+
     def set_process(self, job_id: int, pid: int | None, pgid: int | None, log_path: str | Path | None) -> None:
         with self.engine.begin() as conn:
             conn.execute(

@@ -17,15 +17,26 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import AfterValidator, TypeAdapter
 
 from aifactory.core.errors import NotFound, SpecError
+from aifactory.core.events import Hold, Requeue, Update
 from aifactory.core.states import JobState
-from aifactory.live.api.auth import Caller
+from aifactory.live.api.auth import Caller, Forbidden
 from aifactory.live.api.convert import job_out
 from aifactory.live.api.deps import CallerDep, ServiceDep
 from aifactory.live.api.logs import follow_log, ranks_log, read_log
 from aifactory.live.service import FactoryService
 from aifactory.live.store import EventRow, JobRow
 from aifactory.live.telemetry import JobUsage
-from aifactory.live.wire import MAX_ID, PAGE_DEFAULT, PAGE_MAX, JobOut, JobSubmit, no_control
+from aifactory.live.wire import (
+    MAX_ID,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    DryRunOut,
+    JobOut,
+    JobPatch,
+    JobSubmit,
+    no_control,
+    parse_duration_s,
+)
 
 router = APIRouter(tags=["jobs"])
 
@@ -64,6 +75,49 @@ async def submit(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> Job
     caller.require_project(body.project)
     row = await service.submit(body.to_spec(user=caller.user))
     return _out(service, row)
+
+
+@router.post("/jobs/dry-run", response_model=DryRunOut)
+async def dry_run(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> DryRunOut:
+    """Where the job would run now, or why it would wait and its estimated start; stores nothing."""
+    caller.require_project(body.project)
+    placement, why, start = await service.dry_run(body.to_spec(user=caller.user))
+    return DryRunOut(placement=placement, pending_reason=why, estimated_start=start)
+
+
+async def _act(service: FactoryService, caller: Caller, job_id: int, event: Hold | Update | Requeue) -> JobOut:
+    row = await visible_job(service, caller, job_id)
+    caller.require_project(row.project)
+    return _out(service, await service.act(event))
+
+
+@router.post("/jobs/{job_id}/hold", response_model=JobOut)
+async def hold(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
+    """A queued job is not started until released; it keeps its place."""
+    return await _act(service, caller, job_id, Hold(job_id, True, caller.user))
+
+
+@router.post("/jobs/{job_id}/release", response_model=JobOut)
+async def release(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
+    return await _act(service, caller, job_id, Hold(job_id, False, caller.user))
+
+
+@router.post("/jobs/{job_id}/requeue", response_model=JobOut)
+async def requeue(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
+    """A running job is stopped (the preemption grace) and queued again."""
+    return await _act(service, caller, job_id, Requeue(job_id, caller.user))
+
+
+@router.patch("/jobs/{job_id}", response_model=JobOut)
+async def update(job_id: JobId, body: JobPatch, service: ServiceDep, caller: CallerDep) -> JobOut:
+    """Change a queued job's priority, time limit or GPUs (a running job: its time limit). Only an
+    admin may raise a priority: a user may lower one."""
+    row = await visible_job(service, caller, job_id)
+    if body.priority is not None and body.priority > row.spec.priority and not caller.admin:
+        raise Forbidden("only an admin may raise a job's priority")
+    limit = None if body.time_limit is None else parse_duration_s(body.time_limit)
+    event = Update(job_id, priority=body.priority, time_limit_s=limit, gpus=body.gpus, by=caller.user)
+    return await _act(service, caller, job_id, event)
 
 
 @router.get("/jobs", response_model=list[JobOut])

@@ -20,7 +20,6 @@ from aifactory.live.wire import (
     ProjectPatch,
     ProjectSet,
     QuotaOut,
-    parse_duration_s,
 )
 
 router = APIRouter(tags=["projects"])
@@ -60,9 +59,7 @@ async def put_project(name: str, body: ProjectSet, service: ServiceDep, caller: 
     """Admin: add the project `name`, or change it (every field as given; the queue is looked at again)."""
     caller.require_admin()
     _check_name(name, "project")
-    fields = body.model_dump(exclude={"idle_timeout"})
-    idle = None if body.idle_timeout is None else parse_duration_s(body.idle_timeout)
-    return project_out(await service.set_project(Project(name=name, idle_timeout_s=idle, **fields)))
+    return project_out(await service.set_project(Project(name=name, **body.model_dump())))
 
 
 @router.patch("/projects/{name}", response_model=ProjectOut)
@@ -74,9 +71,6 @@ async def patch_project(name: str, body: ProjectPatch, service: ServiceDep, call
     for key in ("quota", "weight"):
         if key in given and given[key] is None:
             raise SpecError(key, "cannot be cleared (give a number)")
-    if "idle_timeout" in given:
-        idle = given.pop("idle_timeout")
-        given["idle_timeout_s"] = None if idle is None else parse_duration_s(idle)
     if given.get("quota_by_model", {}) is None:
         given["quota_by_model"] = {}
     old = service.factory.projects.get(name)
