@@ -24,6 +24,9 @@ def main() -> None:
     loss.backward()  # gradients averaged across every worker
     node = os.environ.get("AIFACTORY_NODE", "?")
     print(f"all_reduce rank={rank} node={node} sum={value.item()} world={world}", flush=True)
+    # Every worker reaches the end before any tears gloo down: one leaving early can make a peer's
+    # pending gloo operation abort (SIGABRT), seen here on a loaded 2-core box.
+    dist.barrier()
     dist.destroy_process_group()
 
 
