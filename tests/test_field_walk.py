@@ -63,7 +63,14 @@ def job_bodies(workdir: Path) -> list[dict[str, Any]]:
         "workdir": str(workdir),
         "env": {"WALK": "1"},
     }
-    fraction = {"command": [PY, "-c", "pass"], "project": "vision", "gpus": 0.5, "gpu_memory": "8GiB"}
+    # Submitted second on a fresh server: it waits for job 1 (whichever way it ends).
+    fraction = {
+        "command": [PY, "-c", "pass"],
+        "project": "vision",
+        "gpus": 0.5,
+        "gpu_memory": "8GiB",
+        "after": ["1:any"],
+    }
     return [whole, fraction]
 
 
@@ -85,7 +92,7 @@ def expected_specs(workdir: Path) -> list[JobSpec]:
             workdir=str(workdir),
             env={"WALK": "1"},
         ),
-        JobSpec(**common, gpus=0.5, gpu_memory_mib=8 * GIB),  # type: ignore[arg-type]
+        JobSpec(**common, gpus=0.5, gpu_memory_mib=8 * GIB, after=((1, "any"),)),  # type: ignore[arg-type]
     ]
 
 
@@ -193,7 +200,8 @@ def test_every_field_walks_from_the_api_through_the_store_and_the_event_log_into
         assert replayed.duration_s is not None and replayed.duration_s > 0  # its run time on the floor
         kept = {name: getattr(spec, name) for name in SPEC_COLUMNS if name != "duration_s"}
         assert {name: getattr(replayed, name) for name in kept} == kept
-        assert replace(replayed, duration_s=None) == replace(spec, command=(), workdir=None, env={})
+        # The trace keeps no command, workdir or env; nor, yet, the jobs it waited for.
+        assert replace(replayed, duration_s=None) == replace(spec, command=(), workdir=None, env={}, after=())
 
 
 def vars_of(obj: Any) -> dict[str, Any]:

@@ -405,3 +405,45 @@ def test_a_longer_time_limit_moves_the_deadline_and_requeue_sends_a_job_back() -
     f.handle(Submit(2, spec(1)), 22)
     with pytest.raises(InvalidTransition, match="only a running job"):
         f.handle(Requeue(2), 23)
+
+
+def test_a_chain_of_dependencies_and_one_that_can_never_be_met() -> None:
+    f = make(gpus=4)
+    f.handle(Submit(1, spec(1)), 0)
+    f.handle(Submit(2, spec(1, after=((1, "ok"),))), 0)
+    f.handle(Submit(3, spec(1, after=((2, "ok"),))), 0)
+    f.handle(Submit(4, spec(1, after=((1, "failed"),))), 0)
+    f.handle(Submit(5, spec(1, after=((1, "any"), (2, "any")))), 0)
+    assert [f.job(i).state for i in (2, 3, 4, 5)] == [JobState.QUEUED] * 4  # 3 GPUs free: they wait
+    assert f.pending_reason(2) == "waits for job 1 (afterok)"
+    f.handle(Finished(1, 0), 1)
+    assert f.job(2).state is JobState.RUNNING
+    assert (f.job(4).state, f.job(4).reason) == (
+        JobState.CANCELLED,
+        "dependency 1 ended succeeded: afterfailed can never be met",
+    )
+    assert f.job(3).state is JobState.QUEUED and f.job(5).pending_reason == "waits for job 2 (afterany)"
+    f.handle(Finished(2, 1), 2)  # failed: 3 (afterok) can never start; 5 (afterany) starts
+    assert f.job(3).state is JobState.CANCELLED and "dependency 2 ended failed" in f.job(3).reason
+    assert f.job(5).state is JobState.RUNNING
+    with pytest.raises(SpecError, match="after"):
+        f.handle(Submit(6, spec(1, after=((99, "ok"),))), 3)
+    with pytest.raises(SpecError, match="after"):
+        f.handle(Submit(6, spec(1, after=((5, "soon"),))), 3)
+    # A dependency the shell knows ended (the core forgot it): settled at submission.
+    f.forget(4)
+    f.handle(Submit(7, spec(1, after=((4, "ok"),)), settled=((4, JobState.CANCELLED),)), 4)
+    assert f.job(7).state is JobState.CANCELLED
+
+
+def test_a_held_job_that_waits_starts_only_when_released_and_its_dependency_ends() -> None:
+    from aifactory.core import Hold
+
+    f = make(gpus=2)
+    f.handle(Submit(1, spec(1)), 0)
+    f.handle(Submit(2, spec(1, after=((1, "any"),))), 0)
+    f.handle(Hold(2), 1)
+    f.handle(Finished(1, 0), 2)
+    assert f.job(2).state is JobState.QUEUED and f.pending_reason(2).startswith("held")
+    f.handle(Hold(2, held=False), 3)
+    assert f.job(2).state is JobState.RUNNING

@@ -180,6 +180,9 @@ def submit(
     name: str | None = typer.Option(None, help="A name to recognise the job by."),
     env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
     workdir: str | None = typer.Option(None, help="Working directory of the job [default: the current one]."),
+    after: list[str] = typer.Option(
+        [], help="Wait for job ID to end: ID or ID:ok (succeeded), ID:any, ID:failed (repeatable)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     dry_run: bool = typer.Option(
         False,
@@ -217,6 +220,8 @@ def submit(
         if not isinstance(file_env, dict):
             raise SpecError("env", f"must be a mapping of KEY: VALUE, got {file_env!r}")
         body["env"] = {**file_env, **_parse_env(env)}
+    if after:
+        body["after"] = [*(body.get("after") or []), *after]
     with _client() as client:
         if dry_run:
             trial = client.dry_run(body)

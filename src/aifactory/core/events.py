@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.job import JobSpec
+from aifactory.core.states import JobState
 
 
 @dataclass(frozen=True, slots=True)
 class Submit:
+    """A new job. `settled`: how dependencies the core no longer holds in memory ended (the live
+    shell forgets finished jobs; it reads their outcome from its store)."""
+
     job_id: int
     spec: JobSpec
+    settled: tuple[tuple[int, JobState], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from aifactory.core.events import (
 )
 from aifactory.core.explain import fit_reason, pending_reason
 from aifactory.core.history import UsageHistory
-from aifactory.core.job import MILLI, Job, JobSpec, Placement, model_allows
+from aifactory.core.job import AFTER_KINDS, MILLI, Job, JobSpec, Placement, dependency_met, model_allows
 from aifactory.core.placement import PlacementPolicy, get_placement
 from aifactory.core.policies import Policy, SchedulerView, get_policy
 from aifactory.core.project import (
@@ -91,6 +91,7 @@ class Factory:
         self.history = UsageHistory(self.settings.half_life_s)
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
         self._idle: list[tuple[float, int, float]] = []  # (idle timeout runs out, job id, idle since)
+        self._dependents: dict[int, set[int]] = {}  # job id -> queued jobs waiting for it to end
         self._capacity: dict[tuple[str | None, str | None, bool], Capacity] = {}
         self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
@@ -187,6 +188,11 @@ class Factory:
             raise SpecError("gpus", f"more than one GPU must be a whole number, got {spec.gpus}")
         if spec.time_limit_s is not None and not spec.time_limit_s > 0:
             raise SpecError("time_limit", f"must be positive, got {spec.time_limit_s}")
+        for i, (dep, kind) in enumerate(spec.after):
+            if kind not in AFTER_KINDS:
+                raise SpecError("after", f"[{i}]: {kind!r} is not one of {', '.join(AFTER_KINDS)}")
+            if not (isinstance(dep, int) and dep >= 1):
+                raise SpecError("after", f"[{i}]: not a job id: {dep!r}")
         if spec.priority_class not in PRIORITY_CLASSES:
             raise SpecError("priority_class", str(UnknownName("priority class", spec.priority_class, PRIORITY_CLASSES)))
         check_fits(self, spec)
@@ -288,6 +294,8 @@ class Factory:
         job.reason = reason
         if new in TERMINAL:
             job.finished_at = now
+            if self._dependents:
+                self._dependency_ended(job, now, out)
 
     def _enqueue(self, job: Job) -> None:
         key = self.pool_of(job.spec.project)
@@ -314,11 +322,70 @@ class Factory:
         if event.job_id in self.jobs:
             raise SpecError("id", f"job {event.job_id} exists already")
         self.check(event.spec)
+        ended = dict(event.settled)
+        for dep, _ in event.spec.after:
+            if dep not in self.jobs and dep not in ended:
+                raise SpecError("after", f"no job {dep}")
+            if dep == event.job_id:
+                raise SpecError("after", "a job cannot wait for itself")
         job = Job(id=event.job_id, spec=event.spec, submitted_at=now, queued_at=now)
         job.demand = self.demand_of(event.spec)
         self.jobs[job.id] = job
         out.append(StateChanged(job.id, None, JobState.QUEUED, now, "submitted"))
-        self._enqueue(job)
+        self._wait_for(job, ended, now, out)
+
+    def _wait_for(self, job: Job, ended: dict[int, JobState], now: float, out: list[Action]) -> None:
+        """Queue a new (or restored) job, or make it wait for its dependencies; cancel it if one
+        ended in a way that can never let it start."""
+        waiting = set()
+        for dep, kind in job.spec.after:
+            other = self.jobs.get(dep)
+            state = other.state if other is not None else ended[dep]
+            met = dependency_met(kind, state)
+            if met is False:
+                self._move(
+                    job,
+                    JobState.CANCELLED,
+                    now,
+                    f"dependency {dep} ended {state.value}: after{kind} can never be met",
+                    out,
+                )
+                return
+            if met is None:
+                waiting.add(dep)
+                self._dependents.setdefault(dep, set()).add(job.id)
+        job.waiting_on = frozenset(waiting)
+        if job.held:
+            return  # says "held by ..." until released
+        if waiting:
+            job.pending_reason = self._waits_for(job)
+        else:
+            self._enqueue(job)
+
+    def _waits_for(self, job: Job) -> str:
+        kinds = dict(job.spec.after)
+        return "waits for " + ", ".join(f"job {d} (after{kinds[d]})" for d in sorted(job.waiting_on))
+
+    def _dependency_ended(self, done: Job, now: float, out: list[Action]) -> None:
+        """`done` reached its end: its dependents start waiting for it no more, or are cancelled."""
+        for dep_id in sorted(self._dependents.pop(done.id, ())):
+            job = self.jobs.get(dep_id)
+            if job is None or job.state is not JobState.QUEUED or done.id not in job.waiting_on:
+                continue
+            kind = dict(job.spec.after)[done.id]
+            if not dependency_met(kind, done.state):
+                why = f"dependency {done.id} ended {done.state.value}: after{kind} can never be met"
+                job.waiting_on = frozenset()
+                self._move(job, JobState.CANCELLED, now, why, out)  # its own dependents follow
+                continue
+            job.waiting_on = job.waiting_on - {done.id}
+            if job.held:
+                continue  # says "held by ..." until released
+            if job.waiting_on:
+                job.pending_reason = self._waits_for(job)
+            else:
+                job.pending_reason = ""
+                self._enqueue(job)
 
     def _hold(self, job: Job, placement: Placement, now: float, sign: float) -> None:
         """Count `placement` for (sign 1) or against (sign -1) the job's project, history first."""
@@ -433,8 +500,11 @@ class Factory:
             return
         job.held = event.held
         if event.held:
-            self._dequeue(job)
+            if not job.waiting_on:
+                self._dequeue(job)
             job.pending_reason = f"held by {who}"
+        elif job.waiting_on:
+            job.pending_reason = self._waits_for(job)
         else:
             job.pending_reason = ""
             self._enqueue(job)  # back in its place by submission order
@@ -460,7 +530,7 @@ class Factory:
             raise InvalidTransition(f"job {job.id} is {job.state.value}: only a queued or running job can be updated")
         spec = replace(job.spec, **changes)  # type: ignore[arg-type]
         self.check(spec)  # SpecError names the field; nothing changed
-        queued = job.state is JobState.QUEUED and not job.held
+        queued = job.state is JobState.QUEUED and not job.held and not job.waiting_on
         if queued:
             self._dequeue(job)
         job.spec = spec
@@ -612,12 +682,15 @@ class Factory:
 
     # -- restart -------------------------------------------------------------------------
 
-    def restore(self, job: Job) -> None:
+    def restore(self, job: Job, ended: dict[int, JobState] | None = None, now: float = 0.0) -> list[Action]:
         """Put back a job record loaded from the store (the live shell's restart).
 
-        Queued jobs rejoin their queue; running and preempted jobs take back the
-        GPUs they hold; terminal jobs are only remembered.
+        Queued jobs rejoin their queue (or wait again for their dependencies: `ended` gives how
+        those no longer in memory ended; one that can never be met cancels the job, the returned
+        actions say so); running and preempted jobs take back the GPUs they hold; terminal jobs
+        are only remembered.
         """
+        out: list[Action] = []
         if job.id in self.jobs:
             raise SpecError("id", f"job {job.id} exists already")
         if not job.state.terminal and job.spec.project not in self.projects:
@@ -626,7 +699,9 @@ class Factory:
             raise SpecError("placement", f"job {job.id} is {job.state.value} but holds no GPUs")
         self.jobs[job.id] = job
         job.demand = self.demand_of(job.spec)
-        if job.state is JobState.QUEUED and not job.held:
+        if job.state is JobState.QUEUED and job.spec.after:
+            self._wait_for(job, ended or {}, now, out)
+        elif job.state is JobState.QUEUED and not job.held:
             self._enqueue(job)
         elif job.placement is not None and job.state in (JobState.RUNNING, JobState.PREEMPTED):
             self.cluster.allocate(job.id, job.placement)
@@ -635,6 +710,7 @@ class Factory:
             if job.spec.time_limit_s is not None and job.started_at is not None:
                 heapq.heappush(self._deadlines, (job.started_at + job.spec.time_limit_s, job.id, job.attempts))
         self._dirty = None
+        return out
 
     def forget(self, job_id: int) -> None:
         """Drop a terminal job from memory (the store keeps it)."""

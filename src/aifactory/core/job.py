@@ -46,6 +46,9 @@ class JobSpec:
     duration_s: float | None = None
     cpu_milli: int = 0
     memory_mib: int = 0
+    # Jobs this one waits for, each with how it must end: "ok" (succeeded), "failed" (failed or
+    # cancelled) or "any" (Slurm's afterok, afternotok, afterany).
+    after: tuple[tuple[int, str], ...] = ()
 
     @property
     def whole_gpus(self) -> int:
@@ -73,6 +76,18 @@ class JobSpec:
         if self.gpus < 1:
             return max(1, round(self.gpus * MILLI))
         return MILLI
+
+
+AFTER_KINDS = ("ok", "any", "failed")
+
+
+def dependency_met(kind: str, state: JobState) -> bool | None:
+    """Does a dependency that ended in `state` let its dependent start (None: it has not ended)?"""
+    if not state.terminal:
+        return None
+    if kind == "any":
+        return True
+    return (state is JobState.SUCCEEDED) == (kind == "ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +150,7 @@ class Job:
     checkpoint_at: float | None = None
     idle_since: float | None = None  # its GPUs idle since (GpuIdle; None: busy or not measured)
     held: bool = False  # queued but not to be started until released
+    waiting_on: frozenset[int] = frozenset()  # dependencies not met yet (queued, not started meanwhile)
     # Time the job was (last) queued: first submit or the end of its last preemption.
     queued_at: float = 0.0
     # GPUs the job counts against quotas (a fraction as its fraction); set by the Factory.

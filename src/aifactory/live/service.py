@@ -29,7 +29,7 @@ from pathlib import Path
 from aifactory.core.actions import Action, Launch, Noted, StateChanged
 from aifactory.core.cluster import Cluster, NodeSpec
 from aifactory.core.driver import Clock, Driver
-from aifactory.core.errors import AifactoryError, InvalidTransition, SpecError, UnknownName
+from aifactory.core.errors import AifactoryError, InvalidTransition, NotFound, SpecError, UnknownName
 from aifactory.core.events import (
     Cancel,
     Checkpoint,
@@ -263,13 +263,14 @@ class FactoryService:
 
     def _restore(self) -> None:
         """Give the core back its active jobs; re-attach the processes of running ones."""
-        assert self.executor is not None
+        assert self.executor is not None and self.driver is not None
         for row in self.store.active_rows():
             job = row.to_job()
             try:
                 if job.state is JobState.QUEUED:
                     self.factory.check(job.spec)
-                self.factory.restore(job)
+                ended = self._ended(d for d, _ in job.spec.after) if job.spec.after else None
+                self.driver.commit(self.factory.restore(job, ended, self._clock()))
             except (AifactoryError, ValueError) as exc:
                 self._fail_row(row, f"cannot restore after restart: {exc}")
                 if row.pid is not None:
@@ -280,6 +281,19 @@ class FactoryService:
                 self.executor.attach(row.id, row.pid, row.pgid, row.log_path)
                 if job.stop_reason is not None:  # a cancel, time limit or preemption was under way
                     self.executor.stop(row.id, self.factory.settings.kill_grace_s)
+
+    def _ended(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        """How the jobs among these that the core no longer holds ended (from the store);
+        SpecError naming `after` for one that does not exist."""
+        out = {}
+        for job_id in job_ids:
+            if job_id in self.factory.jobs:
+                continue
+            try:
+                out[job_id] = self.store.get_job(job_id).state
+            except NotFound:
+                raise SpecError("after", f"no job {job_id}") from None
+        return out
 
     def _fail_row(self, row: JobRow, reason: str) -> None:
         job = row.to_job()
@@ -512,10 +526,11 @@ class FactoryService:
         """Queue a job (and start it if it fits). SpecError names the field; nothing is stored then."""
         async with self._lock:
             self.factory.check(spec)
+            settled = self._ended([d for d, _ in spec.after])
             now = self._clock()
             job_id = self.store.create_job(spec, now)
             try:
-                actions = self.factory.handle(Submit(job_id, spec), now)
+                actions = self.factory.handle(Submit(job_id, spec, tuple(settled.items())), now)
             except AifactoryError as exc:
                 self._fail_row(self.store.get_job(job_id), f"rejected: {exc}")
                 raise
@@ -531,6 +546,9 @@ class FactoryService:
         """Hold or release, update or requeue a job (InvalidTransition / SpecError say why not;
         nothing changes then). The change goes into the event log with who made it."""
         async with self._lock:
+            if event.job_id not in self.factory.jobs:  # ended (the core keeps active jobs only)
+                row = self.store.get_job(event.job_id)
+                raise InvalidTransition(f"job {row.id} is {row.state.value}: it has ended")
             self._commit(self.factory.handle(event, self._clock()))
         return self.store.get_job(event.job_id)
 
@@ -539,10 +557,11 @@ class FactoryService:
         start; decided by a copy of the core, so nothing is stored or changed."""
         async with self._lock:
             self.factory.check(spec)
+            settled = tuple(self._ended(d for d, _ in spec.after).items())
             trial = copy.deepcopy(self.factory)
         now = self._clock()
         job_id = max(trial.jobs, default=0) + 1_000_000_000  # an id no real job has
-        trial.handle(Submit(job_id, spec), now)
+        trial.handle(Submit(job_id, spec, settled), now)
         job = trial.jobs[job_id]
         if job.state is JobState.RUNNING and job.placement is not None:
             return job.placement.describe(), "", now

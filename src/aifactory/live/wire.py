@@ -97,6 +97,22 @@ def parse_duration_s(value: str | float) -> float:
     return seconds
 
 
+DEPENDENCY = re.compile(r"([1-9][0-9]{0,9})(?::(ok|any|failed))?")
+
+
+def parse_dependency(value: str) -> tuple[int, str]:
+    """`42`, `42:ok`, `42:any`, `42:failed` -> (42, kind). ValueError naming the value."""
+    m = DEPENDENCY.fullmatch(value.strip())
+    if m is None or int(m.group(1)) > MAX_ID:
+        raise ValueError(f"not a dependency: {value!r} (write ID, ID:ok, ID:any or ID:failed)")
+    return int(m.group(1)), m.group(2) or "ok"
+
+
+def _dependency(value: str) -> str:
+    parse_dependency(value)
+    return value
+
+
 def _duration(value: str | float) -> str | float:
     parse_duration_s(value)  # ValueError naming the value
     return value
@@ -127,6 +143,8 @@ class JobSubmit(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(no_control)] | None = None
     workdir: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(no_control)] | None = None
     env: dict[str, Arg] = Field(default_factory=dict, max_length=1024)
+    # Jobs to wait for: "ID" or "ID:ok" (it succeeded), "ID:any" (it ended), "ID:failed" (it did not succeed).
+    after: list[Annotated[str, AfterValidator(_dependency)]] = Field(default_factory=list, max_length=64)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -180,6 +198,7 @@ class JobSubmit(_Strict):
             name=self.name,
             workdir=self.workdir,
             env=dict(self.env),
+            after=tuple(parse_dependency(d) for d in self.after),
         )
 
 

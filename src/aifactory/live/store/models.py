@@ -178,6 +178,7 @@ def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
     fields = dict(data)
     fields["command"] = tuple(fields["command"])
     fields["env"] = dict(fields.get("env") or {})
+    fields["after"] = tuple((int(d), str(k)) for d, k in fields.get("after") or ())
     return JobSpec(**fields)
 
 

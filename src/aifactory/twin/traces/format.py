@@ -26,7 +26,8 @@ from aifactory.core.settings import FactorySettings
 
 # JobSpec fields no trace carries: they say how to run the job on the machine that ran it,
 # and the twin runs nothing.
-NOT_IN_TRACE = ("command", "workdir", "env")
+# What runs a job on a real machine, and (not yet carried) the jobs it waits for.
+NOT_IN_TRACE = ("command", "workdir", "env", "after")
 # Each carried JobSpec field, with the kind of its cell: float, int, text or bool.
 SPEC_COLUMNS: dict[str, str] = {
     "project": "text",

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, TypeAdapter
 
 from aifactory.core.errors import NotFound, SpecError
 from aifactory.core.events import Hold, Requeue, Update
+from aifactory.core.job import JobSpec
 from aifactory.core.states import JobState
 from aifactory.live.api.auth import Caller, Forbidden
 from aifactory.live.api.convert import job_out
@@ -73,15 +74,28 @@ async def visible_job(service: FactoryService, caller: Caller, job_id: int) -> J
 @router.post("/jobs", status_code=201, response_model=JobOut)
 async def submit(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> JobOut:
     caller.require_project(body.project)
-    row = await service.submit(body.to_spec(user=caller.user))
+    spec = body.to_spec(user=caller.user)
+    await _may_wait_for(service, caller, spec)
+    row = await service.submit(spec)
     return _out(service, row)
+
+
+async def _may_wait_for(service: FactoryService, caller: Caller, spec: JobSpec) -> None:
+    """A job may wait only for jobs its submitter can see (another tenant's is as if missing)."""
+    for dep, _ in spec.after:
+        try:
+            await visible_job(service, caller, dep)
+        except NotFound:
+            raise SpecError("after", f"no job {dep}") from None
 
 
 @router.post("/jobs/dry-run", response_model=DryRunOut)
 async def dry_run(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> DryRunOut:
     """Where the job would run now, or why it would wait and its estimated start; stores nothing."""
     caller.require_project(body.project)
-    placement, why, start = await service.dry_run(body.to_spec(user=caller.user))
+    spec = body.to_spec(user=caller.user)
+    await _may_wait_for(service, caller, spec)
+    placement, why, start = await service.dry_run(spec)
     return DryRunOut(placement=placement, pending_reason=why, estimated_start=start)
 
 
