@@ -161,3 +161,42 @@ def test_submit_rejects_a_job_no_policy_could_ever_run() -> None:
         f.handle(Submit(1, JobSpec(command=("x",), project="p0", gpus=2, priority_class="interactive")), 0)
     assert err.value.field == "priority_class"
     assert f.jobs == {} and f.cluster.free_gpus() == 2
+
+
+@SETTINGS
+@given(data=st.data(), policy=st.sampled_from(POLICIES))
+def test_no_job_starts_before_its_dependencies_end_and_every_job_settles(data: st.DataObject, policy: str) -> None:
+    """Random streams where later jobs wait for earlier ones (ok, any, failed): a job starts only
+    after each dependency ended; one whose dependency can never be met ends cancelled; the rest run."""
+    from dataclasses import replace
+
+    from aifactory.core.actions import StateChanged
+    from aifactory.core.job import dependency_met
+
+    cluster, projects = data.draw(floors())
+    arrivals, durations = data.draw(streams(cluster, projects))
+    with_deps = []
+    for t, job_id, spec in arrivals:
+        earlier = [j for _, j, _ in with_deps]
+        picks = data.draw(st.lists(st.sampled_from(earlier), max_size=2, unique=True)) if earlier else []
+        after = tuple((d, data.draw(st.sampled_from(["ok", "any", "failed"]))) for d in picks)
+        with_deps.append((t, job_id, replace(spec, after=after)))
+    f = build(cluster, projects, policy)
+    trace = simulate(f, with_deps, durations)
+    ended: dict[int, float] = {}
+    started: dict[int, float] = {}
+    for at, action in trace.actions:
+        if isinstance(action, StateChanged) and action.new.terminal:
+            ended[action.job_id] = at
+        if isinstance(action, StateChanged) and action.new.value == "running":
+            started.setdefault(action.job_id, at)
+    for _, job_id, spec in with_deps:
+        job = f.jobs[job_id]
+        assert job.state.terminal, (job_id, job.state, job.pending_reason)
+        if job_id in started:
+            for dep, kind in spec.after:
+                assert dep in ended and ended[dep] <= started[job_id], (job_id, dep)
+                assert dependency_met(kind, f.jobs[dep].state)
+        else:  # never started: only because a dependency ended the wrong way (nobody cancels here)
+            assert job.state.value == "cancelled" and "can never be met" in job.reason, (job_id, job.reason)
+            assert any(not dependency_met(k, f.jobs[d].state) for d, k in spec.after)
