@@ -447,3 +447,23 @@ def test_a_held_job_that_waits_starts_only_when_released_and_its_dependency_ends
     assert f.job(2).state is JobState.QUEUED and f.pending_reason(2).startswith("held")
     f.handle(Hold(2, held=False), 3)
     assert f.job(2).state is JobState.RUNNING
+
+
+def test_an_array_with_a_cap_runs_at_most_that_many_elements_in_index_order() -> None:
+    from aifactory.core import Hold
+
+    f = make(gpus=8)
+    for i in range(6):
+        f.handle(Submit(10 + i, spec(1, array_id=10, array_index=i, array_cap=2)), 0)
+    running = sorted(j.spec.array_index for j in f.running.values())
+    assert running == [0, 1] and f.pending_reason(12) == "array 10: 2 of its elements at once (%2)"
+    f.handle(Finished(10, 0), 1)
+    assert sorted(j.spec.array_index for j in f.running.values()) == [1, 2]
+    f.handle(Hold(14), 2)  # a waiting element held: skipped when its turn comes
+    f.handle(Finished(11, 0), 3)
+    assert sorted(j.spec.array_index for j in f.running.values()) == [2, 3]
+    f.handle(Finished(12, 0), 4)
+    f.handle(Finished(13, 0), 5)
+    assert sorted(j.spec.array_index for j in f.running.values()) == [5]
+    f.handle(Hold(14, held=False), 6)
+    assert sorted(j.spec.array_index for j in f.running.values()) == [4, 5]

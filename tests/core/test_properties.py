@@ -200,3 +200,33 @@ def test_no_job_starts_before_its_dependencies_end_and_every_job_settles(data: s
         else:  # never started: only because a dependency ended the wrong way (nobody cancels here)
             assert job.state.value == "cancelled" and "can never be met" in job.reason, (job_id, job.reason)
             assert any(not dependency_met(k, f.jobs[d].state) for d, k in spec.after)
+
+
+@SETTINGS
+@given(data=st.data(), policy=st.sampled_from(POLICIES))
+def test_an_arrays_cap_is_never_exceeded_and_every_element_runs(data: st.DataObject, policy: str) -> None:
+    from dataclasses import replace
+
+    from aifactory.core.actions import StateChanged
+    from aifactory.core.states import JobState
+
+    cluster, projects = data.draw(floors())
+    arrivals, durations = data.draw(streams(cluster, projects))
+    cap = data.draw(st.integers(1, 3))
+    first = arrivals[0][1]
+    # Every job of the stream becomes an element of one array (submitted at their own times).
+    elements = [
+        (t, j, replace(s, array_id=first, array_index=k, array_cap=cap)) for k, (t, j, s) in enumerate(arrivals)
+    ]
+    f = build(cluster, projects, policy)
+    trace = simulate(f, elements, durations)
+    holding = {JobState.RUNNING, JobState.PREEMPTED}
+    now_running: set[int] = set()
+    for _, action in trace.actions:
+        if isinstance(action, StateChanged):
+            if action.new in holding:
+                now_running.add(action.job_id)
+            else:
+                now_running.discard(action.job_id)
+            assert len(now_running) <= cap, (now_running, cap)
+    assert all(f.jobs[j].state.terminal for _, j, _ in elements)

@@ -92,6 +92,12 @@ class Factory:
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, job id, attempt)
         self._idle: list[tuple[float, int, float]] = []  # (idle timeout runs out, job id, idle since)
         self._dependents: dict[int, set[int]] = {}  # job id -> queued jobs waiting for it to end
+        # Job arrays with a cap: elements counted against it (queued to start, running, preempted),
+        # how many per array, and the elements waiting their turn (index, job id).
+        self._counted: set[int] = set()
+        self._array_active: dict[int, int] = {}
+        self._array_parked: dict[int, list[tuple[int, int]]] = {}
+        self._parked: set[int] = set()
         self._capacity: dict[tuple[str | None, str | None, bool], Capacity] = {}
         self._wakeups: dict[str | None, float] = {}  # pool key -> time its policy wants a look
         self._dirty: set[str | None] | None = None  # None: every queue needs a look
@@ -294,6 +300,8 @@ class Factory:
         job.reason = reason
         if new in TERMINAL:
             job.finished_at = now
+            if self._counted:
+                self._array_slot_freed(job)
             if self._dependents:
                 self._dependency_ended(job, now, out)
 
@@ -360,7 +368,39 @@ class Factory:
         if waiting:
             job.pending_reason = self._waits_for(job)
         else:
-            self._enqueue(job)
+            self._admit(job)
+
+    def _admit(self, job: Job) -> None:
+        """A queued job that may start now joins its queue, unless its array has as many elements
+        running or queued as its cap: then it waits its turn (lowest index first)."""
+        arr, cap = job.spec.array_id, job.spec.array_cap
+        if arr is not None and cap is not None:
+            if self._array_active.get(arr, 0) >= cap:
+                heapq.heappush(self._array_parked.setdefault(arr, []), (job.spec.array_index or 0, job.id))
+                self._parked.add(job.id)
+                job.pending_reason = f"array {arr}: {cap} of its elements at once (%{cap})"
+                return
+            self._array_active[arr] = self._array_active.get(arr, 0) + 1
+            self._counted.add(job.id)
+        job.pending_reason = ""
+        self._enqueue(job)
+
+    def _array_slot_freed(self, job: Job) -> None:
+        """An element stopped counting against its array's cap: the next one waiting gets its turn."""
+        if job.id not in self._counted:
+            return
+        self._counted.discard(job.id)
+        arr = job.spec.array_id
+        assert arr is not None
+        self._array_active[arr] -= 1
+        parked = self._array_parked.get(arr, [])
+        while parked:
+            _, nxt = heapq.heappop(parked)
+            self._parked.discard(nxt)
+            other = self.jobs.get(nxt)
+            if other is not None and other.state is JobState.QUEUED and not other.held and not other.waiting_on:
+                self._admit(other)
+                break
 
     def _waits_for(self, job: Job) -> str:
         kinds = dict(job.spec.after)
@@ -384,8 +424,7 @@ class Factory:
             if job.waiting_on:
                 job.pending_reason = self._waits_for(job)
             else:
-                job.pending_reason = ""
-                self._enqueue(job)
+                self._admit(job)
 
     def _hold(self, job: Job, placement: Placement, now: float, sign: float) -> None:
         """Count `placement` for (sign 1) or against (sign -1) the job's project, history first."""
@@ -500,14 +539,13 @@ class Factory:
             return
         job.held = event.held
         if event.held:
-            if not job.waiting_on:
-                self._dequeue(job)
+            self._dequeue(job)
+            self._array_slot_freed(job)  # a held element leaves its array's running set
             job.pending_reason = f"held by {who}"
         elif job.waiting_on:
             job.pending_reason = self._waits_for(job)
         else:
-            job.pending_reason = ""
-            self._enqueue(job)  # back in its place by submission order
+            self._admit(job)  # back in its place by submission order
         out.append(Noted(job.id, job.state, now, f"{'held' if event.held else 'released'} by {who}"))
 
     def _update(self, event: Update, now: float, out: list[Action]) -> None:
@@ -530,7 +568,7 @@ class Factory:
             raise InvalidTransition(f"job {job.id} is {job.state.value}: only a queued or running job can be updated")
         spec = replace(job.spec, **changes)  # type: ignore[arg-type]
         self.check(spec)  # SpecError names the field; nothing changed
-        queued = job.state is JobState.QUEUED and not job.held and not job.waiting_on
+        queued = job.state is JobState.QUEUED and not job.held and not job.waiting_on and job.id not in self._parked
         if queued:
             self._dequeue(job)
         job.spec = spec
@@ -702,11 +740,14 @@ class Factory:
         if job.state is JobState.QUEUED and job.spec.after:
             self._wait_for(job, ended or {}, now, out)
         elif job.state is JobState.QUEUED and not job.held:
-            self._enqueue(job)
+            self._admit(job)
         elif job.placement is not None and job.state in (JobState.RUNNING, JobState.PREEMPTED):
             self.cluster.allocate(job.id, job.placement)
             self.running[job.id] = job
             self._hold(job, job.placement, job.started_at or 0.0, 1.0)
+            if job.spec.array_id is not None and job.spec.array_cap is not None:  # it counts against its cap
+                self._counted.add(job.id)
+                self._array_active[job.spec.array_id] = self._array_active.get(job.spec.array_id, 0) + 1
             if job.spec.time_limit_s is not None and job.started_at is not None:
                 heapq.heappush(self._deadlines, (job.started_at + job.spec.time_limit_s, job.id, job.attempts))
         self._dirty = None

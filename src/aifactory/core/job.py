@@ -49,6 +49,11 @@ class JobSpec:
     # Jobs this one waits for, each with how it must end: "ok" (succeeded), "failed" (failed or
     # cancelled) or "any" (Slurm's afterok, afternotok, afterany).
     after: tuple[tuple[int, str], ...] = ()
+    # An element of a job array: the array's id (its first element's job id), its index, and how
+    # many of the array's elements may run at once (None: no cap).
+    array_id: int | None = None
+    array_index: int | None = None
+    array_cap: int | None = None
 
     @property
     def whole_gpus(self) -> int:
