@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ department_app = new_app(no_args_is_help=True, help="Add or change departments (
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
+JobRef = typer.Argument(..., help="Job id; an array's id (every element) or ARRAY_INDEX (one element), e.g. 42_7.")
 
 
 def register(app: typer.Typer) -> None:
@@ -180,6 +182,9 @@ def submit(
     name: str | None = typer.Option(None, help="A name to recognise the job by."),
     env: list[str] = typer.Option([], help="KEY=VALUE for the job's environment (repeatable)."),
     workdir: str | None = typer.Option(None, help="Working directory of the job [default: the current one]."),
+    array: str | None = typer.Option(
+        None, help="A job array: 0-99%8 (indices 0 to 99, at most 8 running at once), or 1,3,5-7."
+    ),
     after: list[str] = typer.Option(
         [], help="Wait for job ID to end: ID or ID:ok (succeeded), ID:any, ID:failed (repeatable)."
     ),
@@ -222,6 +227,8 @@ def submit(
         body["env"] = {**file_env, **_parse_env(env)}
     if after:
         body["after"] = [*(body.get("after") or []), *after]
+    if array is not None:
+        body["array"] = array
     with _client() as client:
         if dry_run:
             trial = client.dry_run(body)
@@ -234,6 +241,10 @@ def submit(
         job = client.submit(body)
     if quiet:
         typer.echo(job.id)
+    elif job.array_id is not None:
+        typer.echo(
+            f"array {job.array_id} submitted to {job.project} (element ids from {job.id}; {job.array_id}_N is element N)"
+        )
     else:
         typer.echo(f"job {job.id} submitted to {job.project}: {job.state}")
 
@@ -287,11 +298,50 @@ def _note(job: JobOut) -> str:
     return ""
 
 
+def _arrays_folded(rows: list[JobOut]) -> list[JobOut]:
+    """One row per job array (its first element's, with its elements' states counted in the note)."""
+    out: list[JobOut] = []
+    arrays: dict[int, list[JobOut]] = {}
+    for j in rows:
+        if j.array_id is None:
+            out.append(j)
+            continue
+        if j.array_id not in arrays:
+            arrays[j.array_id] = []
+            out.append(j)
+        arrays[j.array_id].append(j)
+    folded = []
+    for j in out:
+        group = arrays.get(j.array_id) if j.array_id is not None else None
+        if not group:
+            folded.append(j)
+            continue
+        counts: dict[str, int] = {}
+        for e in group:
+            counts[e.state] = counts.get(e.state, 0) + 1
+        indices = sorted(e.array_index or 0 for e in group)
+        states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        folded.append(
+            j.model_copy(
+                update={
+                    "name": f"{j.name or Path(j.command[0]).name} [{len(group)}: {indices[0]}-{indices[-1]}]",
+                    "state": states,  # e.g. "92 queued, 8 running"
+                    "placement": None,
+                    "reason": "",
+                    "pending_reason": "",
+                    "id": j.array_id,
+                }
+            )
+        )
+    return folded
+
+
 def jobs(
     project: str | None = typer.Option(None, help="Only this project."),
     state: str | None = typer.Option(None, help="Only this state (queued, running, succeeded, ...)."),
     user: str | None = typer.Option(None, help="Only this user's jobs."),
     all_: bool = typer.Option(False, "--all", "-a", help="Finished jobs too (default: queued and running only)."),
+    expand: bool = typer.Option(False, "--expand", help="One row per element of a job array (default: one per array)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """The queue: id, project, user, state, GPUs, where, wait, runtime, and why a queued job waits."""
@@ -306,6 +356,8 @@ def jobs(
     if not rows:
         typer.echo("no jobs" + ("" if all_ or state else " queued or running (--all shows finished ones)"))
         return
+    if not expand:
+        rows = _arrays_folded(rows)
     headers = ("ID", "NAME", "PROJECT", "USER", "STATE", "GPUS", "WHERE", "WAIT", "RUNTIME", "NOTE")
     cells = [
         (
@@ -328,12 +380,24 @@ def jobs(
     typer.echo(render(headers, cells, right=frozenset({"ID", "GPUS"}), styles=styles, width=width, shrink=cut))
 
 
-def show(job_id: int = typer.Argument(..., help="Job id."), as_json: bool = JsonOpt) -> None:
-    """One job: its spec, state history with times, exit code and reason, GPU use where measured."""
+def show(ref: str = JobRef, as_json: bool = JsonOpt) -> None:
+    """One job: its spec, state history with times, exit code and reason, GPU use where measured;
+    an array: its elements."""
     from rich.table import Table
 
     with _client() as client:
-        j = client.job(job_id)
+        [first] = _targets(client, ref, whole=False)
+        j = client.job(first)
+        elements = client.array(j.id) if j.array_id == j.id and "_" not in ref else None
+    if elements is not None:
+        if as_json:
+            typer.echo(json_text(elements))
+            return
+        from aifactory.cli.columns import render
+
+        rows = [(f"{j.id}_{e.array_index}", str(e.id), e.state, e.placement or "-", _note(e)) for e in elements]
+        typer.echo(render(("ELEMENT", "JOB", "STATE", "WHERE", "NOTE"), rows))
+        return
     if as_json:
         typer.echo(json_text(j))
         return
@@ -391,36 +455,67 @@ def logs(
     out.flush()
 
 
-def cancel(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+def _targets(client: Client, ref: str, whole: bool = True) -> list[int]:
+    """The job ids a reference names: `42` (a job, or every element of array 42), `42_7`."""
+    head, sep, index = ref.partition("_")
+    if not head.isdigit() or (sep and not index.isdigit()):
+        raise SpecError("job", f"not a job id: {ref!r} (write 42, or 42_7 for element 7 of array 42)")
+    if sep:
+        elements = [e for e in client.array(int(head)) if e.array_index == int(index)]
+        if not elements:
+            raise SpecError("job", f"array {head} has no element {index}")
+        return [elements[0].id]
+    job = client.job(int(head))
+    if whole and job.array_id == job.id:
+        return [e.id for e in client.array(job.id)]
+    return [job.id]
+
+
+def cancel(ref: str = JobRef) -> None:
     """Cancel a job: a queued one at once, a running one with SIGTERM (then SIGKILL after a grace period)."""
-    with _client() as client:
-        j = client.cancel(job_id)
-    typer.echo(f"job {j.id}: {j.state}" + (" (stopping)" if j.state in ("running", "preempted") else ""))
+    _each(ref, lambda client, job_id: client.cancel(job_id))
 
 
-def hold(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+def hold(ref: str = JobRef) -> None:
     """Hold a queued job: it is not started until released, and keeps its place in the queue."""
-    _act(job_id, "hold")
+    _each(ref, lambda client, job_id: client.job_action(job_id, "hold"))
 
 
-def release(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+def release(ref: str = JobRef) -> None:
     """Release a held job: it goes back to its place in the queue."""
-    _act(job_id, "release")
+    _each(ref, lambda client, job_id: client.job_action(job_id, "release"))
 
 
-def requeue(job_id: int = typer.Argument(..., help="Job id.")) -> None:
+def requeue(ref: str = JobRef) -> None:
     """Stop a running job (with the preemption grace) and queue it again."""
-    _act(job_id, "requeue")
+    _each(ref, lambda client, job_id: client.job_action(job_id, "requeue"))
 
 
-def _act(job_id: int, action: str) -> None:
+def _each(ref: str, act: Callable[[Client, int], JobOut]) -> None:
+    """Act on the job, or on each element of an array (those it does not apply to are skipped)."""
+    from aifactory.live.client import ApiError
+
     with _client() as client:
-        j = client.job_action(job_id, action)
-    typer.echo(f"job {j.id}: {j.state}" + (f" ({j.pending_reason})" if j.pending_reason else ""))
+        targets = _targets(client, ref)
+        done = 0
+        for job_id in targets:
+            try:
+                j = act(client, job_id)
+            except ApiError:
+                if len(targets) == 1:
+                    raise
+                continue  # e.g. an element that has ended
+            done += 1
+            if len(targets) == 1:
+                note = f" ({j.pending_reason})" if j.pending_reason else ""
+                stopping = " (stopping)" if j.state in ("running", "preempted") and j.reason != "" else ""
+                typer.echo(f"job {j.id}: {j.state}{note}{stopping if not note else ''}")
+    if len(targets) > 1:
+        typer.echo(f"array {ref}: {done} of {len(targets)} elements")
 
 
 def update(
-    job_id: int = typer.Argument(..., help="Job id."),
+    ref: str = JobRef,
     priority: int | None = typer.Option(None, help="New priority (only an admin may raise one)."),
     time_limit: str | None = typer.Option(None, help="New time limit, e.g. 2h (a running job too)."),
     gpus: float | None = typer.Option(None, help="New GPU count (a queued job)."),
@@ -430,8 +525,9 @@ def update(
     if not fields:
         raise SpecError("options", "give --priority, --time-limit or --gpus")
     with _client() as client:
-        j = client.update_job(job_id, **fields)
-    typer.echo(f"job {j.id}: {j.state}, priority {j.priority}, {_gpus(j.gpus)} GPUs")
+        for job_id in _targets(client, ref):
+            j = client.update_job(job_id, **fields)
+            typer.echo(f"job {j.id}: {j.state}, priority {j.priority}, {_gpus(j.gpus)} GPUs")
 
 
 def _holders(gpu: GpuOut) -> str:

@@ -147,6 +147,9 @@ class Client:
     def job(self, job_id: int) -> JobOut:
         return JobOut.model_validate(self._request("GET", f"/api/jobs/{job_id}").json())
 
+    def array(self, array_id: int) -> list[JobOut]:
+        return [JobOut.model_validate(j) for j in self._request("GET", f"/api/arrays/{array_id}").json()]
+
     def dry_run(self, body: dict[str, Any]) -> DryRunOut:
         return DryRunOut.model_validate(self._request("POST", "/api/jobs/dry-run", json=body).json())
 

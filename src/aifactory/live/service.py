@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aifactory.core.actions import Action, Launch, Noted, StateChanged
@@ -541,6 +541,33 @@ class FactoryService:
             self._commit([a for a in actions if not any(a is f for f in first)])
             # Just saved, its process (if it starts now) not spawned yet: no need to read it back.
             return JobRow.from_job(self.factory.jobs[job_id])
+
+    async def submit_array(
+        self, spec: JobSpec, indices: list[int], cap: int | None, params: list[dict[str, str]]
+    ) -> list[JobRow]:
+        """Queue a job array: one job per index (each with its own parameters in its environment),
+        at most `cap` running at once. Its id is its first element's. SpecError: nothing stored."""
+        async with self._lock:
+            self.factory.check(spec)
+            settled = tuple(self._ended(d for d, _ in spec.after).items())
+            now = self._clock()
+            specs = [
+                replace(spec, array_index=i, array_cap=cap, env={**spec.env, **p})
+                for i, p in zip(indices, params, strict=True)
+            ]
+            ids = self.store.create_jobs(specs, now, array=True)
+            actions: list[Action] = []
+            for job_id, element in zip(ids, specs, strict=True):
+                actions += self.factory.handle(Submit(job_id, replace(element, array_id=ids[0]), settled), now)
+            first = [a for a in actions if isinstance(a, StateChanged) and a.old is None]
+            for change in first:
+                self._changed(change)  # counted and logged as the rest (stored already)
+            self._commit([a for a in actions if not any(a is f for f in first)])
+            return [JobRow.from_job(self.factory.jobs[i]) for i in ids if i in self.factory.jobs]
+
+    def array(self, array_id: int) -> list[int]:
+        """The job ids of an array's elements ([]: no such array)."""
+        return self.store.array_ids(array_id)
 
     async def act(self, event: Hold | Update | Requeue) -> JobRow:
         """Hold or release, update or requeue a job (InvalidTransition / SpecError say why not;

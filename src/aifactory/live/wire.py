@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from aifactory.core.errors import SpecError
 from aifactory.core.job import JobSpec
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request body the server reads
@@ -97,6 +98,35 @@ def parse_duration_s(value: str | float) -> float:
     return seconds
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ARRAY = 10_000  # elements of one job array
+ARRAY = re.compile(r"(\d{1,5}(?:-\d{1,5})?(?:,\d{1,5}(?:-\d{1,5})?)*)(?:%([1-9]\d{0,4}))?")
+
+
+def parse_array(value: str) -> tuple[list[int], int | None]:
+    """`0-99%8` -> (indices 0..99, cap 8); `1,3,5-7` -> ([1, 3, 5, 6, 7], None). ValueError naming it."""
+    m = ARRAY.fullmatch(value.strip())
+    if m is None:
+        raise ValueError(f"not an array: {value!r} (write e.g. 0-99%8 or 1,3,5-7)")
+    indices: list[int] = []
+    for part in m.group(1).split(","):
+        lo, _, hi = part.partition("-")
+        first, last = int(lo), int(hi or lo)
+        if last < first:
+            raise ValueError(f"not an array: {value!r} ({part}: the range runs backwards)")
+        indices += range(first, last + 1)
+        if len(indices) > MAX_ARRAY:
+            raise ValueError(f"too many elements: {value!r} (at most {MAX_ARRAY})")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"not an array: {value!r} (an index repeats)")
+    return indices, int(m.group(2)) if m.group(2) else None
+
+
+def _array_text(value: str) -> str:
+    parse_array(value)
+    return value
+
+
 DEPENDENCY = re.compile(r"([1-9][0-9]{0,9})(?::(ok|any|failed))?")
 
 
@@ -143,6 +173,10 @@ class JobSubmit(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(no_control)] | None = None
     workdir: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(no_control)] | None = None
     env: dict[str, Arg] = Field(default_factory=dict, max_length=1024)
+    # A job array: "0-99%8" (indices 0 to 99, at most 8 running at once), "1,3,5-7"; or one element
+    # per set of parameters in `array_params` (each an environment of its own).
+    array: Annotated[str, AfterValidator(_array_text)] | None = None
+    array_params: list[dict[str, Arg]] | None = Field(None, min_length=1, max_length=MAX_ARRAY)
     # Jobs to wait for: "ID" or "ID:ok" (it succeeded), "ID:any" (it ended), "ID:failed" (it did not succeed).
     after: list[Annotated[str, AfterValidator(_dependency)]] = Field(default_factory=list, max_length=64)
 
@@ -177,9 +211,25 @@ class JobSubmit(_Strict):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            if not ENV_NAME.fullmatch(key):
                 raise ValueError(f"not an environment variable name: {key!r}")
         return value
+
+    def elements(self) -> tuple[list[int], int | None, list[dict[str, str]]] | None:
+        """A job array's indices, cap and each element's own environment (None: one job)."""
+        if self.array is None and self.array_params is None:
+            return None
+        indices, cap = (
+            parse_array(self.array) if self.array is not None else (list(range(len(self.array_params or []))), None)
+        )
+        params = [dict(p) for p in self.array_params] if self.array_params is not None else [{} for _ in indices]
+        if len(params) != len(indices):
+            raise SpecError("array_params", f"{len(params)} parameter sets for {len(indices)} array elements")
+        for k, p in enumerate(params):
+            for key in p:
+                if not ENV_NAME.fullmatch(key):
+                    raise SpecError("array_params", f"[{k}]: not an environment variable name: {key!r}")
+        return indices, cap, params
 
     def to_spec(self, user: str) -> JobSpec:
         return JobSpec(
@@ -233,6 +283,9 @@ class JobOut(BaseModel):
     pending_reason: str
     estimated_start: float | None = None  # unix seconds, queued jobs only: a lower bound from time limits
     checkpoint_at: float | None = None  # unix seconds: the running job's last checkpoint report (one job only)
+    array_id: int | None = None  # an element of the job array with this id (its first element's job id)
+    array_index: int | None = None
+    held: bool = False
     # GPU telemetry (None: never read: no NVML, or virtual GPUs). In lists: running jobs only.
     gpu_util_mean: float | None = None  # percent, over its GPUs and readings
     gpu_util_peak: float | None = None

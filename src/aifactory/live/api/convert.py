@@ -56,6 +56,9 @@ def job_out(
         attempts=row.attempts,
         pending_reason=pending if pending is not None else (row.pending_reason or ""),
         estimated_start=estimated_start,
+        array_id=spec.array_id,
+        array_index=spec.array_index,
+        held=row.held,
         spec=spec_dict(spec) if full else None,
         history=None if history is None else [event_out(e) for e in history],
     )

@@ -145,6 +145,9 @@ def prepare_rank(
     own = Placement(((node, gpus),), placement.milli, placement.cpu_milli, placement.memory_mib)
     env = factory_env(job_id, own, checkpoint_path(isolation.jobs_dir, job_id))
     env["AIFACTORY_PLACEMENT"] = placement.describe()
+    if spec.array_id is not None:  # an element of a job array: which array, which element
+        env["AIFACTORY_ARRAY_ID"] = str(spec.array_id)
+        env["AIFACTORY_ARRAY_INDEX"] = str(spec.array_index)
     if len(placement.parts) > 1:
         env |= rank_env(placement, rank, addresses, port)
     launch = isolation.prepare(job_id, spec, own, env, part=rank)

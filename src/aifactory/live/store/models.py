@@ -43,6 +43,7 @@ jobs = sa.Table(
     sa.Column("pgid", sa.Integer),
     sa.Column("log_path", sa.Text),
     sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("array_id", sa.Integer, index=True),  # an array element's array (its first element's id)
     sqlite_autoincrement=True,
 )
 

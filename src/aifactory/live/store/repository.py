@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -158,24 +158,52 @@ class Store:
 
     def create_job(self, spec: JobSpec, now: float) -> int:
         """Insert a queued job and its first event in one transaction; return its id."""
+        return self.create_jobs([spec], now)[0]
+
+    def create_jobs(self, specs: Sequence[JobSpec], now: float, array: bool = False) -> list[int]:
+        """Insert queued jobs and their first events in one transaction; their ids, in order.
+        `array`: they are the elements of one job array, whose id is the first one's (set in
+        each spec's `array_id`)."""
+        ids: list[int] = []
         with self.engine.begin() as conn:
-            job_id = conn.execute(
-                m.jobs.insert().returning(m.jobs.c.id),
-                {
-                    "spec": m.spec_to_json(spec),
-                    "state": JobState.QUEUED.value,
-                    "user": spec.user,
-                    "project": spec.project,
-                    "submitted_at": now,
-                    "queued_at": now,
-                    "reason": "",  # as the core records it; the event says "submitted"
-                },
-            ).scalar_one()
+            for spec in specs:
+                job_id = conn.execute(
+                    m.jobs.insert().returning(m.jobs.c.id),
+                    {
+                        "spec": m.spec_to_json(spec),
+                        "state": JobState.QUEUED.value,
+                        "user": spec.user,
+                        "project": spec.project,
+                        "submitted_at": now,
+                        "queued_at": now,
+                        "reason": "",  # as the core records it; the event says "submitted"
+                    },
+                ).scalar_one()
+                ids.append(int(job_id))
+            if array:
+                for k, (job_id, spec) in enumerate(zip(ids, specs, strict=True)):
+                    element = replace(
+                        spec, array_id=ids[0], array_index=spec.array_index if spec.array_index is not None else k
+                    )
+                    conn.execute(
+                        sa.update(m.jobs)
+                        .where(m.jobs.c.id == job_id)
+                        .values(spec=m.spec_to_json(element), array_id=ids[0])
+                    )
             conn.execute(
                 m.events.insert(),
-                {"job_id": job_id, "old": None, "new": JobState.QUEUED.value, "at": now, "reason": "submitted"},
+                [
+                    {"job_id": job_id, "old": None, "new": JobState.QUEUED.value, "at": now, "reason": "submitted"}
+                    for job_id in ids
+                ],
             )
-        return int(job_id)
+        return ids
+
+    def array_ids(self, array_id: int) -> list[int]:
+        """The job ids of an array's elements, by index order ([] : not an array)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.jobs.c.id).where(m.jobs.c.array_id == array_id).order_by(m.jobs.c.id))
+            return [int(r.id) for r in rows]
 
     def apply(self, changes: Sequence[StateChanged], jobs: Mapping[int, Job]) -> None:
         """Append the transitions to the event log and save the jobs' current fields, atomically."""

@@ -76,8 +76,23 @@ async def submit(body: JobSubmit, service: ServiceDep, caller: CallerDep) -> Job
     caller.require_project(body.project)
     spec = body.to_spec(user=caller.user)
     await _may_wait_for(service, caller, spec)
+    elements = body.elements()
+    if elements is not None:  # a job array: the answer is its first element (its id is the array's)
+        rows = await service.submit_array(spec, *elements)
+        return _out(service, rows[0])
     row = await service.submit(spec)
     return _out(service, row)
+
+
+@router.get("/arrays/{array_id}", response_model=list[JobOut])
+async def array(array_id: JobId, service: ServiceDep, caller: CallerDep) -> list[JobOut]:
+    """The elements of a job array, by index (404: no such array, or another tenant's)."""
+    ids = await asyncio.to_thread(service.array, array_id)
+    if not ids:
+        raise NotFound(f"no array {array_id}")
+    await visible_job(service, caller, ids[0])
+    rows = [await asyncio.to_thread(service.job, i) for i in ids]
+    return [_out(service, r) for r in rows]
 
 
 async def _may_wait_for(service: FactoryService, caller: Caller, spec: JobSpec) -> None:
