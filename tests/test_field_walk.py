@@ -70,6 +70,7 @@ def job_bodies(workdir: Path) -> list[dict[str, Any]]:
         "gpus": 0.5,
         "gpu_memory": "8GiB",
         "after": ["1:any"],
+        "array": "0%1",  # an array of one element (its own id is the array's)
     }
     return [whole, fraction]
 
@@ -92,7 +93,15 @@ def expected_specs(workdir: Path) -> list[JobSpec]:
             workdir=str(workdir),
             env={"WALK": "1"},
         ),
-        JobSpec(**common, gpus=0.5, gpu_memory_mib=8 * GIB, after=((1, "any"),)),  # type: ignore[arg-type]
+        JobSpec(
+            **common,  # type: ignore[arg-type]
+            gpus=0.5,
+            gpu_memory_mib=8 * GIB,
+            after=((1, "any"),),
+            array_id=2,
+            array_index=0,
+            array_cap=1,
+        ),
     ]
 
 
@@ -195,13 +204,19 @@ def test_every_field_walks_from_the_api_through_the_store_and_the_event_log_into
     f = twin.factory
     assert [n.spec for n in f.cluster] == [*live_nodes, SPARE]
     assert f.projects["vision"] == PROJECT and list(f.departments.values()) == [DEPARTMENT]
+    row = {job_id: k for k, job_id in enumerate(ids)}  # a trace names jobs by row
     for i, spec in enumerate(expected):
         replayed = f.jobs[i].spec
         assert replayed.duration_s is not None and replayed.duration_s > 0  # its run time on the floor
-        kept = {name: getattr(spec, name) for name in SPEC_COLUMNS if name != "duration_s"}
+        in_trace = replace(
+            spec,
+            after=tuple((row[d], kind) for d, kind in spec.after),
+            array_id=None if spec.array_id is None else row[spec.array_id],
+        )
+        kept = {name: getattr(in_trace, name) for name in SPEC_COLUMNS if name != "duration_s"}
         assert {name: getattr(replayed, name) for name in kept} == kept
-        # The trace keeps no command, workdir or env; nor, yet, the jobs it waited for.
-        assert replace(replayed, duration_s=None) == replace(spec, command=(), workdir=None, env={}, after=())
+        # The trace keeps no command, workdir or env.
+        assert replace(replayed, duration_s=None) == replace(in_trace, command=(), workdir=None, env={})
 
 
 def vars_of(obj: Any) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class Factory:
         for i, (dep, kind) in enumerate(spec.after):
             if kind not in AFTER_KINDS:
                 raise SpecError("after", f"[{i}]: {kind!r} is not one of {', '.join(AFTER_KINDS)}")
-            if not (isinstance(dep, int) and dep >= 1):
+            if not (isinstance(dep, int) and dep >= 0):
                 raise SpecError("after", f"[{i}]: not a job id: {dep!r}")
         if spec.priority_class not in PRIORITY_CLASSES:
             raise SpecError("priority_class", str(UnknownName("priority class", spec.priority_class, PRIORITY_CLASSES)))

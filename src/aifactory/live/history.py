@@ -60,7 +60,17 @@ def jobs_from(rows: list[JobRow], events: list[EventRow]) -> tuple[list[TraceJob
     if not kept:
         return [], 0.0
     t0 = kept[0].submitted_at
-    jobs = [TraceJob(r.submitted_at - t0, replace(for_replay(r.spec), duration_s=max(0.0, runs[r.id]))) for r in kept]
+    row_of = {r.id: k for k, r in enumerate(kept)}  # a trace names jobs by row
+    jobs = []
+    for r in kept:
+        # A dependency on a job the trace does not hold (never started, or outside the window) is
+        # taken as met: it is left out. An array element names its first element's row.
+        after = tuple((row_of[d], kind) for d, kind in r.spec.after if d in row_of)
+        array_id = row_of.get(r.spec.array_id) if r.spec.array_id is not None else None
+        spec = replace(for_replay(r.spec), duration_s=max(0.0, runs[r.id]), after=after, array_id=array_id)
+        if array_id is None:
+            spec = replace(spec, array_index=None, array_cap=None)
+        jobs.append(TraceJob(r.submitted_at - t0, spec))
     return jobs, t0
 
 

@@ -26,8 +26,7 @@ from aifactory.core.settings import FactorySettings
 
 # JobSpec fields no trace carries: they say how to run the job on the machine that ran it,
 # and the twin runs nothing.
-# What runs a job on a real machine, and (not yet carried) the jobs it waits for.
-NOT_IN_TRACE = ("command", "workdir", "env", "after")
+NOT_IN_TRACE = ("command", "workdir", "env")
 # Each carried JobSpec field, with the kind of its cell: float, int, text or bool.
 SPEC_COLUMNS: dict[str, str] = {
     "project": "text",
@@ -43,6 +42,12 @@ SPEC_COLUMNS: dict[str, str] = {
     "duration_s": "float",
     "cpu_milli": "int",
     "memory_mib": "int",
+    # Job ids in a trace are its rows (0-based, in submission order): a dependency names the row
+    # it waits for, `ROW:ok;ROW:any`; an array element names its first element's row.
+    "after": "text",
+    "array_id": "int",
+    "array_index": "int",
+    "array_cap": "int",
 }
 COLUMNS = ("submit_time", *SPEC_COLUMNS, "work")
 KINDS = {"submit_time": "float", **SPEC_COLUMNS, "work": "float"}
@@ -164,6 +169,7 @@ def job_from_record(rec: dict[str, Any], row: int) -> TraceJob:
     for column in ("gpu_memory_mib", "cpu_milli", "memory_mib"):
         if cells[column] is not None and cells[column] < 0:
             raise SpecError(column, f"row {row}: must not be negative, got {cells[column]}")
+    cells["after"] = _after(cells["after"], row)
     pclass = cells["priority_class"] or "train"
     if pclass not in PRIORITY_CLASSES:
         raise SpecError("priority_class", f"row {row}: {pclass!r} is not one of {', '.join(PRIORITY_CLASSES)}")
@@ -198,6 +204,19 @@ def _records(path: Path) -> Iterable[dict[str, Any]]:
         return list(reader)
 
 
+def _after(text: str | None, row: int) -> tuple[tuple[int, str], ...] | None:
+    """`3:ok;5:any` -> ((3, "ok"), (5, "any")); SpecError naming the column and row."""
+    if not text:
+        return None
+    out = []
+    for part in text.split(";"):
+        ref, _, kind = part.strip().partition(":")
+        if not ref.isdigit() or kind not in ("ok", "any", "failed"):
+            raise SpecError("after", f"row {row}: not a dependency {part!r} (ROW:ok, ROW:any or ROW:failed)")
+        out.append((int(ref), kind))
+    return tuple(out)
+
+
 def read_trace(path: str | Path) -> list[TraceJob]:
     """Load a trace in our format (CSV, or Parquet by the `.parquet` suffix), sorted by submit time."""
     path = Path(path)
@@ -209,7 +228,9 @@ def read_trace(path: str | Path) -> list[TraceJob]:
 
 
 def _row(job: TraceJob) -> dict[str, Any]:
-    return {"submit_time": job.submit_time, **{c: getattr(job.spec, c) for c in SPEC_COLUMNS}, "work": job.work}
+    cells = {c: getattr(job.spec, c) for c in SPEC_COLUMNS}
+    cells["after"] = ";".join(f"{d}:{k}" for d, k in job.spec.after) or None
+    return {"submit_time": job.submit_time, **cells, "work": job.work}
 
 
 def _arrow_schema() -> Any:
