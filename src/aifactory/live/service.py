@@ -594,13 +594,15 @@ class FactoryService:
             return job.placement.describe(), "", now
         return None, trial.pending_reason(job_id), trial.estimate_start(job_id, now)
 
-    async def cancel(self, job_id: int) -> JobRow:
-        """Cancel a queued job now, or stop a running one (it ends cancelled once its process exits)."""
+    async def cancel(self, job_id: int, by: str = "") -> JobRow:
+        """Cancel a queued job now, or stop a running one (it ends cancelled once its process exits);
+        the reason names who (`by`)."""
         async with self._lock:
             if job_id not in self.factory.jobs:
                 row = self.store.get_job(job_id)  # NotFound for an unknown id
                 raise InvalidTransition(f"job {job_id} is already {row.state.value}")
-            self._commit(self.factory.handle(Cancel(job_id), self._clock()))
+            event = Cancel(job_id, f"cancelled by {by}") if by else Cancel(job_id)
+            self._commit(self.factory.handle(event, self._clock()))
         return self.store.get_job(job_id)
 
     async def set_project(self, project: Project) -> Account:

@@ -319,7 +319,7 @@ async def cancel(job_id: JobId, request: Request, service: ServiceDep, caller: W
     row = await visible_job(service, caller, job_id)
     caller.require_project(row.project)
     with contextlib.suppress(InvalidTransition):  # it ended meanwhile: the state shown says so
-        await service.cancel(job_id)
+        await service.cancel(job_id, caller.user)
     return await job_state(job_id, service, caller)
 
 

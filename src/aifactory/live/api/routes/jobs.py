@@ -215,7 +215,7 @@ def with_usage(out: JobOut, usage: JobUsage | None) -> JobOut:
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
 async def cancel(job_id: JobId, service: ServiceDep, caller: CallerDep) -> JobOut:
     await visible_job(service, caller, job_id)
-    return _out(service, await service.cancel(job_id))
+    return _out(service, await service.cancel(job_id, caller.user))
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
