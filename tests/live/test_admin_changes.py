@@ -63,4 +63,7 @@ def test_an_oversubscribed_floor_is_said(server: ServerProcess) -> None:
     assert "over-subscribed" in out and "floor of 4" in out
     assert json.loads(ok(cli(server, "projects", "--json")))["quota"]["oversubscribed"] is True
     assert "over-subscribed" in ok(cli(server, "projects"))
+    server.stop()
+    server.start()  # `up` says so too
+    assert "quotas add up to" in server.log_path.read_text() and "over-subscribed" in server.log_path.read_text()
     ok(cli(server, "project", "set", "big", "--quota", "0"))

@@ -53,6 +53,7 @@ def test_hold_update_requeue_and_dry_run(server: ServerProcess) -> None:
     assert notes[0].startswith("held by ") and notes[1].startswith("released by ")
     updated = json.loads(ok(cli(server, "show", str(second), "--json")))
     assert updated["spec"]["gpus"] == 2 and updated["priority"] == -1
+    assert ok(cli(server, "submit", "--dry-run", "--gpus", "2", "--", "true")).startswith("would run now on node0:")
 
 
 def test_dependencies_and_a_restart(server: ServerProcess) -> None:
