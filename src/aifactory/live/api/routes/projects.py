@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -49,6 +50,17 @@ def _check_name(name: str, what: str) -> None:
         raise SpecError("name", f"not a {what} name: {name!r} (letters, digits, _ . -; up to 64)")
 
 
+def _patched(
+    body: ProjectPatch | DepartmentPatch, old: Project | Department | None, fresh: Project | Department
+) -> dict[str, Any]:
+    """The fields of `old` (a new one: `fresh`'s defaults) with those the body gives."""
+    given = body.model_dump(exclude_unset=True)
+    for key in ("quota", "weight"):
+        if key in given and given[key] is None:
+            raise SpecError(key, "cannot be cleared (give a number)")
+    return asdict(old if old is not None else fresh) | given
+
+
 @router.get("/projects", response_model=list[ProjectOut])
 async def list_projects(service: ServiceDep, caller: CallerDep) -> list[ProjectOut]:
     return [project_out(a) for a in service.projects() if caller.may_use(a.project)]
@@ -67,15 +79,10 @@ async def patch_project(name: str, body: ProjectPatch, service: ServiceDep, call
     """Admin: change only the fields given (a new project: the defaults for the rest)."""
     caller.require_admin()
     _check_name(name, "project")
-    given = body.model_dump(exclude_unset=True)
-    for key in ("quota", "weight"):
-        if key in given and given[key] is None:
-            raise SpecError(key, "cannot be cleared (give a number)")
-    if given.get("quota_by_model", {}) is None:
-        given["quota_by_model"] = {}
-    old = service.factory.projects.get(name)
-    base = asdict(old) if old is not None else asdict(Project(name=name))
-    return project_out(await service.set_project(Project(**(base | given))))
+    fields = _patched(body, service.factory.projects.get(name), Project(name=name))
+    if fields["quota_by_model"] is None:
+        fields["quota_by_model"] = {}
+    return project_out(await service.set_project(Project(**fields)))
 
 
 @router.delete("/projects/{name}", response_model=DeletedOut)
@@ -111,13 +118,8 @@ async def patch_department(name: str, body: DepartmentPatch, service: ServiceDep
     """Admin: change only the fields given (a new department: the defaults for the rest)."""
     caller.require_admin()
     _check_name(name, "department")
-    given = body.model_dump(exclude_unset=True)
-    for key in ("quota", "weight"):
-        if key in given and given[key] is None:
-            raise SpecError(key, "cannot be cleared (give a number)")
-    old = service.factory.departments.get(name)
-    base = asdict(old) if old is not None else asdict(Department(name=name))
-    return department_out(await service.set_department(Department(**(base | given))))
+    fields = _patched(body, service.factory.departments.get(name), Department(name=name))
+    return department_out(await service.set_department(Department(**fields)))
 
 
 @router.delete("/departments/{name}", response_model=DeletedOut)
