@@ -33,7 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from aifactory.bounded import load_toml, load_yaml
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
-from aifactory.core.events import NodeEvent, node_event, node_event_kind, node_event_name
+from aifactory.core.events import (
+    JOB_EVENT_KINDS,
+    JobEvent,
+    NodeEvent,
+    job_event_record,
+    node_event,
+    node_event_kind,
+    node_event_name,
+)
 from aifactory.core.project import Department, Project
 from aifactory.core.settings import FactorySettings
 
@@ -96,6 +104,17 @@ class NodeEventModel(BaseModel):
     kind: Literal["drain", "resume", "down", "up", "join"]
 
 
+class JobEventModel(BaseModel):
+    """A hold, update, requeue or idle report of a trace's job (its row), `at` seconds on the trace's clock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(ge=0, allow_inf_nan=False)
+    job: int = Field(ge=0)
+    kind: Literal["hold", "update", "requeue", "idle"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class FloorFile(ProjectsFile):
     """A floor as a trace carries it beside its jobs: the nodes, projects and departments, the
     core settings it scheduled with (policy, placement, graces, policy options), and what happened
@@ -104,6 +123,7 @@ class FloorFile(ProjectsFile):
     nodes: list[NodeModel] = Field(default_factory=list)
     settings: dict[str, Any] | None = None
     node_events: list[NodeEventModel] = Field(default_factory=list)
+    job_events: list[JobEventModel] = Field(default_factory=list)
 
 
 def core_settings(data: Mapping[str, Any], field: str = "settings") -> FactorySettings:
@@ -125,6 +145,7 @@ class Floor(NamedTuple):
     departments: list[Department]
     settings: FactorySettings | None  # None: the file does not say
     node_events: list[tuple[float, NodeEvent]]  # (seconds on the trace's clock, event), in order
+    job_events: list[tuple[float, JobEvent]]  # holds, updates, requeues, idle GPUs (job id: the row)
 
 
 def _validate(model: type[Parsed], data: Any) -> Parsed:
@@ -157,7 +178,17 @@ def load_floor(path: str | Path) -> Floor:
         if events and e.at < events[-1][0]:
             raise SpecError(f"node_events[{i}].at", f"{e.at:g} is before the event above it: events go in time order")
         events.append((e.at, node_event(e.kind, e.node, specs[e.node])))
-    return Floor(list(specs.values()), *_build(parsed), settings, events)
+    jobs: list[tuple[float, JobEvent]] = []
+    for i, j in enumerate(parsed.job_events):
+        cls = JOB_EVENT_KINDS[j.kind]
+        try:  # the fields of the core's event, each of its type
+            event = TypeAdapter(cls).validate_python({**j.data, "job_id": j.job})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SpecError(f"job_events[{i}].data.{where}", first["msg"]) from None
+        jobs.append((j.at, event))
+    return Floor(list(specs.values()), *_build(parsed), settings, events, jobs)
 
 
 def write_floor(
@@ -167,6 +198,7 @@ def write_floor(
     departments: Iterable[Department],
     settings: FactorySettings | None = None,
     node_events: Iterable[tuple[float, NodeEvent]] = (),
+    job_events: Iterable[tuple[float, JobEvent]] = (),
 ) -> Path:
     """Write a floor file that `load_floor` reads back as the same nodes, projects, departments,
     settings and node events (a join's capacity is its node's in `nodes`)."""
@@ -180,6 +212,13 @@ def write_floor(
     events = [{"at": at, "node": node_event_name(e), "kind": node_event_kind(e)} for at, e in node_events]
     if events:
         data["node_events"] = events
+    jobs = [
+        {"at": at, "job": e.job_id, "kind": kind, "data": fields}
+        for at, e in job_events
+        for kind, fields in [job_event_record(e)]
+    ]
+    if jobs:
+        data["job_events"] = jobs
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -32,7 +32,7 @@ def test_migration_builds_exactly_the_models(store: Store) -> None:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
     assert diffs == []
-    assert version == "0010"
+    assert version == "0011"
 
 
 def test_upgrade_from_the_first_schema_keeps_the_data(store_url: str) -> None:

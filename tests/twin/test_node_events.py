@@ -101,3 +101,22 @@ def test_the_live_stores_node_events_go_into_the_exported_trace(tmp_path: Path) 
     twin.run()
     # In the replay n0 dies at 10 s too: the job comes back and runs on n1, 50 s of work in all.
     assert twin.factory.job(0).attempts == 2 and twin.recorder.ended[0] == 50
+
+
+def test_the_floor_file_carries_job_events_and_refuses_bad_ones(tmp_path: Path) -> None:
+    import pytest
+
+    from aifactory.core import GpuIdle, Hold, Update
+    from aifactory.core.errors import SpecError
+
+    s = scenario([])
+    events = [(1.0, Hold(0, True, "ops")), (2.0, Update(1, priority=3, by="ops")), (3.0, GpuIdle(1, 2.5))]
+    path = write_floor(tmp_path / "f.floor.yaml", s.nodes, s.projects, [], None, [], events)
+    assert load_floor(path).job_events == events
+    text = path.read_text()
+    path.write_text(text.replace("priority: 3", "priority: lots"))
+    with pytest.raises(SpecError, match=r"job_events\[1\]\.data\.priority"):
+        load_floor(path)
+    path.write_text(text.replace("kind: hold", "kind: pause"))
+    with pytest.raises(SpecError, match=r"job_events\[0\]\.kind"):
+        load_floor(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from aifactory.core.events import Hold, Update
 from aifactory.core.factory import FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.core.project import Project
@@ -20,6 +21,7 @@ from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
 from aifactory.twin.replay import TwinSettings, replay
+from aifactory.twin.scenarios import from_file
 from aifactory.twin.traces.format import Scenario
 
 SLEEP = shutil.which("sleep")
@@ -144,7 +146,14 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
             elements = await svc.submit_array(
                 JobSpec((*sleep, "0.2"), project="a", gpus=1), list(range(5)), 2, [{}] * 5
             )
-            for row in [blocker, first, ok, never, *elements]:
+            # Operators too: one job held for a while, another's GPUs changed while it waits.
+            held = await svc.submit(JobSpec((*sleep, "0.1"), project="a", gpus=4))
+            changed = await svc.submit(JobSpec((*sleep, "0.1"), project="a", gpus=4))
+            await svc.act(Hold(held.id, True, "ops"))
+            await svc.act(Update(changed.id, gpus=2, by="ops"))
+            await asyncio.sleep(1.6)  # the blocker ends meanwhile; the held job waits
+            await svc.act(Hold(held.id, False, "ops"))
+            for row in [blocker, first, ok, never, *elements, held, changed]:
                 await svc.wait(row.id, 30)
             assert svc.job(never.id).state is JobState.CANCELLED
             await asyncio.sleep(0.5)
@@ -157,7 +166,10 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
     kept = [r for r in rows if r.started_at is not None]
     index = {row.id: i for i, row in enumerate(kept)}
     t0 = kept[0].submitted_at
-    assert len(recorded.jobs) == len(kept) == 9  # the cancelled one never ran: not in the trace
+    assert len(recorded.jobs) == len(kept) == 11  # the cancelled one never ran: not in the trace
+    assert [type(e).__name__ for _, e in recorded.job_events] == ["Hold", "Update", "Hold"]
+    out, _ = history.export(recorded, tmp_path / "history.csv")  # and through the floor file
+    assert from_file(out).job_events == recorded.job_events
     exact = replay(recorded, TwinSettings(FactorySettings(policy="fifo", placement="pack", kill_grace_s=0.5)))
     assert exact.recorder.start_order == [index[j] for j, _ in starts]
     for job_id, at in starts:

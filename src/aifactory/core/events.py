@@ -147,3 +147,24 @@ def node_event(kind: str, node: str, spec: NodeSpec | None = None) -> NodeEvent:
     if kind == "join" and spec is not None and spec.name == node:
         return NodeJoined(spec)
     raise ValueError(f"not a node event: {kind!r} for {node!r}")
+
+
+JobEvent = Hold | Update | Requeue | GpuIdle  # what else the core schedules by: the log keeps them for the twin
+JOB_EVENT_KINDS: dict[str, type[JobEvent]] = {"hold": Hold, "update": Update, "requeue": Requeue, "idle": GpuIdle}
+
+
+def job_event_record(event: JobEvent) -> tuple[str, dict[str, object]]:
+    """The word and the fields (less the job id) the event log and the floor file keep for a job event."""
+    kind = next(k for k, cls in JOB_EVENT_KINDS.items() if isinstance(event, cls))
+    return kind, {f: getattr(event, f) for f in event.__dataclass_fields__ if f != "job_id"}
+
+
+def job_event(kind: str, job_id: int, data: dict[str, object]) -> JobEvent:
+    """The event a `job_event_record` stands for; ValueError naming what is wrong."""
+    cls = JOB_EVENT_KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"not a job event: {kind!r} (one of {', '.join(JOB_EVENT_KINDS)})")
+    try:
+        return cls(job_id, **data)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ValueError(f"{kind}: {exc}") from None

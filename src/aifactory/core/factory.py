@@ -194,6 +194,13 @@ class Factory:
             raise SpecError("gpus", f"more than one GPU must be a whole number, got {spec.gpus}")
         if spec.time_limit_s is not None and not spec.time_limit_s > 0:
             raise SpecError("time_limit", f"must be positive, got {spec.time_limit_s}")
+        if spec.array_id is not None:
+            if spec.array_id < 0 or spec.array_index is None or spec.array_index < 0:
+                raise SpecError("array", "an array element needs an array id and an index, both >= 0")
+            if spec.array_cap is not None and spec.array_cap < 1:
+                raise SpecError("array", f"the cap must be at least 1, got {spec.array_cap}")
+        elif spec.array_index is not None or spec.array_cap is not None:
+            raise SpecError("array", "an index or a cap without an array id")
         for i, (dep, kind) in enumerate(spec.after):
             if kind not in AFTER_KINDS:
                 raise SpecError("after", f"[{i}]: {kind!r} is not one of {', '.join(AFTER_KINDS)}")

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from aifactory.core.errors import SpecError
-from aifactory.core.events import NodeEvent
+from aifactory.core.events import GpuIdle, JobEvent, NodeEvent
 from aifactory.core.project import Project
 from aifactory.core.settings import FactorySettings
 from aifactory.core.states import JobState
@@ -52,13 +52,13 @@ def run_times(events: list[EventRow]) -> dict[int, float]:
     return out
 
 
-def jobs_from(rows: list[JobRow], events: list[EventRow]) -> tuple[list[TraceJob], float]:
-    """Trace jobs from stored job rows and their events, in submission order, and the time their
-    clock starts from (the first one's submission)."""
+def jobs_from(rows: list[JobRow], events: list[EventRow]) -> tuple[list[TraceJob], float, dict[int, int]]:
+    """Trace jobs from stored job rows and their events, in submission order, the time their
+    clock starts from (the first one's submission), and each kept job's row."""
     runs = run_times(events)
     kept = sorted((r for r in rows if r.id in runs), key=lambda r: (r.submitted_at, r.id))
     if not kept:
-        return [], 0.0
+        return [], 0.0, {}
     t0 = kept[0].submitted_at
     row_of = {r.id: k for k, r in enumerate(kept)}  # a trace names jobs by row
     jobs = []
@@ -71,7 +71,7 @@ def jobs_from(rows: list[JobRow], events: list[EventRow]) -> tuple[list[TraceJob
         if array_id is None:
             spec = replace(spec, array_index=None, array_cap=None)
         jobs.append(TraceJob(r.submitted_at - t0, spec))
-    return jobs, t0
+    return jobs, t0, row_of
 
 
 def node_events_from(rows: list[NodeEventRow], t0: float) -> list[tuple[float, NodeEvent]]:
@@ -88,7 +88,7 @@ def load(store: Store, since: float | None = None, until: float | None = None) -
         if (since is None or r.submitted_at >= since) and (until is None or r.submitted_at < until)
     ]
     events = store.events(since=since)
-    jobs, t0 = jobs_from(rows, events)
+    jobs, t0, row_of = jobs_from(rows, events)
     nodes = store.load_nodes()
     if not nodes:
         raise SpecError("store", f"{store.url}: the store holds no nodes to replay on")
@@ -98,7 +98,24 @@ def load(store: Store, since: float | None = None, until: float | None = None) -
     saved = store.get_meta(SETTINGS_META)
     settings = core_settings(json.loads(saved), "store.settings") if saved else None
     node_events = node_events_from(store.node_events(until=until), t0) if jobs else []
-    return Scenario("eventlog", jobs, nodes, projects, store.load_departments(), settings, node_events)
+    job_events = job_events_from(store.job_events(until=until), t0, row_of)
+    return Scenario("eventlog", jobs, nodes, projects, store.load_departments(), settings, node_events, job_events)
+
+
+def job_events_from(
+    rows: list[tuple[float, JobEvent]], t0: float, row_of: dict[int, int]
+) -> list[tuple[float, JobEvent]]:
+    """The holds, updates, requeues and idle GPUs of the trace's jobs, on its clock, naming rows
+    (the events of jobs the trace does not hold are left out)."""
+    out: list[tuple[float, JobEvent]] = []
+    for at, event in rows:
+        if event.job_id not in row_of:
+            continue
+        moved = replace(event, job_id=row_of[event.job_id])
+        if isinstance(moved, GpuIdle) and moved.since is not None:
+            moved = replace(moved, since=max(0.0, moved.since - t0))
+        out.append((max(0.0, at - t0), moved))
+    return out
 
 
 def open_and_load(url: str, since: float | None = None, until: float | None = None) -> Scenario:
@@ -121,5 +138,6 @@ def export(scenario: Scenario, out: Path) -> tuple[Path, Path]:
         scenario.departments,
         scenario.settings,
         scenario.node_events,
+        scenario.job_events,
     )
     return out, floor

@@ -437,6 +437,7 @@ class FactoryService:
         async with self._lock:
             actions: list[Action] = []
             nodes: list[NodeEventRow] = []
+            idle: list[tuple[float, GpuIdle]] = []
             for event in events:
                 now = self._clock()
                 try:
@@ -446,8 +447,11 @@ class FactoryService:
                     continue
                 if isinstance(event, NodeEvent):
                     nodes.append(NodeEventRow(now, event))
+                elif isinstance(event, GpuIdle):
+                    idle.append((now, event))
             self._commit(actions)
             self._nodes_changed(nodes)
+            self.store.add_job_events(idle)  # the idle rule went by them: the twin replays them
 
     def _nodes_changed(self, rows: list[NodeEventRow]) -> None:
         """Into the event log (the twin replays it); a node that joined is saved with its capacity."""
@@ -576,7 +580,9 @@ class FactoryService:
             if event.job_id not in self.factory.jobs:  # ended (the core keeps active jobs only)
                 row = self.store.get_job(event.job_id)
                 raise InvalidTransition(f"job {row.id} is {row.state.value}: it has ended")
-            self._commit(self.factory.handle(event, self._clock()))
+            now = self._clock()
+            self._commit(self.factory.handle(event, now))
+            self.store.add_job_events([(now, event)])  # the twin replays it
         return self.store.get_job(event.job_id)
 
     async def dry_run(self, spec: JobSpec) -> tuple[str | None, str, float | None]:

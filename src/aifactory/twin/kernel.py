@@ -22,7 +22,8 @@ NODE = -1
 FINISH = 0
 TICK = 1
 SUBMIT = 2
-SAMPLE = 3
+JOB = 3  # a hold, update or requeue: after the submits of its instant (its job may be among them)
+SAMPLE = 4
 
 Callback = Callable[[Any], None]
 

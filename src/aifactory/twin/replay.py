@@ -16,12 +16,12 @@ from typing import Any
 
 from aifactory.core.cluster import Cluster
 from aifactory.core.driver import Driver
-from aifactory.core.errors import SpecError
-from aifactory.core.events import NodeEvent, NodeJoined, NodeState, Submit, Tick
+from aifactory.core.errors import InvalidTransition, NotFound, SpecError
+from aifactory.core.events import JobEvent, NodeEvent, NodeJoined, NodeState, Submit, Tick
 from aifactory.core.factory import Factory, FactorySettings
 from aifactory.core.job import JobSpec
 from aifactory.twin.executor import ExecutorSettings, SimExecutor
-from aifactory.twin.kernel import NODE, SAMPLE, SUBMIT, TICK, Kernel
+from aifactory.twin.kernel import JOB, NODE, SAMPLE, SUBMIT, TICK, Kernel
 from aifactory.twin.metrics import Recorder, Samples, sample, summarize
 from aifactory.twin.traces.format import CostModel, Scenario, TraceJob
 
@@ -137,6 +137,7 @@ class Twin:
             every = max(1.0, span / 500)
         self.samples = Samples(every)
         self.rejected: dict[int, str] = {}
+        self.skipped_job_events = 0
         self.submitted = 0
 
     # -- event plumbing ------------------------------------------------------------------
@@ -166,6 +167,14 @@ class Twin:
         if isinstance(event, NodeState) and not event.up:
             self.executor.lose_node(event.node)
 
+    def _job_event(self, event: JobEvent) -> None:
+        """A hold, update, requeue or idle report the floor's scheduler went by, when it did. One the
+        replay cannot take (its job has ended here, or was refused) changes nothing."""
+        try:
+            self.driver.handle(event)
+        except (SpecError, InvalidTransition, NotFound):
+            self.skipped_job_events += 1
+
     def _tick(self, _: object) -> None:
         self.driver.fired(self.kernel.now)
         self.driver.handle(Tick())
@@ -183,6 +192,8 @@ class Twin:
         kernel = self.kernel
         for at, event in self.scenario.node_events:
             kernel.schedule(at, NODE, self._node_event, event)
+        for at, job_event in self.scenario.job_events:
+            kernel.schedule(at, JOB, self._job_event, job_event)
         if self._order:
             first = self.jobs[self._order[0]].submit_time
             kernel.schedule(first, SUBMIT, self._arrive, 0)
@@ -205,6 +216,7 @@ class Twin:
         quotas = {p.name: p.quota for p in self.factory.projects.values()}
         summary = summarize(self.recorder, self.durations, quotas)
         summary["rejected"] = len(self.rejected)
+        summary["skipped_job_events"] = self.skipped_job_events
         summary["preemptions"] = self.executor.preemptions
         summary["lost_gpu_hours"] = self.executor.lost_gpu_s / 3600
         if self.samples.fragmentation:

@@ -25,10 +25,10 @@ def from_file(path: Path, gpus_per_node: int = 8) -> Scenario:
     jobs = read_trace(path)
     floor = floor_path(path)
     if floor.is_file():
-        nodes, projects, departments, settings, node_events = load_floor(floor)
+        nodes, projects, departments, settings, node_events, job_events = load_floor(floor)
         known = {p.name for p in projects}
         projects += [Project(name=name) for name in sorted({j.spec.project for j in jobs} - known)]
-        return Scenario(path.stem, jobs, nodes, projects, departments, settings, node_events)
+        return Scenario(path.stem, jobs, nodes, projects, departments, settings, node_events, job_events)
     widest = max((j.spec.gpus for j in jobs), default=1.0)
     count = max(1, math.ceil(widest / gpus_per_node))
     nodes = [NodeSpec(name=f"node{i}", gpu_count=gpus_per_node) for i in range(count)]

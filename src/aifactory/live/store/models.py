@@ -127,6 +127,17 @@ node_events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+job_events = sa.Table(  # core.events.JobEvent: hold, update, requeue, idle
+    "job_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),  # the event's fields but the job id
+    sqlite_autoincrement=True,
+)
+
 gpu_samples = sa.Table(  # telemetry.GpuSample: one GPU over one minute
     "gpu_samples",
     metadata,

@@ -20,7 +20,15 @@ from alembic.config import Config
 from aifactory.core.actions import StateChanged
 from aifactory.core.cluster import NODE_FIELDS, Node, NodeSpec
 from aifactory.core.errors import AifactoryError, NotFound, SpecError
-from aifactory.core.events import NodeJoined, node_event, node_event_kind, node_event_name
+from aifactory.core.events import (
+    JobEvent,
+    NodeJoined,
+    job_event,
+    job_event_record,
+    node_event,
+    node_event_kind,
+    node_event_name,
+)
 from aifactory.core.job import Job, JobSpec
 from aifactory.core.project import Department, Project
 from aifactory.core.states import JobState
@@ -428,6 +436,22 @@ class Store:
         if values:
             with self.engine.begin() as conn:
                 conn.execute(m.node_events.insert(), values)
+
+    def add_job_events(self, rows: Iterable[tuple[float, JobEvent]]) -> None:
+        values = [
+            {"at": at, "job_id": e.job_id, "kind": kind, "data": data}
+            for at, e in rows
+            for kind, data in [job_event_record(e)]
+        ]
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(m.job_events.insert(), values)
+
+    def job_events(self, until: float | None = None) -> list[tuple[float, JobEvent]]:
+        """What else the scheduler went by for jobs (holds, updates, requeues, idle GPUs), in order."""
+        query = _window(sa.select(m.job_events).order_by(m.job_events.c.seq), m.job_events.c.at, None, until)
+        with self.engine.connect() as conn:
+            return [(r.at, job_event(r.kind, r.job_id, dict(r.data))) for r in conn.execute(query)]
 
     def node_events(self, since: float | None = None, until: float | None = None) -> list[NodeEventRow]:
         """What happened to nodes, in order; `since` inclusive, `until` exclusive."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError
-from aifactory.core.events import NodeEvent
+from aifactory.core.events import JobEvent, NodeEvent
 from aifactory.core.job import JobSpec
 from aifactory.core.project import PRIORITY_CLASSES, Department, Project
 from aifactory.core.settings import FactorySettings
@@ -87,6 +87,8 @@ class Scenario:
     # What happened to nodes, (seconds on the jobs' clock, event) in time order: the floor's drains,
     # deaths and joins, replayed as they happened. A node whose first event is a join starts absent.
     node_events: list[tuple[float, NodeEvent]] = field(default_factory=list)
+    # Holds, updates, requeues and idle GPUs of its jobs (job id = row), replayed when they happened.
+    job_events: list[tuple[float, JobEvent]] = field(default_factory=list)
 
 
 def _float(value: Any, column: str, row: int) -> float | None:
