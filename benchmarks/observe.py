@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from aifactory.core.actions import StateChanged
+from aifactory.core.cluster import Cluster, Node
 from aifactory.core.job import Job, JobSpec, Placement
 from aifactory.core.states import JobState
 from aifactory.live.api.launch import ServerProcess
@@ -69,7 +70,10 @@ def sampler_cpu_pct(rounds: int) -> float:
     sys.modules["pynvml"] = module
     reader = NvmlReader("node0")
     assert reader.open(), "the fake NVML did not answer"
-    holders = holders_of({j: Placement((("node0", (j,)),)) for j in range(GPUS)})
+    cluster = Cluster([Node("node0", GPUS)])
+    for j in range(GPUS):
+        cluster.allocate(j, Placement((("node0", (j,)),)))
+    holders = holders_of(cluster)
     t = Telemetry()
     start = time.process_time()
     for k in range(rounds):

@@ -11,10 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from aifactory.core.cluster import Cluster, Node
 from aifactory.core.job import Placement
 from aifactory.live.telemetry import NvmlReader, Telemetry, holders_of, job_of_pid
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
+
+
+def held_by(placements: dict[int, Placement]) -> Cluster:
+    """A node "n" of 4 GPUs with these jobs holding their placements."""
+    cluster = Cluster([Node("n", 4)])
+    for job_id, placement in placements.items():
+        cluster.allocate(job_id, placement)
+    return cluster
 
 
 def fake_gpus(path: Path, *gpus: dict[str, object]) -> None:
@@ -59,11 +68,13 @@ def test_readings_and_a_gpu_without_power(nvml: Path) -> None:
 def test_usage_is_folded_into_the_job_holding_each_gpu(nvml: Path) -> None:
     """A hand-checked minute: job 1 holds GPUs 0-1 whole, jobs 2 and 3 share GPU 2 half and half."""
     holders = holders_of(
-        {
-            1: Placement((("n", (0, 1)),)),
-            2: Placement((("n", (2,)),), milli=500),
-            3: Placement((("n", (2,)),), milli=500),
-        }
+        held_by(
+            {
+                1: Placement((("n", (0, 1)),)),
+                2: Placement((("n", (2,)),), milli=500),
+                3: Placement((("n", (2,)),), milli=500),
+            }
+        )
     )
     t = Telemetry(idle_threshold=5)
     fake_gpus(nvml, gpu(0, 90, used_mib=2000), gpu(1, 70), gpu(2, 40, power_w=200), gpu(3, 0, power_w=50))
@@ -86,7 +97,7 @@ def test_usage_is_folded_into_the_job_holding_each_gpu(nvml: Path) -> None:
 
 
 def test_a_job_whose_gpus_stay_idle_is_flagged_from_when_they_went_idle(nvml: Path) -> None:
-    holders = holders_of({7: Placement((("n", (0,)),))})
+    holders = holders_of(held_by({7: Placement((("n", (0,)),))}))
     t = Telemetry(idle_threshold=5)
     reader = NvmlReader("n")
     fake_gpus(nvml, gpu(0, 50))

@@ -337,8 +337,9 @@ class Factory:
         if event.job_id in self.jobs:
             raise SpecError("id", f"job {event.job_id} exists already")
         self.check(event.spec)
-        ended = dict(event.settled)
-        for dep, _ in event.spec.after:
+        after = event.spec.after
+        ended = dict(event.settled) if after else {}
+        for dep, _ in after:
             if dep not in self.jobs and dep not in ended:
                 raise SpecError("after", f"no job {dep}")
             if dep == event.job_id:
@@ -347,7 +348,12 @@ class Factory:
         job.demand = self.demand_of(event.spec)
         self.jobs[job.id] = job
         out.append(StateChanged(job.id, None, JobState.QUEUED, now, "submitted"))
-        self._wait_for(job, ended, now, out)
+        if after:
+            self._wait_for(job, ended, now, out)
+        elif event.spec.array_cap is not None:
+            self._admit(job)
+        else:  # the usual job (a trace's every one): straight into its queue
+            self._enqueue(job)
 
     def _wait_for(self, job: Job, ended: dict[int, JobState], now: float, out: list[Action]) -> None:
         """Queue a new (or restored) job, or make it wait for its dependencies; cancel it if one
@@ -622,8 +628,15 @@ class Factory:
                 break
             heapq.heappop(heap)
         policy = min(self._wakeups.values()) if self._wakeups else None
-        idle = self._idle[0][0] if self._idle else None
-        return min((t for t in (limit, policy, idle) if t is not None), default=None)
+        # Plain comparisons: this runs after every event the twin replays.
+        soonest = limit
+        if policy is not None and (soonest is None or policy < soonest):
+            soonest = policy
+        if self._idle:
+            idle = self._idle[0][0]
+            if soonest is None or idle < soonest:
+                soonest = idle
+        return soonest
 
     def _wake(self, now: float) -> None:
         """Pools whose policy timer has run out need a look this pass."""

@@ -390,7 +390,7 @@ class FactoryService:
             while True:
                 readings = await asyncio.to_thread(reader.read)
                 now = self._clock()
-                self.telemetry.fold(readings, now, holders_of(self.factory.cluster.allocations), self._project_of)
+                self.telemetry.fold(readings, now, holders_of(self.factory.cluster), self._project_of)
                 self._report_idle()
                 if rounds % 3 == 0:
                     groups: dict[int, int] = getattr(self.executor, "process_groups", dict)()

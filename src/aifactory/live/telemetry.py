@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aifactory.core.job import MILLI, Placement
+from aifactory.core.cluster import Node
+from aifactory.core.job import MILLI
 
 log = logging.getLogger(__name__)
 
@@ -346,11 +347,6 @@ class Telemetry:
         return self.jobs.pop(job_id, None)
 
 
-def holders_of(allocations: Mapping[int, Placement]) -> dict[tuple[str, int], dict[int, int]]:
-    """(node, GPU) -> {job id: milli held}, from the core's allocation map."""
-    out: dict[tuple[str, int], dict[int, int]] = {}
-    for job_id, placement in allocations.items():
-        for node, idx in placement.parts:
-            for g in idx:
-                out.setdefault((node, g), {})[job_id] = placement.milli
-    return out
+def holders_of(nodes: Iterable[Node]) -> dict[tuple[str, int], dict[int, int]]:
+    """(node, GPU) -> {job id: milli held}: the cluster's own map of who holds each GPU."""
+    return {(n.name, g): held for n in nodes for g, held in enumerate(n.holders) if held}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.events import Finished
+from aifactory.core.job import Placement
 from aifactory.twin.kernel import FINISH, Kernel
 
 EXIT_SIGTERM = 143  # 128 + SIGTERM: how a stopped process reports
@@ -53,7 +54,7 @@ class SimExecutor:
         self.work_left: dict[int, float] = {}
         # job id -> (attempt token, started at, work left at start, GPUs)
         self._running: dict[int, tuple[int, float, float, float]] = {}
-        self._nodes: dict[int, tuple[str, ...]] = {}  # job id -> the nodes it runs on
+        self._placed: dict[int, Placement] = {}  # job id -> where it runs (a node's death ends it)
         self._token = 0
         self.preemptions = 0
         self.lost_gpu_s = 0.0  # GPU-seconds of discarded work and stop delays
@@ -65,7 +66,7 @@ class SimExecutor:
             left = self.work_of(action.job_id)
         self._token += 1
         self._running[action.job_id] = (self._token, now, left, action.placement.gpus)
-        self._nodes[action.job_id] = tuple(node for node, _ in action.placement.parts)
+        self._placed[action.job_id] = action.placement
         self.kernel.schedule(now + left, FINISH, self._exit, (action.job_id, self._token, 0))
 
     def kill(self, action: Kill) -> None:
@@ -98,9 +99,9 @@ class SimExecutor:
         """The node died: each job running there ends now as lost (the core requeues it)."""
         now = self.kernel.now
         every = self.settings.checkpoint_every_s
-        for job_id in [j for j, nodes in self._nodes.items() if node in nodes and j in self._running]:
+        for job_id in [j for j, p in self._placed.items() if node in p.nodes and j in self._running]:
             _, started, left, gpus = self._running.pop(job_id)
-            del self._nodes[job_id]
+            del self._placed[job_id]
             done = now - started
             saved = done if every is None else math.floor(done / every) * every
             self.work_left[job_id] = left - saved
@@ -121,7 +122,7 @@ class SimExecutor:
         if entry is None or entry[0] != token:
             return  # superseded by a kill or preemption
         del self._running[job_id]
-        self._nodes.pop(job_id, None)
+        self._placed.pop(job_id, None)
         if code >= 0:
             self.work_left.pop(job_id, None)  # done or killed: no further attempt
         self.report(Finished(job_id, abs(code)))

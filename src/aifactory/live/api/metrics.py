@@ -136,7 +136,7 @@ class FloorCollector:
             "temperature_celsius": "temperature",
         }
         families = {k: GaugeMetricFamily(f"aifactory_gpu_{k}", v, labels=labels) for k, v in doc.items()}
-        holders = holders_of(service.factory.cluster.allocations)
+        holders = holders_of(service.factory.cluster)
         jobs = service.factory.jobs
         for (node, index), r in sorted(telemetry.latest.items()):
             held = holders.get((node, index), {})

@@ -30,7 +30,6 @@ from aifactory.live.api.auth import Caller, Forbidden, Unauthorized
 from aifactory.live.api.deps import ServiceDep, caller_of
 from aifactory.live.api.routes.jobs import scope, visible_job
 from aifactory.live.service import FactoryService
-from aifactory.live.telemetry import holders_of
 from aifactory.live.usage import daily
 from aifactory.live.wire import MAX_ID
 
@@ -161,12 +160,11 @@ async def overview_data(service: ServiceDep, caller: WebCaller) -> dict[str, Any
 
 
 def _gpu_map(service: FactoryService, caller: Caller) -> list[dict[str, Any]]:
-    holders = holders_of(service.factory.cluster.allocations)
     jobs = service.factory.jobs
     out = []
     for node in service.factory.cluster:
         for g in range(node.gpu_count):
-            held = holders.get((node.name, g), {})
+            held = node.holders[g]
             who = []
             for job_id, milli in sorted(held.items()):
                 job = jobs.get(job_id)
