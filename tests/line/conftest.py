@@ -13,3 +13,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("AIFACTORY_HOME", str(path))
     return path
+
+
+def tiny_checkpoint(path: Path, tag: object = 0) -> Path:
+    """A real (tiny) digits checkpoint, different per `tag`: what the registry accepts as a version."""
+    from aifactory.line.digits_model import DigitsConfig, build_model, save_checkpoint
+
+    cfg = DigitsConfig(widths=(1, 1), hidden=1)
+    return save_checkpoint(path, build_model(cfg), cfg, {"tag": str(tag)})

@@ -11,6 +11,8 @@ import pytest
 from aifactory.cli import main
 from aifactory.line.registry import Registry
 
+from .conftest import tiny_checkpoint
+
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["aifactory", *args])
@@ -38,7 +40,7 @@ def test_datasets_create_list_show_and_bad_files(
 
     (tmp_path / "bad.csv").write_text("a,b,label\n1,2,3\n4,5\n")
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table", "--file", str(tmp_path / "bad.csv"))
-    assert code == 2 and "error: path: bad.csv: line 3 has 2 fields, expected 3" in err
+    assert code == 2 and "error: path: bad.csv: not a readable CSV file (CSV parse error: Expected 3 columns, got 2" in err
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "show", "tabel")
     assert code == 2 and "did you mean 'table'" in err
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table")
@@ -52,8 +54,7 @@ def test_models_promote_rollback_show(
 ) -> None:
     reg = Registry(home)
     for i in range(2):
-        ckpt = tmp_path / f"{i}.pt"
-        ckpt.write_bytes(bytes([i]))
+        ckpt = tiny_checkpoint(tmp_path / f"{i}.pt", i)
         reg.register("digits", ckpt, {"holdout_accuracy": 0.9 + i / 100}, {"dataset": f"digits@{i + 1}"})
     assert (
         run_cli(monkeypatch, capsys, "models", "promote", "digits", "1")[1].strip() == "digits@champion: nothing -> v1"

@@ -11,6 +11,8 @@ from aifactory.line.flywheel import Flywheel, TriggerSettings, should_retrain
 from aifactory.line.registry import Registry
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog
 
+from .conftest import tiny_checkpoint
+
 
 def _serve_and_label(log: FeedbackLog, n: int, right: int, version: int = 1, start: int = 0) -> np.ndarray:
     """Log `n` one-row live answers of digits@version; label them so that `right` of them were correct."""
@@ -42,8 +44,7 @@ def test_feedback_becomes_new_dataset_and_holdout_versions(home: Path, tmp_path:
     ds.create("digits", base_x, np.arange(10))
     ds.create("digits-holdout", base_x[:4], np.arange(4))
     reg = Registry(home)
-    ckpt = tmp_path / "m.pt"
-    ckpt.write_bytes(b"weights")
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", "weights")
     reg.register("digits", ckpt, {}, {})
     reg.set_alias("digits", "champion", 1)
 
@@ -68,8 +69,7 @@ def test_feedback_becomes_new_dataset_and_holdout_versions(home: Path, tmp_path:
     assert not wheel.check().fire
     assert [v.version for v in ds.versions("digits")] == [1, 2]
     # A new champion is judged on its own answers only.
-    ckpt.write_bytes(b"other weights")
-    reg.register("digits", ckpt, {}, {})
+    reg.register("digits", tiny_checkpoint(ckpt, "other weights"), {}, {})
     reg.set_alias("digits", "champion", 2)
     _serve_and_label(log, 30, right=30, version=2, start=100)
     assert wheel.check().live_accuracy == 1.0

@@ -11,20 +11,21 @@ import sqlalchemy as sa
 from aifactory.core.errors import NotFound, SpecError, UnknownName
 from aifactory.line.registry import GateDecision, Registry
 
+from .conftest import tiny_checkpoint
+
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _ckpt(tmp_path: Path, content: bytes) -> Path:
-    path = tmp_path / f"{uuid.uuid4().hex}.pt"
-    path.write_bytes(content)
-    return path
+    return tiny_checkpoint(tmp_path / f"{uuid.uuid4().hex}.pt", content)
 
 
 def _exercise(reg: Registry, tmp_path: Path, name: str) -> None:
     v1 = reg.register(name, _ckpt(tmp_path, b"one"), {"accuracy": 0.9}, {"dataset": "digits@1"})
     v2 = reg.register(name, _ckpt(tmp_path, b"two"), {"accuracy": 0.95}, {"dataset": "digits@2"})
     assert (v1.version, v2.version) == (1, 2)
-    assert v1.checkpoint_path.read_bytes() == b"one"  # the registry keeps its own copy
+    assert v1.checkpoint_path.read_bytes() != v2.checkpoint_path.read_bytes()  # the registry keeps its own copy
+    assert v1.checkpoint_path.is_relative_to(reg.home)
     assert reg.resolve(name).version == 2  # no champion yet: the latest
     reg.set_alias(name, "champion", 1)
     assert reg.resolve(name).version == 1
@@ -88,11 +89,13 @@ WRITER = """
 import sys
 from pathlib import Path
 from aifactory.line.registry import Registry
+sys.path.insert(0, sys.argv[5])
+from conftest import tiny_checkpoint
 home, tag, model, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] or None
 reg = Registry(home, url=url)
 for i in range(15):
     p = home / f"{tag}-{i}.pt"
-    p.write_bytes(f"{model}-{tag}-{i}".encode())
+    tiny_checkpoint(p, f"{model}-{tag}-{i}")
     reg.register(model, p, {}, {})
     reg.set_alias(model, "champion", reg.latest(model).version)
 """
@@ -111,8 +114,8 @@ def _pg_or_skip() -> str:
 def test_two_processes_register_at_once_without_losing_a_version(home: Path, backend: str) -> None:
     url = _pg_or_skip() if backend == "postgresql" else ""
     model = f"digits-{uuid.uuid4().hex[:8]}"
-    args = [str(home), "", model, url]
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, *args[:1], tag, *args[2:]]) for tag in ("a", "b")]
+    here = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), tag, model, url, here]) for tag in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     reg = Registry(home, url=url or None)
     versions = reg.versions(model)

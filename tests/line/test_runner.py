@@ -15,7 +15,7 @@ from aifactory.line.executors import LocalExecutor
 from aifactory.line.pipeline import parse_pipeline
 from aifactory.line.registry import Registry
 from aifactory.line.runner import PipelineRunner, StepEvent, StepFailed, cache_key
-from aifactory.line.steps import code_hash, get_step_kind
+from aifactory.line.kinds import code_hash, get_step_kind
 
 
 def small_pipeline(epochs: int = 3, **train: object) -> dict[str, object]:

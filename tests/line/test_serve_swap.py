@@ -13,6 +13,8 @@ from aifactory.line.digits_model import DigitsConfig, build_model, save_checkpoi
 from aifactory.line.registry import Registry
 from aifactory.serve.swap import AliasWatcher, ModelSlot, RegistrySource, load_version
 
+from .conftest import tiny_checkpoint
+
 
 @pytest.fixture
 def registry(home: Path) -> Registry:
@@ -54,9 +56,9 @@ def test_keeps_serving_when_the_alias_goes_or_the_checkpoint_is_bad(home: Path, 
     assert watcher.check() is False
     assert "champion" in (watcher.last_error or "")
     assert watcher.slot.current.version == 1  # type: ignore[union-attr]
-    bad = home / "bad.pt"
-    bad.write_bytes(b"not a checkpoint at all")
-    registry.register("digits", bad, {}, {})
+    third = registry.register("digits", tiny_checkpoint(home / "third.pt", 3), {}, {})
+    third.checkpoint_path.chmod(0o644)
+    third.checkpoint_path.write_bytes(b"not a checkpoint at all")  # damaged in the store after registration
     registry.set_alias("digits", "champion", 3)
     assert watcher.check() is False
     assert "checkpoint" in (watcher.last_error or "")

@@ -271,18 +271,19 @@ class _Story:
 def _offline_scores(home: Path, world: World, v1: int, v2: int) -> list[tuple[float, float]]:
     """(accuracy on the shifted test set, on the first clean holdout) of v1 and v2, scored here."""
     from aifactory.line.datasets import Datasets
-    from aifactory.line.evaluate import evaluate_checkpoint
     from aifactory.line.registry import Registry
+    from aifactory.line.scoring import score_one
 
     reg = Registry(home)
     hx, hy = Datasets(home).load("digits-holdout@1")
     out = []
     for version in (v1, v2):
-        path = reg.get("digits", version).checkpoint_path
+        mv = reg.get("digits", version)
+        model, sig = mv.predictor(), mv.input_signature
         out.append(
             (
-                evaluate_checkpoint(path, world.test, world.test_y)["accuracy"],
-                evaluate_checkpoint(path, hx, hy)["accuracy"],
+                score_one(model, sig, world.test, world.test_y, "accuracy"),
+                score_one(model, sig, hx, hy, "accuracy"),
             )
         )
     return out

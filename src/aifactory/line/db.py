@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from aifactory.dbutil import create_engine
 
 VERSION_TABLE = "line_alembic_version"
-HEAD = "l0001"  # the latest revision in migrations/versions (a test checks they agree)
+HEAD = "l0002"  # the latest revision in migrations/versions (a test checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's transaction
 _PG_LOCK_KEY = 0x6C696E65  # "line": advisory lock serialising migrations on PostgreSQL
@@ -35,6 +35,8 @@ dataset_versions = sa.Table(
     sa.Column("features", sa.Integer),
     sa.Column("source", sa.Text),
     sa.Column("created_at", sa.Float),
+    sa.Column("kind", sa.String(16)),
+    sa.Column("schema", sa.Text),
 )
 model_versions = sa.Table(
     "line_model_versions",
@@ -46,6 +48,9 @@ model_versions = sa.Table(
     sa.Column("metrics", sa.Text),
     sa.Column("lineage", sa.Text),
     sa.Column("created_at", sa.Float),
+    sa.Column("flavour", sa.String(40)),
+    sa.Column("signature", sa.Text),
+    sa.Column("measured_on", sa.Text),
 )
 aliases = sa.Table(
     "line_aliases",
@@ -82,6 +87,7 @@ gate_decisions = sa.Table(
     sa.Column("promoted", sa.Boolean),
     sa.Column("reason", sa.Text),
     sa.Column("at", sa.Float),
+    sa.Column("higher_is_better", sa.Boolean),
 )
 step_cache = sa.Table(
     "line_step_cache",

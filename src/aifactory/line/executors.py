@@ -30,10 +30,15 @@ class StepJob:
     gpus: float
     project: str
     priority_class: str
-    workdir: Path
+    workdir: Path  # the step's folder: its log, metrics and outputs
+    cwd: Path | None = None  # where the command runs (default: workdir); a user's step runs in its pipeline's folder
     time_limit_s: float | None = None
     # Called with the job id once the floor has accepted the job (progress shows it while it runs).
     on_submitted: Callable[[int], None] | None = None
+
+    @property
+    def run_in(self) -> Path:
+        return self.cwd or self.workdir
 
     def submitted(self, job_id: int) -> None:
         if self.on_submitted is not None:
@@ -63,7 +68,7 @@ class LocalExecutor:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, **job.env},
-                cwd=job.workdir,
+                cwd=job.run_in,
             )
             try:
                 code = await asyncio.wait_for(proc.wait(), job.time_limit_s)
@@ -103,7 +108,7 @@ class FloorExecutor:
             priority_class=job.priority_class,
             time_limit_s=job.time_limit_s,
             name=f"line:{job.step}",
-            workdir=str(job.workdir),
+            workdir=str(job.run_in),
             env=dict(job.env),
         )
         row = await self.service.submit(spec)
@@ -129,7 +134,7 @@ class ClientExecutor:
             "project": job.project,
             "gpus": job.gpus,
             "name": f"line:{job.step}",
-            "workdir": str(job.workdir),
+            "workdir": str(job.run_in),
             "env": dict(job.env),
         }
         if job.time_limit_s is not None:

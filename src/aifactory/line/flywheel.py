@@ -3,7 +3,8 @@
 The trigger fires on either signal (both configurable):
 - `min_new_rows` labelled rows arrived since the last absorbed batch, or
 - live accuracy of the served model over the last `window` labelled answers fell below
-  `accuracy_below` (checked once at least `min_window` labels are in).
+  `accuracy_below` (checked once at least `min_window` labels are in; a classifier's only: a
+  regression model's flywheel turns on volume).
 
 `absorb` moves the new labelled rows into the line: a share (`holdout_share`) goes to a new
 version of the frozen holdout (so the gate judges the next challenger on the data the world
@@ -30,7 +31,7 @@ from aifactory.line.datasets import Datasets, DatasetVersion
 class FeedbackSource(Protocol):
     """What the flywheel reads (aifactory.serve.feedback.FeedbackLog provides it)."""
 
-    def labelled_since(self, cursor: int = 0) -> tuple[np.ndarray, np.ndarray, int]: ...
+    def labelled_since(self, cursor: int = 0, model: str | None = None) -> tuple[np.ndarray, np.ndarray, int]: ...
     def recent_accuracy(self, model: str, window: int = 200, version: int | None = None) -> float | None: ...
 
 
@@ -107,14 +108,14 @@ class Flywheel:
         """
         from aifactory.line.registry import CHAMPION, Registry
 
-        x, _, _ = self.feedback.labelled_since(self.cursor)
+        x, _, _ = self.feedback.labelled_since(self.cursor, self.model)
         champion = Registry(self.home).alias_version(self.model, CHAMPION)
         acc = self.feedback.recent_accuracy(self.model, self.settings.window, version=champion)
         return should_retrain(len(x), acc, min(len(x), self.settings.window), self.settings)
 
     def absorb(self) -> tuple[DatasetVersion, DatasetVersion] | None:
-        """New labelled rows -> next versions of the dataset and the holdout; None if there are none."""
-        x, y, new_cursor = self.feedback.labelled_since(self.cursor)
+        """New labelled rows -> next versions of the dataset and the holdout (in their own schema); None if none."""
+        x, y, new_cursor = self.feedback.labelled_since(self.cursor, self.model)
         if len(y) == 0:
             return None
         order = np.random.default_rng(self.settings.seed + new_cursor).permutation(len(y))

@@ -1,43 +1,51 @@
 """The evaluation gate: a challenger becomes champion only if it beats the champion by a margin.
 
-Both models are scored now, on the same frozen holdout (an immutable dataset version), so
-the comparison never mixes numbers measured on different data. Every decision, promoted or
-not, is recorded in the registry with both scores, the margin and the reason.
+Both models are scored now, on the same frozen holdout (an immutable dataset version), by the
+metric the user names (higher or lower is better, as that metric is), so the comparison never
+mixes numbers measured on different data. Every decision, promoted or not, is recorded in the
+registry with both scores, the margin and the reason.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 from aifactory.core.errors import SpecError
 from aifactory.line.datasets import Datasets
-from aifactory.line.registry import CHAMPION, GateDecision, Registry
+from aifactory.line.registry import CHAMPION, GateDecision, ModelVersion, Registry
+from aifactory.line.scoring import DEFAULT_METRIC, get_metric, score_one
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    margin: float = 0.01  # accuracy points (0..1) the challenger must win by
-    metric: str = "accuracy"
+    margin: float = 0.01  # in the metric's own units: how much better the challenger must be
+    metric: str | None = None  # default: accuracy for classification, rmse for regression
     alias: str = CHAMPION  # the alias a winner is given
+    higher_is_better: bool | None = None  # default: the metric's own direction
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.margin < 1.0:
-            raise SpecError("margin", f"must be in [0, 1), got {self.margin}")
-        if self.metric != "accuracy":
-            raise SpecError("metric", f"only 'accuracy' is supported, got {self.metric!r}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise SpecError("margin", f"must be a number >= 0, got {self.margin}")
+        if self.metric is not None:
+            get_metric(self.metric)
 
 
-def decide(challenger: float, champion: float | None, margin: float) -> tuple[bool, str]:
+def decide(challenger: float, champion: float | None, margin: float, higher_is_better: bool = True) -> tuple[bool, str]:
     """The rule itself, on two scores: (promote?, why)."""
     if champion is None:
         return True, f"no champion yet; challenger scores {challenger:.4f}"
-    delta = challenger - champion
-    if delta >= margin:
-        return True, f"challenger {challenger:.4f} beats champion {champion:.4f} by {delta:+.4f} >= margin {margin}"
-    return False, f"challenger {challenger:.4f} vs champion {champion:.4f}: {delta:+.4f} < margin {margin}"
+    gain = challenger - champion if higher_is_better else champion - challenger
+    better = "higher" if higher_is_better else "lower"
+    if gain >= margin:
+        return (
+            True,
+            f"challenger {challenger:.4f} beats champion {champion:.4f} by {gain:+.4f} >= margin {margin} ({better} is better)",
+        )
+    return (
+        False,
+        f"challenger {challenger:.4f} vs champion {champion:.4f}: {gain:+.4f} < margin {margin} ({better} is better)",
+    )
 
 
 def run_gate(
@@ -51,37 +59,40 @@ def run_gate(
 ) -> GateDecision:
     """Score challenger (and champion) on `holdout`, decide, record, and move the alias if promoted.
 
-    `challenger_score`: the challenger's score already measured on this very holdout version
-    (the pipeline's evaluate step); the champion is always scored here, now.
+    `challenger_score`: the challenger's score by this metric already measured on this very
+    holdout version (the pipeline's evaluate step); the champion is always scored here, now.
     """
     holdout_version = datasets.resolve(holdout)
     x, y = datasets.load(holdout_version)
     cand = registry.get(model, challenger)
+    signature = cand.input_signature
+    metric = get_metric(settings.metric or DEFAULT_METRIC[signature.task], signature.task)
+    higher = metric.higher_is_better if settings.higher_is_better is None else settings.higher_is_better
     champ_version = registry.alias_version(model, settings.alias)
-    if challenger_score is not None:
-        cand_score = challenger_score
-    else:
-        cand_score = _score(cand.checkpoint_path, x, y, settings.metric)
+    cand_score = challenger_score if challenger_score is not None else _score(cand, x, y, metric.name)
     if champ_version == challenger:
         promoted, reason, champ_score = False, f"v{challenger} is already {settings.alias}", cand_score
     else:
         champ_score = None
         if champ_version is not None:
             champ = registry.get(model, champ_version)
-            champ_score = _score(champ.checkpoint_path, x, y, settings.metric)
-        promoted, reason = decide(cand_score, champ_score, settings.margin)
+            if champ.input_signature.inputs != signature.inputs:
+                raise SpecError("signature", f"v{challenger} takes other inputs than the champion v{champ_version}")
+            champ_score = _score(champ, x, y, metric.name)
+        promoted, reason = decide(cand_score, champ_score, settings.margin, higher)
     decision = registry.record_decision(
         GateDecision(
             model=model,
             challenger=challenger,
             champion=champ_version,
-            metric=settings.metric,
+            metric=metric.name,
             challenger_score=cand_score,
             champion_score=champ_score,
             margin=settings.margin,
             holdout=holdout_version.ref,
             promoted=promoted,
             reason=reason,
+            higher_is_better=higher,
         )
     )
     if promoted:
@@ -89,7 +100,7 @@ def run_gate(
     return decision
 
 
-def _score(checkpoint: Path, x: np.ndarray, y: np.ndarray, metric: str) -> float:
-    from aifactory.line.evaluate import evaluate_checkpoint  # imports torch: only when a model is scored
+def _score(version: ModelVersion, x: object, y: object, metric: str) -> float:
+    import numpy as np
 
-    return float(evaluate_checkpoint(checkpoint, x, y)[metric])
+    return score_one(version.predictor(), version.input_signature, np.asarray(x), np.asarray(y), metric)

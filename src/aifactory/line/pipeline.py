@@ -2,54 +2,75 @@
 
 YAML::
 
-    name: digits
-    model: digits
+    name: wine
+    model: wine
     steps:
-      - {name: ingest, params: {dataset: digits, source: "sklearn:digits"}}
-      - {name: train, needs: [ingest], gpus: 1, params: {epochs: 8}}
+      - {name: ingest, params: {dataset: wine, source: "sklearn:wine"}}
+      - name: train                         # a step of the user's own: a command or an entry point
+        needs: [ingest]
+        command: python train.py --trees {params.trees}
+        params: {trees: 100}
+        code: [train.py]                    # hashed into the cache key with the command
       - {name: evaluate, needs: [train]}
       - {name: register, needs: [evaluate]}
-      - {name: deploy, needs: [register], params: {margin: 0.01}}
+      - {name: deploy, needs: [register], params: {metric: f1, margin: 0.0}}
 
-Python: `Pipeline(name="digits", steps=[Step(name="ingest", params={...}), ...])`.
-A step's `kind` defaults to its name. `validate` rejects unknown kinds, unknown or
-duplicate step names, cycles, and steps whose required inputs no ancestor provides.
+A built-in step's `kind` defaults to its name (ingest, train, evaluate, register, deploy); a
+step with `command` (a shell line, or a list run without a shell) or `entry`
+(`module:function` or `file.py:function`) is kind `command`. Every step gets its ancestors'
+outputs as inputs; `inputs` adds named ones: `dataset:NAME[@VERSION]` (resolved to one version
+when the step starts) or `STEP.KEY` (an ancestor's output). `outputs` names the files a step
+writes in its folder; they go into the artifact store and become outputs by key. `validate`
+rejects unknown kinds, unknown or duplicate step names, cycles, inputs of non-ancestors, and
+built-in steps whose required inputs no ancestor provides.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aifactory.core.errors import SpecError, UnknownName
-from aifactory.line.steps import STEP_KINDS, get_step_kind
+from aifactory.line.kinds import STEP_KINDS, get_step_kind
 
-# What each kind adds to the inputs of the steps after it (checked against `required`).
-PROVIDES: dict[str, tuple[str, ...]] = {
-    "ingest": ("dataset", "dataset_sha256", "holdout"),
-    "train": ("checkpoint", "checkpoint_sha256", "val_accuracy"),
-    "evaluate": ("holdout_accuracy",),
-    "register": ("model", "version"),
-    "deploy": ("promoted", "champion"),
-}
+COMMAND = "command"  # the kind of a user's own step
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
-    kind: str | None = None  # default: the step's name
+    kind: str | None = None  # default: the step's name, or `command` for a command or entry
     needs: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
-    gpus: float | None = Field(default=None, gt=0)  # default: the kind's share
-    cache: bool | None = None  # default: the kind's setting
+    gpus: float | None = Field(default=None, gt=0)  # default: the kind's share (command: 1)
+    cache: bool | None = None  # default: the kind's setting (command: cached)
     time_limit_s: float | None = Field(default=None, gt=0)
+    command: str | list[str] | None = None
+    entry: str | None = Field(default=None, max_length=1000)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)  # key -> file the step writes in its folder
+    code: list[str] = Field(default_factory=list)  # files or folders hashed into the cache key
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, value: Any) -> Any:
+        """A list of file names keys each by its own name."""
+        return {str(v): v for v in value} if isinstance(value, list) else value
 
     @property
     def kind_name(self) -> str:
-        return self.kind or self.name
+        if self.kind:
+            return self.kind
+        return COMMAND if self.command is not None or self.entry is not None else self.name
+
+    @property
+    def custom(self) -> bool:
+        return self.kind_name == COMMAND
 
 
 class Pipeline(BaseModel):
@@ -60,6 +81,7 @@ class Pipeline(BaseModel):
     project: str = "default"  # the floor project its jobs are charged to
     priority_class: str = "train"
     steps: list[Step] = Field(min_length=1)
+    root: str | None = None  # the folder a user's steps run in (default: the YAML file's folder)
 
 
 def load_pipeline(path: Path) -> Pipeline:
@@ -75,13 +97,16 @@ def load_pipeline(path: Path) -> Pipeline:
     except yaml.YAMLError as exc:
         raise SpecError("pipeline", f"{path.name} is not valid YAML: {exc}") from None
     pipeline = parse_pipeline(data)
-    return pipeline.model_copy(update={"steps": [_anchor_source(s, path.parent) for s in pipeline.steps]})
+    root = str(path.parent.resolve())
+    return pipeline.model_copy(
+        update={"steps": [_anchor_source(s, path.parent) for s in pipeline.steps], "root": pipeline.root or root}
+    )
 
 
 def _anchor_source(step: Step, folder: Path) -> Step:
     """A relative file `source` is relative to the YAML file (steps run in their own folders)."""
     source = step.params.get("source")
-    if not isinstance(source, str) or ":" in source or Path(source).is_absolute():
+    if not isinstance(source, str) or ":" in source or Path(source).is_absolute() or step.custom:
         return step
     return step.model_copy(update={"params": {**step.params, "source": str((folder / source).resolve())}})
 
@@ -103,8 +128,7 @@ def validate(pipeline: Pipeline) -> list[Step]:
     for i, step in enumerate(pipeline.steps):
         if step.name in by_name:
             raise SpecError(f"steps[{i}].name", f"duplicate step name {step.name!r}")
-        if step.kind_name not in STEP_KINDS:
-            raise SpecError(f"steps[{i}].kind", str(UnknownName("step kind", step.kind_name, STEP_KINDS)))
+        _check_step(i, step)
         by_name[step.name] = step
     for i, step in enumerate(pipeline.steps):
         for need in step.needs:
@@ -113,6 +137,37 @@ def validate(pipeline: Pipeline) -> list[Step]:
     order = _topological(pipeline.steps, by_name)
     _check_inputs(order, by_name)
     return order
+
+
+def _check_step(i: int, step: Step) -> None:
+    where = f"steps[{i}]"
+    if step.kind_name != COMMAND and step.kind_name not in STEP_KINDS:
+        raise SpecError(f"{where}.kind", str(UnknownName("step kind", step.kind_name, [*STEP_KINDS, COMMAND])))
+    if step.custom:
+        if (step.command is None) == (step.entry is None):
+            raise SpecError(f"{where}.command", f"step {step.name!r} needs exactly one of command or entry")
+        if isinstance(step.command, list) and not step.command:
+            raise SpecError(f"{where}.command", "an empty command")
+        if isinstance(step.command, str) and not step.command.strip():
+            raise SpecError(f"{where}.command", "an empty command")
+    elif step.command is not None or step.entry is not None:
+        raise SpecError(
+            f"{where}.command", f"step {step.name!r} is the built-in kind {step.kind_name!r}: it takes no command"
+        )
+    for text in [*(step.command if isinstance(step.command, list) else [step.command or ""]), step.entry or ""]:
+        if "\x00" in text:
+            raise SpecError(f"{where}.command", "contains a NUL byte")
+    for key, ref in step.inputs.items():
+        if not KEY_RE.match(key):
+            raise SpecError(f"{where}.inputs", f"{key!r} is not a valid input name")
+        if not ref.startswith("dataset:") and "." not in ref:
+            raise SpecError(f"{where}.inputs.{key}", f"{ref!r}: expected dataset:NAME[@VERSION] or STEP.KEY")
+    for key, file in step.outputs.items():
+        if not KEY_RE.match(key):
+            raise SpecError(f"{where}.outputs", f"{key!r} is not a valid output name")
+        parts = Path(file).parts
+        if not file or Path(file).is_absolute() or ".." in parts or "\x00" in file:
+            raise SpecError(f"{where}.outputs.{key}", f"{file!r}: must be a path inside the step's folder")
 
 
 def _topological(steps: list[Step], by_name: dict[str, Step]) -> list[Step]:
@@ -151,9 +206,25 @@ def ancestors(step: Step, by_name: dict[str, Step]) -> set[str]:
 
 
 def _check_inputs(order: list[Step], by_name: dict[str, Step]) -> None:
+    """Every STEP.KEY input names an ancestor; a built-in step's required inputs are provided.
+
+    A user's step may give any output, so a built-in step after one is checked when it starts.
+    """
     for step in order:
+        before = ancestors(step, by_name)
+        for key, ref in step.inputs.items():
+            if not ref.startswith("dataset:"):
+                source = ref.split(".", 1)[0]
+                if source not in before:
+                    raise SpecError(
+                        f"steps.{step.name}.inputs.{key}", f"{ref!r}: {source!r} is not a step it depends on"
+                    )
+        if step.custom:
+            continue
         kind = get_step_kind(step.kind_name)
-        provided = {key for a in ancestors(step, by_name) for key in PROVIDES[by_name[a].kind_name]}
+        if any(by_name[a].custom for a in before):
+            continue
+        provided = {key for a in before for key in get_step_kind(by_name[a].kind_name).provides} | set(step.inputs)
         missing = [key for key in kind.required if key not in provided]
         if missing:
             raise SpecError(

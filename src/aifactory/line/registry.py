@@ -16,14 +16,19 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from aifactory.core.errors import NotFound, SpecError, UnknownName
 from aifactory.line import db
 from aifactory.line import home as default_home
 from aifactory.line.artifacts import ArtifactStore
+from aifactory.line.signature import Signature, digits_signature
+
+if TYPE_CHECKING:
+    from aifactory.line.flavours import Predictor
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 CHAMPION = "champion"
@@ -39,10 +44,27 @@ class ModelVersion:
     lineage: dict[str, Any]
     created_at: float  # Unix seconds
     sha256: str = ""
+    flavour: str = "digits"
+    signature: Signature | None = None
+    measured_on: dict[str, str] = field(default_factory=dict)  # metric -> the dataset version it was measured on
 
     @property
     def ref(self) -> str:
         return f"{self.model}@{self.version}"
+
+    def predictor(self) -> Predictor:
+        """The model loaded by its flavour, ready to answer."""
+        from aifactory.line.flavours import load
+
+        return load(self.flavour, self.checkpoint_path, self.signature)
+
+    @property
+    def input_signature(self) -> Signature:
+        if self.signature is not None:
+            return self.signature
+        if self.flavour == "digits":
+            return digits_signature()
+        raise SpecError("signature", f"{self.ref} has no signature")
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,7 @@ class GateDecision:
     promoted: bool
     reason: str
     at: float = field(default=0.0)
+    higher_is_better: bool = True
 
 
 def check_name(field_name: str, name: str) -> str:
@@ -96,10 +119,31 @@ class Registry:
     # -- versions --------------------------------------------------------------------
 
     def register(
-        self, model: str, checkpoint_path: Path, metrics: dict[str, Any], lineage: dict[str, Any]
+        self,
+        model: str,
+        checkpoint_path: Path,
+        metrics: dict[str, Any],
+        lineage: dict[str, Any],
+        flavour: str = "digits",
+        signature: Signature | None = None,
+        measured_on: dict[str, str] | None = None,
     ) -> ModelVersion:
-        """Store the checkpoint and record it as the next version of `model`."""
+        """Store the model file and record it as the next version of `model`.
+
+        It must load as its flavour and answer its signature's shape (checked on one zero row),
+        so a version the server cannot serve never gets a number.
+        """
+        from aifactory.line.flavours import FLAVOURS, load
+
         check_name("model", model)
+        if flavour not in FLAVOURS:
+            raise UnknownName("flavour", flavour, FLAVOURS)
+        measured_on = dict(measured_on or {})
+        if unknown := sorted(set(measured_on) - set(metrics)):
+            raise SpecError("measured_on", f"names metric(s) {', '.join(unknown)} that are not in the metrics")
+        predictor = load(flavour, Path(checkpoint_path), signature)
+        width = signature.width if signature is not None else digits_signature().width
+        predictor.predict(np.zeros((1, width), dtype=np.float32))
         sha = self.store.put_file(Path(checkpoint_path))
         stored = self.store.get(sha)
         now = time.time()
@@ -117,9 +161,14 @@ class Registry:
                     metrics=json.dumps(metrics, sort_keys=True),
                     lineage=json.dumps(lineage, sort_keys=True, default=str),
                     created_at=now,
+                    flavour=flavour,
+                    signature=signature.model_dump_json() if signature is not None else None,
+                    measured_on=json.dumps(measured_on, sort_keys=True),
                 )
             )
-        return ModelVersion(model, version, stored, dict(metrics), dict(lineage), now, sha)
+        return ModelVersion(
+            model, version, stored, dict(metrics), dict(lineage), now, sha, flavour, signature, measured_on
+        )
 
     def models(self) -> list[str]:
         t = db.model_versions
@@ -257,4 +306,7 @@ def _version(row: sa.Row[Any]) -> ModelVersion:
         lineage=json.loads(row.lineage),
         created_at=row.created_at,
         sha256=row.sha256,
+        flavour=row.flavour or "digits",
+        signature=Signature.model_validate_json(row.signature) if row.signature else None,
+        measured_on=json.loads(row.measured_on or "{}"),
     )

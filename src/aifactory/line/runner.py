@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +26,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aifactory.core.errors import AifactoryError
+from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.line import db
 from aifactory.line import home as default_home
+from aifactory.line.artifacts import ArtifactStore
+from aifactory.line.commands import StepCode, step_code
 from aifactory.line.executors import StepExecutor, StepJob, StepOutcome
 from aifactory.line.pipeline import Pipeline, Step, ancestors, validate
 from aifactory.line.report import METRICS_ENV, read_metrics
-from aifactory.line.steps import code_hash, get_step_kind
+from aifactory.line.step import OUTPUTS_FILE, STEP_DIR_ENV, STEP_FILE_ENV
 
 POLL_S = 0.2  # how often a running step's metrics file is read
 LOG_TAIL = 2000  # characters of a failed step's log quoted in the error
@@ -99,6 +103,7 @@ class PipelineRunner:
                 for prior in order:  # ancestors' outputs, later ones overriding earlier ones
                     if prior.name in ancestors(step, by_name):
                         inputs.update(outputs[prior.name])
+                inputs.update(self._declared_inputs(step, outputs))
                 _note_lineage(lineage, inputs)
                 outputs[step.name], lineage["steps"][step.name] = await self._step(
                     pipeline, step, run_id, inputs, lineage
@@ -118,25 +123,30 @@ class PipelineRunner:
         self, pipeline: Pipeline, step: Step, run_id: int, inputs: dict[str, Any], lineage: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Reuse the step's cached result or run it; returns its outputs and its lineage record."""
-        kind = get_step_kind(step.kind_name)
-        code = code_hash(kind)
-        key = cache_key(kind.name, step.params, inputs, code)
-        cacheable = step.cache if step.cache is not None else kind.cache
+        code = step_code(step, pipeline, inputs)
+        missing = [k for k in code.required if k not in inputs]
+        if missing:
+            raise SpecError(
+                f"steps.{step.name}.needs",
+                f"step {step.name!r} needs {', '.join(missing)}, which no step before it gave",
+            )
+        key = cache_key(code.kind, step.params, inputs, code.digest)
+        cacheable = step.cache if step.cache is not None else code.cache
         hit = self._cached(key) if cacheable and self.use_cache else None
         job_id = None
         if hit is not None:
             result = hit
             self.on_event(StepEvent(step.name, "cached", hit))
         else:
-            if kind.name == "register":
+            if code.kind == "register":
                 inputs = {**inputs, "lineage": {**lineage, "environment": inputs.get("environment", {})}}
-            result, job_id = await self._run_step(pipeline, step, run_id, inputs)
+            result, job_id = await self._run_step(pipeline, step, run_id, inputs, code)
             if cacheable:
                 self._store(key, step.name, result)
         record = {
-            "kind": kind.name,
+            "kind": code.kind,
             "params": step.params,
-            "code": code,
+            "code": code.digest,
             "key": key[:16],
             "cached": hit is not None,
             "job": job_id,
@@ -144,20 +154,30 @@ class PipelineRunner:
         return result, record
 
     async def _run_step(
-        self, pipeline: Pipeline, step: Step, run_id: int, inputs: dict[str, Any]
+        self, pipeline: Pipeline, step: Step, run_id: int, inputs: dict[str, Any], code: StepCode
     ) -> tuple[dict[str, Any], int | None]:
-        kind = get_step_kind(step.kind_name)
         workdir = self.home / "runs" / f"{run_id:05d}" / step.name
         workdir.mkdir(parents=True, exist_ok=True)
         metrics_file = workdir / "metrics.jsonl"
+        step_file = workdir / "step.json"
+        step_file.write_text(json.dumps({"params": step.params, "inputs": inputs}, sort_keys=True, default=str))
+        (workdir / OUTPUTS_FILE).unlink(missing_ok=True)
         job = StepJob(
             step=step.name,
-            command=kind.command(self.home, step.params, inputs, workdir),
-            env={"AIFACTORY_HOME": str(self.home), METRICS_ENV: str(metrics_file)},
-            gpus=step.gpus if step.gpus is not None else kind.gpus,
+            command=code.command(step, inputs, workdir),
+            env={
+                "AIFACTORY_HOME": str(self.home),
+                METRICS_ENV: str(metrics_file),
+                STEP_FILE_ENV: str(step_file),
+                STEP_DIR_ENV: str(workdir),
+                # `python` in a user's command is the factory's, with the line's libraries
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
+            },
+            gpus=step.gpus if step.gpus is not None else code.gpus,
             project=pipeline.project,
             priority_class=pipeline.priority_class,
             workdir=workdir,
+            cwd=code.cwd,
             time_limit_s=step.time_limit_s,
             on_submitted=lambda job_id: self.on_event(StepEvent(step.name, "submitted", {"job": job_id})),
         )
@@ -178,18 +198,64 @@ class PipelineRunner:
             await asyncio.gather(task, return_exceptions=True)
             raise
         outcome = task.result()
-        out_file = workdir / "outputs.json"
-        if outcome.exit_code != 0 or not out_file.is_file():
+        out_file = workdir / OUTPUTS_FILE
+        problem = None
+        if outcome.exit_code == 0:
+            result, problem = self._collect(step, workdir, out_file, code.outputs_required)
+        if outcome.exit_code != 0 or problem is not None:
             tail = outcome.log_path.read_text(errors="replace")[-LOG_TAIL:] if outcome.log_path else ""
             if outcome.exit_code == 0:
-                outcome = StepOutcome(0, outcome.log_path, outcome.job_id, f"{outcome.state}, but no {out_file.name}")
+                outcome = StepOutcome(0, outcome.log_path, outcome.job_id, f"{outcome.state}, but {problem}")
             self.on_event(StepEvent(step.name, "failed", {"state": outcome.state, "job": outcome.job_id}))
             raise StepFailed(step.name, outcome, tail)
-        result = json.loads(out_file.read_text())
         self.on_event(
             StepEvent(step.name, "finished", {**result, "seconds": time.perf_counter() - began, "job": outcome.job_id})
         )
         return result, outcome.job_id
+
+    def _collect(self, step: Step, workdir: Path, out_file: Path, required: bool) -> tuple[dict[str, Any], str | None]:
+        """A finished step's outputs: its outputs.json, and its declared files moved into the artifact store.
+
+        Returns (outputs, None), or ({}, what is wrong) when a declared output is missing.
+        """
+        if not out_file.is_file():
+            if required:
+                return {}, f"no {out_file.name}"
+            result: dict[str, Any] = {}
+        else:
+            try:
+                result = json.loads(out_file.read_text())
+            except json.JSONDecodeError:
+                return {}, f"{out_file.name} is not JSON"
+            if not isinstance(result, dict):
+                return {}, f"{out_file.name} is not a JSON object"
+        store = ArtifactStore(self.home / "artifacts")
+        files = dict(step.outputs)
+        if isinstance(result.get("checkpoint"), str) and "checkpoint_sha256" not in result:
+            files["checkpoint"] = result["checkpoint"]  # a model saved by the step helper
+        for key, name in files.items():
+            path = Path(name) if Path(name).is_absolute() else workdir / name
+            if not path.is_file():
+                return {}, f"its declared output {key!r} ({name}) was not written"
+            sha = store.put_file(path)
+            result[key], result[f"{key}_sha256"] = str(store.get(sha)), sha
+        return result, None
+
+    def _declared_inputs(self, step: Step, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """A step's `inputs`: datasets resolved to one version (ref and sha256), ancestors' outputs by key."""
+        from aifactory.line.datasets import Datasets
+
+        resolved: dict[str, Any] = {}
+        for key, ref in step.inputs.items():
+            if ref.startswith("dataset:"):
+                version = Datasets(self.home).resolve(ref.removeprefix("dataset:"))
+                resolved[key], resolved[f"{key}_sha256"] = version.ref, version.sha256
+                continue
+            source, _, field = ref.partition(".")
+            if field not in outputs.get(source, {}):
+                raise SpecError(f"steps.{step.name}.inputs.{key}", f"{ref!r}: step {source!r} gave no output {field!r}")
+            resolved[key] = outputs[source][field]
+        return resolved
 
     # -- the step cache and the run records ----------------------------------------------
 
@@ -200,9 +266,11 @@ class PipelineRunner:
         if raw is None:
             return None
         outputs = json.loads(raw)
-        # A result naming a file that is gone (a cleaned store) cannot be reused.
-        if "checkpoint" in outputs and not Path(outputs["checkpoint"]).is_file():
-            return None
+        # A result naming a stored file that is gone (a cleaned store) cannot be reused.
+        store = str(self.home / "artifacts")
+        for value in outputs.values():
+            if isinstance(value, str) and value.startswith(store) and not Path(value).is_file():
+                return None
         return outputs
 
     def _store(self, key: str, step: str, outputs: dict[str, Any]) -> None:

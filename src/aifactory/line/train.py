@@ -154,21 +154,67 @@ def run(argv: list[str]) -> dict[str, Any]:
     return summary
 
 
-def _write_outputs(path: Path, store: ArtifactStore, checkpoint: Path, summary: dict[str, Any]) -> None:
+def _outputs(store: ArtifactStore, checkpoint: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """The pipeline step's outputs: the checkpoint, now in the artifact store, and the final metrics."""
+    from aifactory.line.signature import digits_signature
+
     sha = store.put_file(checkpoint)
     outputs = {
         "checkpoint": str(store.get(sha)),
         "checkpoint_sha256": sha,
+        "flavour": "digits",
+        "signature": digits_signature().model_dump(mode="json"),
         "device": summary["device"],
         "train_seconds": summary["train_seconds"],
         "environment": summary["environment"],
         **summary["history"][-1],
     }
     outputs.pop("seconds", None)
+    return outputs
+
+
+def _write_outputs(path: Path, store: ArtifactStore, checkpoint: Path, summary: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outputs, sort_keys=True))
+    tmp.write_text(json.dumps(_outputs(store, checkpoint, summary), sort_keys=True))
     tmp.replace(path)
+
+
+def step(params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The built-in `train` step (run by aifactory.line.entry): the digits CNN on input `dataset`."""
+    from aifactory.line import step as helper
+    from aifactory.line.datasets import Datasets
+
+    config = params.get("config", {})
+    rest = {k: v for k, v in params.items() if k != "config"}
+    args, cfg, train_params = _parse(
+        [
+            "--dataset",
+            str(inputs["dataset"]),
+            "--out",
+            str(helper.folder() / "model.pt"),
+            "--config",
+            json.dumps(config),
+            "--params",
+            json.dumps(rest),
+        ]
+    )
+    datasets = Datasets(helper.home())
+    version = datasets.resolve(args.dataset)
+    x, y = datasets.load(version)
+    started = time.perf_counter()
+    model, history = train(x, y, cfg, train_params)
+    summary = {
+        "dataset": version.ref,
+        "dataset_sha256": version.sha256,
+        "params": asdict(train_params),
+        "config": asdict(cfg),
+        "device": str(pick_device()),
+        "train_seconds": time.perf_counter() - started,
+        "history": history,
+        "environment": environment(),
+    }
+    save_checkpoint(args.out, model, cfg, summary)
+    return _outputs(datasets.store, args.out, summary)
 
 
 def main(argv: list[str] | None = None) -> int:

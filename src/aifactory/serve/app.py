@@ -97,15 +97,26 @@ def create_app(serving: Serving) -> FastAPI:
     return app
 
 
+UNION_TAGS = ("list[float]", "dict[str,float]")
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _invalid(_r: Request, exc: ValidationError) -> JSONResponse:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        return _error(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors])
+        # A row is a list or an object: pydantic names the branch of that union in the location; drop it.
+        errors = [e for e in errors if "dict[" not in str(e["loc"])] or errors
+        return _error(
+            422,
+            [
+                {"loc": ["body", *(p for p in e["loc"] if p not in UNION_TAGS)], "msg": e["msg"], "type": e["type"]}
+                for e in errors
+            ],
+        )
 
     @app.exception_handler(SpecError)
     async def _spec(_r: Request, exc: SpecError) -> JSONResponse:
-        return _error(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
+        return _error(422, [{"loc": ["body", *_loc(exc.field)], "msg": exc.message, "type": "value_error"}])
 
     @app.exception_handler(NotFound)
     async def _not_found(_r: Request, exc: NotFound) -> JSONResponse:
@@ -118,3 +129,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AifactoryError)
     async def _other(_r: Request, exc: AifactoryError) -> JSONResponse:
         return _error(503, str(exc))
+
+
+def _loc(field: str) -> list[str | int]:
+    """`inputs[3].bmi` -> ["inputs", 3, "bmi"]: the same shape as a validation error's location."""
+    loc: list[str | int] = []
+    for part in field.replace("[", ".").replace("]", "").split("."):
+        if part:
+            loc.append(int(part) if part.isdigit() else part)
+    return loc

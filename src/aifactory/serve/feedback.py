@@ -41,9 +41,9 @@ predictions = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("input", sa.LargeBinary, nullable=False),  # 64 float32, 8x8 row-major
-    sa.Column("predicted", sa.Integer, nullable=False),
-    sa.Column("probs", sa.LargeBinary, nullable=False),  # 10 float32
+    sa.Column("input", sa.LargeBinary, nullable=False),  # the row's inputs, float32
+    sa.Column("predicted", sa.Integer, nullable=True),  # the class answered; NULL for regression
+    sa.Column("probs", sa.LargeBinary, nullable=False),  # the outputs, float32: class probabilities or values
     sa.Column("created_at", sa.Float, nullable=False),  # unix seconds
 )
 feedback = sa.Table(
@@ -53,7 +53,7 @@ feedback = sa.Table(
     sa.Column("prediction_id", sa.Integer, nullable=False, unique=True),
     sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("row", sa.Integer, nullable=False),
-    sa.Column("label", sa.Integer, nullable=False),
+    sa.Column("label", sa.Float, nullable=False),  # a class, or a regression target's value
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
@@ -64,7 +64,7 @@ class Conflict(AifactoryError):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One request's answer as logged: x (n, 64) pixels in, probs (n, 10) out, by model@version."""
+    """One request's answer as logged: x (n, F) in, outputs (n, K) out, by model@version."""
 
     request_id: str
     role: str  # LIVE or SHADOW
@@ -73,12 +73,19 @@ class Answer:
     x: np.ndarray
     probs: np.ndarray
     created_at: float  # unix seconds
+    classes: list[int] | None = None  # a classifier's labels in output order (None: 0, 1, 2, ...)
+    regression: bool = False  # outputs are values: no class is predicted
 
     def rows(self) -> list[tuple[object, ...]]:
         """One tuple per row, in `_INSERT` column order."""
         x = np.ascontiguousarray(self.x, dtype="<f4")
         probs = np.ascontiguousarray(self.probs, dtype="<f4")
-        predicted = probs.argmax(axis=1).tolist()
+        if self.regression:
+            predicted: list[int | None] = [None] * len(x)
+        elif self.classes is None:
+            predicted = probs.argmax(axis=1).tolist()
+        else:
+            predicted = np.asarray(self.classes)[probs.argmax(axis=1)].tolist()
         return [
             (
                 self.request_id,
@@ -107,8 +114,8 @@ class LoggedAnswer:
     role: str
     model: str
     version: int
-    predicted: int
-    probs: np.ndarray  # (10,)
+    predicted: int | None
+    probs: np.ndarray  # (K,) outputs
     created_at: float
 
 
@@ -175,7 +182,7 @@ class FeedbackLog:
         with self.engine.begin() as conn:
             conn.exec_driver_sql(self._insert, rows)
 
-    def add_feedback(self, request_id: str, labels: Sequence[int], now: float | None = None) -> int:
+    def add_feedback(self, request_id: str, labels: Sequence[float], now: float | None = None) -> int:
         """Label the live answer(s) of `request_id`, one label per row; returns how many rows were labelled."""
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
@@ -194,7 +201,7 @@ class FeedbackLog:
                         "prediction_id": ids[row],
                         "request_id": request_id,
                         "row": row,
-                        "label": int(lab),
+                        "label": float(lab),
                         "created_at": now,
                     }
                     for row, lab in enumerate(labels)
@@ -210,20 +217,23 @@ class FeedbackLog:
         )
         return {row: pid for row, pid in conn.execute(q.group_by(predictions.c.row))}
 
-    def labelled_since(self, cursor: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-        """Labelled rows posted after `cursor`: X (N, 64) float32, y (N,) int64, and the cursor to pass next."""
+    def labelled_since(self, cursor: int = 0, model: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Labelled rows (of `model`'s answers) posted after `cursor`: X (N, F) float32, y (N,) float64,
+        and the cursor to pass next."""
         q = (
             sa.select(feedback.c.id, predictions.c.input, feedback.c.label)
             .join(predictions, predictions.c.id == feedback.c.prediction_id)
             .where(feedback.c.id > cursor)
             .order_by(feedback.c.id)
         )
+        if model is not None:
+            q = q.where(predictions.c.model == model)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         if not rows:
-            return np.zeros((0, 64), dtype=np.float32), np.zeros((0,), dtype=np.int64), cursor
+            return np.zeros((0, 0), dtype=np.float32), np.zeros((0,), dtype=np.float64), cursor
         x = np.stack([np.frombuffer(r.input, dtype="<f4") for r in rows]).astype(np.float32)
-        y = np.array([r.label for r in rows], dtype=np.int64)
+        y = np.array([r.label for r in rows], dtype=np.float64)
         return x, y, int(rows[-1].id)
 
     def recent_accuracy(self, model: str, window: int = 200, version: int | None = None) -> float | None:
@@ -239,7 +249,7 @@ class FeedbackLog:
             q = q.where(predictions.c.version == version)
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(feedback.c.id.desc()).limit(window)).all()
-        if not rows:
+        if not rows or rows[0].predicted is None:  # none yet, or a regression model (no classes)
             return None
         return sum(r.predicted == r.label for r in rows) / len(rows)
 

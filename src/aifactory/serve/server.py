@@ -119,25 +119,56 @@ class Serving:
         if name != self.served.model:
             raise UnknownName("model", name, [self.served.model])
 
+    def rows(self, inputs: list[Any]) -> np.ndarray:
+        """Request rows -> float32 (B, F) in the served signature's columns; SpecError naming row and column."""
+        signature = self.served.signature
+        if all(type(row) is list for row in inputs):
+            try:
+                x = np.asarray(inputs, dtype=np.float32)  # the wire type checked every value is a number
+            except ValueError:  # ragged: rows of different lengths
+                x = np.zeros((0, 0), dtype=np.float32)
+            if x.ndim == 2 and x.shape[1] == signature.width:
+                return x
+        return signature.rows(inputs)  # objects by column name, or a row of the wrong length: said exactly
+
     async def predict(self, body: PredictRequest) -> PredictResponse:
-        x = np.asarray(body.inputs, dtype=np.float32)  # (B, 64), already validated by the wire type
-        probs, served = await self.batcher.submit(x)
+        x = self.rows(body.inputs)
+        out, served = await self.batcher.submit(x)
         request_id = body.request_id or self._next_id()
         self.requests += 1
-        self.writer.put(Answer(request_id, LIVE, served.model, served.version, x, probs, time.time()))
+        classes = served.classes
+        self.writer.put(
+            Answer(request_id, LIVE, served.model, served.version, x, out, time.time(), classes, classes is None)
+        )
         if self.shadow is not None:
             self.shadow.offer(request_id, x)
+        if classes is None:  # regression: one value per target
+            values = out[:, 0].tolist() if out.shape[1] == 1 else out.tolist()
+            return PredictResponse.model_construct(
+                request_id=request_id,
+                model=served.model,
+                version=served.version,
+                predictions=values,
+                probabilities=None,
+            )
+        best = out.argmax(axis=1)
+        labels = best.tolist() if classes[-1] == len(classes) - 1 and classes[0] == 0 else [classes[i] for i in best]
         return PredictResponse.model_construct(  # built from our own arrays: nothing to validate
             request_id=request_id,
             model=served.model,
             version=served.version,
-            predictions=probs.argmax(axis=1).tolist(),
-            probabilities=np.round(probs, 6).tolist(),
+            predictions=labels,
+            probabilities=np.round(out, 6).tolist(),
         )
 
     def add_feedback(self, body: FeedbackRequest) -> FeedbackResponse:
+        signature = self.served.signature
+        labels = body.as_list()
+        field = "label" if body.label is not None else "labels"
+        for i, value in enumerate(labels):
+            signature.label(value, field if body.label is not None else f"{field}[{i}]")
         self.writer.flush()  # the prediction being labelled may still be on its way to the log
-        labelled = self.feedback.add_feedback(body.request_id, body.as_list())
+        labelled = self.feedback.add_feedback(body.request_id, labels)
         return FeedbackResponse(request_id=body.request_id, labelled=labelled)
 
     def info(self) -> ModelInfo:
@@ -146,8 +177,11 @@ class Serving:
             model=served.model,
             ref=self.config.ref,
             version=served.version,
+            flavour=served.flavour,
+            signature=served.signature.model_dump(mode="json"),
             checkpoint=served.checkpoint,
             metrics=served.metrics,
+            measured_on=served.measured_on,
             max_batch=self.config.batch.max_batch,
             max_wait_ms=self.config.batch.max_wait_s * 1000,
             batching=self.config.batch.max_batch > 1,

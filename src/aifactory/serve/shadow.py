@@ -58,8 +58,9 @@ class Shadow:
         return served.version if served else None
 
     def offer(self, request_id: str, x: np.ndarray) -> None:
-        """Send a copy of request rows x (n, 64) to the challenger, without waiting for it."""
-        if self.slot.current is None or len(self._tasks) >= self.max_pending:
+        """Send a copy of request rows x (n, F) to the challenger, without waiting for it."""
+        current = self.slot.current
+        if current is None or len(self._tasks) >= self.max_pending or current.signature.width != x.shape[1]:
             self.dropped += 1
             return
         task = asyncio.get_running_loop().create_task(self._answer(request_id, x))
@@ -74,4 +75,4 @@ class Shadow:
             log.warning("shadow %s failed on %s: %s", self.ref, request_id, exc)
             return
         self.answered += 1
-        self.writer.put(Answer(request_id, SHADOW, served.model, served.version, x, probs, time.time()))
+        self.writer.put(Answer(request_id, SHADOW, served.model, served.version, x, probs, time.time(), served.classes, served.classes is None))

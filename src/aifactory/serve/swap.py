@@ -20,16 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from aifactory.core.errors import NotFound, SpecError
-from aifactory.serve.wire import N_FEATURES
+from aifactory.line.flavours import Predictor
+from aifactory.line.signature import Signature
 
 log = logging.getLogger("aifactory.serve")
 MAX_WARM_ROWS = 64  # beyond this a first-use kernel build is small next to the batch's own compute
-
-
-class Predictor(Protocol):
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """x (B, 64) float pixels 0..16 -> (B, 10) class probabilities."""
-        ...
 
 
 class Version(Protocol):
@@ -47,13 +42,22 @@ class Version(Protocol):
     @property
     def metrics(self) -> Any: ...
 
+    @property
+    def flavour(self) -> str: ...
+
+    @property
+    def measured_on(self) -> dict[str, str]: ...
+
+    @property
+    def input_signature(self) -> Signature: ...
+
 
 class ModelSource(Protocol):
-    """Resolves references like "digits@champion" and loads checkpoints."""
+    """Resolves references like "digits@champion" and loads the versions they name."""
 
     def resolve(self, ref: str) -> Version: ...
 
-    def load(self, checkpoint_path: Path) -> Predictor: ...
+    def load(self, version: Version) -> Predictor: ...
 
 
 class RegistrySource:
@@ -67,10 +71,10 @@ class RegistrySource:
     def resolve(self, ref: str) -> Version:
         return self.registry.resolve(ref)
 
-    def load(self, checkpoint_path: Path) -> Predictor:
-        from aifactory.line.digits_model import load_checkpoint
+    def load(self, version: Version) -> Predictor:
+        from aifactory.line.flavours import load
 
-        return load_checkpoint(Path(checkpoint_path))
+        return load(version.flavour, Path(version.checkpoint_path), version.input_signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,11 @@ class Served:
     checkpoint: str
     metrics: dict[str, Any]
     predictor: Predictor = field(repr=False)
+    signature: Signature = field(repr=False)
+    flavour: str = "digits"
+    measured_on: dict[str, str] = field(default_factory=dict)
+    # a classifier's labels in output order (None: regression), kept as a list for the response path
+    classes: list[int] | None = None
 
 
 def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served:
@@ -90,13 +99,27 @@ def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served
     CPU backends build a kernel per input shape on first use (tens of ms each); doing that
     here, before the model is swapped in, keeps those stalls out of live requests.
     """
-    predictor = source.load(Path(mv.checkpoint_path))
+    predictor = source.load(mv)
+    sig = mv.input_signature
     for rows in range(1, min(max(1, warm_rows), MAX_WARM_ROWS) + 1):
-        probs = np.asarray(predictor.predict_proba(np.zeros((rows, N_FEATURES), dtype=np.float32)))
-        if probs.shape != (rows, 10):
-            raise SpecError("checkpoint", f"{mv.checkpoint_path}: model answers shape {probs.shape}, expected (B, 10)")
+        out = np.asarray(predictor.predict(np.zeros((rows, sig.width), dtype=np.float32)))
+        if out.shape != (rows, sig.outputs):
+            raise SpecError(
+                "checkpoint", f"{mv.checkpoint_path}: model answers shape {out.shape}, expected (B, {sig.outputs})"
+            )
     metrics = dict(mv.metrics) if isinstance(mv.metrics, dict) else {}
-    return Served(mv.model, int(mv.version), str(mv.checkpoint_path), metrics, predictor)
+    classes = list(sig.classes or range(sig.outputs)) if sig.task == "classification" else None
+    return Served(
+        mv.model,
+        int(mv.version),
+        str(mv.checkpoint_path),
+        metrics,
+        predictor,
+        sig,
+        mv.flavour,
+        dict(mv.measured_on),
+        classes,
+    )
 
 
 class ModelSlot:
@@ -115,11 +138,11 @@ class ModelSlot:
         self.swaps += 1
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, Served]:
-        """Answer rows x (B, 64) with the model in the slot now; returns (probs (B, 10), who answered)."""
+        """Answer rows x (B, F) with the model in the slot now; returns (outputs (B, K), who answered)."""
         served = self._served
         if served is None:
             raise NotFound("no model is loaded in this slot yet")
-        return np.asarray(served.predictor.predict_proba(x), dtype=np.float32), served
+        return np.asarray(served.predictor.predict(x), dtype=np.float32), served
 
 
 class AliasWatcher:
@@ -164,6 +187,10 @@ class AliasWatcher:
                 ):
                     self.last_error = None
                     return False
+                if current is not None and mv.input_signature.inputs != current.signature.inputs:
+                    raise SpecError(
+                        "signature", f"v{mv.version} takes other inputs than v{current.version}: not swapped"
+                    )
                 served = load_version(self.source, mv, self.warm_rows)
             except Exception as exc:  # database busy, alias gone, bad file: keep serving, retry next poll
                 if str(exc) != self.last_error:

@@ -1,7 +1,9 @@
 """Every type the serving API sends or receives, in one module.
 
-Inputs are digits images flattened to 64 pixel intensities (8x8, values 0..16 as in
-scikit-learn's `load_digits`); a request carries one or more rows.
+A request carries one or more rows of the served model's inputs: each a list of numbers in the
+signature's column order, or an object keyed by column name. What a row must hold is the
+model's signature (`GET /v1/models/{name}` shows it); a row that does not fit is a 422 naming
+the row and the column.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-N_FEATURES = 64  # 8x8 pixels, row-major
-N_CLASSES = 10
 MAX_ROWS = 1024  # rows per request; larger requests are split by the client
+MAX_COLUMNS = 100_000  # values in one row
 
-# strict: a pixel is a JSON number; "3" or true are type errors, not silently coerced
-Row = Annotated[list[Annotated[float, Field(strict=True)]], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
+# strict: a value is a JSON number; "3" or true are type errors, not silently coerced
+Number = Annotated[float, Field(strict=True)]
+Row = (
+    Annotated[list[Number], Field(min_length=1, max_length=MAX_COLUMNS)]
+    | Annotated[dict[str, Number], Field(min_length=1, max_length=MAX_COLUMNS)]
+)
 
 
 class PredictRequest(BaseModel):
-    """`inputs`: (B, 64) pixel rows; `request_id` optional (the server makes one)."""
+    """`inputs`: rows of the model's inputs; `request_id` optional (the server makes one)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -28,25 +33,29 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """What the live model answered: one label and one probability row per input row."""
+    """What the live model answered, per row: a class (with the probabilities) or a value (per target)."""
 
     request_id: str
     model: str
     version: int
-    predictions: list[int]
-    probabilities: list[list[float]]
+    predictions: list[int] | list[float] | list[list[float]]
+    probabilities: list[list[float]] | None = None
+
+
+Label = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class FeedbackRequest(BaseModel):
-    """The true label(s) of an earlier request: `label` for a one-row request, else `labels` (one per row)."""
+    """The true label(s) of an earlier request: `label` for a one-row request, else `labels` (one per row).
+
+    A label is one of the model's classes, or a regression target's value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
-    label: Annotated[int, Field(ge=0, lt=N_CLASSES)] | None = None
-    labels: (
-        Annotated[list[Annotated[int, Field(ge=0, lt=N_CLASSES)]], Field(min_length=1, max_length=MAX_ROWS)] | None
-    ) = None
+    label: Label | None = None
+    labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_ROWS)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> FeedbackRequest:
@@ -54,7 +63,7 @@ class FeedbackRequest(BaseModel):
             raise ValueError("give exactly one of 'label' or 'labels'")
         return self
 
-    def as_list(self) -> list[int]:
+    def as_list(self) -> list[int | float]:
         """The labels, one per row of the original request."""
         return [self.label] if self.label is not None else list(self.labels or [])
 
@@ -65,13 +74,16 @@ class FeedbackResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """The model being served and how: its registry reference, live version, batching and shadow."""
+    """The model being served and how: its registry reference, live version, signature, batching and shadow."""
 
     model: str
     ref: str
     version: int
+    flavour: str
+    signature: dict[str, Any]
     checkpoint: str
     metrics: dict[str, Any]
+    measured_on: dict[str, str]
     max_batch: int
     max_wait_ms: float
     batching: bool
