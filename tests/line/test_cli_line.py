@@ -40,7 +40,9 @@ def test_datasets_create_list_show_and_bad_files(
 
     (tmp_path / "bad.csv").write_text("a,b,label\n1,2,3\n4,5\n")
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table", "--file", str(tmp_path / "bad.csv"))
-    assert code == 2 and "error: path: bad.csv: not a readable CSV file (CSV parse error: Expected 3 columns, got 2" in err
+    assert (
+        code == 2 and "error: path: bad.csv: not a readable CSV file (CSV parse error: Expected 3 columns, got 2" in err
+    )
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "show", "tabel")
     assert code == 2 and "did you mean 'table'" in err
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table")

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from aifactory.line.runner import StepEvent
 
@@ -18,11 +19,12 @@ def _detail(kind: str, data: dict[str, Any]) -> str:
     if kind == "metrics" and "epoch" in data:
         of = f"/{data['epochs']}" if "epochs" in data else ""
         parts = [f"epoch {data['epoch']}{of}"]
-        for key in ("loss", "val_accuracy"):
-            if isinstance(data.get(key), int | float):
-                parts.append(f"{key} {data[key]:.3f}")
+        for key, value in data.items():
+            if key not in ("t", "epoch", "epochs", "seconds") and isinstance(value, int | float) and len(parts) < 4:
+                parts.append(f"{key} {value:.3f}")
         return "  ".join(parts)
-    for key in ("gate_reason", "holdout_accuracy", "val_accuracy", "version", "dataset"):
+    keys = ("gate_reason", "holdout_accuracy", "holdout_rmse", "val_accuracy", "val_rmse", "version", "dataset")
+    for key in keys:
         if key in data:
             value = data[key]
             return f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
@@ -77,5 +79,6 @@ class PipelineProgress:
                 took = f"{time.perf_counter() - row['began']:.1f}s"
             else:
                 took = ""
-            table.add_row(name, f"[{STYLES[state]}]{state}[/]", row["job"], took, row["detail"])
+            # Text, not markup: the console prints user text (step names, reasons) with markup off
+            table.add_row(name, Text(state, style=STYLES[state]), row["job"], took, row["detail"])
         return table

@@ -75,4 +75,16 @@ class Shadow:
             log.warning("shadow %s failed on %s: %s", self.ref, request_id, exc)
             return
         self.answered += 1
-        self.writer.put(Answer(request_id, SHADOW, served.model, served.version, x, probs, time.time(), served.classes, served.classes is None))
+        self.writer.put(
+            Answer(
+                request_id,
+                SHADOW,
+                served.model,
+                served.version,
+                x,
+                probs,
+                time.time(),
+                served.classes,
+                served.classes is None,
+            )
+        )
