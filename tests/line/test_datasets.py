@@ -101,3 +101,78 @@ def test_bad_arrays_and_unknown_names(home: Path, tmp_path: Path) -> None:
         (tmp_path / "a.txt").write_text("1,2")
         ds.create_from_file("t", tmp_path / "a.txt")
     assert [v.version for v in ds.versions("t")] == [1]
+
+
+def test_tables_keep_their_schema_and_bad_data_names_the_column(home: Path, tmp_path: Path) -> None:
+    ds = Datasets(home)
+    good = tmp_path / "visits.csv"
+    good.write_text("age,city,spend,churned\n31,Oslo,12.5,0\n45,Bergen,3.0,1\n29,Oslo,8.25,0\n")
+    v1 = ds.create_from_file("visits", good, target=["churned"])
+    assert v1.schema is not None
+    assert [(c.name, c.type) for c in v1.schema.columns] == [
+        ("age", "int"),
+        ("city", "string"),
+        ("spend", "float"),
+        ("churned", "int"),
+    ]
+    assert (v1.schema.task, v1.schema.classes, v1.features) == ("classification", [0, 1], 3)
+    table = ds.load_table(v1)
+    assert table.column("city").to_pylist() == ["Oslo", "Bergen", "Oslo"]
+    with pytest.raises(SpecError) as err:
+        ds.load(v1)  # text cannot be a feature matrix
+    assert err.value.field == "city"
+    cases = {
+        "age,city,spend\n31,Oslo,1.0\n": "churned",  # a column missing
+        "age,city,spend,churned,extra\n31,Oslo,1.0,0,9\n": "extra",  # a column too many
+        "age,city,spend,churned\n31,Oslo,lots,0\n": "spend",  # text where the schema says float
+        "age,city,spend,churned\n31,Oslo,,0\n": "spend",  # a missing value
+        "age,city,spend,churned\n31,Oslo,nan,0\n": "spend",  # NaN
+    }
+    for i, (text, column) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.csv"
+        bad.write_text(text)
+        with pytest.raises(SpecError) as err:
+            ds.create_from_file("visits", bad)
+        assert err.value.field == column and column in str(err.value), text
+    assert [v.version for v in ds.versions("visits")] == [1]  # nothing bad became a version
+    more = pa.table({"age": [50], "city": ["Tromsø"], "spend": [1.0], "churned": [2]})
+    v2 = ds.append_table("visits", more)
+    assert (v2.version, v2.parent, v2.rows) == (2, 1, 4) and v2.schema is not None and v2.schema.classes == [0, 1, 2]
+
+
+def test_a_regression_table_from_scikit_learn(home: Path) -> None:
+    ds = Datasets(home)
+    v = ds.create_from_sklearn("diabetes", "diabetes")
+    x, y = ds.load(v)
+    assert v.schema is not None and v.schema.task == "regression" and v.schema.classes is None
+    assert x.shape == (442, 10) and y.dtype == np.float32 and float(y.max()) == 346.0
+    v2 = ds.append("diabetes", x[:2], y[:2] + 0.5)
+    assert ds.load(v2)[1][-1] == pytest.approx(float(y[1]) + 0.5)
+
+
+def test_a_directory_of_files_is_a_version_with_a_manifest(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "shards"
+    (src / "b").mkdir(parents=True)
+    (src / "a.txt").write_text("first shard\n")
+    (src / "b" / "c.bin").write_bytes(bytes(range(256)))
+    ds = Datasets(home)
+    v1 = ds.create_from_dir("corpus", src)
+    assert (v1.kind, v1.rows, v1.features) == ("files", 2, 0)
+    manifest = ds.manifest(v1)
+    assert [(e["path"], e["size"]) for e in manifest] == [("a.txt", 12), ("b/c.bin", 256)]
+    out = ds.materialize(v1, tmp_path / "out")
+    assert (out / "b" / "c.bin").read_bytes() == bytes(range(256))
+    assert ds.create_from_dir("corpus", src).sha256 == v1.sha256  # same files, same address
+    (src / "a.txt").write_text("changed\n")
+    assert ds.create_from_dir("corpus", src).sha256 != v1.sha256
+    with pytest.raises(SpecError):
+        ds.load_table(v1)
+    (src / "link").symlink_to("/etc/passwd")
+    with pytest.raises(SpecError) as err:
+        ds.create_from_dir("corpus", src)
+    assert err.value.field == "link"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SpecError, match="no files"):
+        ds.create_from_dir("corpus", empty)
+    assert len(ds.versions("corpus")) == 3

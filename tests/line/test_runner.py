@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from aifactory.line import db
 from aifactory.line.datasets import Datasets
 from aifactory.line.executors import LocalExecutor
+from aifactory.line.kinds import code_hash, get_step_kind
 from aifactory.line.pipeline import parse_pipeline
 from aifactory.line.registry import Registry
 from aifactory.line.runner import PipelineRunner, StepEvent, StepFailed, cache_key
-from aifactory.line.kinds import code_hash, get_step_kind
 
 
 def small_pipeline(epochs: int = 3, **train: object) -> dict[str, object]:

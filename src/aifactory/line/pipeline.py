@@ -167,7 +167,7 @@ def _check_step(i: int, step: Step) -> None:
             raise SpecError(f"{where}.outputs", f"{key!r} is not a valid output name")
         parts = Path(file).parts
         if not file or Path(file).is_absolute() or ".." in parts or "\x00" in file:
-            raise SpecError(f"{where}.outputs.{key}", f"{file!r}: must be a path inside the step's folder")
+            raise SpecError(f"{where}.outputs", f"{key}: {file!r} must be a path inside the step's folder")
 
 
 def _topological(steps: list[Step], by_name: dict[str, Step]) -> list[Step]:

@@ -143,7 +143,12 @@ class Registry:
             raise SpecError("measured_on", f"names metric(s) {', '.join(unknown)} that are not in the metrics")
         predictor = load(flavour, Path(checkpoint_path), signature)
         width = signature.width if signature is not None else digits_signature().width
-        predictor.predict(np.zeros((1, width), dtype=np.float32))
+        try:
+            predictor.predict(np.zeros((1, width), dtype=np.float32))
+        except SpecError:
+            raise
+        except Exception as exc:  # the model's own code refuses the signature's rows
+            raise SpecError("model", f"{checkpoint_path} does not answer rows of {width} inputs: {exc}") from None
         sha = self.store.put_file(Path(checkpoint_path))
         stored = self.store.get(sha)
         now = time.time()
