@@ -107,7 +107,7 @@ def test_each_flavour_is_registered_loaded_and_served(home: Path, tmp_path: Path
     config = ServeConfig(ref="iris@champion", home=home, port=0, batch=BatchSettings(max_batch=4, max_wait_s=0.002))
     with BackgroundServer(config) as srv:
         info = httpx.get(f"{srv.url}/v1/models/iris").json()
-        assert info["flavour"] == flavour and [c["name"] for c in info["signature"]["inputs"]][0] == "sepal_length"
+        assert info["flavour"] == flavour and info["signature"]["inputs"][0]["name"] == "sepal_length"
         rows = X[:5].tolist()
         body = httpx.post(f"{srv.url}/v1/models/iris/predict", json={"inputs": rows}).json()
         np.testing.assert_allclose(body["probabilities"], want[:5], atol=1e-5)
