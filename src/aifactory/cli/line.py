@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from aifactory.cli.progress import PipelineProgress
     from aifactory.line.pipeline import Pipeline
+    from aifactory.line.registry import ModelVersion
     from aifactory.line.runner import RunResult
 
 datasets_app = new_app(help="Versioned datasets: list, show, create.", invoke_without_command=True)
@@ -62,12 +63,24 @@ def datasets_list(ctx: typer.Context, home: Path | None = HomeOpt, as_json: bool
     if as_json:
         typer.echo(json_text({name: ds.versions(name) for name in ds.names()}))
         return
-    table = Table("dataset", "versions", "latest", "rows", "features", "sha256", "source", "created (UTC)")
+    table = Table(
+        "dataset", "versions", "latest", "kind", "rows", "features", "task", "sha256", "source", "created (UTC)"
+    )
     for name in ds.names():
         versions = ds.versions(name)
         v = versions[-1]
+        task = v.schema.task if v.schema is not None else "-"
         table.add_row(
-            name, str(len(versions)), v.ref, str(v.rows), str(v.features), v.sha256[:12], v.source, _when(v.created_at)
+            name,
+            str(len(versions)),
+            v.ref,
+            v.kind,
+            str(v.rows),
+            str(v.features),
+            task,
+            v.sha256[:12],
+            v.source,
+            _when(v.created_at),
         )
     _console().print(table)
 
@@ -91,11 +104,20 @@ def datasets_show(
         typer.echo(json_text({"version": v, "lineage": chain[1:]}))
         return
     console = _console()
-    console.print(f"{v.ref}  rows {v.rows}  features {v.features}  source {v.source}")
+    console.print(f"{v.ref}  {v.kind}  rows {v.rows}  features {v.features}  source {v.source}")
     console.print(f"sha256 {v.sha256}\nstored {v.path}\ncreated {_when(v.created_at)} UTC")
-    _, y = ds.load(v)
-    labels, counts = np.unique(y, return_counts=True)
-    console.print("labels " + "  ".join(f"{int(lbl)}:{int(c)}" for lbl, c in zip(labels, counts, strict=True)))
+    if v.kind == "files":
+        files = ds.manifest(v)
+        console.print(f"files {len(files)}, {sum(f['size'] for f in files)} bytes; first: {files[0]['path']}")
+    else:
+        schema = ds.schema(v)
+        columns = Table("column", "type", "role", title=f"schema ({schema.task})")
+        for c in schema.columns:
+            columns.add_row(c.name, c.type + ("?" if c.nullable else ""), "target" if c.name in schema.target else "")
+        console.print(columns)
+        if schema.task == "classification":
+            labels, counts = np.unique(ds.load_table(v).column(schema.target[0]).to_numpy(), return_counts=True)
+            console.print("labels " + "  ".join(f"{int(lbl)}:{int(c)}" for lbl, c in zip(labels, counts, strict=True)))
     table = Table("version", "parent", "rows", "sha256", "source", title="lineage")
     current = v
     while True:
@@ -113,17 +135,35 @@ def datasets_create(
     name: str = typer.Argument(..., help="dataset name"),
     file: Path | None = typer.Option(None, "--file", help="CSV, Parquet, .npz or .npy file"),
     sklearn: str | None = typer.Option(None, "--sklearn", help="a scikit-learn bundled dataset, e.g. digits"),
+    folder: Path | None = typer.Option(None, "--dir", help="a directory of files (images, text shards, ...)"),
+    target: list[str] | None = typer.Option(
+        None, "--target", help="the target column (repeat for several; default: target, label or y)"
+    ),
+    task: str | None = typer.Option(None, "--task", help="classification, regression or none (default: guessed)"),
     home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
-    """Snapshot a file or a bundled dataset as the next version of NAME."""
+    """Snapshot a file, a directory or a bundled dataset as the next version of NAME."""
     from aifactory.core.errors import SpecError
     from aifactory.line.datasets import Datasets
 
-    if (file is None) == (sklearn is None):
-        raise SpecError("source", "give exactly one of --file or --sklearn")
+    if sum(x is not None for x in (file, sklearn, folder)) != 1:
+        raise SpecError("source", "give exactly one of --file, --dir or --sklearn")
+    if task is not None and task not in ("classification", "regression", "none"):
+        raise SpecError("task", f"must be classification, regression or none, got {task!r}")
+    if (target or task) and file is None:
+        raise SpecError("target", "--target and --task apply to --file")
     ds = Datasets(home)
-    v = ds.create_from_file(name, file) if file is not None else ds.create_from_sklearn(name, str(sklearn))
-    typer.echo(f"{v.ref}  rows {v.rows}  features {v.features}  sha256 {v.sha256[:12]}")
+    if file is not None:
+        v = ds.create_from_file(name, file, target or None, task)  # type: ignore[arg-type]
+    elif folder is not None:
+        v = ds.create_from_dir(name, folder)
+    else:
+        v = ds.create_from_sklearn(name, str(sklearn))
+    if as_json:
+        typer.echo(json_text(v))
+        return
+    typer.echo(f"{v.ref}  {v.kind}  rows {v.rows}  features {v.features}  sha256 {v.sha256[:12]}")
 
 
 # -- pipelines ------------------------------------------------------------------------------
@@ -140,6 +180,7 @@ def line_run(
         4, "--gpus", help="virtual GPUs of the embedded factory (0: the real ones, found with NVML)"
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="run every step even if a cached result exists"),
+    as_json: bool = typer.Option(False, "--json", help="Print the run (outputs, cached steps, lineage) as JSON."),
 ) -> None:
     """Run a pipeline: every step a job on the floor, with live per-epoch metrics."""
     import asyncio
@@ -156,6 +197,9 @@ def line_run(
     where = line_home(home)
     if on == "auto":
         on = "server" if (where / "server.json").is_file() else "embedded"
+    if as_json:
+        typer.echo(json_text(asyncio.run(_run_pipeline(pipeline, where, on, gpus, not no_cache, None))))
+        return
     console = _console()
     progress = PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name} ({on})")
     with progress:
@@ -177,6 +221,7 @@ def line_flywheel(
     gpus: int = typer.Option(
         4, "--gpus", help="virtual GPUs of the embedded factory (0: the real ones, found with NVML)"
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision, the new versions and the run as JSON."),
 ) -> None:
     """One turn of the flywheel: if the trigger fires, labelled feedback becomes the next dataset version
     and the pipeline runs (train -> evaluate -> register -> gate)."""
@@ -196,16 +241,23 @@ def line_flywheel(
     dataset = str(ingest.params.get("dataset", pipeline.model)) if ingest else pipeline.model
     wheel = Flywheel(FeedbackLog(where), where, settings, dataset=dataset, model=pipeline.model)
     decision = wheel.check()
-    typer.echo(f"trigger {'fires' if decision.fire else 'quiet'}: {decision.reason}")
+    if not as_json:
+        typer.echo(f"trigger {'fires' if decision.fire else 'quiet'}: {decision.reason}")
     if check or not decision.fire:
+        if as_json:
+            typer.echo(json_text({"trigger": decision}))
         return
     train, holdout = wheel.absorb() or (None, None)
-    if train is not None:
+    if train is not None and not as_json:
         typer.echo(
             f"feedback absorbed: {train.ref} (parent v{train.parent}), holdout {holdout.ref if holdout else '-'}"
         )
     if on == "auto":
         on = "server" if (where / "server.json").is_file() else "embedded"
+    if as_json:
+        run = asyncio.run(_run_pipeline(pipeline, where, on, gpus, True, None))
+        typer.echo(json_text({"trigger": decision, "dataset": train, "holdout": holdout, "run": run}))
+        return
     console = _console()
     with PipelineProgress(console, [s.name for s in order], title=f"pipeline {pipeline.name} ({on})") as progress:
         result = asyncio.run(_run_pipeline(pipeline, where, on, gpus, True, progress))
@@ -214,7 +266,7 @@ def line_flywheel(
 
 
 async def _run_pipeline(
-    pipeline: Pipeline, home: Path, on: str, gpus: int, use_cache: bool, progress: PipelineProgress
+    pipeline: Pipeline, home: Path, on: str, gpus: int, use_cache: bool, progress: PipelineProgress | None
 ) -> RunResult:
     from aifactory.line.executors import ClientExecutor, FloorExecutor, LocalExecutor
     from aifactory.line.runner import PipelineRunner
@@ -252,14 +304,12 @@ def models_list(ctx: typer.Context, home: Path | None = HomeOpt, as_json: bool =
     if as_json:
         typer.echo(json_text({n: {"versions": reg.versions(n), "aliases": reg.aliases(n)} for n in reg.models()}))
         return
-    table = Table("model", "versions", "aliases", "latest", "holdout accuracy (latest)")
+    table = Table("model", "versions", "aliases", "latest", "flavour", "holdout score (latest)")
     for name in reg.models():
         versions = reg.versions(name)
         aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(reg.aliases(name).items()))
-        acc = versions[-1].metrics.get("holdout_accuracy")
-        table.add_row(
-            name, str(len(versions)), aliases or "-", f"v{versions[-1].version}", f"{acc:.4f}" if acc else "-"
-        )
+        latest = versions[-1]
+        table.add_row(name, str(len(versions)), aliases or "-", f"v{latest.version}", latest.flavour, _headline(latest))
     _console().print(table)
 
 
@@ -295,29 +345,48 @@ def models_show(
     by_version: dict[int, list[str]] = {}
     for alias, version in aliases.items():
         by_version.setdefault(version, []).append(alias)
-    table = Table("version", "aliases", "holdout acc", "dataset", "created (UTC)", title=f"model {name}")
-    for v in reg.versions(name):
-        acc = v.metrics.get("holdout_accuracy")
+    table = Table(
+        "version", "aliases", "flavour", "holdout score", "trained on", "created (UTC)", title=f"model {name}"
+    )
+    versions = reg.versions(name)
+    for v in reversed(versions):  # newest first
         table.add_row(
             str(v.version),
             ", ".join(sorted(by_version.get(v.version, []))),
-            f"{acc:.4f}" if acc is not None else "-",
+            v.flavour,
+            _headline(v),
             str(v.lineage.get("dataset", "-")),
             _when(v.created_at),
         )
     console.print(table)
+    holdouts = sorted({on for v in versions for k, on in v.measured_on.items() if k.startswith("holdout_")})
+    if len(holdouts) > 1:
+        console.print(
+            f"note: these scores were measured on different holdouts ({', '.join(holdouts)}), so they do not "
+            "compare across versions; the gate decisions below score both models on the same holdout."
+        )
     history = Table("at (UTC)", "alias", "move", "kind", "reason", title="alias history")
     for h in reg.alias_history(name):
         move = f"v{h.previous} -> v{h.version}" if h.previous is not None else f"-> v{h.version}"
         history.add_row(_when(h.at), h.alias, move, h.kind, h.reason)
     console.print(history)
-    gate = Table("at (UTC)", "challenger", "champion", "scores", "promoted", "reason", title="gate decisions")
+    gate = Table(
+        "at (UTC)",
+        "challenger",
+        "champion",
+        "metric on holdout",
+        "scores",
+        "promoted",
+        "reason",
+        title="gate decisions",
+    )
     for d in reg.decisions(name):
         champ = f"{d.champion_score:.4f}" if d.champion_score is not None else "-"
         gate.add_row(
             _when(d.at),
             f"v{d.challenger}",
             f"v{d.champion}" if d.champion else "-",
+            f"{d.metric} on {d.holdout}",
             f"{d.challenger_score:.4f} vs {champ}",
             "yes" if d.promoted else "no",
             d.reason,
@@ -329,23 +398,55 @@ def models_show(
 def models_promote(
     model: str = typer.Argument(...),
     version: int = typer.Argument(..., help="version to point the alias at"),
-    alias: str = typer.Option("champion", "--alias"),
+    alias_arg: str | None = typer.Argument(None, metavar="[ALIAS]", help="the alias to move (default champion)"),
+    alias: str | None = typer.Option(None, "--alias", help="the same as ALIAS"),
     home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Point ALIAS (default champion) at VERSION by hand (the gate is bypassed; the move is recorded)."""
     from aifactory.line.registry import Registry
 
-    change = Registry(home).set_alias(model, alias, version, reason="promoted by hand")
+    which = _alias(alias_arg, alias)
+    change = Registry(home).set_alias(model, which, version, reason="promoted by hand")
+    if as_json:
+        typer.echo(json_text(change))
+        return
     before = f"v{change.previous}" if change.previous is not None else "nothing"
-    typer.echo(f"{model}@{alias}: {before} -> v{change.version}")
+    typer.echo(f"{model}@{which}: {before} -> v{change.version}")
 
 
 @models_app.command("rollback")
 def models_rollback(
-    model: str = typer.Argument(...), alias: str = typer.Option("champion", "--alias"), home: Path | None = HomeOpt
+    model: str = typer.Argument(...),
+    alias_arg: str | None = typer.Argument(None, metavar="[ALIAS]", help="the alias to move back (default champion)"),
+    alias: str | None = typer.Option(None, "--alias", help="the same as ALIAS"),
+    home: Path | None = HomeOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Move ALIAS back to the version it held before its last move."""
     from aifactory.line.registry import Registry
 
-    change = Registry(home).rollback(model, alias)
-    typer.echo(f"{model}@{alias}: v{change.previous} -> v{change.version} (rolled back)")
+    which = _alias(alias_arg, alias)
+    change = Registry(home).rollback(model, which)
+    if as_json:
+        typer.echo(json_text(change))
+        return
+    typer.echo(f"{model}@{which}: v{change.previous} -> v{change.version} (rolled back)")
+
+
+def _alias(positional: str | None, option: str | None) -> str:
+    from aifactory.core.errors import SpecError
+
+    if positional is not None and option is not None and positional != option:
+        raise SpecError("alias", f"two aliases given: {positional!r} and --alias {option!r}")
+    return positional or option or "champion"
+
+
+def _headline(v: ModelVersion) -> str:
+    """A version's first holdout score and the dataset version it was measured on."""
+    for key in sorted(v.metrics):
+        value = v.metrics[key]
+        if key.startswith("holdout_") and isinstance(value, int | float):
+            on = v.measured_on.get(key)
+            return f"{key.removeprefix('holdout_')} {value:.4f}" + (f" on {on}" if on else "")
+    return "-"

@@ -153,8 +153,8 @@ def ingest(params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
             raise SpecError(
                 "holdout_fraction", f"{fraction} of {table.num_rows} rows leaves no holdout or no training rows"
             )
-        ds.create_table(holdout, table.take(np.sort(order[:cut])), schema, source=f"holdout of {source}")
-        ds.create_table(name, table.take(np.sort(order[cut:])), schema, source=str(source))
+        ds.create_table(holdout, table.take(order[:cut]), schema, source=f"holdout of {source}")
+        ds.create_table(name, table.take(order[cut:]), schema, source=str(source))
     train = ds.get(name)
     out = {"dataset": train.ref, "dataset_sha256": train.sha256, "rows": train.rows}
     if holdout in ds.names():
