@@ -1,6 +1,6 @@
-"""Load benchmark of the digits model server: dynamic batching on vs off, 1/8/64 closed-loop clients.
+"""Load benchmark of the model server: the digits CNN and a scikit-learn model, batching on vs off.
 
-    .venv/bin/python benchmarks/serve_load.py [--seconds 4] [--clients 1,8,64]
+    .venv/bin/python benchmarks/serve_load.py [--seconds 4] [--clients 1,8,64] [--base REV] [--rounds 2]
 
 1. Time to first prediction, two ways: the line's flywheel demo (`run_flywheel_demo`: raw
    digits file -> pipeline jobs on the embedded floor -> server job -> first answer; skip with
@@ -12,6 +12,20 @@
    closed-loop clients (each sends one 1-row request, waits for the answer, sends the next)
    over keep-alive HTTP/1.1 on raw asyncio streams (so the load generator costs little CPU
    on this 2-core box). Reports requests/s and p50/p99 latency (ms) after a warm-up.
+
+3. The same for a scikit-learn model (a scaler and a logistic regression on the wine table,
+   flavour `sklearn`) at the top client count: `sklearn_batched_rps_64`, ...
+4. With `--base REV` (e.g. the commit before the generic serving path): that revision's server
+   (its own source tree from `git worktree`, the same virtual environment, its own home) and
+   today's serve the same digits checkpoint, batched, at the top client count, alternating
+   `--rounds` times: `cnn_batched_rps_ratio_vs_base` (today / base) and the CPU per request of
+   each.
+5. Efficiency: rows served per server CPU-second (batched, top client count) against the bare
+   CNN's rows/s on one thread at batch 32, measured here in the same run
+   (`served_rows_per_cpu_s_vs_bare`), and where the rest of a request's CPU goes: the parts the
+   server runs per request (parsing and checking the JSON, the model's share of a batch,
+   writing the answer, the prediction log) timed alone; the remainder is HTTP, the ASGI stack
+   and the event loop.
 
 The last line is one JSON object with the figures (`batched_rps_64`, `unbatched_rps_64`,
 `batched_p99_ms_64`, `time_to_first_prediction_s`, ...).
@@ -39,16 +53,20 @@ WARMUP_S = 0.5
 # -- load generator (runs in its own process: `serve_load.py --load URL ...`) -------------------
 
 
-def _requests(n: int = 256) -> list[bytes]:
-    """Pre-encoded HTTP/1.1 requests, each one real digits image (a rotating pool)."""
-    from sklearn.datasets import load_digits
+def _rows(model: str, n: int = 256) -> np.ndarray:
+    from sklearn.datasets import load_digits, load_wine
 
-    x = load_digits().data[-n:]
+    return (load_digits() if model == "digits" else load_wine()).data[-n:]
+
+
+def _requests(model: str = "digits", rows: int = 1, n: int = 256) -> list[bytes]:
+    """Pre-encoded HTTP/1.1 requests of `rows` real rows of the model's data each (a rotating pool)."""
     out = []
-    for row in x:
-        body = json.dumps({"inputs": [row.tolist()]}).encode()
+    data = _rows(model, n + rows)
+    for i in range(n):
+        body = json.dumps({"inputs": data[i : i + rows].tolist()}).encode()
         head = (
-            "POST /v1/models/digits/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"POST /v1/models/{model}/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         out.append(head + body)
@@ -75,9 +93,9 @@ async def _client(host: str, port: int, reqs: list[bytes], start: float, stop: f
     return errors
 
 
-async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
+async def _load(url: str, clients: int, seconds: float, model: str, rows: int = 1) -> dict[str, float]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    reqs = _requests()
+    reqs = _requests(model, rows)
     lat: list[float] = []
     t = time.perf_counter()
     start, stop = t + WARMUP_S, t + WARMUP_S + seconds
@@ -93,18 +111,32 @@ async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
     }
 
 
-def load_main(url: str, clients: int, seconds: float) -> None:
-    print(json.dumps(asyncio.run(_load(url, clients, seconds))))
+def load_main(url: str, clients: int, seconds: float, model: str, rows: int) -> None:
+    print(json.dumps(asyncio.run(_load(url, clients, seconds, model, rows))))
 
 
 # -- orchestration ---------------------------------------------------------------------------
 
 
-def start_server(home: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def _env(src: Path | None) -> dict[str, str]:
+    """The environment of a process running `src` (another revision's source tree), or this one."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def start_server(
+    home: Path, extra: list[str], model: str = "digits", src: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """The server as its own process on a free port; returns once it has written its ready file."""
     ready = home / f"ready-{time.monotonic_ns()}.json"
-    cmd = [PY, "-m", "aifactory.serve.server", "--model", "digits@champion", "--home", str(home), "--port", "0"]
-    proc = subprocess.Popen([*cmd, "--ready-file", str(ready), *extra], stdout=subprocess.DEVNULL)
+    cmd = [PY, "-m", "aifactory.serve.server", "--model", f"{model}@champion", "--home", str(home), "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--ready-file", str(ready), *extra],
+        stdout=subprocess.DEVNULL,
+        env={**_env(src), "AIFACTORY_HOME": str(home)},
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -184,9 +216,10 @@ def load_digits_row() -> list[float]:
     return load_digits().data[0].tolist()
 
 
-def run_load(url: str, clients: int, seconds: float) -> dict[str, float]:
+def run_load(url: str, clients: int, seconds: float, model: str = "digits", rows: int = 1) -> dict[str, float]:
     out = subprocess.run(
-        [PY, __file__, "--load", url, "--clients", str(clients), "--seconds", str(seconds)],
+        [PY, __file__, "--load", url, "--clients", str(clients), "--seconds", str(seconds), "--model", model]
+        + ["--rows", str(rows)],
         check=True,
         capture_output=True,
         text=True,
@@ -203,28 +236,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def served_requests(url: str) -> int:
+def served_requests(url: str, model: str = "digits") -> int:
     import httpx
 
-    return int(httpx.get(f"{url}/v1/models/digits", timeout=30).json()["requests"])
+    return int(httpx.get(f"{url}/v1/models/{model}", timeout=30).json()["requests"])
 
 
-def measure(home: Path, clients: list[int], seconds: float) -> dict[str, dict[int, dict[str, float]]]:
+MODES = {"batched": ["--max-batch", "32", "--max-wait-ms", "5"], "unbatched": ["--no-batching"]}
+
+
+def measure(
+    home: Path,
+    clients: list[int],
+    seconds: float,
+    model: str = "digits",
+    modes: tuple[str, ...] = ("batched", "unbatched"),
+    src: Path | None = None,
+    label: str = "",
+    rows: int = 1,
+) -> dict[str, dict[int, dict[str, float]]]:
     """Each mode's server in its own process; per client count: load figures + server CPU per request."""
-    modes = {"batched": ["--max-batch", "32", "--max-wait-ms", "5"], "unbatched": ["--no-batching"]}
     results: dict[str, dict[int, dict[str, float]]] = {}
-    for mode, extra in modes.items():
-        proc, url = start_server(home, extra)
+    for mode in modes:
+        proc, url = start_server(home, MODES[mode], model, src)
         try:
             results[mode] = {}
             for n in clients:
-                cpu0, req0 = cpu_seconds(proc.pid), served_requests(url)
-                r = run_load(url, n, seconds)
-                cpu1, req1 = cpu_seconds(proc.pid), served_requests(url)
+                cpu0, req0 = cpu_seconds(proc.pid), served_requests(url, model)
+                r = run_load(url, n, seconds, model, rows)
+                cpu1, req1 = cpu_seconds(proc.pid), served_requests(url, model)
+                r["server_cpu_s"] = cpu1 - cpu0
+                r["served"] = req1 - req0 - 1
                 r["server_cpu_us_per_req"] = (cpu1 - cpu0) / max(1, req1 - req0 - 1) * 1e6
                 results[mode][n] = r
                 print(
-                    f"{mode:>9} {n:>3} clients: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                    f"{label or model:>8} {mode:>9} {n:>3} clients: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                     f"p99 {r['p99_ms']:6.2f} ms  server CPU {r['server_cpu_us_per_req']:5.0f} us/req  "
                     f"errors {r['errors']}",
                     flush=True,
@@ -234,16 +280,143 @@ def measure(home: Path, clients: list[int], seconds: float) -> dict[str, dict[in
     return results
 
 
+# -- the scikit-learn model, the base revision, the bare model -------------------------------------
+
+
+def register_wine(home: Path) -> None:
+    """A scaler + logistic regression on the wine table, registered as flavour sklearn, champion."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from aifactory.line import flavours
+    from aifactory.line.datasets import Datasets
+    from aifactory.line.registry import Registry
+    from aifactory.line.signature import Signature
+
+    datasets = Datasets(home)
+    version = datasets.create_from_sklearn("wine", "wine")
+    x, y = datasets.load(version)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+    path, flavour = flavours.save(model, home / "wine-model")
+    registry = Registry(home)
+    signature = Signature.from_schema(datasets.schema(version))
+    mv = registry.register("wine", path, {}, {"dataset": version.ref}, flavour, signature)
+    registry.set_alias("wine", "champion", mv.version)
+
+
+BASE_REGISTER = """
+import sys
+from pathlib import Path
+from aifactory.line.registry import Registry
+registry = Registry(Path(sys.argv[1]))
+version = registry.register("digits", Path(sys.argv[2]), {}, {})
+registry.set_alias("digits", "champion", version.version)
+"""
+
+
+def base_tree(rev: str, where: Path) -> Path:
+    """`rev`'s source tree (a detached git worktree under `where`); returns its src folder."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "--detach", str(where), rev], check=True, capture_output=True
+    )
+    return where / "src"
+
+
+def drop_tree(where: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "remove", "--force", str(where)], check=False, capture_output=True
+    )
+
+
+def bare_rows_per_s(home: Path, batch: int = 32, seconds: float = 2.0) -> float:
+    """The served CNN alone on one thread: rows/s at `batch` rows per call (no HTTP, no checks, no log)."""
+    import torch
+
+    from aifactory.line.registry import Registry
+
+    torch.set_num_threads(1)
+    model = Registry(home).resolve("digits@champion").predictor()
+    x = np.ascontiguousarray(_rows("digits", batch), dtype=np.float32)
+    for _ in range(20):
+        model.predict(x)
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        model.predict(x)
+        calls += 1
+    return calls * batch / (time.perf_counter() - t0)
+
+
+def per_request_parts(home: Path, mean_batch: float) -> dict[str, float]:
+    """Microseconds per 1-row request of each part the server runs for it, timed alone here."""
+    import torch
+
+    from aifactory.line.registry import Registry
+    from aifactory.serve.feedback import LIVE, Answer, FeedbackLog
+    from aifactory.serve.wire import PredictRequest, PredictResponse
+
+    torch.set_num_threads(1)
+    mv = Registry(home).resolve("digits@champion")
+    model, signature = mv.predictor(), mv.input_signature
+    bodies = [json.dumps({"inputs": [r.tolist()]}).encode() for r in _rows("digits", 256)]
+    batch = max(1, round(mean_batch))
+    xb = np.ascontiguousarray(_rows("digits", batch), dtype=np.float32)
+    log = FeedbackLog(home / "parts")
+
+    def timed(fn: object, n: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)  # type: ignore[operator]
+        return (time.perf_counter() - t0) / n * 1e6
+
+    def parse(i: int) -> None:
+        body = PredictRequest.model_validate_json(bodies[i % 256])
+        x = np.asarray(body.inputs, dtype=np.float32)
+        assert x.shape[1] == signature.width
+
+    out = model.predict(xb[:1])
+
+    def respond(i: int) -> None:
+        PredictResponse.model_construct(
+            request_id="r",
+            model="digits",
+            version=1,
+            predictions=out.argmax(axis=1).tolist(),
+            probabilities=np.round(out, 6).tolist(),
+        ).model_dump_json()
+
+    answers = [Answer(f"r{i}", LIVE, "digits", 1, xb[:1], out, time.time()) for i in range(2000)]
+
+    def log_rows(i: int) -> None:
+        if i % 500 == 0:
+            log.log(answers[i : i + 500])
+
+    parts = {
+        "parse_and_check_us": timed(parse, 3000),
+        "model_share_us": timed(lambda _i: model.predict(xb), 300) / batch,
+        "respond_us": timed(respond, 3000),
+        "prediction_log_us": timed(log_rows, 2000),
+    }
+    log.close()
+    return parts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per point (after a warm-up)")
     p.add_argument("--clients", default="1,8,64")
     p.add_argument("--epochs", type=int, default=8, help="training epochs for the served model")
     p.add_argument("--no-demo", action="store_true", help="skip the line demo's time to first prediction")
+    p.add_argument("--base", default=None, help="also serve this git revision's server, side by side (e.g. HEAD~5)")
+    p.add_argument("--rounds", type=int, default=2, help="alternations of base and today for the side-by-side figure")
     p.add_argument("--load", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default="digits", help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.load:
-        load_main(a.load, int(a.clients), a.seconds)
+        load_main(a.load, int(a.clients), a.seconds, a.model, a.rows)
         return
     clients = [int(c) for c in a.clients.split(",")]
     demo_s, demo_source = (None, "skipped (--no-demo)") if a.no_demo else demo_first_prediction()
@@ -256,6 +429,14 @@ def main() -> None:
             f"direct time to first prediction: {ttfp:.2f} s  ({', '.join(f'{k} {v:.2f}' for k, v in stages.items())})"
         )
         results = measure(home, clients, a.seconds)
+        top = max(clients)
+        register_wine(home)
+        sk = measure(home, [top], a.seconds, "wine", label="sklearn")
+        side = side_by_side(home, a.base, a.rounds, top, a.seconds) if a.base else {}
+        bare = bare_rows_per_s(home)
+        batched = results["batched"][top]
+        eight = measure(home, [top], a.seconds, "digits", ("batched",), None, "8 rows", rows=8)["batched"][top]
+        parts = per_request_parts(home, mean_batch=32.0)
     figures: dict[str, float | str] = {
         "time_to_first_prediction_s": round(demo_s if demo_s is not None else ttfp, 3),
         "time_to_first_prediction_source": demo_source if demo_s is not None else "direct (no floor)",
@@ -275,7 +456,62 @@ def main() -> None:
         cpu_ratio = unbatched["server_cpu_us_per_req"] / batched["server_cpu_us_per_req"]
         figures[f"server_cpu_speedup_{top}"] = round(cpu_ratio, 2)
     figures.update({f"direct_{k}": round(v, 3) for k, v in stages.items()})
+    for mode, by_clients in sk.items():
+        r = by_clients[top]
+        figures[f"sklearn_{mode}_rps_{top}"] = round(r["rps"], 1)
+        figures[f"sklearn_{mode}_p99_ms_{top}"] = round(r["p99_ms"], 2)
+        figures[f"sklearn_{mode}_server_cpu_us_per_req_{top}"] = round(r["server_cpu_us_per_req"], 1)
+    if sk["unbatched"][top]["rps"] > 0:
+        figures[f"sklearn_speedup_{top}"] = round(sk["batched"][top]["rps"] / sk["unbatched"][top]["rps"], 2)
+    figures.update(side)
+    served_per_cpu_s = batched["served"] / batched["server_cpu_s"] if batched["server_cpu_s"] > 0 else 0.0
+    figures["bare_cnn_rows_per_s_batch32"] = round(bare, 1)
+    figures["served_rows_per_cpu_s"] = round(served_per_cpu_s, 1)
+    figures["served_rows_per_cpu_s_vs_bare"] = round(served_per_cpu_s / bare, 3) if bare else 0.0
+    eight_per_cpu_s = eight["served"] * 8 / eight["server_cpu_s"] if eight["server_cpu_s"] > 0 else 0.0
+    figures["served_rows_per_cpu_s_vs_bare_8_rows_a_request"] = round(eight_per_cpu_s / bare, 3) if bare else 0.0
+    per_req = batched["server_cpu_us_per_req"]
+    known = sum(parts.values())
+    figures.update({k: round(v, 1) for k, v in parts.items()})
+    figures["http_asgi_loop_us"] = round(max(0.0, per_req - known), 1)
+    print(
+        f"bare CNN {bare:,.0f} rows/s; served {served_per_cpu_s:,.0f} rows per server CPU-second "
+        f"({served_per_cpu_s / bare:.1%} of bare). Per request {per_req:.0f} us of server CPU: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
+        + f", HTTP/ASGI/event loop (the rest) {max(0.0, per_req - known):.0f}; "
+        f"with 8 rows a request: {eight_per_cpu_s / bare:.1%} of bare"
+    )
     print(json.dumps(figures))
+
+
+def side_by_side(home: Path, rev: str, rounds: int, clients: int, seconds: float) -> dict[str, float]:
+    """Today's server and `rev`'s, batched, on the same checkpoint, alternating; their ratio."""
+    ckpt = home / "digits-v1.pt"
+    with tempfile.TemporaryDirectory(prefix="serve-base-") as tmp:
+        tree, base_home = Path(tmp) / "tree", Path(tmp) / "home"
+        base_home.mkdir()
+        src = base_tree(rev, tree)
+        try:
+            subprocess.run([PY, "-c", BASE_REGISTER, str(base_home), str(ckpt)], check=True, env=_env(src))
+            base_rps, new_rps, base_cpu, new_cpu = [], [], [], []
+            for _ in range(rounds):
+                b = measure(base_home, [clients], seconds, "digits", ("batched",), src, "base")["batched"][clients]
+                n = measure(home, [clients], seconds, "digits", ("batched",), None, "today")["batched"][clients]
+                base_rps.append(b["rps"])
+                new_rps.append(n["rps"])
+                base_cpu.append(b["server_cpu_us_per_req"])
+                new_cpu.append(n["server_cpu_us_per_req"])
+        finally:
+            drop_tree(tree)
+    ratio = float(np.median(new_rps) / np.median(base_rps))
+    print(f"side by side with {rev}: batched {clients} clients, today / base = {ratio:.3f}")
+    return {
+        f"base_batched_rps_{clients}": round(float(np.median(base_rps)), 1),
+        f"today_batched_rps_{clients}": round(float(np.median(new_rps)), 1),
+        "cnn_batched_rps_ratio_vs_base": round(ratio, 3),
+        f"base_server_cpu_us_per_req_{clients}": round(float(np.median(base_cpu)), 1),
+        f"today_server_cpu_us_per_req_{clients}": round(float(np.median(new_cpu)), 1),
+    }
 
 
 if __name__ == "__main__":
