@@ -218,8 +218,20 @@ def load_digits_row() -> list[float]:
 
 def run_load(url: str, clients: int, seconds: float, model: str = "digits", rows: int = 1) -> dict[str, float]:
     out = subprocess.run(
-        [PY, __file__, "--load", url, "--clients", str(clients), "--seconds", str(seconds), "--model", model]
-        + ["--rows", str(rows)],
+        [
+            PY,
+            __file__,
+            "--load",
+            url,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+            "--model",
+            model,
+            "--rows",
+            str(rows),
+        ],
         check=True,
         capture_output=True,
         text=True,
