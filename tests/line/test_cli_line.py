@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_datasets_create_list_show_and_bad_files(
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "t.npz", X=rng.uniform(0, 16, (30, 64)), y=rng.integers(0, 10, 30))
     code, out, _ = run_cli(monkeypatch, capsys, "datasets", "create", "table", "--file", str(tmp_path / "t.npz"))
-    assert code == 0 and out.startswith("table@1  rows 30  features 64")
+    assert code == 0 and out.startswith("table@1  table  rows 30  features 64")
     code, out, _ = run_cli(monkeypatch, capsys, "datasets")
     assert code == 0 and "table" in out and "table@1" in out
     code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "table@1")
@@ -46,7 +47,7 @@ def test_datasets_create_list_show_and_bad_files(
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "show", "tabel")
     assert code == 2 and "did you mean 'table'" in err
     code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "table")
-    assert code == 2 and "exactly one of --file or --sklearn" in err
+    assert code == 2 and "exactly one of --file, --dir or --sklearn" in err
     code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "table")
     assert "table@1" in out  # the failed imports made no version
 
@@ -120,3 +121,63 @@ def test_line_flywheel_checks_then_absorbs_and_runs_the_pipeline(
     assert "digits@2" in out  # the pipeline's ingest step ran on the new version
     code, out, _ = run_cli(monkeypatch, capsys, *args)
     assert "trigger quiet: 0 new labelled rows" in out
+
+
+def test_datasets_of_any_shape_from_the_cli(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "houses.csv"
+    csv.write_text("rooms,town,price\n3,Oslo,4.5\n2,Bergen,3.25\n4,Oslo,6.0\n")
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "datasets", "create", "houses", "--file", str(csv), "--target", "price", "--json"
+    )
+    made = json.loads(out)
+    assert code == 0 and made["schema"]["task"] == "regression" and made["schema"]["target"] == ["price"]
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "houses")
+    assert code == 0 and "schema (regression)" in out and "string" in out
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "part-0.txt").write_text("some text\n")
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "create", "corpus", "--dir", str(shards))
+    assert code == 0 and out.startswith("corpus@1  files  rows 1")
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets", "show", "corpus")
+    assert code == 0 and "files 1, 10 bytes; first: part-0.txt" in out
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "c", "--dir", str(shards), "--target", "x")
+    assert code == 2 and err.startswith("error: target:")
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "create", "c", "--file", str(csv), "--task", "ranking")
+    assert code == 2 and err.startswith("error: task:")
+
+
+def test_a_dataset_made_by_hand_is_split_once_by_the_ingest_step(home: Path) -> None:
+    """`datasets create digits --sklearn digits`, then a pipeline whose ingest names digits: no missing holdout."""
+    from aifactory.line.datasets import Datasets
+    from aifactory.line.kinds import ingest
+
+    ds = Datasets(home)
+    ds.create_from_sklearn("digits", "digits")
+    out = ingest({"dataset": "digits", "source": "sklearn:digits", "holdout_fraction": 0.2}, {})
+    assert (out["dataset"], out["holdout"], out["rows"]) == ("digits@2", "digits-holdout@1", 1438)
+    assert ds.get("digits-holdout").rows == 359 and ds.get("digits", 2).parent == 1
+    again = ingest({"dataset": "digits", "source": "sklearn:digits"}, {})
+    assert (again["dataset"], again["holdout"]) == ("digits@2", "digits-holdout@1")  # split once only
+
+
+def test_models_show_says_when_scores_were_measured_on_different_holdouts(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = Registry(home)
+    for i, (score, holdout) in enumerate([(0.96, "digits-holdout@1"), (0.92, "digits-holdout@2")]):
+        ckpt = tiny_checkpoint(tmp_path / f"h{i}.pt", i)
+        reg.register("digits", ckpt, {"holdout_accuracy": score}, {}, measured_on={"holdout_accuracy": holdout})
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "show", "digits")
+    assert code == 0 and out.index("0.9200 on digits-holdout@2") < out.index("0.9600 on digits-holdout@1")
+    assert "measured on different holdouts" in " ".join(out.split())
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "promote", "digits", "1", "--json")
+    assert code == 0 and json.loads(out)["version"] == 1
+    run_cli(monkeypatch, capsys, "models", "promote", "digits", "2", "champion")
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "rollback", "digits", "champion")
+    assert code == 0 and out.strip() == "digits@champion: v2 -> v1 (rolled back)"
+    code, _, err = run_cli(monkeypatch, capsys, "models", "rollback", "digits", "champion", "--alias", "stable")
+    assert code == 2 and "two aliases" in err
+    code, out, _ = run_cli(monkeypatch, capsys, "models", "show", "digits@1", "--json")
+    assert code == 0 and json.loads(out)["measured_on"] == {"holdout_accuracy": "digits-holdout@1"}
