@@ -103,3 +103,29 @@ def test_bad_user_steps_are_refused_before_anything_runs(steps: list[dict[str, o
     with pytest.raises(SpecError) as err:
         validate(parse_pipeline({"name": "p", "steps": steps}))
     assert err.value.field == field
+
+
+def test_a_step_cannot_make_the_runner_store_a_file_outside_its_folder(home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "server-token"
+    secret.write_text("s3cret")
+    (tmp_path / "evil.py").write_text(
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "folder, how, secret = Path(os.environ['AIFACTORY_STEP_DIR']), sys.argv[1], sys.argv[2]\n"
+        "if how == 'link-output':\n"
+        "    (folder / 'model.bin').symlink_to(secret)\n"
+        "elif how == 'point-elsewhere':\n"
+        "    (folder / 'outputs.json').write_text(json.dumps({'checkpoint': secret}))\n"
+        "else:\n"
+        "    (folder / 'outputs.json').symlink_to(secret)\n"
+    )
+    spec = tmp_path / "p.yaml"
+    for how in ("link-output", "point-elsewhere", "link-outputs-file"):
+        outputs = "    outputs: {model: model.bin}\n" if how == "link-output" else ""
+        spec.write_text(
+            f"name: p\nsteps:\n  - name: a\n    gpus: 0.1\n{outputs}    command: python evil.py {how} {secret}\n"
+        )
+        with pytest.raises(StepFailed, match="link|outside"):
+            _run(spec, home)
+    stored = [p.read_bytes() for p in (home / "artifacts").rglob("*") if p.is_file()]
+    assert b"s3cret" not in stored

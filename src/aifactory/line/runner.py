@@ -37,6 +37,7 @@ from aifactory.line.report import METRICS_ENV, read_metrics
 from aifactory.line.step import OUTPUTS_FILE, STEP_DIR_ENV, STEP_FILE_ENV
 
 POLL_S = 0.2  # how often a running step's metrics file is read
+MAX_OUTPUTS_BYTES = 16 << 20  # a step's outputs.json: values, not data
 LOG_TAIL = 2000  # characters of a failed step's log quoted in the error
 
 
@@ -223,6 +224,8 @@ class PipelineRunner:
                 return {}, f"no {out_file.name}"
             result: dict[str, Any] = {}
         else:
+            if out_file.is_symlink() or out_file.stat().st_size > MAX_OUTPUTS_BYTES:
+                return {}, f"{out_file.name} is a link or larger than {MAX_OUTPUTS_BYTES >> 20} MiB"
             try:
                 result = json.loads(out_file.read_text())
             except json.JSONDecodeError:
@@ -233,8 +236,13 @@ class PipelineRunner:
         files = dict(step.outputs)
         if isinstance(result.get("checkpoint"), str) and "checkpoint_sha256" not in result:
             files["checkpoint"] = result["checkpoint"]  # a model saved by the step helper
+        inside = workdir.resolve()
         for key, name in files.items():
             path = Path(name) if Path(name).is_absolute() else workdir / name
+            # The runner reads these files with its own rights: only regular files the step wrote in
+            # its own folder, never a link (to the server's token, say) or a path elsewhere.
+            if path.is_symlink() or not path.resolve().is_relative_to(inside):
+                return {}, f"its output {key!r} ({name}) is a link or lies outside the step's folder"
             if not path.is_file():
                 return {}, f"its declared output {key!r} ({name}) was not written"
             sha = store.put_file(path)
