@@ -125,7 +125,7 @@ def test_a_step_cannot_make_the_runner_store_a_file_outside_its_folder(home: Pat
         spec.write_text(
             f"name: p\nsteps:\n  - name: a\n    gpus: 0.1\n{outputs}    command: python evil.py {how} {secret}\n"
         )
-        with pytest.raises(StepFailed, match="link|outside"):
+        with pytest.raises(StepFailed, match=r"link|outside"):
             _run(spec, home)
     stored = [p.read_bytes() for p in (home / "artifacts").rglob("*") if p.is_file()]
     assert b"s3cret" not in stored
