@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,29 @@ def test_signature_checks_rows_by_position_and_by_name() -> None:
     assert regression.label(2.5) == 2.5
     with pytest.raises(SpecError):
         regression.label(float("inf"))
+
+
+def test_shadow_mode_for_a_scikit_learn_model(home: Path, tmp_path: Path) -> None:
+    """The challenger answers a copy of live traffic into the log; the client only ever sees the champion."""
+    from aifactory.serve.feedback import SHADOW, FeedbackLog
+
+    reg = Registry(home)
+    for depth in (1, None):
+        tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(X, IRIS.target)
+        path, flavour = flavours.save(tree, tmp_path / f"depth{depth}")
+        reg.register("iris", path, {}, {}, flavour, SIG)
+    reg.set_alias("iris", "champion", 1)
+    reg.set_alias("iris", "challenger", 2)
+    config = ServeConfig(
+        ref="iris@champion", shadow_ref="iris@challenger", home=home, port=0, batch=BatchSettings(4, 0.002)
+    )
+    with BackgroundServer(config) as srv:
+        answer = httpx.post(f"{srv.url}/v1/models/iris/predict", json={"inputs": X[100:103].tolist()}).json()
+        assert answer["version"] == 1
+        for _ in range(100):
+            if httpx.get(f"{srv.url}/v1/models/iris").json()["shadow_answered"] == 1:
+                break
+            time.sleep(0.05)
+    shadow = FeedbackLog(home).answers(answer["request_id"], SHADOW)
+    assert [a.version for a in shadow] == [2, 2, 2] and [a.predicted for a in shadow] == [2, 2, 2]
+    assert answer["predictions"] != [a.predicted for a in shadow]  # the stump says 1: only the live answer returns

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aifactory.core.errors import SpecError
+from aifactory.core.errors import SpecError, UnknownName
 from aifactory.line.datasets import Datasets
 from aifactory.line.digits_model import DigitsConfig, build_model, save_checkpoint
 from aifactory.line.gate import GateSettings, decide, run_gate
@@ -21,6 +21,13 @@ def test_decide_needs_the_margin() -> None:
     with pytest.raises(SpecError) as err:
         GateSettings(margin=-0.1)
     assert err.value.field == "margin"
+    # Lower is better (an error such as rmse): the challenger must be lower by the margin.
+    assert decide(40.0, 45.0, 2.0, higher_is_better=False)[0]
+    promoted, reason = decide(44.0, 45.0, 2.0, higher_is_better=False)
+    assert not promoted and "+1.0000 < margin 2.0 (lower is better)" in reason
+    assert not decide(50.0, 45.0, 0.0, higher_is_better=False)[0]
+    with pytest.raises(UnknownName):
+        GateSettings(metric="auroc")
 
 
 def test_gate_promotes_only_a_better_challenger_and_records_every_decision(home: Path, tmp_path: Path) -> None:
