@@ -182,39 +182,14 @@ def _write_outputs(path: Path, store: ArtifactStore, checkpoint: Path, summary: 
 def step(params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """The built-in `train` step (run by aifactory.line.entry): the digits CNN on input `dataset`."""
     from aifactory.line import step as helper
-    from aifactory.line.datasets import Datasets
 
-    config = params.get("config", {})
-    rest = {k: v for k, v in params.items() if k != "config"}
-    args, cfg, train_params = _parse(
-        [
-            "--dataset",
-            str(inputs["dataset"]),
-            "--out",
-            str(helper.folder() / "model.pt"),
-            "--config",
-            json.dumps(config),
-            "--params",
-            json.dumps(rest),
-        ]
-    )
-    datasets = Datasets(helper.home())
-    version = datasets.resolve(args.dataset)
-    x, y = datasets.load(version)
-    started = time.perf_counter()
-    model, history = train(x, y, cfg, train_params)
-    summary = {
-        "dataset": version.ref,
-        "dataset_sha256": version.sha256,
-        "params": asdict(train_params),
-        "config": asdict(cfg),
-        "device": str(pick_device()),
-        "train_seconds": time.perf_counter() - started,
-        "history": history,
-        "environment": environment(),
-    }
-    save_checkpoint(args.out, model, cfg, summary)
-    return _outputs(datasets.store, args.out, summary)
+    out = helper.folder() / "model.pt"
+    config = json.dumps(params.get("config", {}))
+    rest = json.dumps({k: v for k, v in params.items() if k != "config"})
+    home = helper.home()
+    argv = ["--home", str(home), "--dataset", str(inputs["dataset"]), "--out", str(out)]
+    summary = run([*argv, "--config", config, "--params", rest])
+    return _outputs(ArtifactStore(home / "artifacts"), out, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
