@@ -100,7 +100,7 @@ def test_inference_plan(home: Path) -> None:
 
 def test_bad_input_exits_2_with_a_clear_message(home: Path, tmp_path: Path) -> None:
     base = ["train", "--tokens", "2e12", "--gpus", "2048"]
-    assert "params: must be > 0" in refused(home, *base, "--params", "-70e9", "--gpu", "A100")
+    assert "params: must be a number > 0" in refused(home, *base, "--params", "-70e9", "--gpu", "A100")
     assert "did you mean 'A100-SXM-80GB'" in refused(home, *base, "--params", "70e9", "--gpu", "A100-80G")
     err = refused(home, *base, "--params", "70e9", "--gpu", "A100-80GB", "--tp", "1", "--pp", "1")
     assert "memory: plan does not fit" in err and "GB per GPU" in err
@@ -109,3 +109,15 @@ def test_bad_input_exits_2_with_a_clear_message(home: Path, tmp_path: Path) -> N
     assert "target-loss" in refused(home, "budget", "--target-loss", "1.0")
     assert "no such file" in refused(home, "fit", str(tmp_path / "absent.csv"))
     assert "catalog" in refused(home, "gpus", "--catalog", str(tmp_path / "absent.toml"))
+
+
+def test_train_on_a_count_no_layout_divides_and_defaults_with_their_sources() -> None:
+    out = as_json("train", "--params", "175e9", "--tokens", "300e9", "--gpu", "V100", "--gpus", "10000")
+    assert (out["gpus"], out["gpus_used"], out["idle_gpus"], out["nearest_above"]) == (10000, 9984, 16, 10112)
+    assert out["layout"]["tp"] * out["layout"]["pp"] * out["layout"]["dp"] == 9984
+    assert "Dubey et al. 2024" in out["goodput_source"] and "Uptime Institute" in out["pue_source"]
+    assert "Ember" in out["grid_source"] and "Patterson" in out["mfu_source"]
+    text = invoke("train", "--params", "175e9", "--tokens", "300e9", "--gpu", "V100", "--gpus", "10000")
+    assert "16 of 10,000" in " ".join(text.split())
+    given = as_json("train", "--flops", "3.14e23", "--gpu", "V100", "--gpus", "1024", "--pue", "1.58")
+    assert given["memory_gb"] is None and given["pue_source"] == "given" and given["flops"] == 3.14e23

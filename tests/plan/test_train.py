@@ -116,8 +116,36 @@ def test_auto_layout_finds_a_fit_and_explicit_layout_that_does_not_fit_is_refuse
     assert plan.parallel.tp * plan.parallel.pp > 1 and plan.memory.total_gb <= 80
     with pytest.raises(SpecError, match="memory: plan does not fit"):
         plan_training(TrainSpec(70e9, 2e12, "A100-80GB", 2048, tp=1, pp=1), catalog, Facility())
-    with pytest.raises(SpecError, match="memory: plan does not fit"):
+    with pytest.raises(SpecError, match="memory: the model does not fit in GPU memory even split tp=8 x pp=64"):
         plan_training(TrainSpec(1e12, 1e12, "V100", 8), catalog, Facility())
+    # Memory is not the cause here: 8 GPUs are fewer than the group a 175B model needs on V100.
+    with pytest.raises(SpecError, match=r"gpus: 8 GPUs are fewer than the smallest model-parallel group that fits"):
+        plan_training(TrainSpec(175e9, 300e9, "V100", 8), catalog, Facility())
+
+
+def test_a_gpu_count_that_does_not_divide_gets_the_nearest_layouts_not_an_error(catalog: Catalog) -> None:
+    """GPT-3 (175B, 300B tokens) on 10,000 V100s: no fitting layout divides 10,000."""
+    plan = plan_training(TrainSpec(175e9, 300e9, "V100", 10_000), catalog, Facility())
+    assert plan.parallel is not None and plan.memory is not None and plan.memory.fits
+    group = plan.parallel.tp * plan.parallel.pp
+    assert plan.gpus_used == plan.parallel.gpus == 10_000 - plan.idle_gpus and 0 < plan.idle_gpus < group
+    assert plan.nearest_above == plan.gpus_used + group and plan.nearest_above % group == 0
+    exact = plan_training(TrainSpec(175e9, 300e9, "V100", plan.nearest_above), catalog, Facility())
+    assert exact.idle_gpus == 0 and exact.days == pytest.approx(plan.days_above)
+    assert 12 < exact.days < 14  # "10,240 fits in about 13 days"; 10,112 (79 groups of 128) fits too
+    assert plan_training(TrainSpec(175e9, 300e9, "V100", 10_240), catalog, Facility()).idle_gpus == 0
+
+
+def test_flops_instead_of_tokens(catalog: Catalog) -> None:
+    by_tokens = plan_training(TrainSpec(7e9, 1e12, "H100", 256), catalog, Facility())
+    by_flops = plan_training(TrainSpec(7e9, None, "H100", 256, flops=6 * 7e9 * 1e12), catalog, Facility())
+    assert by_flops.days == pytest.approx(by_tokens.days) and by_flops.memory == by_tokens.memory
+    alone = plan_training(TrainSpec(None, None, "H100", 256, flops=4.2e22), catalog, Facility())
+    assert alone.memory is None and alone.days == pytest.approx(by_tokens.days)
+    for bad in ({"flops": None, "tokens": None}, {"flops": 1e22}, {"flops": float("nan"), "tokens": None}):
+        with pytest.raises(SpecError) as err:
+            TrainSpec(**{"params": 7e9, "tokens": 1e12, "gpu": "H100", "gpus": 8, **bad})
+        assert err.value.field == "flops"
 
 
 @pytest.mark.parametrize(

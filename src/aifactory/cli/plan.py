@@ -96,13 +96,17 @@ def _print_catalog(cat: Any) -> None:
     console.print(f"Names are case-insensitive; aliases: {aliases}. Sources: --json.")
 
 
-def _footprint_rows(fp: Any) -> list[tuple[str, str]]:
+def _footprint_rows(fp: Any, notes: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The footprint's rows; `notes` adds where a default came from (keys pue, grid)."""
+    from aifactory.plan.energy import DEFAULT_SOURCES
+
+    said = {k: f" (default: {DEFAULT_SOURCES[k]})" for k in (notes or {})}
     rows = [
         ("power per GPU", f"{fp.power_w:g} W"),
         ("IT energy", f"{fp.it_kwh / 1000:,.1f} MWh"),
-        ("PUE", f"{fp.pue:g}"),
+        ("PUE", f"{fp.pue:g}{said.get('pue', '')}"),
         ("facility energy", f"{fp.facility_kwh / 1000:,.1f} MWh"),
-        ("grid intensity", f"{fp.grid_g_per_kwh:g} gCO2e/kWh"),
+        ("grid intensity", f"{fp.grid_g_per_kwh:g} gCO2e/kWh{said.get('grid', '')}"),
         ("emissions", f"{fp.tco2e:,.1f} tCO2e"),
     ]
     if fp.cost_usd is not None:
@@ -112,16 +116,17 @@ def _footprint_rows(fp: Any) -> list[tuple[str, str]]:
 
 @app.command("train")
 def train(
-    params: float = typer.Option(..., help="Model parameters N (e.g. 70e9)."),
-    tokens: float = typer.Option(..., help="Training tokens D (e.g. 2e12)."),
+    params: float | None = typer.Option(None, help="Model parameters N (e.g. 70e9); needed for memory and layout."),
+    tokens: float | None = typer.Option(None, help="Training tokens D (e.g. 2e12): 6ND FLOPs."),
+    flops: float | None = typer.Option(None, help="Training FLOPs, instead of --tokens (e.g. 3.14e23)."),
     gpu: str = typer.Option(..., help="GPU or system name (V100, A100-80GB, H100, DGX-H100...)."),
     gpus: int = typer.Option(..., help="Number of GPUs."),
     mfu: float | None = typer.Option(None, help="Model FLOPs utilisation; default by GPU generation (plan gpus)."),
-    goodput: float = typer.Option(0.9, help="Fraction of held GPU time that advances training."),
+    goodput: float | None = typer.Option(None, help="Fraction of held GPU time that advances training (default 0.9)."),
     precision: str = typer.Option("bf16", help="fp8, bf16, fp16 or fp32 tensor peak."),
     power_w: float | None = typer.Option(None, help="Power per GPU in W; default measured where published, else TDP."),
-    pue: float = typer.Option(1.1, help="Power usage effectiveness (1.1 hyperscale, 1.58 industry average)."),
-    grid: float = typer.Option(480.0, help="Grid carbon intensity, gCO2e/kWh (480 = world average 2023)."),
+    pue: float | None = typer.Option(None, help="Power usage effectiveness (default 1.1 hyperscale; 1.58 average)."),
+    grid: float | None = typer.Option(None, help="Grid carbon intensity, gCO2e/kWh (default 480, world 2023)."),
     usd_per_gpu_hour: float | None = typer.Option(None, help="Price per GPU-hour, USD."),
     usd_per_kwh: float | None = typer.Option(None, help="Price of facility energy, USD per kWh."),
     tp: int | None = typer.Option(None, help="Tensor-parallel degree (default: smallest layout that fits)."),
@@ -137,51 +142,84 @@ def train(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Time, energy, carbon, cost and memory per GPU of training N parameters on D tokens (6ND FLOPs)."""
-    from aifactory.plan.energy import Facility
-    from aifactory.plan.train import TrainSpec, plan_training
+    from aifactory.plan.energy import DEFAULT_SOURCES
+    from aifactory.plan.train import DEFAULT_GOODPUT, GOODPUT_SOURCE, TrainSpec, plan_training
 
+    facility = _facility(pue, grid, usd_per_gpu_hour, usd_per_kwh)
     spec = TrainSpec(
-        params, tokens, gpu, gpus, mfu, goodput, precision, power_w, tp, pp, zero, micro_batch, seq_len, recompute,
-        _shape(layers, hidden, heads),
+        params, tokens, gpu, gpus, mfu, goodput if goodput is not None else DEFAULT_GOODPUT, precision, power_w,
+        tp, pp, zero, micro_batch, seq_len, recompute, _shape(layers, hidden, heads), flops,
     )  # fmt: skip
-    p = plan_training(spec, _catalog(catalog), Facility(pue, grid, usd_per_gpu_hour, usd_per_kwh))
+    p = plan_training(spec, _catalog(catalog), facility)
     m, par = p.memory, p.parallel
+    what = "given" if flops is not None else "6ND"
     rows = [
-        ("GPU", f"{gpus} x {p.gpu.name} ({p.peak_tflops:g} dense {precision} TFLOPS)"),
-        ("training compute", f"{p.flops:.3e} FLOP (6ND)"),
+        ("GPU", f"{gpus:,} x {p.gpu.name} ({p.peak_tflops:g} dense {precision} TFLOPS)"),
+        ("training compute", f"{p.flops:.3e} FLOP ({what})"),
         ("MFU", f"{p.mfu:.0%} ({p.mfu_source})"),
-        ("goodput", f"{goodput:.0%}"),
+        ("goodput", f"{spec.goodput:.0%}" + ("" if goodput is not None else f" (default: {GOODPUT_SOURCE})")),
         ("GPU-hours", f"{p.gpu_hours:,.0f}"),
         ("wall-clock", f"{p.days:,.1f} days"),
         *_footprint_rows(p.footprint),
-        ("layout", f"tp={par.tp} pp={par.pp} dp={par.dp} ZeRO-{par.zero}, micro-batch {par.micro_batch} x {seq_len}"),
-        ("model shape", f"{p.shape.layers} layers, hidden {p.shape.hidden}, {p.shape.heads} heads"),
+        ("PUE", f"{facility.pue:g}" + ("" if pue is not None else f" (default: {DEFAULT_SOURCES['pue']})")),
         (
-            "memory per GPU",
-            f"{m.total_gb:.1f} of {m.capacity_gb:g} GB (weights {m.weights_gb:.1f}, grads "
-            f"{m.grads_gb:.1f}, optimizer {m.optimizer_gb:.1f}, activations {m.activations_gb:.1f}, overhead "
-            f"{m.overhead_gb:g})",
+            "grid",
+            f"{facility.grid_g_per_kwh:g} gCO2e/kWh"
+            + ("" if grid is not None else f" (default: {DEFAULT_SOURCES['grid']})"),
         ),
     ]
-    data = {
+    if p.idle_gpus:
+        rows.append(
+            (
+                "idle GPUs",
+                f"{p.idle_gpus:,} of {gpus:,}: no layout that fits divides them; the plan uses {p.gpus_used:,}. "
+                f"Nearest above: {p.nearest_above:,} GPUs, {p.days_above:,.1f} days",
+            )
+        )
+    if par is not None and m is not None and p.shape is not None:
+        rows += [
+            (
+                "layout",
+                f"tp={par.tp} pp={par.pp} dp={par.dp} ZeRO-{par.zero}, micro-batch {par.micro_batch} x {seq_len}",
+            ),
+            ("model shape", f"{p.shape.layers} layers, hidden {p.shape.hidden}, {p.shape.heads} heads"),
+            (
+                "memory per GPU",
+                f"{m.total_gb:.1f} of {m.capacity_gb:g} GB (weights {m.weights_gb:.1f}, grads "
+                f"{m.grads_gb:.1f}, optimizer {m.optimizer_gb:.1f}, activations {m.activations_gb:.1f}, overhead "
+                f"{m.overhead_gb:g})",
+            ),
+        ]
+    else:
+        rows.append(("memory, layout", "give --params to check them"))
+    data: dict[str, Any] = {
         "gpu": p.gpu.name,
         "gpus": gpus,
+        "gpus_used": p.gpus_used,
+        "idle_gpus": p.idle_gpus,
+        "nearest_above": p.nearest_above or None,
+        "days_above": p.days_above or None,
         "flops": p.flops,
         "peak_tflops": p.peak_tflops,
         "mfu": p.mfu,
         "mfu_source": p.mfu_source,
-        "goodput": goodput,
+        "goodput": spec.goodput,
+        "goodput_source": "given" if goodput is not None else GOODPUT_SOURCE,
         "gpu_hours": p.gpu_hours,
         "days": p.days,
         "power_w": p.footprint.power_w,
         "it_mwh": p.footprint.it_kwh / 1000,
-        "pue": pue,
+        "pue": facility.pue,
+        "pue_source": "given" if pue is not None else DEFAULT_SOURCES["pue"],
         "facility_mwh": p.footprint.facility_kwh / 1000,
-        "grid_g_per_kwh": grid,
+        "grid_g_per_kwh": facility.grid_g_per_kwh,
+        "grid_source": "given" if grid is not None else DEFAULT_SOURCES["grid"],
         "tco2e": p.footprint.tco2e,
         "cost_usd": p.footprint.cost_usd,
-        "layout": {"tp": par.tp, "pp": par.pp, "dp": par.dp, "zero": par.zero},
-        "memory_gb": {
+        "layout": None if par is None else {"tp": par.tp, "pp": par.pp, "dp": par.dp, "zero": par.zero},
+        "memory_gb": None
+        if m is None
+        else {
             "weights": m.weights_gb,
             "grads": m.grads_gb,
             "optimizer": m.optimizer_gb,
@@ -192,6 +230,19 @@ def train(
         },
     }
     _emit("training plan", rows, data, as_json)
+
+
+def _facility(pue: float | None, grid: float | None, usd_gpu_h: float | None, usd_kwh: float | None) -> Any:
+    """The facility with the given figures, the documented defaults for the rest."""
+    from aifactory.plan.energy import Facility
+
+    defaults = Facility()
+    return Facility(
+        pue if pue is not None else defaults.pue,
+        grid if grid is not None else defaults.grid_g_per_kwh,
+        usd_gpu_h,
+        usd_kwh,
+    )
 
 
 @app.command("energy")

@@ -13,6 +13,10 @@ from aifactory.core.errors import SpecError
 PUE_HYPERSCALE = 1.1  # Uptime Institute Global Data Center Survey 2023
 PUE_INDUSTRY_AVERAGE = 1.58  # Uptime Institute Global Data Center Survey 2023
 GRID_WORLD_AVERAGE_G_PER_KWH = 480.0  # Ember, Global Electricity Review 2024 (world average 2023)
+DEFAULT_SOURCES = {
+    "pue": "hyperscale, Uptime Institute Global Data Center Survey 2023 (industry average 1.58)",
+    "grid": "world average 2023, Ember Global Electricity Review 2024",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,16 +147,66 @@ def check_layout(gpus: int, shape: Shape, tp: int, pp: int) -> int:
     return gpus // (tp * pp)
 
 
-def auto_layout(params: float, gpus: int, shape: Shape, base: Parallel, capacity_gb: float) -> Parallel:
-    """The smallest model-parallel group (tp within a node first, then pp) whose memory fits."""
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A layout that fits, how many of the GPUs asked for it leaves idle, and the nearest counts it divides."""
+
+    parallel: Parallel
+    idle: int  # GPUs asked for that the layout cannot use (0: it divides them)
+    below: int  # the nearest GPU count at or below the one asked for that this group size divides
+    above: int  # ... and above it
+
+
+MAX_TP, MAX_PP = 8, 64  # tensor parallelism stays within an 8-GPU node; 64 pipeline stages at most
+
+
+def auto_layout(params: float, gpus: int, shape: Shape, base: Parallel, capacity_gb: float) -> Layout:
+    """The smallest model-parallel group (tp within a node first, then pp) whose memory fits.
+
+    A group that divides `gpus` is taken first. When none that fits does (10,000 GPUs and a
+    group of 128), the fitting group that leaves the fewest GPUs idle is used, with dp the
+    groups that fit in `gpus`; `below`/`above` name the nearest counts it divides. The error,
+    where one remains, says why: no group fits in memory even at tp=8 x pp=64, or there are
+    fewer GPUs than the smallest group that fits.
+    """
     candidates = sorted(product((1, 2, 4, 8), (1, 2, 4, 8, 16, 32, 64)), key=lambda c: (c[0] * c[1], c[1]))
+    fitting: list[Parallel] = []
     last: MemoryBreakdown | None = None
     for tp, pp in candidates:
-        if gpus % (tp * pp) or pp > shape.layers:
+        group = tp * pp
+        if pp > shape.layers or group > gpus:
             continue
-        par = Parallel(tp, pp, gpus // (tp * pp), base.zero, base.micro_batch, base.seq_len, base.recompute)
+        dp = gpus // group
+        par = Parallel(tp, pp, dp, base.zero, base.micro_batch, base.seq_len, base.recompute)
         last = training_memory(params, shape, par, capacity_gb)
         if last.fits:
-            return par
-    detail = last.describe() if last else f"no tp x pp split of {gpus} GPUs"
-    raise SpecError("memory", f"plan does not fit in GPU memory at any tp<=8, pp<=64: {detail}; try --zero 3")
+            if gpus % group == 0:
+                return Layout(par, 0, gpus, gpus)
+            fitting.append(par)
+    if fitting:
+        best = min(fitting, key=lambda p: (gpus - p.gpus, p.tp * p.pp))
+        group = best.tp * best.pp
+        return Layout(best, gpus - best.gpus, best.gpus, best.gpus + group)
+    if last is None:
+        raise SpecError("gpus", f"{gpus} GPUs are fewer than any model-parallel group for {shape.layers} layers")
+    deepest = max(pp for pp in (1, 2, 4, 8, 16, 32, 64) if pp <= shape.layers)
+    biggest = Parallel(MAX_TP, deepest, 1, base.zero, base.micro_batch, base.seq_len, base.recompute)
+    at_most = training_memory(params, shape, biggest, capacity_gb)
+    if at_most.fits:
+        need = next(
+            tp * pp
+            for tp, pp in candidates
+            if pp <= shape.layers
+            and training_memory(
+                params,
+                shape,
+                Parallel(tp, pp, 1, base.zero, base.micro_batch, base.seq_len, base.recompute),
+                capacity_gb,
+            ).fits
+        )
+        raise SpecError("gpus", f"{gpus} GPUs are fewer than the smallest model-parallel group that fits ({need} GPUs)")
+    raise SpecError(
+        "memory",
+        f"the model does not fit in GPU memory even split tp={MAX_TP} x pp={biggest.pp}: {at_most.describe()}; "
+        "try --zero 3 or --recompute full",
+    )

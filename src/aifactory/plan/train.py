@@ -1,30 +1,34 @@
 """Training plan: FLOPs, GPU-hours, wall-clock, energy, carbon, cost and memory of one training run.
 
-Training FLOPs = 6 * N * D (forward 2ND + backward 4ND; Kaplan et al. 2020, section 2.1). GPU time
-= FLOPs / (peak * MFU); goodput (the fraction of held GPU time that advances training, the rest lost to
-restarts and failures) stretches it to the GPU-hours actually held.
+Training FLOPs = 6 * N * D (forward 2ND + backward 4ND; Kaplan et al. 2020, section 2.1), or the
+FLOPs given. GPU time = FLOPs / (peak * MFU); goodput (the fraction of held GPU time that advances
+training, the rest lost to restarts and failures) stretches it to the GPU-hours actually held.
+When the GPUs asked for do not divide into a layout that fits, the plan runs on the largest count
+that does and says how many stay idle and what the nearest count above would take.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from aifactory.core.errors import SpecError
 from aifactory.plan.catalog import Catalog, Gpu
 from aifactory.plan.energy import Facility, Footprint, footprint
-from aifactory.plan.memory import MemoryBreakdown, Parallel, Shape, auto_layout, check_layout, shape_for
+from aifactory.plan.memory import Layout, MemoryBreakdown, Parallel, Shape, auto_layout, check_layout, shape_for
 from aifactory.plan.memory import training_memory as _memory
 
 # Llama 3 405B: "higher than 90 % effective training time" on 16k H100 (Dubey et al. 2024, section 3.3.4).
 DEFAULT_GOODPUT = 0.9
+GOODPUT_SOURCE = "Llama 3 405B: higher than 90 % effective training time on 16k H100 (Dubey et al. 2024, 3.3.4)"
 
 
 @dataclass(frozen=True, slots=True)
 class TrainSpec:
     """What the user asks: N parameters on D tokens on `gpus` x `gpu`; None = the documented default."""
 
-    params: float
-    tokens: float
+    params: float | None
+    tokens: float | None
     gpu: str
     gpus: int
     mfu: float | None = None
@@ -38,11 +42,17 @@ class TrainSpec:
     seq_len: int = 4096
     recompute: str = "selective"
     shape: Shape | None = None
+    flops: float | None = None  # instead of 6 x params x tokens
 
     def __post_init__(self) -> None:
-        for name in ("params", "tokens"):
-            if not getattr(self, name) > 0:
-                raise SpecError(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("params", "tokens", "flops"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise SpecError(name, f"must be a number > 0, got {value}")
+        if self.flops is None and (self.params is None or self.tokens is None):
+            raise SpecError("flops", "give --params and --tokens (6ND FLOPs), or --flops")
+        if self.flops is not None and self.tokens is not None and self.params is not None:
+            raise SpecError("flops", "give --flops or --tokens, not both: with --params they fix the FLOPs twice")
         if self.gpus < 1:
             raise SpecError("gpus", f"must be >= 1, got {self.gpus}")
         if self.mfu is not None and not 0 < self.mfu <= 1:
@@ -66,9 +76,13 @@ class TrainPlan:
     gpu_hours: float
     days: float
     footprint: Footprint
-    parallel: Parallel
-    shape: Shape
-    memory: MemoryBreakdown
+    parallel: Parallel | None  # None without --params: no memory, no layout
+    shape: Shape | None
+    memory: MemoryBreakdown | None
+    idle_gpus: int = 0  # asked for, but no layout that fits can use them
+    gpus_used: int = 0
+    nearest_above: int = 0  # the nearest GPU count above that the layout divides (0: it divides already)
+    days_above: float = 0.0  # wall-clock days there
 
 
 def training_flops(params: float, tokens: float) -> float:
@@ -99,22 +113,24 @@ def achieved_tflops(params: float, tokens: float, gpus: int, seconds: float, ful
     return (8.0 if full_recompute else 6.0) * params * tokens / (gpus * seconds) / 1e12
 
 
-def _layout(spec: TrainSpec, shape: Shape, capacity_gb: float) -> tuple[Parallel, MemoryBreakdown]:
+def _layout(spec: TrainSpec, params: float, shape: Shape, capacity_gb: float) -> tuple[Layout, MemoryBreakdown]:
     base = Parallel(zero=spec.zero, micro_batch=spec.micro_batch, seq_len=spec.seq_len, recompute=spec.recompute)
     if spec.tp is None and spec.pp is None:
-        par = auto_layout(spec.params, spec.gpus, shape, base, capacity_gb)
+        layout = auto_layout(params, spec.gpus, shape, base, capacity_gb)
+        par = layout.parallel
     else:
         tp, pp = spec.tp or 1, spec.pp or 1
         dp = check_layout(spec.gpus, shape, tp, pp)
         par = Parallel(tp, pp, dp, spec.zero, spec.micro_batch, spec.seq_len, spec.recompute)
-    mem = _memory(spec.params, shape, par, capacity_gb)
+        layout = Layout(par, 0, spec.gpus, spec.gpus)
+    mem = _memory(params, shape, par, capacity_gb)
     if not mem.fits:
         raise SpecError(
             "memory",
             f"plan does not fit: {mem.describe()} on {spec.gpu} at tp={par.tp} pp={par.pp} dp={par.dp} "
             f"zero={par.zero}; raise --tp/--pp, use --zero 3 or --recompute full",
         )
-    return par, mem
+    return layout, mem
 
 
 def plan_training(spec: TrainSpec, catalog: Catalog, facility: Facility) -> TrainPlan:
@@ -126,11 +142,23 @@ def plan_training(spec: TrainSpec, catalog: Catalog, facility: Facility) -> Trai
     else:
         mfu = catalog.default_mfu(gpu)
         mfu_source = f"default for {gpu.generation}: {catalog.mfu_sources.get(gpu.generation, 'assumed')}"
-    flops = training_flops(spec.params, spec.tokens)
-    gpu_hours = wall_seconds(flops, gpu, spec.gpus, mfu, spec.goodput, spec.precision) * spec.gpus / 3600.0
-    shape = spec.shape or shape_for(spec.params)
-    par, mem = _layout(spec, shape, gpu.memory_gb)
+    if spec.flops is not None:
+        flops = spec.flops
+    else:
+        assert spec.params is not None and spec.tokens is not None  # checked by TrainSpec
+        flops = training_flops(spec.params, spec.tokens)
+    shape = par = mem = None
+    used, above = spec.gpus, 0
+    if spec.params is not None:
+        shape = spec.shape or shape_for(spec.params)
+        layout, mem = _layout(spec, spec.params, shape, gpu.memory_gb)
+        par, used = layout.parallel, layout.parallel.gpus
+        above = layout.above if layout.idle else 0
+    seconds = wall_seconds(flops, gpu, used, mfu, spec.goodput, spec.precision)
+    gpu_hours = seconds * used / 3600.0
+    days_above = wall_seconds(flops, gpu, above, mfu, spec.goodput, spec.precision) / 86400 if above else 0.0
     fp = footprint(gpu_hours, spec.power_w or gpu.power_w, facility)
     return TrainPlan(
-        spec, gpu, flops, peak, mfu, mfu_source, gpu_hours, gpu_hours / spec.gpus / 24, fp, par, shape, mem
-    )
+        spec, gpu, flops, peak, mfu, mfu_source, gpu_hours, seconds / 86400, fp, par, shape, mem,
+        spec.gpus - used, used, above, days_above,
+    )  # fmt: skip
