@@ -39,7 +39,14 @@ def test_plan_sweep_trains_real_models_locally_and_fits_them(home: Path, tmp_pat
     args = ["plan", "sweep", "--widths", "16,24,32,40", "--tokens-per-param", "1", "--out", str(tmp_path), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
+    progress = result.stderr.splitlines()  # one line per finished run, on stderr: stdout stays JSON
+    assert progress[0].startswith("sweep: 4 runs") and [line[:5] for line in progress[1:]] == [
+        "[1/4]",
+        "[2/4]",
+        "[3/4]",
+        "[4/4]",
+    ]
     runs = data["runs"]
     assert [r["name"] for r in runs] == ["d16-l2", "d24-l2", "d32-l2", "d40-l2"]
     for r, d in zip(runs, (16, 24, 32, 40), strict=True):
@@ -70,8 +77,9 @@ def test_floor_sweep_runs_each_size_as_a_factory_job(home: Path, tmp_path: Path)
     from aifactory.live.sweep_runner import FloorRunner
 
     jobs = tiny_jobs()[:1]
-    results = FloorRunner(gpus=2).run(jobs, tmp_path / "runs")
-    assert [r.name for r in results] == [j.name for j in jobs]
+    told: list[SweepResult] = []
+    results = FloorRunner(gpus=2).run(jobs, tmp_path / "runs", told.append)
+    assert [r.name for r in results] == [j.name for j in jobs] and told == results
     store = Store(f"sqlite:///{tmp_path / 'runs' / 'factory' / 'factory.db'}").open()
     try:
         rows = store.list_jobs()

@@ -419,7 +419,8 @@ def sweep(
         sizes = [int(w) for w in widths.split(",")]
     except ValueError:
         raise SpecError("widths", f"must be comma-separated integers, got {widths!r}") from None
-    outcome = run_sweep(sweep_jobs(sizes, tokens_per_param=tokens_per_param), get_runner(runner), out / "runs")
+    jobs = sweep_jobs(sizes, tokens_per_param=tokens_per_param)
+    outcome = run_sweep(jobs, get_runner(runner), out / "runs", _sweep_progress(len(jobs)))
     compute = [r.compute for r in outcome.results]
     write_csv(outcome.results, out / "runs.csv")
     plot_fit(outcome.fit, compute, [r.val_loss for r in outcome.results], out / "fit.png", 100 * max(compute))
@@ -440,6 +441,28 @@ def sweep(
         "plot": str(out / "fit.png"),
     }
     _emit("scaling sweep", rows, data, as_json)
+
+
+def _sweep_progress(total: int) -> Any:
+    """One line on stderr per finished run (stdout stays the table or the JSON)."""
+    import sys
+    import time
+
+    started, finished = time.monotonic(), 0
+    print(f"sweep: {total} runs, one after another; each line is one finished", file=sys.stderr, flush=True)
+
+    def done(result: Any) -> None:
+        nonlocal finished
+        finished += 1
+        took = time.monotonic() - started
+        print(
+            f"[{finished}/{total}] {result.name}: loss {result.val_loss:.4f} in {result.seconds:.1f} s "
+            f"({took:.0f} s so far)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return done
 
 
 @app.command("inference")

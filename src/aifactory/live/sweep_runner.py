@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aifactory.plan.sweep import SweepFailed, SweepJob, SweepResult, job_command, read_result
+from aifactory.plan.sweep import Done, SweepFailed, SweepJob, SweepResult, job_command, read_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +27,11 @@ class FloorRunner:
     timeout_s: float = 1800.0
     home: Path | None = None  # None: <workdir>/factory
 
-    def run(self, jobs: Sequence[SweepJob], workdir: Path) -> list[SweepResult]:
+    def run(self, jobs: Sequence[SweepJob], workdir: Path, done: Done | None = None) -> list[SweepResult]:
         workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(self._run(jobs, workdir.resolve()))
+        return asyncio.run(self._run(jobs, workdir.resolve(), done))
 
-    async def _run(self, jobs: Sequence[SweepJob], workdir: Path) -> list[SweepResult]:
+    async def _run(self, jobs: Sequence[SweepJob], workdir: Path, done: Done | None) -> list[SweepResult]:
         from aifactory.core.job import JobSpec
         from aifactory.core.states import JobState
         from aifactory.live.service import FactoryService
@@ -51,9 +51,13 @@ class FloorRunner:
                     workdir=str(workdir),
                 )
                 rows.append(await svc.submit(spec))
+            results = []
             for job, row in zip(jobs, rows, strict=True):
-                done = await svc.wait(row.id, self.timeout_s)
-                if done.state is not JobState.SUCCEEDED:
-                    raise SweepFailed(f"sweep job {row.id} ({job.name}) ended {done.state.value}: {done.reason}; "
-                                      f"log {done.log_path}")  # fmt: skip
-        return [read_result(job, outs[job.name]) for job in jobs]
+                ended = await svc.wait(row.id, self.timeout_s)
+                if ended.state is not JobState.SUCCEEDED:
+                    raise SweepFailed(f"sweep job {row.id} ({job.name}) ended {ended.state.value}: {ended.reason}; "
+                                      f"log {ended.log_path}")  # fmt: skip
+                results.append(read_result(job, outs[job.name]))
+                if done is not None:
+                    done(results[-1])
+        return results

@@ -52,8 +52,11 @@ class SweepFailed(AifactoryError):
     """A sweep run exited non-zero or wrote no result."""
 
 
+Done = Callable[[SweepResult], None]  # told as each run finishes (progress)
+
+
 class Runner(Protocol):
-    def run(self, jobs: Sequence[SweepJob], workdir: Path) -> list[SweepResult]: ...
+    def run(self, jobs: Sequence[SweepJob], workdir: Path, done: Done | None = None) -> list[SweepResult]: ...
 
 
 def approx_params(d_model: int, n_layer: int, vocab: int = VOCAB) -> int:
@@ -117,10 +120,17 @@ class LocalRunner:
             raise SweepFailed(f"sweep run {job.name} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
         return read_result(job, out)
 
-    def run(self, jobs: Sequence[SweepJob], workdir: Path) -> list[SweepResult]:
+    def run(self, jobs: Sequence[SweepJob], workdir: Path, done: Done | None = None) -> list[SweepResult]:
         workdir.mkdir(parents=True, exist_ok=True)
+
+        def one(job: SweepJob) -> SweepResult:
+            result = self._one(job, workdir)
+            if done is not None:
+                done(result)
+            return result
+
         with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
-            return list(pool.map(lambda j: self._one(j, workdir), jobs))
+            return list(pool.map(one, jobs))
 
 
 # name -> a runner class, or "module:attribute" imported on first use: the floor's runner lives
@@ -170,5 +180,5 @@ def write_csv(results: Sequence[SweepResult], path: Path) -> Path:
     return path
 
 
-def run_sweep(jobs: Sequence[SweepJob], runner: Runner, workdir: Path) -> SweepOutcome:
-    return analyse(runner.run(jobs, workdir))
+def run_sweep(jobs: Sequence[SweepJob], runner: Runner, workdir: Path, done: Done | None = None) -> SweepOutcome:
+    return analyse(runner.run(jobs, workdir, done))
