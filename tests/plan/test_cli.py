@@ -121,3 +121,26 @@ def test_train_on_a_count_no_layout_divides_and_defaults_with_their_sources() ->
     assert "16 of 10,000" in " ".join(text.split())
     given = as_json("train", "--flops", "3.14e23", "--gpu", "V100", "--gpus", "1024", "--pue", "1.58")
     assert given["memory_gb"] is None and given["pue_source"] == "given" and given["flops"] == 3.14e23
+
+
+def test_compare_sets_gpus_and_cpus_side_by_side() -> None:
+    """The seed story: AlexNet (5e17 FLOP) on two GTX 580s, and on 2,000 Sandy Bridge sockets (16,000 cores)."""
+    out = as_json("compare", "--flops", "5e17", "--on", "GTX 580:2", "--on", "E5-2670:2000:0.05", "--on", "H100:8")
+    gtx, xeon, h100 = out["sides"]
+    assert (gtx["kind"], gtx["precision"], xeon["kind"], xeon["precision"]) == ("gpu", "fp32", "cpu", "fp32")
+    assert 5 < gtx["days"] < 8  # Krizhevsky et al. 2012: five to six days
+    assert gtx["days"] == pytest.approx(5e17 / (2 * 1.581e12 * 0.30 * 0.9) / 86400)
+    assert xeon["days"] == pytest.approx(5e17 / (2000 * 0.3328e12 * 0.30 * 0.9) / 86400)
+    assert xeon["cost_usd"] == pytest.approx(xeon["device_hours"] * 0.05) and gtx["cost_usd"] is None
+    assert xeon["facility_kwh"] > gtx["facility_kwh"] and h100["days"] < gtx["days"] / 100
+    assert "Krizhevsky" in gtx["efficiency_source"] and "CPUs" in xeon["efficiency_source"]
+    assert "Ember" in out["sources"]["grid"]
+    by_tokens = as_json("compare", "--params", "1e9", "--tokens", "2e10", "--on", "EPYC-9654:4")
+    assert by_tokens["flops"] == pytest.approx(1.2e20)
+
+
+def test_compare_refuses_bad_hardware(home: Path) -> None:
+    assert "on: 'H100': expected NAME:COUNT" in refused(home, "compare", "--flops", "1e20", "--on", "H100")
+    assert "COUNT must be 1 to" in refused(home, "compare", "--flops", "1e20", "--on", "H100:0")
+    assert "unknown gpu 'Z80'" in refused(home, "compare", "--flops", "1e20", "--on", "Z80:4")
+    assert "flops:" in refused(home, "compare", "--on", "H100:8")

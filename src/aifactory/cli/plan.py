@@ -245,6 +245,105 @@ def _facility(pue: float | None, grid: float | None, usd_gpu_h: float | None, us
     )
 
 
+@app.command("compare")
+def compare_hardware(
+    on: list[str] = typer.Option(
+        ..., "--on", help="NAME:COUNT[:USD_PER_DEVICE_HOUR] of a GPU, system or CPU socket (repeat to compare)."
+    ),
+    flops: float | None = typer.Option(None, help="Training FLOPs (e.g. 5e17 for AlexNet)."),
+    params: float | None = typer.Option(None, help="Model parameters N (with --tokens: 6ND FLOPs)."),
+    tokens: float | None = typer.Option(None, help="Training tokens D (with --params)."),
+    efficiency: float | None = typer.Option(None, help="Fraction of peak achieved (default: MFU by generation)."),
+    goodput: float | None = typer.Option(None, help="Fraction of held time that advances training (default 0.9)."),
+    pue: float | None = typer.Option(None, help="Power usage effectiveness (default 1.1)."),
+    grid: float | None = typer.Option(None, help="Grid carbon intensity, gCO2e/kWh (default 480)."),
+    usd_per_kwh: float | None = typer.Option(None, help="Price of facility energy, USD per kWh."),
+    catalog: Path | None = CATALOG_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """GPUs and CPUs side by side for one workload: time, energy, carbon and cost of the same FLOPs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aifactory.core.errors import SpecError
+    from aifactory.plan.compare import compare, parse_hardware
+    from aifactory.plan.energy import DEFAULT_SOURCES
+    from aifactory.plan.train import DEFAULT_GOODPUT, GOODPUT_SOURCE, training_flops
+
+    if flops is None:
+        if params is None or tokens is None:
+            raise SpecError("flops", "give --flops, or --params and --tokens")
+        flops = training_flops(params, tokens)
+    elif params is not None or tokens is not None:
+        raise SpecError("flops", "give --flops, or --params and --tokens, not both")
+    facility = _facility(pue, grid, None, usd_per_kwh)
+    chosen_goodput = goodput if goodput is not None else DEFAULT_GOODPUT
+    sides = compare(flops, [parse_hardware(h) for h in on], _catalog(catalog), facility, efficiency, chosen_goodput)
+    notes = {
+        "goodput": "given" if goodput is not None else GOODPUT_SOURCE,
+        "pue": "given" if pue is not None else DEFAULT_SOURCES["pue"],
+        "grid": "given" if grid is not None else DEFAULT_SOURCES["grid"],
+    }
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "flops": flops,
+                    "goodput": chosen_goodput,
+                    "pue": facility.pue,
+                    "grid_g_per_kwh": facility.grid_g_per_kwh,
+                    "sources": notes,
+                    "sides": [
+                        {
+                            "name": s.name, "kind": s.kind, "count": s.count, "peak_tflops": s.peak_tflops,
+                            "precision": s.precision, "efficiency": s.efficiency,
+                            "efficiency_source": s.efficiency_source, "days": s.days,
+                            "device_hours": s.footprint.gpu_hours, "power_w": s.footprint.power_w,
+                            "facility_kwh": s.footprint.facility_kwh, "tco2e": s.footprint.tco2e,
+                            "cost_usd": s.cost_usd,
+                        }
+                        for s in sides
+                    ],
+                },
+                indent=1,
+            )
+        )  # fmt: skip
+        return
+    table = Table(title=f"{flops:.3e} FLOP, goodput {chosen_goodput:.0%}, PUE {facility.pue:g}")
+    for col in (
+        "hardware",
+        "peak each",
+        "efficiency",
+        "wall-clock",
+        "device-hours",
+        "facility energy",
+        "tCO2e",
+        "cost",
+    ):
+        table.add_column(col, justify="left" if col == "hardware" else "right")
+    for s in sides:
+        table.add_row(
+            f"{s.count:,} x {s.name} ({s.kind})",
+            f"{s.peak_tflops:g} {s.precision} TFLOPS",
+            f"{s.efficiency:.0%}",
+            _duration_days(s.days),
+            f"{s.footprint.gpu_hours:,.{0 if s.footprint.gpu_hours >= 10 else 2}f}",
+            f"{s.footprint.facility_kwh:,.{0 if s.footprint.facility_kwh >= 10 else 2}f} kWh",
+            f"{s.footprint.tco2e:,.2f}",
+            f"${s.cost_usd:,.0f}" if s.cost_usd is not None else "-",
+        )
+    console = Console(markup=False, emoji=False)
+    console.print(table)
+    for s in sides:
+        console.print(f"efficiency of {s.name}: {s.efficiency_source}")
+    for key, source in notes.items():
+        console.print(f"{key}: {source}")
+
+
+def _duration_days(days: float) -> str:
+    return f"{days * 24:,.1f} hours" if days < 2 else f"{days:,.1f} days"
+
+
 @app.command("energy")
 def energy(
     gpu: str = typer.Option(..., help="GPU or system name (sets the default power per GPU)."),

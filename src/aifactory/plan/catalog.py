@@ -44,6 +44,20 @@ class _GpuFields(BaseModel):
     sources: dict[str, str]
 
 
+class _CpuFields(BaseModel):
+    """Schema of one `[cpus.NAME]` table: one socket."""
+
+    model_config = ConfigDict(extra="forbid")
+    aliases: list[str] = []
+    year: int | None = None
+    cores: int = Field(gt=0)
+    clock_ghz: float = Field(gt=0)
+    fp32_tflops: float = Field(gt=0)
+    memory_bw_gbs: float = Field(gt=0)
+    tdp_w: float = Field(gt=0)
+    sources: dict[str, str]
+
+
 class _SystemFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     aliases: list[str] = []
@@ -92,6 +106,24 @@ class Gpu:
 
 
 @dataclass(frozen=True, slots=True)
+class Cpu:
+    """One CPU socket: its FP32 vector peak and power (what `plan compare` sets beside GPUs)."""
+
+    name: str
+    cores: int
+    clock_ghz: float
+    fp32_tflops: float
+    memory_bw_gbs: float
+    tdp_w: float
+    aliases: tuple[str, ...] = ()
+    year: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key) or self.sources.get("default", "")
+
+
+@dataclass(frozen=True, slots=True)
 class System:
     """A box of `gpus` x `gpu` (a DGX); aggregate figures are the GPU's times `gpus`."""
 
@@ -136,6 +168,18 @@ class Catalog:
     systems: dict[str, System]
     mfu_by_generation: dict[str, float]
     mfu_sources: dict[str, str]
+    cpus: dict[str, Cpu] = field(default_factory=dict)
+
+    def cpu(self, name: str) -> Cpu:
+        """A CPU socket by any of its names."""
+        index = {_key(alias): c.name for c in self.cpus.values() for alias in (c.name, *c.aliases)}
+        canonical = index.get(_key(name))
+        if canonical is None:
+            raise UnknownName("cpu", name, list(self.cpus))
+        return self.cpus[canonical]
+
+    def is_cpu(self, name: str) -> bool:
+        return any(_key(name) in (_key(c.name), *map(_key, c.aliases)) for c in self.cpus.values())
 
     def _index(self) -> dict[str, str]:
         index: dict[str, str] = {}
@@ -176,14 +220,25 @@ class Catalog:
                 "price_usd": s.price_usd, "aliases": list(s.aliases), "sources": s.sources}
             for n, s in self.systems.items()
         }  # fmt: skip
-        return {"gpus": gpus, "systems": systems, "mfu": self.mfu_by_generation, "mfu_sources": self.mfu_sources}
+        cpus = {
+            n: {"cores": c.cores, "clock_ghz": c.clock_ghz, "fp32_tflops": c.fp32_tflops, "tdp_w": c.tdp_w,
+                "memory_bw_gbs": c.memory_bw_gbs, "year": c.year, "aliases": list(c.aliases), "sources": c.sources}
+            for n, c in self.cpus.items()
+        }  # fmt: skip
+        return {
+            "gpus": gpus,
+            "systems": systems,
+            "cpus": cpus,
+            "mfu": self.mfu_by_generation,
+            "mfu_sources": self.mfu_sources,
+        }
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
     """Field-by-field override of `[gpus.X]`/`[systems.X]`/`[mfu]` tables from a user file."""
     for section, entries in extra.items():
-        if section not in ("gpus", "systems", "mfu"):
-            raise SpecError(f"{where}: {section}", "unknown section (expected gpus, systems or mfu)")
+        if section not in ("gpus", "systems", "cpus", "mfu"):
+            raise SpecError(f"{where}: {section}", "unknown section (expected gpus, systems, cpus or mfu)")
         if not isinstance(entries, dict):
             raise SpecError(f"{where}: {section}", "must be a table")
         target = base.setdefault(section, {})
@@ -244,6 +299,16 @@ def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
     )
 
 
+def _cpu_from(name: str, raw: dict[str, Any]) -> Cpu:
+    _check_sources("cpus", name, raw)
+    try:
+        f = _CpuFields.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"cpus.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+    return Cpu(name, f.cores, f.clock_ghz, f.fp32_tflops, f.memory_bw_gbs, f.tdp_w, tuple(f.aliases), f.year, f.sources)
+
+
 def _system_from(name: str, raw: dict[str, Any], gpus: dict[str, Gpu]) -> System:
     _check_sources("systems", name, raw)
     try:
@@ -295,4 +360,5 @@ def load_catalog(extra: Path | None = None) -> Catalog:
     for gen, value in mfu.items():
         if not isinstance(value, int | float) or not 0 < value <= 1:
             raise SpecError(f"mfu.{gen}", f"must be a fraction in (0, 1], got {value!r}")
-    return Catalog(gpus=gpus, systems=systems, mfu_by_generation=mfu, mfu_sources=mfu_sources)
+    cpus = {name: _cpu_from(name, fields) for name, fields in raw.get("cpus", {}).items()}
+    return Catalog(gpus=gpus, systems=systems, mfu_by_generation=mfu, mfu_sources=mfu_sources, cpus=cpus)
