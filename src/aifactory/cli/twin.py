@@ -21,11 +21,12 @@ SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one sh
 def _variants(
     policies: list[str],
     placement: str,
-    nodes: str | None,
+    nodes: Sequence[str | None],
     projects: Path | None,
     no_pools: bool,
     policy_opts: Sequence[str] = (),
 ) -> list[Any]:
+    """One variant per cluster size and policy (sizes outer: a size table reads down its policies)."""
     from aifactory.core.errors import SpecError
     from aifactory.core.factory import FactorySettings
     from aifactory.core.policies.options import options_of
@@ -38,20 +39,21 @@ def _variants(
         if not any(item.partition("=")[0].strip() in options_of(name) for name in names):
             known = sorted({o for name in names for o in options_of(name)})
             raise SpecError("policy_opt", f"{item!r}: no policy here has it (known: {', '.join(known) or 'none'})")
-    for name in policies or [FactorySettings().policy]:
-        shared = name.endswith(SHARED)
-        policy = name.removesuffix(SHARED)
-        mine = tuple(o for o in policy_opts if o.partition("=")[0].strip() in options_of(policy))
-        v = Variant(
-            policy=policy,
-            placement=placement,
-            use_pools=not (no_pools or shared),
-            nodes=nodes,
-            projects=overrides,
-            policy_opts=mine,
-        )
-        check_variant(v)
-        out.append(v)
+    for size in nodes or [None]:
+        for name in policies or [FactorySettings().policy]:
+            shared = name.endswith(SHARED)
+            policy = name.removesuffix(SHARED)
+            mine = tuple(o for o in policy_opts if o.partition("=")[0].strip() in options_of(policy))
+            v = Variant(
+                policy=policy,
+                placement=placement,
+                use_pools=not (no_pools or shared),
+                nodes=size,
+                projects=overrides,
+                policy_opts=mine,
+            )
+            check_variant(v)
+            out.append(v)
     return out
 
 
@@ -121,8 +123,16 @@ def run(
         help=f"policy to replay (repeat to compare; default: the floor's); NAME{SHARED} ignores node pools",
     ),
     placement: str | None = typer.Option(None, help="placement policy (default: the trace's floor's, else pack)"),
-    nodes: str | None = typer.Option(
-        None, help="+N / -N nodes (spread over pools by size), N nodes in all, or POOL:+N for one pool"
+    nodes: list[str] = typer.Option(
+        [],
+        help="cluster sizes to replay (repeat, or a comma list): N nodes in all, +N / -N (spread over pools by "
+        "size), POOL:+N for one pool, or a range FROM..TO:STEP of node counts",
+    ),
+    growth: str | None = typer.Option(
+        None, help="arrival rate growing over the trace: FACTORx/PERIOD, e.g. 2x/180d (compute doubling every 6 months)"
+    ),
+    target_wait: str | None = typer.Option(
+        None, "--target-wait", help="say the smallest size that meets it, e.g. p95<1h (STAT: mean, p50, p95, p99)"
     ),
     projects: Path | None = typer.Option(
         None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
@@ -151,7 +161,13 @@ def run(
     floor = scenario.settings
     policies = policy or ([floor.policy] if floor is not None else [])
     chosen = placement or (floor.placement if floor is not None else "pack")
-    variants = _variants(policies, chosen, nodes, projects, no_pools, policy_opt)
+    from aifactory.twin.sizing import expand_nodes, grow, parse_growth, parse_target
+
+    sizes = expand_nodes(nodes)
+    target = parse_target(target_wait) if target_wait is not None else None
+    if growth is not None:
+        scenario = grow(scenario, *parse_growth(growth))
+    variants = _variants(policies, chosen, sizes, projects, no_pools, policy_opt)
     cost_model = None
     if any(j.spec.duration_s is None for j in scenario.jobs):
         from aifactory.twin.costmodel import flops_cost_model
@@ -163,18 +179,45 @@ def run(
         from aifactory.twin.report import write_report
 
         write_report(results, report, title=f"aifactory twin: {scenario.name}")
+    from aifactory.twin.sizing import rejection_reasons, smallest_meeting
+
+    reasons = {r.name: rejection_reasons(r) for r in results}
+    best = smallest_meeting(results, target) if target is not None else None
     if as_json:
-        out = {
+        out: dict[str, Any] = {
             "trace": scenario.name,
             "jobs": len(scenario.jobs),
+            "growth": growth,
             "variants": [
-                _clean({**row, "settings": asdict(r.settings), "summary": r.summary, "series": _series(r)})
+                _clean(
+                    {
+                        **row,
+                        "settings": asdict(r.settings),
+                        "summary": r.summary,
+                        "series": _series(r),
+                        "rejected_reasons": [asdict(x) for x in reasons[r.name]],
+                    }
+                )
                 for row, r in zip(rows, results, strict=True)
             ],
         }
+        if target is not None:
+            out["target_wait"] = {"stat": target.stat, "limit_s": target.limit_s}
+            out["smallest_meeting_target"] = (
+                None if best is None else {"variant": best.name, "gpus": best.recorder.total_gpus}
+            )
         typer.echo(json.dumps(out, indent=1))
         return
-    _print_table(scenario.name, len(scenario.jobs), rows)
+    if len(sizes) > 1:
+        _print_sizes(scenario.name, len(scenario.jobs), rows)
+    else:
+        _print_table(scenario.name, len(scenario.jobs), rows)
+    for name, why in reasons.items():
+        for reason in why:
+            typer.echo(f"{name}: {reason.count:,} job(s) refused: {reason.example}")
+    if target is not None:
+        found = f"{best.name} ({best.recorder.total_gpus:,.0f} GPUs)" if best is not None else "none of these sizes"
+        typer.echo(f"smallest size meeting {target.text} with no job refused: {found}")
     if report is not None:
         typer.echo(f"report: {report}")
 
@@ -211,6 +254,31 @@ def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
     lines = [("gpus", "GPUs"), *COMPARE, ("rejected", "rejected"), ("wall_s", "replay s")]
     for key, label in lines:
         table.add_row(label, *(figure_text(key, row[key]) for row in rows))
+    Console().print(table)
+
+
+def _print_sizes(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
+    """One row per variant (sizes down the page): what a buyer compares."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aifactory.twin.whatif import figure_text
+
+    table = Table(title=f"{name}: {jobs:,} jobs, against cluster size")
+    keys = [
+        ("variant", "variant"),
+        ("gpus", "GPUs"),
+        ("first_wait_s_mean", "mean wait"),
+        ("first_wait_s_p95", "p95 wait"),
+        ("jct_s_mean", "mean JCT"),
+        ("utilisation", "utilisation"),
+        ("gpu_hours", "GPU-h used"),
+        ("rejected", "refused"),
+    ]
+    for _, label in keys:
+        table.add_column(label, justify="left" if label == "variant" else "right")
+    for row in rows:
+        table.add_row(*(figure_text(k, row.get(k)) if k != "variant" else str(row[k]) for k, _ in keys))
     Console().print(table)
 
 

@@ -139,6 +139,35 @@ def _project_table(result: RunResult) -> str:
     return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table><p><code>{settings}</code></p>"
 
 
+def _sizes_plot(results: Sequence[RunResult]) -> str:
+    """Waits, JCT and utilisation against cluster size, one line per policy (only with several sizes)."""
+    import matplotlib.pyplot as plt
+
+    by_policy: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_policy.setdefault(r.settings.factory.policy, []).append(r)
+    if len({r.recorder.total_gpus for r in results}) < 2:
+        return ""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for policy, runs in by_policy.items():
+        runs = sorted(runs, key=lambda r: r.recorder.total_gpus)
+        gpus = [r.recorder.total_gpus for r in runs]
+        left.plot(gpus, [r.summary["first_wait_s_p95"] / 3600 for r in runs], marker="o", label=f"{policy} p95 wait")
+        left.plot(gpus, [r.summary["jct_s_mean"] / 3600 for r in runs], marker="s", ls="--", label=f"{policy} mean JCT")
+        right.plot(gpus, [r.summary["utilisation"] for r in runs], marker="o", label=policy)
+    left.set_xlabel("GPUs")
+    left.set_ylabel("hours")
+    left.legend()
+    left.grid(alpha=0.3)
+    right.set_xlabel("GPUs")
+    right.set_ylabel("utilisation")
+    right.legend()
+    right.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return "<h2>Against cluster size</h2>" + out
+
+
 def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
     """The report as one HTML string."""
     import matplotlib
@@ -148,6 +177,7 @@ def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
         _table(results),
+        _sizes_plot(results),
         "<h2>Wait to the first start</h2>",
         _cdf_plot(results, "first_wait", "wait to first start"),
         "<h2>Time queued, all stays</h2>",

@@ -151,8 +151,37 @@ def merge_projects(base: list[Project], overrides: Sequence[ProjectOverride]) ->
 
 def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
     nodes = resize(scenario.nodes, variant.nodes) if variant.nodes else scenario.nodes
-    projects = merge_projects(scenario.projects, variant.projects)
+    projects = scale_quotas(scenario.projects, scenario.nodes, nodes, variant.projects)
+    projects = merge_projects(projects, variant.projects)
     return Scenario(scenario.name, scenario.jobs, nodes, projects, scenario.departments)
+
+
+def scale_quotas(
+    projects: list[Project], before: list[NodeSpec], after: list[NodeSpec], overrides: Sequence[ProjectOverride]
+) -> list[Project]:
+    """Quotas that grow and shrink with the cluster: a project's quota scales with its pool's GPUs
+    (the cluster's, without a pool), unless the variant sets that project's quota itself."""
+    if before is after:
+        return projects
+
+    def gpus(nodes: list[NodeSpec]) -> dict[str | None, int]:
+        out: dict[str | None, int] = {None: sum(n.gpu_count for n in nodes)}
+        for n in nodes:
+            out[n.pool] = out.get(n.pool, 0) + n.gpu_count
+        return out
+
+    old, new = gpus(before), gpus(after)
+    given = {name for name, fields in overrides if any(key == "quota" for key, _ in fields)}
+    out = []
+    for p in projects:
+        where = p.pool if p.pool in old else None
+        if p.name in given or not p.quota or not old.get(where):
+            out.append(p)
+            continue
+        factor = new.get(where, 0) / old[where]
+        by_model = {m: q * factor for m, q in p.quota_by_model.items()} if p.quota_by_model else p.quota_by_model
+        out.append(replace(p, quota=p.quota * factor, quota_by_model=by_model))
+    return out
 
 
 def settings_for(variant: Variant, base: FactorySettings | None = None) -> TwinSettings:
@@ -219,6 +248,7 @@ def comparison(results: Sequence[RunResult]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"variant": r.name}
         row.update({key: r.summary.get(key) for key, _ in COMPARE})
         row["gpus"] = r.recorder.total_gpus
+        row["gpu_hours"] = r.summary.get("gpu_hours")
         row["rejected"] = r.summary["rejected"]
         row["wall_s"] = r.wall_s
         row["events"] = r.events
