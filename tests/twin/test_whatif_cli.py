@@ -101,7 +101,9 @@ def test_twin_run_json_and_report(tmp_path: Path) -> None:
     series = fifo["series"]
     assert len(series["at"]) == len(series["allocated"]) > 0 and max(series["allocated"]) <= 16
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 5 + 2 and "<script" not in page  # + usage per variant
+    # CDFs, allocation, projects, power over time, + usage per variant
+    assert page.count("data:image/png;base64,") == 6 + 2 and "<script" not in page
+    assert fifo["summary"]["energy_kwh"] > 0 and fifo["summary"]["peak_kw"] > 0
     png = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
 

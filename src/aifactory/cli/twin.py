@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,16 @@ def run(
     target_wait: str | None = typer.Option(
         None, "--target-wait", help="say the smallest size that meets it, e.g. p95<1h (STAT: mean, p50, p95, p99)"
     ),
+    power_gpu: str | None = typer.Option(
+        None, help="GPU (plan catalogue) that prices the nodes' power (default: theirs if known, else P100)"
+    ),
+    power_off: str | None = typer.Option(
+        None, "--power-off", help="what-if: also replay with idle nodes powered off after this long, e.g. 30min"
+    ),
+    boot: str = typer.Option("5min", help="with --power-off: how long a node takes to boot"),
+    pue: float | None = typer.Option(None, help="power usage effectiveness (default 1.1, hyperscale)"),
+    grid: float | None = typer.Option(None, help="grid carbon intensity, gCO2e/kWh (default 480, world 2023)"),
+    usd_per_kwh: float | None = typer.Option(None, help="price of facility energy, USD per kWh"),
     projects: Path | None = typer.Option(
         None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
     ),
@@ -168,12 +179,19 @@ def run(
     if growth is not None:
         scenario = grow(scenario, *parse_growth(growth))
     variants = _variants(policies, chosen, sizes, projects, no_pools, policy_opt)
+    from aifactory.twin.sizing import parse_duration
+
+    boot_s = parse_duration(boot, "boot")
+    if power_off is not None:
+        after = parse_duration(power_off, "power-off")
+        variants = [w for v in variants for w in (v, replace(v, poweroff_after_s=after))]
+    power = _power(scenario, power_gpu, pue, grid, usd_per_kwh)
     cost_model = None
     if any(j.spec.duration_s is None for j in scenario.jobs):
         from aifactory.twin.costmodel import flops_cost_model
 
         cost_model = flops_cost_model(work_gpu, mfu)
-    results = _run_with_progress(scenario, variants, cost_model, quiet=as_json)
+    results = _run_with_progress(scenario, variants, cost_model, quiet=as_json, power=power, boot_s=boot_s)
     rows = comparison(results)
     if report is not None:
         from aifactory.twin.report import write_report
@@ -222,13 +240,30 @@ def run(
         typer.echo(f"report: {report}")
 
 
-def _run_with_progress(scenario: Any, variants: list[Any], cost_model: Any, quiet: bool) -> list[Any]:
+def _power(scenario: Any, gpu: str | None, pue: float | None, grid: float | None, usd: float | None) -> Any:
+    """The power model of the replay: the nodes priced as `gpu` (or their own model, if the catalogue knows it)."""
+    from aifactory.plan.catalog import UnknownGpu, load_catalog
+    from aifactory.twin.power import power_spec
+
+    catalog = load_catalog()
+    if gpu is None:
+        models = {n.gpu_model for n in scenario.nodes}
+        gpu = "P100"
+        if len(models) == 1:
+            with contextlib.suppress(UnknownGpu):  # "virtual" GPUs (Philly, openb): priced as the P100s of their day
+                gpu = catalog.gpu(next(iter(models))).name
+    return power_spec(gpu, pue, grid, usd, catalog)
+
+
+def _run_with_progress(
+    scenario: Any, variants: list[Any], cost_model: Any, quiet: bool, power: Any = None, boot_s: float = 300.0
+) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aifactory.twin.whatif import run_variants
 
     if quiet:
-        return run_variants(scenario, variants, cost_model, base=scenario.settings)
+        return run_variants(scenario, variants, cost_model, base=scenario.settings, power=power, boot_s=boot_s)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
@@ -237,7 +272,9 @@ def _run_with_progress(scenario: Any, variants: list[Any], cost_model: Any, quie
             task = bar.add_task(variant.name, total=len(scenario.jobs))
             return lambda done, total: bar.update(task, completed=done)
 
-        return run_variants(scenario, variants, cost_model, progress=progress_for, base=scenario.settings)
+        return run_variants(
+            scenario, variants, cost_model, progress=progress_for, base=scenario.settings, power=power, boot_s=boot_s
+        )
 
 
 def _print_table(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:

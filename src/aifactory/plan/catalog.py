@@ -169,6 +169,7 @@ class Catalog:
     mfu_by_generation: dict[str, float]
     mfu_sources: dict[str, str]
     cpus: dict[str, Cpu] = field(default_factory=dict)
+    power: dict[str, Any] = field(default_factory=dict)  # the twin's power model: [power] and its sources
 
     def cpu(self, name: str) -> Cpu:
         """A CPU socket by any of its names."""
@@ -237,8 +238,8 @@ class Catalog:
 def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
     """Field-by-field override of `[gpus.X]`/`[systems.X]`/`[mfu]` tables from a user file."""
     for section, entries in extra.items():
-        if section not in ("gpus", "systems", "cpus", "mfu"):
-            raise SpecError(f"{where}: {section}", "unknown section (expected gpus, systems, cpus or mfu)")
+        if section not in ("gpus", "systems", "cpus", "mfu", "power"):
+            raise SpecError(f"{where}: {section}", "unknown section (expected gpus, systems, cpus, mfu or power)")
         if not isinstance(entries, dict):
             raise SpecError(f"{where}: {section}", "must be a table")
         target = base.setdefault(section, {})
@@ -247,6 +248,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> None:
         }
         for given_name, fields in entries.items():
             name = names.get(_key(given_name), given_name)  # `[gpus.v100]` overrides V100-SXM2
+            if section in ("mfu", "power") and not isinstance(fields, dict):
+                target[name] = fields  # a plain value: idle_fraction = 0.15
+                continue
             if section != "mfu" and not isinstance(fields, dict):
                 raise SpecError(f"{section}.{name}", f"must be a table, got {fields!r}")
             if section != "mfu" and not isinstance(fields.get("sources", {}), dict):
@@ -361,4 +365,5 @@ def load_catalog(extra: Path | None = None) -> Catalog:
         if not isinstance(value, int | float) or not 0 < value <= 1:
             raise SpecError(f"mfu.{gen}", f"must be a fraction in (0, 1], got {value!r}")
     cpus = {name: _cpu_from(name, fields) for name, fields in raw.get("cpus", {}).items()}
-    return Catalog(gpus=gpus, systems=systems, mfu_by_generation=mfu, mfu_sources=mfu_sources, cpus=cpus)
+    power = dict(raw.get("power", {}))
+    return Catalog(gpus=gpus, systems=systems, mfu_by_generation=mfu, mfu_sources=mfu_sources, cpus=cpus, power=power)

@@ -26,6 +26,7 @@ from aifactory.core.actions import Kill, Launch, Preempt
 from aifactory.core.events import Finished
 from aifactory.core.job import Placement
 from aifactory.twin.kernel import FINISH, Kernel
+from aifactory.twin.power import PowerMeter
 
 EXIT_SIGTERM = 143  # 128 + SIGTERM: how a stopped process reports
 
@@ -58,6 +59,8 @@ class SimExecutor:
         self._token = 0
         self.preemptions = 0
         self.lost_gpu_s = 0.0  # GPU-seconds of discarded work and stop delays
+        self.meter: PowerMeter | None = None  # told when jobs take and give back GPUs
+        self.on_release: Callable[[Placement], None] | None = None  # after a job's GPUs went back
 
     def launch(self, action: Launch) -> None:
         now = self.kernel.now
@@ -67,6 +70,8 @@ class SimExecutor:
         self._token += 1
         self._running[action.job_id] = (self._token, now, left, action.placement.gpus)
         self._placed[action.job_id] = action.placement
+        if self.meter is not None:
+            self.meter.held(now, action.placement.gpus)
         self.kernel.schedule(now + left, FINISH, self._exit, (action.job_id, self._token, 0))
 
     def kill(self, action: Kill) -> None:
@@ -101,11 +106,13 @@ class SimExecutor:
         every = self.settings.checkpoint_every_s
         for job_id in [j for j, p in self._placed.items() if node in p.nodes and j in self._running]:
             _, started, left, gpus = self._running.pop(job_id)
-            del self._placed[job_id]
+            placement = self._placed.pop(job_id)
             done = now - started
             saved = done if every is None else math.floor(done / every) * every
             self.work_left[job_id] = left - saved
             self.lost_gpu_s += gpus * (done - saved)
+            if self.meter is not None:
+                self.meter.held(now, -placement.gpus)
             self.report(Finished(job_id, None, f"node {node} lost", node_lost=True))
 
     def _stop(self, job_id: int, at: float, requeued: bool) -> None:
@@ -122,7 +129,11 @@ class SimExecutor:
         if entry is None or entry[0] != token:
             return  # superseded by a kill or preemption
         del self._running[job_id]
-        self._placed.pop(job_id, None)
+        placement = self._placed.pop(job_id, None)
         if code >= 0:
             self.work_left.pop(job_id, None)  # done or killed: no further attempt
+        if self.meter is not None and placement is not None:
+            self.meter.held(self.kernel.now, -placement.gpus)
         self.report(Finished(job_id, abs(code)))
+        if self.on_release is not None and placement is not None:
+            self.on_release(placement)

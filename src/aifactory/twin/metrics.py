@@ -41,6 +41,7 @@ class Samples:
     pending: list[int] = field(default_factory=list)  # jobs queued
     fragmentation: list[float] = field(default_factory=list)  # 0..1
     by_project: dict[str, list[float]] = field(default_factory=dict)  # GPUs held per project
+    power_kw: list[float] = field(default_factory=list)  # facility power (with a power model)
 
 
 def free_and_fragmentation(cluster: Cluster) -> tuple[float, float]:

@@ -23,6 +23,8 @@ from aifactory.core.job import JobSpec
 from aifactory.twin.executor import ExecutorSettings, SimExecutor
 from aifactory.twin.kernel import JOB, NODE, SAMPLE, SUBMIT, TICK, Kernel
 from aifactory.twin.metrics import Recorder, Samples, sample, summarize
+from aifactory.twin.power import PowerMeter, PowerSpec
+from aifactory.twin.poweroff import PowerManager
 from aifactory.twin.traces.format import CostModel, Scenario, TraceJob
 
 Progress = Callable[[int, int], None]  # (jobs submitted so far, jobs in the trace)
@@ -35,6 +37,9 @@ class TwinSettings:
     # Virtual seconds between samples of the time series; None: the trace's span / 500.
     sample_every_s: float | None = None
     progress_every_s: float = 86400.0  # virtual seconds between progress callbacks
+    power: PowerSpec | None = None  # the power model (None: no energy figures)
+    poweroff_after_s: float | None = None  # what-if: idle nodes off after this long (None: always on)
+    boot_s: float = 300.0  # ... and back after this long
 
 
 @dataclass(slots=True)
@@ -139,6 +144,22 @@ class Twin:
         self.rejected: dict[int, str] = {}
         self.skipped_job_events = 0
         self.submitted = 0
+        first = self.jobs[self._order[0]].submit_time if self._order else 0.0
+        power = self.settings.power
+        self.meter = PowerMeter(power, self.cluster.total_gpus(), first) if power is not None else None
+        self.executor.meter = self.meter
+        self.manager: PowerManager | None = None
+        if self.settings.poweroff_after_s is not None:
+            self.manager = PowerManager(
+                self.kernel,
+                self.driver.handle,
+                self.cluster,
+                self.factory,
+                self.meter,
+                self.settings.poweroff_after_s,
+                self.settings.boot_s,
+            )
+            self.executor.on_release = self.manager.released
 
     # -- event plumbing ------------------------------------------------------------------
 
@@ -159,13 +180,22 @@ class Twin:
             self.driver.handle(Submit(i, spec_of(self.jobs[i], self.durations[i])))
         except SpecError as exc:
             self.rejected[i] = str(exc)  # the core refused it and changed nothing
+            return
+        if self.manager is not None:
+            self.manager.demand()
 
     def _node_event(self, event: NodeEvent) -> None:
         """What happened to a node on the floor, at the time it happened: a node that dies takes
         its jobs with it (each comes back as `Finished(node_lost)`, as the floor's executors say)."""
+        name = event.spec.name if isinstance(event, NodeJoined) else event.node
+        node = self.cluster.nodes.get(name)
+        was_alive = node is not None and node.alive
         self.driver.handle(event)
         if isinstance(event, NodeState) and not event.up:
             self.executor.lose_node(event.node)
+        node = self.cluster.nodes.get(name)
+        if self.meter is not None and node is not None and node.alive != was_alive:
+            self.meter.powered(self.kernel.now, node.gpu_count if node.alive else -node.gpu_count)
 
     def _job_event(self, event: JobEvent) -> None:
         """A hold, update, requeue or idle report the floor's scheduler went by, when it did. One the
@@ -182,6 +212,8 @@ class Twin:
     def _sample(self, _: object) -> None:
         f = self.factory
         sample(self.samples, self.kernel.now, self.cluster, f.usage, sum(len(q) for q in f.queues.values()))
+        if self.meter is not None:
+            self.samples.power_kw.append(self.meter.draw_w(self.kernel.now) * self.meter.spec.pue / 1000)
         if self.kernel.peek() is not None:
             self.kernel.schedule(self.kernel.now + self.samples.period_s, SAMPLE, self._sample)
 
@@ -198,6 +230,8 @@ class Twin:
             first = self.jobs[self._order[0]].submit_time
             kernel.schedule(first, SUBMIT, self._arrive, 0)
             kernel.schedule(first, SAMPLE, self._sample)
+            if self.manager is not None:
+                kernel.schedule(first, NODE, lambda _: self.manager.start() if self.manager else None)
         n = len(self.jobs)
         with collector_paused():
             try:
@@ -219,6 +253,15 @@ class Twin:
         summary["skipped_job_events"] = self.skipped_job_events
         summary["preemptions"] = self.executor.preemptions
         summary["lost_gpu_hours"] = self.executor.lost_gpu_s / 3600
+        if self.meter is not None:
+            start = self.jobs[self._order[0]].submit_time if self._order else 0.0
+            summary.update(self.meter.figures(start))
+            busy = self.meter.spec.busy_w * self.meter.spec.pue / 3.6e6  # kWh per GPU-second held
+            for name, project in summary["projects"].items():
+                project["energy_kwh"] = self.recorder.gpu_s.get(name, 0.0) * busy
+        if self.manager is not None:
+            summary["power_offs"] = self.manager.power_offs
+            summary["boots"] = self.manager.boots
         if self.samples.fragmentation:
             summary["fragmentation_mean"] = sum(self.samples.fragmentation) / len(self.samples.fragmentation)
         wall = time.perf_counter() - t0

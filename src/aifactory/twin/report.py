@@ -139,6 +139,28 @@ def _project_table(result: RunResult) -> str:
     return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table><p><code>{settings}</code></p>"
 
 
+def _power_plot(results: Sequence[RunResult]) -> str:
+    """Facility power over time per variant (with a power model), and each one's peak."""
+    import matplotlib.pyplot as plt
+
+    if not any(r.samples.power_kw for r in results):
+        return ""
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for r in results:
+        s = r.samples
+        if s.power_kw:
+            days = [(t - s.at[0]) / 86400 for t in s.at[: len(s.power_kw)]]
+            peak = r.summary.get("peak_kw", max(s.power_kw))
+            ax.plot(days, s.power_kw, label=f"{r.name} (peak {peak:,.0f} kW)")
+    ax.set_xlabel("days")
+    ax.set_ylabel("facility kW")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return "<h2>Facility power over time</h2>" + out
+
+
 def _sizes_plot(results: Sequence[RunResult]) -> str:
     """Waits, JCT and utilisation against cluster size, one line per policy (only with several sizes)."""
     import matplotlib.pyplot as plt
@@ -178,6 +200,7 @@ def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
         _table(results),
         _sizes_plot(results),
+        _power_plot(results),
         "<h2>Wait to the first start</h2>",
         _cdf_plot(results, "first_wait", "wait to first start"),
         "<h2>Time queued, all stays</h2>",

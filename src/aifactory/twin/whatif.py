@@ -24,6 +24,7 @@ from aifactory.core.policies.options import apply_options
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
 from aifactory.twin.metrics import duration_text
+from aifactory.twin.power import PowerSpec
 from aifactory.twin.replay import Progress, RunResult, TwinSettings, replay
 from aifactory.twin.traces.format import CostModel, Scenario
 
@@ -41,6 +42,7 @@ class Variant:
     projects: tuple[ProjectOverride, ...] = ()  # field overrides (and additions), by project name
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     policy_opts: tuple[str, ...] = ()  # NAME=VALUE settings of its policy (core.policies.options)
+    poweroff_after_s: float | None = None  # idle nodes powered off after this long (None: always on)
 
     @property
     def name(self) -> str:
@@ -54,6 +56,8 @@ class Variant:
         if self.projects:
             parts.append("quotas")
         parts += self.policy_opts
+        if self.poweroff_after_s is not None:
+            parts.append(f"power-off {duration_text(self.poweroff_after_s)}")
         return " ".join(parts)
 
 
@@ -184,10 +188,18 @@ def scale_quotas(
     return out
 
 
-def settings_for(variant: Variant, base: FactorySettings | None = None) -> TwinSettings:
+def settings_for(
+    variant: Variant, base: FactorySettings | None = None, power: PowerSpec | None = None, boot_s: float = 300.0
+) -> TwinSettings:
     factory = replace(base or FactorySettings(), policy=variant.policy, placement=variant.placement)
     factory = apply_options(replace(factory, use_pools=variant.use_pools), variant.policy_opts)
-    return TwinSettings(factory=factory, executor=variant.executor)
+    return TwinSettings(
+        factory=factory,
+        executor=variant.executor,
+        power=power,
+        poweroff_after_s=variant.poweroff_after_s,
+        boot_s=boot_s,
+    )
 
 
 def run_variants(
@@ -196,6 +208,8 @@ def run_variants(
     cost_model: CostModel | None = None,
     progress: Callable[[Variant], Progress | None] | None = None,
     base: FactorySettings | None = None,
+    power: PowerSpec | None = None,
+    boot_s: float = 300.0,
 ) -> list[RunResult]:
     """Replay every variant (checked first, so a typo fails before any long replay), each on
     `base` settings (e.g. the floor's own) with its policy, placement and options."""
@@ -205,7 +219,7 @@ def run_variants(
     for v in variants:
         result = replay(
             apply_variant(scenario, v),
-            settings_for(v, base),
+            settings_for(v, base, power, boot_s),
             cost_model,
             progress(v) if progress is not None else None,
         )
@@ -226,6 +240,10 @@ COMPARE = (
     ("jain_slowdown", "Jain"),
     ("preemptions", "preemptions"),
     ("lost_gpu_hours", "GPU-h lost"),
+    ("energy_kwh", "energy (kWh)"),
+    ("peak_kw", "peak power (kW)"),
+    ("tco2e", "tCO2e"),
+    ("energy_usd", "energy cost (USD)"),
 )
 
 
