@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -279,13 +279,21 @@ def _check_sources(kind: str, name: str, fields: Any) -> None:
         raise SpecError(f"{kind}.{name}.sources", f"no source for {', '.join(missing)} (add sources.default)")
 
 
-def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
-    _check_sources("gpus", name, raw)
+Fields = TypeVar("Fields", bound=BaseModel)
+
+
+def _validated(kind: str, name: str, raw: dict[str, Any], schema: type[Fields]) -> Fields:
+    """One catalogue table checked: every field sourced, every value in range; SpecError naming the field."""
+    _check_sources(kind, name, raw)
     try:
-        f = _GpuFields.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise SpecError(f"gpus.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+        raise SpecError(f"{kind}.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+
+
+def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
+    f = _validated("gpus", name, raw, _GpuFields)
     tflops = {p: getattr(f, f"{p}_dense_tflops" if p != "fp32" else "fp32_tflops") for p in PRECISIONS}
     return Gpu(
         name=name,
@@ -304,22 +312,12 @@ def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
 
 
 def _cpu_from(name: str, raw: dict[str, Any]) -> Cpu:
-    _check_sources("cpus", name, raw)
-    try:
-        f = _CpuFields.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise SpecError(f"cpus.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+    f = _validated("cpus", name, raw, _CpuFields)
     return Cpu(name, f.cores, f.clock_ghz, f.fp32_tflops, f.memory_bw_gbs, f.tdp_w, tuple(f.aliases), f.year, f.sources)
 
 
 def _system_from(name: str, raw: dict[str, Any], gpus: dict[str, Gpu]) -> System:
-    _check_sources("systems", name, raw)
-    try:
-        f = _SystemFields.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise SpecError(f"systems.{name}.{'.'.join(map(str, err['loc']))}", err["msg"]) from None
+    f = _validated("systems", name, raw, _SystemFields)
     index = {_key(alias): g.name for g in gpus.values() for alias in (g.name, *g.aliases)}
     if _key(f.gpu) not in index:
         raise UnknownGpu(f.gpu, index, list(gpus))

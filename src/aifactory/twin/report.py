@@ -139,6 +139,21 @@ def _project_table(result: RunResult) -> str:
     return f"<h3>{html.escape(result.name)}</h3><table>{head}{body}</table><p><code>{settings}</code></p>"
 
 
+def _axes(ax: Any, x: str, y: str) -> None:
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend()
+    ax.grid(alpha=0.3)
+
+
+def _close(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
 def _power_plot(results: Sequence[RunResult]) -> str:
     """Facility power over time per variant (with a power model), and each one's peak."""
     import matplotlib.pyplot as plt
@@ -152,13 +167,8 @@ def _power_plot(results: Sequence[RunResult]) -> str:
             days = [(t - s.at[0]) / 86400 for t in s.at[: len(s.power_kw)]]
             peak = r.summary.get("peak_kw", max(s.power_kw))
             ax.plot(days, s.power_kw, label=f"{r.name} (peak {peak:,.0f} kW)")
-    ax.set_xlabel("days")
-    ax.set_ylabel("facility kW")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return "<h2>Facility power over time</h2>" + out
+    _axes(ax, "days", "facility kW")
+    return "<h2>Facility power over time</h2>" + _close(fig)
 
 
 def _sizes_plot(results: Sequence[RunResult]) -> str:
@@ -177,17 +187,9 @@ def _sizes_plot(results: Sequence[RunResult]) -> str:
         left.plot(gpus, [r.summary["first_wait_s_p95"] / 3600 for r in runs], marker="o", label=f"{policy} p95 wait")
         left.plot(gpus, [r.summary["jct_s_mean"] / 3600 for r in runs], marker="s", ls="--", label=f"{policy} mean JCT")
         right.plot(gpus, [r.summary["utilisation"] for r in runs], marker="o", label=policy)
-    left.set_xlabel("GPUs")
-    left.set_ylabel("hours")
-    left.legend()
-    left.grid(alpha=0.3)
-    right.set_xlabel("GPUs")
-    right.set_ylabel("utilisation")
-    right.legend()
-    right.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return "<h2>Against cluster size</h2>" + out
+    _axes(left, "GPUs", "hours")
+    _axes(right, "GPUs", "utilisation")
+    return "<h2>Against cluster size</h2>" + _close(fig)
 
 
 def render(results: Sequence[RunResult], title: str = "aifactory twin") -> str:
