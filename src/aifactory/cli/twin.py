@@ -142,6 +142,13 @@ def run(
         None, "--power-off", help="what-if: also replay with idle nodes powered off after this long, e.g. 30min"
     ),
     boot: str = typer.Option("5min", help="with --power-off: how long a node takes to boot"),
+    failures: str | None = typer.Option(
+        None, help="what-if: also replay with node failures: llama3 (the published rate) or per GPU-day"
+    ),
+    repair: str = typer.Option("3h", help="with --failures: how long a failed node is down"),
+    checkpoint_every: str | None = typer.Option(
+        None, "--checkpoint-every", help="jobs checkpoint this often (default: on every stop, nothing lost)"
+    ),
     pue: float | None = typer.Option(None, help="power usage effectiveness (default 1.1, hyperscale)"),
     grid: float | None = typer.Option(None, help="grid carbon intensity, gCO2e/kWh (default 480, world 2023)"),
     usd_per_kwh: float | None = typer.Option(None, help="price of facility energy, USD per kWh"),
@@ -185,6 +192,14 @@ def run(
     if power_off is not None:
         after = parse_duration(power_off, "power-off")
         variants = [w for v in variants for w in (v, replace(v, poweroff_after_s=after))]
+    if checkpoint_every is not None:
+        every = parse_duration(checkpoint_every, "checkpoint-every")
+        variants = [replace(v, executor=replace(v.executor, checkpoint_every_s=every)) for v in variants]
+    if failures is not None:
+        from aifactory.twin.failures import parse_rate
+
+        rate, repair_s = parse_rate(failures), parse_duration(repair, "repair")
+        variants = [w for v in variants for w in (v, replace(v, failures_per_gpu_day=rate, repair_s=repair_s))]
     power = _power(scenario, power_gpu, pue, grid, usd_per_kwh)
     cost_model = None
     if any(j.spec.duration_s is None for j in scenario.jobs):

@@ -253,6 +253,8 @@ class Twin:
         summary["skipped_job_events"] = self.skipped_job_events
         summary["preemptions"] = self.executor.preemptions
         summary["lost_gpu_hours"] = self.executor.lost_gpu_s / 3600
+        held = summary.get("gpu_hours", 0.0)
+        summary["goodput"] = 1 - summary["lost_gpu_hours"] / held if held > 0 else 1.0
         if self.meter is not None:
             start = self.jobs[self._order[0]].submit_time if self._order else 0.0
             summary.update(self.meter.figures(start))

@@ -43,6 +43,8 @@ class Variant:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     policy_opts: tuple[str, ...] = ()  # NAME=VALUE settings of its policy (core.policies.options)
     poweroff_after_s: float | None = None  # idle nodes powered off after this long (None: always on)
+    failures_per_gpu_day: float | None = None  # node failures at this rate (None: none)
+    repair_s: float = 3 * 3600.0  # how long a failed node is down
 
     @property
     def name(self) -> str:
@@ -58,6 +60,8 @@ class Variant:
         parts += self.policy_opts
         if self.poweroff_after_s is not None:
             parts.append(f"power-off {duration_text(self.poweroff_after_s)}")
+        if self.failures_per_gpu_day is not None:
+            parts.append("failures")
         return " ".join(parts)
 
 
@@ -157,7 +161,12 @@ def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
     nodes = resize(scenario.nodes, variant.nodes) if variant.nodes else scenario.nodes
     projects = scale_quotas(scenario.projects, scenario.nodes, nodes, variant.projects)
     projects = merge_projects(projects, variant.projects)
-    return Scenario(scenario.name, scenario.jobs, nodes, projects, scenario.departments)
+    out = Scenario(scenario.name, scenario.jobs, nodes, projects, scenario.departments)
+    if variant.failures_per_gpu_day is not None:
+        from aifactory.twin.failures import with_failures
+
+        out = with_failures(out, variant.failures_per_gpu_day, variant.repair_s)
+    return out
 
 
 def scale_quotas(
@@ -240,6 +249,7 @@ COMPARE = (
     ("jain_slowdown", "Jain"),
     ("preemptions", "preemptions"),
     ("lost_gpu_hours", "GPU-h lost"),
+    ("goodput", "goodput"),
     ("energy_kwh", "energy (kWh)"),
     ("peak_kw", "peak power (kW)"),
     ("tco2e", "tCO2e"),
