@@ -46,5 +46,5 @@ def test_a_failure_costs_the_work_since_the_last_checkpoint() -> None:
     assert base.summary["lost_gpu_hours"] == 0 and base.summary["goodput"] == 1.0
     assert failing.summary["finished"] == 2  # the job resumed after each failure and finished
     lost = failing.summary["lost_gpu_hours"]
-    assert 0 < lost and failing.summary["goodput"] == pytest.approx(1 - lost / failing.summary["gpu_hours"])
+    assert lost > 0 and failing.summary["goodput"] == pytest.approx(1 - lost / failing.summary["gpu_hours"])
     assert failing.summary["jct_s_p99"] > base.summary["jct_s_p99"]  # restarts and repairs take time
