@@ -56,3 +56,13 @@ def test_power_spec_from_the_catalogue_names_its_sources() -> None:
         PowerSpec("x", idle_w=300, busy_w=200, host_w=0)
     with pytest.raises(SpecError):
         PowerSpec("x", idle_w=10, busy_w=200, host_w=0, pue=0.9)
+
+
+def test_held_gpus_draw_by_their_mean_utilisation() -> None:
+    half = PowerSpec(gpu="test", idle_w=50, busy_w=250, host_w=100, pue=1.0, util=0.5)
+    scenario = Scenario("s", [job(0, 1, 3600.0)], [NodeSpec("n0", 2)], [Project("a", 2)])
+    (r,) = run_variants(scenario, [Variant("fifo")], power=half)
+    assert half.held_w == 150
+    assert r.summary["it_kwh"] == pytest.approx((2 * 150 * 3600 + 1 * 100 * 3600) / KWH)
+    with pytest.raises(SpecError):
+        PowerSpec("x", 50, 250, 100, util=1.5)

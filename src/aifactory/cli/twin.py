@@ -152,6 +152,18 @@ def run(
     pue: float | None = typer.Option(None, help="power usage effectiveness (default 1.1, hyperscale)"),
     grid: float | None = typer.Option(None, help="grid carbon intensity, gCO2e/kWh (default 480, world 2023)"),
     usd_per_kwh: float | None = typer.Option(None, help="price of facility energy, USD per kWh"),
+    grid_csv: Path | None = typer.Option(
+        None, "--grid-csv", help="grid intensity over time: CSV offset_h,g_per_kwh (all offsets < 24: a daily profile)"
+    ),
+    carbon_aware: str | None = typer.Option(
+        None, "--carbon-aware", help="what-if: flexible jobs start in the cleanest hour up to this late, e.g. 6h"
+    ),
+    flexible: list[str] = typer.Option(
+        [], "--flexible", help="with --carbon-aware: a project whose jobs may wait (repeat; 'all': every project)"
+    ),
+    gpu_util: float = typer.Option(
+        1.0, help="mean utilisation of held GPUs (power rises linearly from idle to busy with it)"
+    ),
     projects: Path | None = typer.Option(
         None, help="TOML of \\[projects.NAME] tables: quota, weight, limit, pool overrides"
     ),
@@ -195,12 +207,24 @@ def run(
     if checkpoint_every is not None:
         every = parse_duration(checkpoint_every, "checkpoint-every")
         variants = [replace(v, executor=replace(v.executor, checkpoint_every_s=every)) for v in variants]
+    if carbon_aware is not None:
+        from aifactory.core.errors import SpecError
+
+        if grid_csv is None:
+            raise SpecError("carbon-aware", "needs the grid's intensity over time: give --grid-csv")
+        delay = parse_duration(carbon_aware, "carbon-aware")
+        marked = tuple(flexible) or ("all",)
+        variants = [w for v in variants for w in (v, replace(v, carbon_delay_s=delay, flexible=marked))]
     if failures is not None:
         from aifactory.twin.failures import parse_rate
 
         rate, repair_s = parse_rate(failures), parse_duration(repair, "repair")
         variants = [w for v in variants for w in (v, replace(v, failures_per_gpu_day=rate, repair_s=repair_s))]
-    power = _power(scenario, power_gpu, pue, grid, usd_per_kwh)
+    power = _power(scenario, power_gpu, pue, grid, usd_per_kwh, gpu_util)
+    if grid_csv is not None:
+        from aifactory.twin.grid import read_grid
+
+        power = replace(power, grid_series=read_grid(grid_csv))
     cost_model = None
     if any(j.spec.duration_s is None for j in scenario.jobs):
         from aifactory.twin.costmodel import flops_cost_model
@@ -255,7 +279,9 @@ def run(
         typer.echo(f"report: {report}")
 
 
-def _power(scenario: Any, gpu: str | None, pue: float | None, grid: float | None, usd: float | None) -> Any:
+def _power(
+    scenario: Any, gpu: str | None, pue: float | None, grid: float | None, usd: float | None, util: float = 1.0
+) -> Any:
     """The power model of the replay: the nodes priced as `gpu` (or their own model, if the catalogue knows it)."""
     from aifactory.plan.catalog import UnknownGpu, load_catalog
     from aifactory.twin.power import power_spec
@@ -267,7 +293,7 @@ def _power(scenario: Any, gpu: str | None, pue: float | None, grid: float | None
         if len(models) == 1:
             with contextlib.suppress(UnknownGpu):  # "virtual" GPUs (Philly, openb): priced as the P100s of their day
                 gpu = catalog.gpu(next(iter(models))).name
-    return power_spec(gpu, pue, grid, usd, catalog)
+    return power_spec(gpu, pue, grid, usd, catalog, util)
 
 
 def _run_with_progress(

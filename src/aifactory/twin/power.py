@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifactory.core.errors import SpecError
+from aifactory.twin.grid import GridSeries
 
 J_PER_KWH = 3.6e6
 
@@ -29,12 +30,14 @@ class PowerSpec:
 
     gpu: str
     idle_w: float  # per powered GPU holding no work
-    busy_w: float  # per GPU a job holds
+    busy_w: float  # per GPU a job holds and keeps fully busy
     host_w: float  # per GPU slot of a powered node: its share of CPUs, memory, network, fans
     pue: float = 1.1
     grid_g_per_kwh: float = 480.0
     usd_per_kwh: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    util: float = 1.0  # mean utilisation of held GPUs: power rises linearly from idle to busy with it
+    grid_series: GridSeries | None = None  # intensity over time (instead of grid_g_per_kwh), from the trace start
 
     def __post_init__(self) -> None:
         for name in ("idle_w", "busy_w", "host_w", "grid_g_per_kwh"):
@@ -45,6 +48,13 @@ class PowerSpec:
             raise SpecError("busy_w", f"{self.busy_w} W is below the idle {self.idle_w} W")
         if not self.pue >= 1:
             raise SpecError("pue", f"must be >= 1, got {self.pue}")
+        if not 0 <= self.util <= 1:
+            raise SpecError("gpu-util", f"must be a fraction in [0, 1], got {self.util}")
+
+    @property
+    def held_w(self) -> float:
+        """Watts of a GPU a job holds, at the mean utilisation: idle + (busy - idle) x util."""
+        return self.idle_w + (self.busy_w - self.idle_w) * self.util
 
 
 def power_spec(
@@ -53,6 +63,7 @@ def power_spec(
     grid: float | None = None,
     usd_per_kwh: float | None = None,
     catalog: Any = None,
+    util: float = 1.0,
 ) -> PowerSpec:
     """The power of nodes of `gpu_name` from the plan's catalogue, every figure with its source."""
     from aifactory.plan.catalog import load_catalog
@@ -79,6 +90,7 @@ def power_spec(
         pue=pue if pue is not None else facility.pue,
         grid_g_per_kwh=grid if grid is not None else facility.grid_g_per_kwh,
         usd_per_kwh=usd_per_kwh,
+        util=util,
         sources={
             "busy_w": gpu.source("measured_power_w" if gpu.measured_power_w else "tdp_w"),
             "idle_w": f"{fraction:g} x TDP {gpu.tdp_w:g} W: {said.get('idle_fraction', 'assumed')}",
@@ -92,34 +104,52 @@ def power_spec(
 class PowerMeter:
     """Integrates the floor's IT power over virtual time; keeps the peak and a sampled series."""
 
-    __slots__ = ("_at", "_draw", "_end_at", "_end_j", "alloc", "gpus_on", "it_j", "peak_w", "spec")
+    __slots__ = (
+        "_at",
+        "_draw",
+        "_end_at",
+        "_end_g",
+        "_end_j",
+        "_start",
+        "alloc",
+        "gpus_on",
+        "it_g",
+        "it_j",
+        "peak_w",
+        "spec",
+    )
 
     def __init__(self, spec: PowerSpec, gpus_on: int, start: float = 0.0) -> None:
         self.spec = spec
         self.gpus_on = gpus_on  # GPU slots of powered nodes
         self.alloc = 0.0  # GPUs held by jobs (a fraction counts as its fraction)
         self.it_j = 0.0
+        self.it_g = 0.0  # gCO2e of the IT energy, where the grid is a time series
+        self._start = start
         self._at = start
         self._draw = self._watts()
         self.peak_w = self._draw
         # Energy up to the last time a job gave GPUs back: the replay's figures end with its last job,
         # not with whatever a what-if does after it (a node powering off half an hour later).
-        self._end_at, self._end_j = start, 0.0
+        self._end_at, self._end_j, self._end_g = start, 0.0, 0.0
 
     def _watts(self) -> float:
         s = self.spec
-        return self.gpus_on * (s.host_w + s.idle_w) + self.alloc * (s.busy_w - s.idle_w)
+        return self.gpus_on * (s.host_w + s.idle_w) + self.alloc * (s.held_w - s.idle_w)
 
     def _advance(self, now: float) -> None:
         if now > self._at:
             self.it_j += self._draw * (now - self._at)
+            series = self.spec.grid_series
+            if series is not None and self._draw:
+                self.it_g += self._draw * series.integral(self._at - self._start, now - self._start) / J_PER_KWH
             self._at = now
 
     def held(self, now: float, gpus: float) -> None:
         """Jobs took (gpus > 0) or gave back (< 0) GPUs at `now`."""
         self._advance(now)
         if gpus < 0:
-            self._end_at, self._end_j = now, self.it_j
+            self._end_at, self._end_j, self._end_g = now, self.it_j, self.it_g
         self.alloc += gpus
         self._draw = self._watts()
         if self._draw > self.peak_w:
@@ -150,6 +180,6 @@ class PowerMeter:
             "energy_kwh": facility,
             "mean_kw": facility / (span_s / 3600) if span_s > 0 else 0.0,
             "peak_kw": self.peak_w * s.pue / 1000,
-            "tco2e": facility * s.grid_g_per_kwh / 1e6,
+            "tco2e": (self._end_g * s.pue if s.grid_series is not None else facility * s.grid_g_per_kwh) / 1e6,
             "energy_usd": facility * s.usd_per_kwh if s.usd_per_kwh is not None else None,
         }

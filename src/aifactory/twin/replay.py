@@ -258,7 +258,7 @@ class Twin:
         if self.meter is not None:
             start = self.jobs[self._order[0]].submit_time if self._order else 0.0
             summary.update(self.meter.figures(start))
-            busy = self.meter.spec.busy_w * self.meter.spec.pue / 3.6e6  # kWh per GPU-second held
+            busy = self.meter.spec.held_w * self.meter.spec.pue / 3.6e6  # kWh per GPU-second held
             for name, project in summary["projects"].items():
                 project["energy_kwh"] = self.recorder.gpu_s.get(name, 0.0) * busy
         if self.manager is not None:

@@ -23,6 +23,7 @@ from aifactory.core.policies import get_policy
 from aifactory.core.policies.options import apply_options
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
+from aifactory.twin.grid import GridSeries
 from aifactory.twin.metrics import duration_text
 from aifactory.twin.power import PowerSpec
 from aifactory.twin.replay import Progress, RunResult, TwinSettings, replay
@@ -45,6 +46,8 @@ class Variant:
     poweroff_after_s: float | None = None  # idle nodes powered off after this long (None: always on)
     failures_per_gpu_day: float | None = None  # node failures at this rate (None: none)
     repair_s: float = 3 * 3600.0  # how long a failed node is down
+    carbon_delay_s: float | None = None  # flexible jobs start in the cleanest hour up to this late
+    flexible: tuple[str, ...] = ()  # projects whose jobs are flexible ("all": every project)
 
     @property
     def name(self) -> str:
@@ -62,6 +65,8 @@ class Variant:
             parts.append(f"power-off {duration_text(self.poweroff_after_s)}")
         if self.failures_per_gpu_day is not None:
             parts.append("failures")
+        if self.carbon_delay_s is not None:
+            parts.append(f"carbon-aware {duration_text(self.carbon_delay_s)}")
         return " ".join(parts)
 
 
@@ -157,7 +162,7 @@ def merge_projects(base: list[Project], overrides: Sequence[ProjectOverride]) ->
     return list(out.values())
 
 
-def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
+def apply_variant(scenario: Scenario, variant: Variant, grid: GridSeries | None = None) -> Scenario:
     nodes = resize(scenario.nodes, variant.nodes) if variant.nodes else scenario.nodes
     projects = scale_quotas(scenario.projects, scenario.nodes, nodes, variant.projects)
     projects = merge_projects(projects, variant.projects)
@@ -166,7 +171,25 @@ def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
         from aifactory.twin.failures import with_failures
 
         out = with_failures(out, variant.failures_per_gpu_day, variant.repair_s)
+    if variant.carbon_delay_s is not None:
+        out = carbon_aware(out, variant, grid)
     return out
+
+
+def carbon_aware(scenario: Scenario, variant: Variant, grid: GridSeries | None) -> Scenario:
+    """Flexible jobs submitted at the cleanest hour within `carbon_delay_s` of their own time."""
+    if grid is None:
+        raise SpecError("carbon-aware", "needs the grid's intensity over time (--grid-csv)")
+    delay = variant.carbon_delay_s or 0.0
+    every = "all" in variant.flexible
+    start = min((j.submit_time for j in scenario.jobs), default=0.0)
+    jobs = [
+        replace(j, submit_time=start + grid.cleanest_start(j.submit_time - start, delay))
+        if every or j.spec.project in variant.flexible
+        else j
+        for j in scenario.jobs
+    ]
+    return replace(scenario, jobs=jobs)
 
 
 def scale_quotas(
@@ -226,13 +249,19 @@ def run_variants(
         check_variant(v)
     results = []
     for v in variants:
+        applied = apply_variant(scenario, v, power.grid_series if power is not None else None)
         result = replay(
-            apply_variant(scenario, v),
+            applied,
             settings_for(v, base, power, boot_s),
             cost_model,
             progress(v) if progress is not None else None,
         )
         result.name = v.name
+        if v.carbon_delay_s is not None:  # the wait a flexible job chose, before the queue's own
+            moved = [b.submit_time - a.submit_time for a, b in zip(scenario.jobs, applied.jobs, strict=True)]
+            deferred = [m for m in moved if m > 0]
+            result.summary["deferred_jobs"] = len(deferred)
+            result.summary["deferred_s_mean"] = sum(moved) / len(moved) if moved else 0.0
         results.append(result)
     return results
 
@@ -250,6 +279,7 @@ COMPARE = (
     ("preemptions", "preemptions"),
     ("lost_gpu_hours", "GPU-h lost"),
     ("goodput", "goodput"),
+    ("deferred_s_mean", "deferred start (mean)"),
     ("energy_kwh", "energy (kWh)"),
     ("peak_kw", "peak power (kW)"),
     ("tco2e", "tCO2e"),
