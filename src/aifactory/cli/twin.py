@@ -360,6 +360,41 @@ def _print_sizes(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
+@app.command("calibrate")
+def calibrate(
+    store: str | None = typer.Option(None, help="store URL (default: the live factory's)"),
+    since: str | None = typer.Option(None, help="telemetry from (ISO date or epoch s)"),
+    until: str | None = typer.Option(None, help="telemetry before (ISO date or epoch s)"),
+    out: Path | None = typer.Option(None, help="where to write the fit (default: $AIFACTORY_HOME/calibrated.toml)"),
+    as_json: bool = typer.Option(False, "--json", help="print the fits as JSON"),
+) -> None:
+    """Fit each GPU model's idle and busy power from the floor's telemetry, for the twin's power model."""
+    from aifactory.config import resolve_home
+    from aifactory.core.errors import SpecError
+    from aifactory.live.settings import LiveSettings
+    from aifactory.live.store import Store
+    from aifactory.twin.calibrate import fit, to_toml
+
+    url = store or LiveSettings().database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise SpecError("store", f"no live store at {url} (opening it would create an empty one)")
+    with Store(url) as db:
+        models = {n.name: n.gpu_model for n in db.load_nodes()}
+        samples = db.gpu_samples(*_window(since, until))
+    fits = fit((models.get(s.node, "unknown"), s.utilization, s.power_w) for s in samples)
+    target = out or resolve_home() / "calibrated.toml"
+    _writable(target, "out")
+    target.write_text(to_toml(fits, "this factory's telemetry"))
+    if as_json:
+        typer.echo(json.dumps({"written": str(target), "fits": [asdict(f) for f in fits.values()]}, indent=1))
+        return
+    for f in fits.values():
+        typer.echo(
+            f"{f.model}: idle {f.idle_w:.0f} W, busy {f.busy_w:.0f} W from {f.samples:,} GPU-minutes (R^2 {f.r2:.3f})"
+        )
+    typer.echo(f"written: {target} (the plan and the twin read it over the catalogue)")
+
+
 @app.command("convert")
 def convert(
     source: str = typer.Argument(..., help="philly, openb, eventlog, or a trace file in our format"),

@@ -41,6 +41,7 @@ class _GpuFields(BaseModel):
     pcie_gbs: float | None = Field(None, gt=0)
     tdp_w: float = Field(gt=0)
     measured_power_w: float | None = Field(None, gt=0)
+    idle_w: float | None = Field(None, gt=0)  # measured idle power (e.g. fitted by `aifactory twin calibrate`)
     sources: dict[str, str]
 
 
@@ -86,6 +87,7 @@ class Gpu:
     pcie_gbs: float | None = None
     measured_power_w: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    idle_w: float | None = None
 
     def peak_tflops(self, precision: str = "bf16") -> float:
         """Dense peak at `precision`; BF16 falls back to FP16 on GPUs without BF16 (P100, V100)."""
@@ -308,6 +310,7 @@ def _gpu_from(name: str, raw: dict[str, Any]) -> Gpu:
         pcie_gbs=f.pcie_gbs,
         measured_power_w=f.measured_power_w,
         sources=f.sources,
+        idle_w=f.idle_w,
     )
 
 
@@ -346,7 +349,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def user_catalog_paths(extra: Path | None = None) -> list[Path]:
     """User files merged over the packaged catalogue, in order: `$AIFACTORY_HOME/catalog.toml`, then `extra`."""
     home = resolve_home()
-    paths = [home / "catalog.toml"] if (home / "catalog.toml").is_file() else []
+    # What `aifactory twin calibrate` fitted from this factory's telemetry, then the user's own file.
+    paths = [home / name for name in ("calibrated.toml", "catalog.toml") if (home / name).is_file()]
     return paths + ([extra] if extra is not None else [])
 
 

@@ -82,9 +82,15 @@ def power_spec(
         host = 100.0
         host_source = f"assumed 100 W per GPU slot: no system of {gpu.name} in the catalogue"
     facility = Facility()
+    idle = gpu.idle_w if gpu.idle_w is not None else fraction * gpu.tdp_w
+    idle_source = (
+        gpu.source("idle_w")
+        if gpu.idle_w is not None
+        else f"{fraction:g} x TDP {gpu.tdp_w:g} W: {said.get('idle_fraction', 'assumed')}"
+    )
     return PowerSpec(
         gpu=gpu.name,
-        idle_w=fraction * gpu.tdp_w,
+        idle_w=idle,
         busy_w=float(gpu.power_w),
         host_w=host,
         pue=pue if pue is not None else facility.pue,
@@ -93,7 +99,7 @@ def power_spec(
         util=util,
         sources={
             "busy_w": gpu.source("measured_power_w" if gpu.measured_power_w else "tdp_w"),
-            "idle_w": f"{fraction:g} x TDP {gpu.tdp_w:g} W: {said.get('idle_fraction', 'assumed')}",
+            "idle_w": idle_source,
             "host_w": f"per GPU slot: {host_source}",
             "pue": "given" if pue is not None else DEFAULT_SOURCES["pue"],
             "grid": "given" if grid is not None else DEFAULT_SOURCES["grid"],
