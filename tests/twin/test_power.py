@@ -66,3 +66,13 @@ def test_held_gpus_draw_by_their_mean_utilisation() -> None:
     assert r.summary["it_kwh"] == pytest.approx((2 * 150 * 3600 + 1 * 100 * 3600) / KWH)
     with pytest.raises(SpecError):
         PowerSpec("x", 50, 250, 100, util=1.5)
+
+
+def test_the_twin_obeys_the_cores_power_budget() -> None:
+    # Two 1-GPU jobs at once on 2 GPUs: 2 x 150 W idle + 200 W per busy GPU. A 550 W budget allows one.
+    scenario = Scenario("s", [job(0, 1, 100.0), job(0, 1, 100.0)], [NodeSpec("n0", 2)], [Project("a", 2)])
+    free, capped = run_variants(scenario, [Variant("fifo"), Variant("fifo", power_budget_w=550)], power=SPEC)
+    assert free.summary["peak_kw"] == pytest.approx(0.7) and free.summary["first_wait_s_mean"] == 0
+    assert capped.summary["peak_kw"] == pytest.approx(0.5) and capped.summary["first_wait_s_mean"] == pytest.approx(50)
+    with pytest.raises(SpecError, match="power"):
+        run_variants(scenario, [Variant("fifo", power_budget_w=550)])  # no power model: no estimates

@@ -161,6 +161,9 @@ def run(
     flexible: list[str] = typer.Option(
         [], "--flexible", help="with --carbon-aware: a project whose jobs may wait (repeat; 'all': every project)"
     ),
+    power_budget_kw: float | None = typer.Option(
+        None, "--power-budget-kw", help="what-if: also replay under this facility power budget (a core rule)"
+    ),
     gpu_util: float = typer.Option(
         1.0, help="mean utilisation of held GPUs (power rises linearly from idle to busy with it)"
     ),
@@ -215,6 +218,12 @@ def run(
         delay = parse_duration(carbon_aware, "carbon-aware")
         marked = tuple(flexible) or ("all",)
         variants = [w for v in variants for w in (v, replace(v, carbon_delay_s=delay, flexible=marked))]
+    if power_budget_kw is not None:
+        from aifactory.core.errors import SpecError
+
+        if not 0 < power_budget_kw < 1e7:
+            raise SpecError("power-budget-kw", f"must be more than 0 kW, got {power_budget_kw}")
+        variants = [w for v in variants for w in (v, replace(v, power_budget_w=power_budget_kw * 1000))]
     if failures is not None:
         from aifactory.twin.failures import parse_rate
 

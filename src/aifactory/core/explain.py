@@ -135,9 +135,11 @@ def pending_kind(factory: FloorState, job: Job) -> str:
 
 def reason_kind(reason: str) -> str:
     """A pending reason (as the functions above phrase it) as one word, for metrics labels:
-    resources, project_limit, department_limit, queue_order, or none."""
+    resources, power_budget, project_limit, department_limit, queue_order, or none."""
     if reason.startswith("needs "):
         return "resources"
+    if reason.startswith("power budget:"):
+        return "power_budget"
     if reason.startswith("project ") and " at its limit " in reason:
         return "project_limit"
     if reason.startswith("department ") and " at its limit " in reason:

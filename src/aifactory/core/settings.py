@@ -20,6 +20,11 @@ class FactorySettings:
     max_attempts: int = 3  # a job whose node died is requeued until it has started this many times
     # Tiresias LAS: attained-service thresholds (GPU-seconds) between its priority queues.
     las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0)
+    # A facility power budget: a job whose start would push the estimated IT draw past it waits.
+    # Estimated draw = power_base_w (the floor with nothing held) + GPUs held x power_per_gpu_w.
+    power_budget_w: float | None = None
+    power_base_w: float = 0.0
+    power_per_gpu_w: float = 700.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,18 @@ class LiveSettings:
         default=5.0,
         metadata=opt("--idle-threshold", float, "GPU utilisation (percent) below which a job's GPUs count as idle"),
     )
+    power_budget_kw: float | None = field(
+        default=None,
+        metadata=opt(
+            "--power-budget-kw", float, "facility power budget: a job that would pass the estimated draw waits"
+        ),
+    )
+    power_base_kw: float = field(
+        default=0.0, metadata=opt("--power-base-kw", float, "estimated draw of the floor with nothing held, kW")
+    )
+    power_per_gpu_w: float = field(
+        default=700.0, metadata=opt("--power-per-gpu-w", float, "estimated extra draw of a GPU a job holds, W")
+    )
     tls_cert: Path | None = field(default=None, metadata=opt("--tls-cert", Path, "serve HTTPS with this certificate"))
     tls_key: Path | None = field(default=None, metadata=opt("--tls-key", Path, "the private key of --tls-cert"))
     insecure: bool = field(
@@ -198,6 +210,10 @@ class LiveSettings:
             raise UnknownName("log_level", self.log_level, LOG_LEVELS)
         if not 0 <= self.idle_threshold <= 100:
             raise SpecError("idle_threshold", f"must be a percentage 0-100, got {self.idle_threshold}")
+        if self.power_budget_kw is not None and not (0 < self.power_budget_kw < 1e7):
+            raise SpecError("power_budget_kw", f"must be more than 0 kW, got {self.power_budget_kw}")
+        if not (0 <= self.power_base_kw < 1e7) or not (0 <= self.power_per_gpu_w <= 1e5):
+            raise SpecError("power_per_gpu_w", "the power estimates must be numbers >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SpecError("tls_cert", "--tls-cert and --tls-key go together")
         self.core()  # an unknown policy option or a bad value is refused here, naming it
@@ -245,6 +261,9 @@ class LiveSettings:
             kill_grace_s=self.kill_grace_s,
             preempt_grace_s=self.preempt_grace_s,
             min_runtime_s=self.min_runtime_s,
+            power_budget_w=self.power_budget_kw * 1000 if self.power_budget_kw is not None else None,
+            power_base_w=self.power_base_kw * 1000,
+            power_per_gpu_w=self.power_per_gpu_w,
         )
         return apply_options(chosen, self.policy_opts)
 

@@ -48,6 +48,7 @@ class Variant:
     repair_s: float = 3 * 3600.0  # how long a failed node is down
     carbon_delay_s: float | None = None  # flexible jobs start in the cleanest hour up to this late
     flexible: tuple[str, ...] = ()  # projects whose jobs are flexible ("all": every project)
+    power_budget_w: float | None = None  # the core's facility power budget (estimates from the power model)
 
     @property
     def name(self) -> str:
@@ -67,6 +68,8 @@ class Variant:
             parts.append("failures")
         if self.carbon_delay_s is not None:
             parts.append(f"carbon-aware {duration_text(self.carbon_delay_s)}")
+        if self.power_budget_w is not None:
+            parts.append(f"budget {self.power_budget_w / 1000:g} kW")
         return " ".join(parts)
 
 
@@ -221,10 +224,24 @@ def scale_quotas(
 
 
 def settings_for(
-    variant: Variant, base: FactorySettings | None = None, power: PowerSpec | None = None, boot_s: float = 300.0
+    variant: Variant,
+    base: FactorySettings | None = None,
+    power: PowerSpec | None = None,
+    boot_s: float = 300.0,
+    gpus: int = 0,
 ) -> TwinSettings:
     factory = replace(base or FactorySettings(), policy=variant.policy, placement=variant.placement)
     factory = apply_options(replace(factory, use_pools=variant.use_pools), variant.policy_opts)
+    if variant.power_budget_w is not None:
+        if power is None:
+            raise SpecError("power-budget-kw", "a power budget needs the power model's estimates")
+        # The core estimates as the power model draws: every GPU slot idle, plus each held GPU's extra.
+        factory = replace(
+            factory,
+            power_budget_w=variant.power_budget_w / power.pue,  # the budget is the facility's; the core counts IT
+            power_base_w=gpus * (power.host_w + power.idle_w),
+            power_per_gpu_w=power.held_w - power.idle_w,
+        )
     return TwinSettings(
         factory=factory,
         executor=variant.executor,
@@ -252,7 +269,7 @@ def run_variants(
         applied = apply_variant(scenario, v, power.grid_series if power is not None else None)
         result = replay(
             applied,
-            settings_for(v, base, power, boot_s),
+            settings_for(v, base, power, boot_s, sum(n.gpu_count for n in applied.nodes)),
             cost_model,
             progress(v) if progress is not None else None,
         )

@@ -48,6 +48,7 @@ class SchedulerView:
         "granted",
         "granted_host",
         "now",
+        "over_budget",
         "projects",
         "reserved",
         "running",
@@ -68,6 +69,7 @@ class SchedulerView:
         # project -> (milli-CPU, memory MiB) reserved for it in this pass (only jobs that ask for them).
         self.granted_host: dict[str, tuple[int, int]] = {}
         self._dirty = dirty
+        self.over_budget: dict[int, str] = {}  # job id -> why the power budget holds it (this pass)
 
     @property
     def factory(self) -> FloorState:
@@ -110,7 +112,13 @@ class SchedulerView:
         return self._f.pool_of(job.spec.project)
 
     def try_place(self, job: Job) -> Placement | None:
-        """Find room for `job` now and reserve it for this pass (None: no room)."""
+        """Find room for `job` now and reserve it for this pass (None: no room, or over the power budget)."""
+        budget = self.settings.power_budget_w
+        if budget is not None:
+            reason = self._power_reason(job, budget)
+            if reason is not None:
+                self.over_budget[job.id] = reason
+                return None
         nodes = self.room(job)
         if not nodes:
             return None
@@ -183,7 +191,19 @@ class SchedulerView:
 
     def why_not(self, job: Job) -> str:
         """A one-line reason the job does not fit right now."""
-        return self._f.fit_reason(job)
+        return self.over_budget.get(job.id) or self._f.fit_reason(job)
+
+    def _power_reason(self, job: Job, budget: float) -> str | None:
+        """Why starting `job` now would pass the power budget (None: it would not)."""
+        s = self.settings
+        held = sum(self.usage.values()) + sum(self.granted.values())
+        after = s.power_base_w + (held + job.spec.gpus) * s.power_per_gpu_w
+        if after <= budget:
+            return None
+        return (
+            f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
+            f"of {budget / 1000:,.1f} kW ({held:g} GPUs held)"
+        )
 
 
 class Policy(Protocol):
