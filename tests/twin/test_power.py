@@ -76,3 +76,18 @@ def test_the_twin_obeys_the_cores_power_budget() -> None:
     assert capped.summary["peak_kw"] == pytest.approx(0.5) and capped.summary["first_wait_s_mean"] == pytest.approx(50)
     with pytest.raises(SpecError, match="power"):
         run_variants(scenario, [Variant("fifo", power_budget_w=550)])  # no power model: no estimates
+
+
+def test_a_power_cap_slows_jobs_and_lowers_their_draw_as_measured() -> None:
+    from aifactory.twin.caps import power_factor, time_factor
+
+    assert time_factor(0.6) == pytest.approx(1.068) and power_factor(0.6) * 1.068 == pytest.approx(0.863)
+    assert time_factor(1.0) == 1.0 and power_factor(1.0) == 1.0
+    scenario = Scenario("s", [job(0, 1, 3600.0)], [NodeSpec("n0", 1)], [Project("a", 1)])
+    plain, capped = run_variants(scenario, [Variant("fifo"), Variant("fifo", power_cap=0.6)], power=SPEC)
+    assert capped.summary["jct_s_mean"] == pytest.approx(3600 * 1.068)
+    busy = 250 * power_factor(0.6)
+    assert capped.summary["it_kwh"] == pytest.approx((100 + busy) * 3600 * 1.068 / KWH)
+    assert plain.summary["it_kwh"] == pytest.approx((100 + 250) * 3600 / KWH)
+    with pytest.raises(SpecError, match="measured"):
+        run_variants(scenario, [Variant("fifo", power_cap=0.5)], power=SPEC)

@@ -161,6 +161,9 @@ def run(
     flexible: list[str] = typer.Option(
         [], "--flexible", help="with --carbon-aware: a project whose jobs may wait (repeat; 'all': every project)"
     ),
+    power_cap: float | None = typer.Option(
+        None, "--power-cap", help="what-if: also replay with GPUs capped at this fraction of TDP (0.6 to 1)"
+    ),
     power_budget_kw: float | None = typer.Option(
         None, "--power-budget-kw", help="what-if: also replay under this facility power budget (a core rule)"
     ),
@@ -218,6 +221,11 @@ def run(
         delay = parse_duration(carbon_aware, "carbon-aware")
         marked = tuple(flexible) or ("all",)
         variants = [w for v in variants for w in (v, replace(v, carbon_delay_s=delay, flexible=marked))]
+    if power_cap is not None:
+        from aifactory.twin.caps import check_cap
+
+        check_cap(power_cap)
+        variants = [w for v in variants for w in (v, replace(v, power_cap=power_cap))]
     if power_budget_kw is not None:
         from aifactory.core.errors import SpecError
 
@@ -360,6 +368,8 @@ def _print_sizes(name: str, jobs: int, rows: list[dict[str, Any]]) -> None:
         ("jct_s_mean", "mean JCT"),
         ("utilisation", "utilisation"),
         ("gpu_hours", "GPU-h used"),
+        ("energy_kwh", "energy (kWh)"),
+        ("energy_usd", "energy cost"),
         ("rejected", "refused"),
     ]
     for _, label in keys:

@@ -180,15 +180,18 @@ def _sizes_plot(results: Sequence[RunResult]) -> str:
         by_policy.setdefault(r.settings.factory.policy, []).append(r)
     if len({r.recorder.total_gpus for r in results}) < 2:
         return ""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+    fig, (left, right, energy) = plt.subplots(1, 3, figsize=(14, 3.5))
     for policy, runs in by_policy.items():
         runs = sorted(runs, key=lambda r: r.recorder.total_gpus)
         gpus = [r.recorder.total_gpus for r in runs]
         left.plot(gpus, [r.summary["first_wait_s_p95"] / 3600 for r in runs], marker="o", label=f"{policy} p95 wait")
         left.plot(gpus, [r.summary["jct_s_mean"] / 3600 for r in runs], marker="s", ls="--", label=f"{policy} mean JCT")
         right.plot(gpus, [r.summary["utilisation"] for r in runs], marker="o", label=policy)
+        if all("energy_kwh" in r.summary for r in runs):
+            energy.plot(gpus, [r.summary["energy_kwh"] / 1000 for r in runs], marker="o", label=policy)
     _axes(left, "GPUs", "hours")
     _axes(right, "GPUs", "utilisation")
+    _axes(energy, "GPUs", "facility MWh")
     return "<h2>Against cluster size</h2>" + _close(fig)
 
 

@@ -49,6 +49,7 @@ class Variant:
     carbon_delay_s: float | None = None  # flexible jobs start in the cleanest hour up to this late
     flexible: tuple[str, ...] = ()  # projects whose jobs are flexible ("all": every project)
     power_budget_w: float | None = None  # the core's facility power budget (estimates from the power model)
+    power_cap: float | None = None  # GPUs capped at this fraction of TDP (twin/caps.py)
 
     @property
     def name(self) -> str:
@@ -70,6 +71,8 @@ class Variant:
             parts.append(f"carbon-aware {duration_text(self.carbon_delay_s)}")
         if self.power_budget_w is not None:
             parts.append(f"budget {self.power_budget_w / 1000:g} kW")
+        if self.power_cap is not None:
+            parts.append(f"cap {self.power_cap:.0%}")
         return " ".join(parts)
 
 
@@ -176,6 +179,15 @@ def apply_variant(scenario: Scenario, variant: Variant, grid: GridSeries | None 
         out = with_failures(out, variant.failures_per_gpu_day, variant.repair_s)
     if variant.carbon_delay_s is not None:
         out = carbon_aware(out, variant, grid)
+    if variant.power_cap is not None:
+        from aifactory.twin.caps import time_factor
+
+        slower = time_factor(variant.power_cap)
+        jobs = [
+            replace(j, spec=replace(j.spec, duration_s=j.spec.duration_s * slower)) if j.spec.duration_s else j
+            for j in out.jobs
+        ]
+        out = replace(out, jobs=jobs)
     return out
 
 
@@ -232,6 +244,11 @@ def settings_for(
 ) -> TwinSettings:
     factory = replace(base or FactorySettings(), policy=variant.policy, placement=variant.placement)
     factory = apply_options(replace(factory, use_pools=variant.use_pools), variant.policy_opts)
+    if variant.power_cap is not None and power is not None:
+        from aifactory.twin.caps import SOURCE, power_factor
+
+        capped = power.busy_w * power_factor(variant.power_cap)
+        power = replace(power, busy_w=capped, sources={**power.sources, "cap": SOURCE})
     if variant.power_budget_w is not None:
         if power is None:
             raise SpecError("power-budget-kw", "a power budget needs the power model's estimates")
