@@ -35,3 +35,20 @@ def test_without_a_budget_nothing_changes() -> None:
         a.job_id for j in (1, 2, 3) for a in f.handle(Submit(j, spec(2 + (j == 1) * 2)), 0.0) if isinstance(a, Launch)
     ]
     assert started == [1, 2, 3]
+
+
+def test_a_pools_budget_holds_its_jobs_only() -> None:
+    from aifactory.core.cluster import NodeSpec
+
+    nodes = [NodeSpec("a0", 4, pool="a"), NodeSpec("b0", 4, pool="b")]
+    # Pool a may draw 1.0 kW: its half of the 400 W base (200 W) and 3 GPUs at 250 W would be 950 W.
+    settings = FactorySettings(
+        policy="fifo", power_base_w=400, power_per_gpu_w=250, pool_power_budgets_w=(("a", 1000.0),)
+    )
+    f = Factory(Cluster(nodes), [Project("ta", quota=4, pool="a"), Project("tb", quota=4, pool="b")], settings)
+    started = []
+    for job_id, project in ((1, "ta"), (2, "ta"), (3, "ta"), (4, "ta"), (5, "tb"), (6, "tb"), (7, "tb"), (8, "tb")):
+        job = JobSpec(command=("true",), gpus=1, project=project)
+        started += [a.job_id for a in f.handle(Submit(job_id, job), 0.0) if isinstance(a, Launch)]
+    assert started == [1, 2, 3, 5, 6, 7, 8]  # pool b has no budget: all four run
+    assert "pool a's 1.0 kW" in f.job(4).pending_reason

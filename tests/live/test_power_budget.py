@@ -29,9 +29,11 @@ def test_a_job_waits_for_the_power_budget(tmp_path: Path) -> None:
 
 def test_a_bad_budget_is_refused_before_anything_starts(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    for bad in ("-5", "nan", "lots"):
+    bad_options = [["--power-budget-kw", bad] for bad in ("-5", "nan", "lots")]
+    bad_options += [["--pool-power-budget", bad] for bad in ("a", "a=-1", "=3")]
+    for options in bad_options:
         done = subprocess.run(
-            [PY, "-c", "from aifactory.cli import main; main()", "up", "--home", str(home), "--power-budget-kw", bad],
+            [PY, "-c", "from aifactory.cli import main; main()", "up", "--home", str(home), *options],
             capture_output=True,
             text=True,
             timeout=60,

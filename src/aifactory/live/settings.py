@@ -157,6 +157,10 @@ class LiveSettings:
     power_per_gpu_w: float = field(
         default=700.0, metadata=opt("--power-per-gpu-w", float, "estimated extra draw of a GPU a job holds, W")
     )
+    pool_power_budgets: tuple[str, ...] = field(
+        default=(),
+        metadata=opt("--pool-power-budget", str, "POOL=KW: a node pool's power budget (repeat)", many=True),
+    )
     tls_cert: Path | None = field(default=None, metadata=opt("--tls-cert", Path, "serve HTTPS with this certificate"))
     tls_key: Path | None = field(default=None, metadata=opt("--tls-key", Path, "the private key of --tls-cert"))
     insecure: bool = field(
@@ -214,6 +218,7 @@ class LiveSettings:
             raise SpecError("power_budget_kw", f"must be more than 0 kW, got {self.power_budget_kw}")
         if not (0 <= self.power_base_kw < 1e7) or not (0 <= self.power_per_gpu_w <= 1e5):
             raise SpecError("power_per_gpu_w", "the power estimates must be numbers >= 0")
+        self.pool_budgets_w()  # raises for a malformed POOL=KW
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SpecError("tls_cert", "--tls-cert and --tls-key go together")
         self.core()  # an unknown policy option or a bad value is refused here, naming it
@@ -253,6 +258,20 @@ class LiveSettings:
     def server_file(self) -> Path:
         return self.home / "server.json"
 
+    def pool_budgets_w(self) -> tuple[tuple[str, float], ...]:
+        """`--pool-power-budget POOL=KW` as (pool, watts); SpecError naming a malformed one."""
+        out = []
+        for item in self.pool_power_budgets:
+            pool, sep, kw = item.partition("=")
+            try:
+                value = float(kw)
+            except ValueError:
+                value = -1.0
+            if not sep or not pool.strip() or not 0 < value < 1e7:
+                raise SpecError("pool_power_budget", f"{item!r}: expected POOL=KW with KW more than 0")
+            out.append((pool.strip(), value * 1000))
+        return tuple(out)
+
     def core(self) -> FactorySettings:
         """The core's settings these live settings choose (the policy's options applied last)."""
         chosen = FactorySettings(
@@ -264,6 +283,7 @@ class LiveSettings:
             power_budget_w=self.power_budget_kw * 1000 if self.power_budget_kw is not None else None,
             power_base_w=self.power_base_kw * 1000,
             power_per_gpu_w=self.power_per_gpu_w,
+            pool_power_budgets_w=self.pool_budgets_w(),
         )
         return apply_options(chosen, self.policy_opts)
 
@@ -307,6 +327,7 @@ def settings_parser(prog: str) -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str], prog: str) -> LiveSettings:
     """Options given, over the home's config.toml [floor], over the defaults (`LiveSettings.chosen`)."""
     given = vars(settings_parser(prog).parse_args(list(argv)))
-    if given.get("policy_opts") is not None:
-        given["policy_opts"] = tuple(given["policy_opts"])
+    for many in ("policy_opts", "pool_power_budgets"):
+        if given.get(many) is not None:
+            given[many] = tuple(given[many])
     return LiveSettings.chosen(**given)

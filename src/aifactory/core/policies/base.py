@@ -113,9 +113,8 @@ class SchedulerView:
 
     def try_place(self, job: Job) -> Placement | None:
         """Find room for `job` now and reserve it for this pass (None: no room, or over the power budget)."""
-        budget = self.settings.power_budget_w
-        if budget is not None:
-            reason = self._power_reason(job, budget)
+        if self.settings.power_budget_w is not None or self.settings.pool_power_budgets_w:
+            reason = self._power_reason(job)
             if reason is not None:
                 self.over_budget[job.id] = reason
                 return None
@@ -193,17 +192,32 @@ class SchedulerView:
         """A one-line reason the job does not fit right now."""
         return self.over_budget.get(job.id) or self._f.fit_reason(job)
 
-    def _power_reason(self, job: Job, budget: float) -> str | None:
-        """Why starting `job` now would pass the power budget (None: it would not)."""
+    def _power_reason(self, job: Job) -> str | None:
+        """Why starting `job` now would pass the factory's or its pool's power budget (None: it would not)."""
         s = self.settings
-        held = sum(self.usage.values()) + sum(self.granted.values())
-        after = s.power_base_w + (held + job.spec.gpus) * s.power_per_gpu_w
-        if after <= budget:
-            return None
-        return (
-            f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
-            f"of {budget / 1000:,.1f} kW ({held:g} GPUs held)"
-        )
+        if s.power_budget_w is not None:
+            held = sum(self.usage.values()) + sum(self.granted.values())
+            after = s.power_base_w + (held + job.spec.gpus) * s.power_per_gpu_w
+            if after > s.power_budget_w:
+                return (
+                    f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
+                    f"of {s.power_budget_w / 1000:,.1f} kW ({held:g} GPUs held)"
+                )
+        pool = self.pool_of(job)
+        budget = dict(s.pool_power_budgets_w).get(pool) if pool is not None else None
+        if budget is not None:
+            f = self._f
+            mine = [p for p in self.projects if f.pool_of(p) == pool]
+            held = sum(self.usage.get(p, 0.0) + self.granted.get(p, 0.0) for p in mine)
+            total = self.cluster.total_gpus()
+            base = s.power_base_w * self.cluster.total_gpus(pool) / total if total else 0.0
+            after = base + (held + job.spec.gpus) * s.power_per_gpu_w
+            if after > budget:
+                return (
+                    f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
+                    f"of pool {pool}'s {budget / 1000:,.1f} kW ({held:g} GPUs held there)"
+                )
+        return None
 
 
 class Policy(Protocol):
