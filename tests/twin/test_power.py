@@ -91,3 +91,12 @@ def test_a_power_cap_slows_jobs_and_lowers_their_draw_as_measured() -> None:
     assert plain.summary["it_kwh"] == pytest.approx((100 + 250) * 3600 / KWH)
     with pytest.raises(SpecError, match="measured"):
         run_variants(scenario, [Variant("fifo", power_cap=0.5)], power=SPEC)
+
+
+def test_energy_per_job() -> None:
+    scenario = Scenario("s", [job(0, 1, 3600.0), job(0, 2, 1800.0)], [NodeSpec("n0", 4)], [Project("a", 4)])
+    (r,) = run_variants(scenario, [Variant("fifo")], power=SPEC)
+    per_gpu_hour = 250 * 3600 / KWH  # held power x an hour
+    assert r.summary["job_energy_kwh_max"] == pytest.approx(per_gpu_hour)
+    assert r.summary["job_energy_kwh_mean"] == pytest.approx(per_gpu_hour)  # 1 GPU x 1 h, 2 GPUs x 0.5 h
+    assert r.recorder.job_gpu_s == [3600.0, 3600.0]

@@ -75,6 +75,7 @@ class Recorder:
         self.queued = [0.0] * n  # seconds queued, all stays together
         self.start_order: list[int] = []  # job ids in the order of their first start
         self.gpu_s: dict[str, float] = {}  # project -> GPU-seconds held
+        self.job_gpu_s = [0.0] * n  # per job: GPU-seconds held, every attempt (its energy at the held power)
         self.first_at = math.inf
         self.last_at = 0.0
 
@@ -97,7 +98,9 @@ class Recorder:
             self.queued[i] += at - self._since[i]
         elif old in _HOLDING and new is not _PREEMPTED:
             p = self.project_of[i]
-            self.gpu_s[p] = self.gpu_s.get(p, 0.0) + self.gpus[i] * (at - self._since[i])
+            held = self.gpus[i] * (at - self._since[i])
+            self.gpu_s[p] = self.gpu_s.get(p, 0.0) + held
+            self.job_gpu_s[i] += held
             if new is _QUEUED:  # back in the queue after a preemption
                 self._since[i] = at
         if new in TERMINAL:

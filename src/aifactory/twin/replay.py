@@ -261,6 +261,11 @@ class Twin:
             busy = self.meter.spec.held_w * self.meter.spec.pue / 3.6e6  # kWh per GPU-second held
             for name, project in summary["projects"].items():
                 project["energy_kwh"] = self.recorder.gpu_s.get(name, 0.0) * busy
+            per_job = sorted(s * busy for s in self.recorder.job_gpu_s)
+            if per_job:
+                summary["job_energy_kwh_mean"] = sum(per_job) / len(per_job)
+                summary["job_energy_kwh_p95"] = per_job[min(len(per_job) - 1, int(0.95 * len(per_job)))]
+                summary["job_energy_kwh_max"] = per_job[-1]
         if self.manager is not None:
             summary["power_offs"] = self.manager.power_offs
             summary["boots"] = self.manager.boots
