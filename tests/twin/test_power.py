@@ -100,3 +100,14 @@ def test_energy_per_job() -> None:
     assert r.summary["job_energy_kwh_max"] == pytest.approx(per_gpu_hour)
     assert r.summary["job_energy_kwh_mean"] == pytest.approx(per_gpu_hour)  # 1 GPU x 1 h, 2 GPUs x 0.5 h
     assert r.recorder.job_gpu_s == [3600.0, 3600.0]
+
+
+def test_the_twin_obeys_a_pools_power_budget() -> None:
+    nodes = [NodeSpec("a0", 2, pool="a"), NodeSpec("b0", 2, pool="b")]
+    jobs = [job(0, 1, 100.0, "ta"), job(0, 1, 100.0, "ta"), job(0, 1, 100.0, "tb"), job(0, 1, 100.0, "tb")]
+    projects = [Project("ta", 2, pool="a"), Project("tb", 2, pool="b")]
+    scenario = Scenario("s", jobs, nodes, projects)
+    # Pool a: its 2 slots at 150 W (300 W) and 200 W per busy GPU; 550 W lets one of its jobs run at a time.
+    (r,) = run_variants(scenario, [Variant("fifo", pool_power_budgets_w=(("a", 550.0),))], power=SPEC)
+    assert r.summary["projects"]["ta"]["first_wait_mean_s"] == pytest.approx(50)  # 0 and 100 s
+    assert r.summary["projects"]["tb"]["first_wait_mean_s"] == 0

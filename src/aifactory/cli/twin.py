@@ -167,6 +167,11 @@ def run(
     power_budget_kw: float | None = typer.Option(
         None, "--power-budget-kw", help="what-if: also replay under this facility power budget (a core rule)"
     ),
+    pool_power_budget: list[str] = typer.Option(
+        [],
+        "--pool-power-budget",
+        help="what-if: POOL=KW, a node pool's power budget (repeat; with or without the factory's)",
+    ),
     gpu_util: float = typer.Option(
         1.0, help="mean utilisation of held GPUs (power rises linearly from idle to busy with it)"
     ),
@@ -226,12 +231,15 @@ def run(
 
         check_cap(power_cap)
         variants = [w for v in variants for w in (v, replace(v, power_cap=power_cap))]
-    if power_budget_kw is not None:
+    if power_budget_kw is not None or pool_power_budget:
         from aifactory.core.errors import SpecError
+        from aifactory.core.power_budget import parse_pool_budgets
 
-        if not 0 < power_budget_kw < 1e7:
+        if power_budget_kw is not None and not 0 < power_budget_kw < 1e7:
             raise SpecError("power-budget-kw", f"must be more than 0 kW, got {power_budget_kw}")
-        variants = [w for v in variants for w in (v, replace(v, power_budget_w=power_budget_kw * 1000))]
+        pools = parse_pool_budgets(pool_power_budget)
+        budget = power_budget_kw * 1000 if power_budget_kw is not None else None
+        variants = [w for v in variants for w in (v, replace(v, power_budget_w=budget, pool_power_budgets_w=pools))]
     if failures is not None:
         from aifactory.twin.failures import parse_rate
 

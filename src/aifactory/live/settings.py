@@ -260,17 +260,9 @@ class LiveSettings:
 
     def pool_budgets_w(self) -> tuple[tuple[str, float], ...]:
         """`--pool-power-budget POOL=KW` as (pool, watts); SpecError naming a malformed one."""
-        out = []
-        for item in self.pool_power_budgets:
-            pool, sep, kw = item.partition("=")
-            try:
-                value = float(kw)
-            except ValueError:
-                value = -1.0
-            if not sep or not pool.strip() or not 0 < value < 1e7:
-                raise SpecError("pool_power_budget", f"{item!r}: expected POOL=KW with KW more than 0")
-            out.append((pool.strip(), value * 1000))
-        return tuple(out)
+        from aifactory.core.power_budget import parse_pool_budgets
+
+        return parse_pool_budgets(self.pool_power_budgets)
 
     def core(self) -> FactorySettings:
         """The core's settings these live settings choose (the policy's options applied last)."""

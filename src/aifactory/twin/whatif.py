@@ -49,6 +49,7 @@ class Variant:
     carbon_delay_s: float | None = None  # flexible jobs start in the cleanest hour up to this late
     flexible: tuple[str, ...] = ()  # projects whose jobs are flexible ("all": every project)
     power_budget_w: float | None = None  # the core's facility power budget (estimates from the power model)
+    pool_power_budgets_w: tuple[tuple[str, float], ...] = ()  # node pools' budgets (facility W)
     power_cap: float | None = None  # GPUs capped at this fraction of TDP (twin/caps.py)
 
     @property
@@ -71,6 +72,8 @@ class Variant:
             parts.append(f"carbon-aware {duration_text(self.carbon_delay_s)}")
         if self.power_budget_w is not None:
             parts.append(f"budget {self.power_budget_w / 1000:g} kW")
+        if self.pool_power_budgets_w:
+            parts.append("pool budgets")
         if self.power_cap is not None:
             parts.append(f"cap {self.power_cap:.0%}")
         return " ".join(parts)
@@ -249,13 +252,15 @@ def settings_for(
 
         capped = power.busy_w * power_factor(variant.power_cap)
         power = replace(power, busy_w=capped, sources={**power.sources, "cap": SOURCE})
-    if variant.power_budget_w is not None:
+    if variant.power_budget_w is not None or variant.pool_power_budgets_w:
         if power is None:
             raise SpecError("power-budget-kw", "a power budget needs the power model's estimates")
         # The core estimates as the power model draws: every GPU slot idle, plus each held GPU's extra.
+        # Budgets are the facility's; the core counts IT power, so they are divided by the PUE.
         factory = replace(
             factory,
-            power_budget_w=variant.power_budget_w / power.pue,  # the budget is the facility's; the core counts IT
+            power_budget_w=variant.power_budget_w / power.pue if variant.power_budget_w is not None else None,
+            pool_power_budgets_w=tuple((pool, w / power.pue) for pool, w in variant.pool_power_budgets_w),
             power_base_w=gpus * (power.host_w + power.idle_w),
             power_per_gpu_w=power.held_w - power.idle_w,
         )
