@@ -8,6 +8,7 @@ step of a tiny model under DistributedDataParallel, and prints what it saw.
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -25,9 +26,20 @@ def main() -> None:
     node = os.environ.get("AIFACTORY_NODE", "?")
     print(f"all_reduce rank={rank} node={node} sum={value.item()} world={world}", flush=True)
     # Every worker reaches the end before any tears gloo down: one leaving early can make a peer's
-    # pending gloo operation abort (SIGABRT), seen here on a loaded 2-core box.
+    # pending gloo operation abort (SIGABRT), seen here on a loaded 2-core box. A gloo barrier alone
+    # is not enough (a worker can leave it while a peer still reads the barrier's last message), so
+    # the workers also count themselves out through the rendezvous store (TCP, not gloo's sockets).
     dist.barrier()
+    all_done(world)
     dist.destroy_process_group()
+
+
+def all_done(world: int, timeout_s: float = 120.0) -> None:
+    store = dist.distributed_c10d._get_default_store()
+    store.add("examples/ddp_gloo/done", 1)
+    deadline = time.monotonic() + timeout_s
+    while store.add("examples/ddp_gloo/done", 0) < world and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":
