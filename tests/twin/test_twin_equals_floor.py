@@ -174,3 +174,44 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
     assert exact.recorder.start_order == [index[j] for j, _ in starts]
     for job_id, at in starts:
         assert exact.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
+
+
+@pytest.mark.skipif(SLEEP is None, reason="no sleep binary")
+def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor holds jobs for its power budget; its history replays under the settings it saved
+    (budget included, also through the floor file) and starts the same jobs at the same times."""
+    monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path / "home"))
+    home = tmp_path / "home"
+    # 4 GPUs, 300 W each held, a 0.9 kW budget: three jobs at a time, whatever the GPUs say.
+    settings = LiveSettings(
+        home=home, gpus=4, nodes=1, policy="fifo", kill_grace_s=0.5, power_budget_kw=0.9, power_per_gpu_w=300
+    )
+    home.mkdir(parents=True)
+    with Store(settings.database_url) as store:
+        store.save_projects([Project("a", quota=4.0)])
+
+    async def main() -> None:
+        async with await FactoryService.open(settings) as svc:
+            rows = [await svc.submit(JobSpec((str(SLEEP), "0.4"), project="a", gpus=1)) for _ in range(5)]
+            assert rows[3].pending_reason.startswith("power budget:")  # as the submit answered
+            for row in rows:
+                await svc.wait(row.id, 30)
+            await asyncio.sleep(0.3)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    with Store(settings.database_url) as store:
+        rows = sorted(store.list_jobs(), key=lambda r: r.id)
+        starts = live_starts(store)
+        recorded = history.load(store)
+    assert recorded.settings is not None and recorded.settings.power_budget_w == 900
+    out, _ = history.export(recorded, tmp_path / "history.csv")
+    assert from_file(out).settings == recorded.settings  # the budget travels in the floor file
+    index = {row.id: i for i, row in enumerate(rows)}
+    t0 = rows[0].submitted_at
+    exact = replay(recorded, TwinSettings(recorded.settings))
+    assert exact.recorder.start_order == [index[j] for j, _ in starts]
+    for job_id, at in starts:
+        assert exact.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
+    # Without the budget the twin would have started the fourth job at once: the rule is what makes them agree.
+    free = replay(recorded, TwinSettings(replace(recorded.settings, power_budget_w=None)))
+    assert free.recorder.started[3] < exact.recorder.started[3]

@@ -186,3 +186,33 @@ def test_policy_options_go_to_the_variants_whose_policy_has_them(tmp_path: Path)
     assert bad.returncode == 2 and "policy_opt" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     worse = aifactory("twin", "run", "--trace", trace, "--policy-opt", "half_life_s=soon", home=tmp_path)
     assert worse.returncode == 2 and "policy_opt.half_life_s" in worse.stderr, worse.stderr
+
+
+def test_the_energy_and_sizing_options_refuse_bad_input(tmp_path: Path) -> None:
+    trace = str(small_trace(tmp_path))
+    grid = tmp_path / "grid.csv"
+    grid.write_text("offset_h,g_per_kwh\n0,100\n")
+    cases = [
+        (["--growth", "fast"], "growth"),
+        (["--nodes", "9..3"], "nodes"),
+        (["--target-wait", "soon"], "target-wait"),
+        (["--power-off", "0min"], "power-off"),
+        (["--power-off", "later"], "power-off"),
+        (["--checkpoint-every", "0h"], "checkpoint-every"),
+        (["--gpu-util", "2"], "gpu-util"),
+        (["--pue", "0.5"], "pue"),
+        (["--usd-per-kwh", "-1"], "usd-per-kwh"),
+        (["--power-cap", "0.3"], "power-cap"),
+        (["--failures", "often"], "failures"),
+        (["--carbon-aware", "6h"], "carbon-aware"),
+        (["--grid-csv", str(tmp_path / "none.csv")], "grid-csv"),
+        (["--power-budget-kw", "-1"], "power-budget-kw"),
+        (["--pool-power-budget", "a"], "pool_power_budget"),
+        (["--power-gpu", "Z80"], "Z80"),
+    ]
+    for options, word in cases:
+        done = aifactory("twin", "run", "--trace", trace, *options, home=tmp_path)
+        assert done.returncode == 2, (options, done.stderr)
+        assert "Traceback" not in done.stderr and word in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    ok = aifactory("twin", "run", "--trace", trace, "--grid-csv", str(grid), "--json", home=tmp_path)
+    assert ok.returncode == 0, ok.stderr

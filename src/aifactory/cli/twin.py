@@ -202,6 +202,7 @@ def run(
     floor = scenario.settings
     policies = policy or ([floor.policy] if floor is not None else [])
     chosen = placement or (floor.placement if floor is not None else "pack")
+    from aifactory.core.errors import SpecError
     from aifactory.twin.sizing import expand_nodes, grow, parse_growth, parse_target
 
     sizes = expand_nodes(nodes)
@@ -214,13 +215,15 @@ def run(
     boot_s = parse_duration(boot, "boot")
     if power_off is not None:
         after = parse_duration(power_off, "power-off")
+        if after <= 0:
+            raise SpecError("power-off", f"{power_off!r}: a node must be idle for some time before it goes off")
         variants = [w for v in variants for w in (v, replace(v, poweroff_after_s=after))]
     if checkpoint_every is not None:
         every = parse_duration(checkpoint_every, "checkpoint-every")
+        if every <= 0:
+            raise SpecError("checkpoint-every", f"{checkpoint_every!r}: must be longer than 0")
         variants = [replace(v, executor=replace(v.executor, checkpoint_every_s=every)) for v in variants]
     if carbon_aware is not None:
-        from aifactory.core.errors import SpecError
-
         if grid_csv is None:
             raise SpecError("carbon-aware", "needs the grid's intensity over time: give --grid-csv")
         delay = parse_duration(carbon_aware, "carbon-aware")
@@ -232,7 +235,6 @@ def run(
         check_cap(power_cap)
         variants = [w for v in variants for w in (v, replace(v, power_cap=power_cap))]
     if power_budget_kw is not None or pool_power_budget:
-        from aifactory.core.errors import SpecError
         from aifactory.core.power_budget import parse_pool_budgets
 
         if power_budget_kw is not None and not 0 < power_budget_kw < 1e7:

@@ -48,6 +48,8 @@ class PowerSpec:
             raise SpecError("busy_w", f"{self.busy_w} W is below the idle {self.idle_w} W")
         if not self.pue >= 1:
             raise SpecError("pue", f"must be >= 1, got {self.pue}")
+        if self.usd_per_kwh is not None and not (self.usd_per_kwh >= 0 and math.isfinite(self.usd_per_kwh)):
+            raise SpecError("usd-per-kwh", f"must be a price >= 0, got {self.usd_per_kwh}")
         if not 0 <= self.util <= 1:
             raise SpecError("gpu-util", f"must be a fraction in [0, 1], got {self.util}")
 
