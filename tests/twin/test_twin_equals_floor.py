@@ -20,7 +20,7 @@ from aifactory.live import history
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
 from aifactory.live.store import Store
-from aifactory.twin.replay import TwinSettings, replay
+from aifactory.twin.replay import RunResult, TwinSettings, replay
 from aifactory.twin.scenarios import from_file
 from aifactory.twin.traces.format import Scenario
 
@@ -64,6 +64,13 @@ def run_live(home: Path, specs: list[JobSpec], policy: str) -> Path:
 
     asyncio.run(asyncio.wait_for(main(), 60))
     return Path(settings.database_url.removeprefix("sqlite:///"))
+
+
+def same_starts(result: RunResult, starts: list[tuple[int, float]], index: dict[int, int], t0: float) -> None:
+    """The replay started the floor's jobs in the floor's order, each when the floor did (to 1 ms)."""
+    assert result.recorder.start_order == [index[j] for j, _ in starts]
+    for job_id, at in starts:
+        assert result.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
 
 
 def live_starts(store: Store) -> list[tuple[int, float]]:
@@ -171,9 +178,7 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
     out, _ = history.export(recorded, tmp_path / "history.csv")  # and through the floor file
     assert from_file(out).job_events == recorded.job_events
     exact = replay(recorded, TwinSettings(FactorySettings(policy="fifo", placement="pack", kill_grace_s=0.5)))
-    assert exact.recorder.start_order == [index[j] for j, _ in starts]
-    for job_id, at in starts:
-        assert exact.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
+    same_starts(exact, starts, index, t0)
 
 
 @pytest.mark.skipif(SLEEP is None, reason="no sleep binary")
@@ -209,9 +214,7 @@ def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pyt
     index = {row.id: i for i, row in enumerate(rows)}
     t0 = rows[0].submitted_at
     exact = replay(recorded, TwinSettings(recorded.settings))
-    assert exact.recorder.start_order == [index[j] for j, _ in starts]
-    for job_id, at in starts:
-        assert exact.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
+    same_starts(exact, starts, index, t0)
     # Without the budget the twin would have started the fourth job at once: the rule is what makes them agree.
     free = replay(recorded, TwinSettings(replace(recorded.settings, power_budget_w=None)))
     assert free.recorder.started[3] < exact.recorder.started[3]

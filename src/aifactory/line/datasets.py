@@ -45,6 +45,8 @@ from aifactory.line.tables import (
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 TABLE, FILES, ARRAYS = "table", "files", "arrays"  # ARRAYS: versions made before tables (np.save X, y)
 MAX_FILES = 100_000  # files in one directory version
+# The version row's columns that are DatasetVersion's fields as they are (schema is stored as JSON).
+ROW_FIELDS = ("name", "version", "sha256", "parent", "rows", "features", "source", "created_at", "kind")
 
 
 @dataclass(frozen=True)
@@ -217,20 +219,12 @@ class Datasets:
         with self.engine.begin() as conn:
             db.write_lock(conn, f"dataset:{name}")
             last = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.name == name)).scalar()
-            row: dict[str, Any] = {
-                "name": name,
-                "version": (last or 0) + 1,
-                "sha256": sha,
-                "parent": parent,
-                "rows": rows,
-                "features": features,
-                "source": source,
-                "created_at": now,
-                "kind": kind,
-                "schema": schema.model_dump_json() if schema is not None else None,
-            }
-            conn.execute(t.insert().values(**row))
-        return self._row(_Plain(row))
+            version = DatasetVersion(
+                name, (last or 0) + 1, sha, parent, rows, features, source, now, self.store.path(sha), kind, schema
+            )
+            row = {f: getattr(version, f) for f in ROW_FIELDS}
+            conn.execute(t.insert().values(**row, schema=schema.model_dump_json() if schema is not None else None))
+        return version
 
     # -- reading -----------------------------------------------------------------------
 
@@ -341,10 +335,3 @@ class Datasets:
             kind=row.kind or ARRAYS,
             schema=schema,
         )
-
-
-class _Plain:
-    """A dict read like a database row (attribute access), for a row just inserted."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)

@@ -49,27 +49,20 @@ class Predictor(Protocol):
 
 def detect(model: Any) -> str:
     """The flavour of a live model object."""
-    kind = type(model).__module__.split(".")[0]
-    if kind == "sklearn" or (hasattr(model, "fit") and hasattr(model, "get_params")):
-        return "sklearn"
-    if kind == "torch":
+    if isinstance(model, types.FunctionType):
+        return "pyfunc"
+    root = type(model).__module__.split(".")[0]
+    if root == "onnx":
+        return "onnx"
+    if root == "torch" or "torch" in sys.modules:  # a user's nn.Module lives in the user's module
         import torch
 
         if isinstance(model, torch.jit.ScriptModule):
             return "torchscript"
         if isinstance(model, torch.nn.Module):
             return "torch"
-    if isinstance(model, types.FunctionType):
-        return "pyfunc"
-    if kind == "onnx":
-        return "onnx"
-    try:
-        import torch
-
-        if isinstance(model, torch.nn.Module):
-            return "torch"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if root == "sklearn" or (hasattr(model, "fit") and hasattr(model, "get_params")):
+        return "sklearn"
     raise SpecError(
         "flavour", f"cannot tell the flavour of a {type(model).__name__}: pass flavour= ({', '.join(FLAVOURS)})"
     )

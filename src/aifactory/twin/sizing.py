@@ -88,14 +88,14 @@ def grow(scenario: Scenario, factor: float, period_s: float, seed: int = 0) -> S
         return scenario
     start = min(j.submit_time for j in scenario.jobs)
     rng = np.random.default_rng(seed)
+    if factor < 1:  # a shrinking rate keeps each job with probability rate (seeded)
+        keep = [j for j in scenario.jobs if rng.random() < factor ** ((j.submit_time - start) / period_s)]
+        return replace(scenario, jobs=keep, job_events=[])
     extra = []
     for job in scenario.jobs:
         rate = factor ** ((job.submit_time - start) / period_s)
         copies = int(rate) - 1 + int(rng.random() < rate - int(rate))
         extra += [job] * copies  # the same row again: same project, size and run time
-    if factor < 1:  # a shrinking rate keeps each job with probability rate (seeded)
-        keep = [j for j in scenario.jobs if rng.random() < factor ** ((j.submit_time - start) / period_s)]
-        return replace(scenario, jobs=keep, job_events=[])
     return replace(scenario, jobs=[*scenario.jobs, *extra])
 
 
