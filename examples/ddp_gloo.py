@@ -8,6 +8,7 @@ step of a tiny model under DistributedDataParallel, and prints what it saw.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -24,7 +25,10 @@ def main() -> None:
     loss = model(torch.randn(8, 4)).pow(2).mean()
     loss.backward()  # gradients averaged across every worker
     node = os.environ.get("AIFACTORY_NODE", "?")
-    print(f"all_reduce rank={rank} node={node} sum={value.item()} world={world}", flush=True)
+    # One write for the whole line: workers of one node share a pipe, and under PYTHONUNBUFFERED a
+    # print() is two writes (text, then newline), so two workers' lines could interleave (seen in CI).
+    line = f"all_reduce rank={rank} node={node} sum={value.item()} world={world}\n"
+    os.write(sys.stdout.fileno(), line.encode())
     # Every worker reaches the end before any tears gloo down: one leaving early can make a peer's
     # pending gloo operation abort (SIGABRT), seen here on a loaded 2-core box. A gloo barrier alone
     # is not enough (a worker can leave it while a peer still reads the barrier's last message), so
