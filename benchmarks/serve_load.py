@@ -25,7 +25,8 @@
    (`served_rows_per_cpu_s_vs_bare`), and where the rest of a request's CPU goes: the parts the
    server runs per request (parsing and checking the JSON, the model's share of a batch,
    writing the answer, the prediction log) timed alone; the remainder is HTTP, the ASGI stack
-   and the event loop.
+   and the event loop, beside a peer measured under the same load: uvicorn alone answering a
+   fixed body (`uvicorn_alone_us_per_req`).
 
 The last line is one JSON object with the figures (`batched_rps_64`, `unbatched_rps_64`,
 `batched_p99_ms_64`, `time_to_first_prediction_s`, ...).
@@ -367,6 +368,7 @@ def per_request_parts(home: Path, mean_batch: float) -> dict[str, float]:
 
     from aifactory.line.registry import Registry
     from aifactory.serve.feedback import LIVE, Answer, FeedbackLog
+    from aifactory.serve.outputs import outputs
     from aifactory.serve.wire import PredictRequest, PredictResponse
 
     torch.set_num_threads(1)
@@ -390,14 +392,18 @@ def per_request_parts(home: Path, mean_batch: float) -> dict[str, float]:
 
     out = model.predict(xb[:1])
 
-    def respond(i: int) -> None:
-        PredictResponse.model_construct(
-            request_id="r",
-            model="digits",
-            version=1,
-            predictions=out.argmax(axis=1).tolist(),
-            probabilities=np.round(out, 6).tolist(),
-        ).model_dump_json()
+    batch_out = model.predict(xb)
+    classes = list(range(batch_out.shape[1]))
+    made = {"batch": outputs(batch_out, classes)}
+
+    def respond(i: int) -> None:  # as the server does: the batch's lists once per batch, a slice per request
+        if i % batch == 0:
+            made["batch"] = outputs(batch_out, classes)
+        mine = made["batch"][i % batch : i % batch + 1]
+        answer = PredictResponse.model_construct(
+            request_id="r", model="digits", version=1, predictions=mine.predictions, probabilities=mine.probabilities
+        )
+        answer.__pydantic_serializer__.to_json(answer)
 
     answers = [Answer(f"r{i}", LIVE, "digits", 1, xb[:1], out, time.time()) for i in range(2000)]
 
@@ -413,6 +419,60 @@ def per_request_parts(home: Path, mean_batch: float) -> dict[str, float]:
     }
     log.close()
     return parts
+
+
+# A peer for "where the rest goes": uvicorn as the server runs it (httptools, uvloop, no access
+# log), answering a fixed body of the size of a digits answer, with no application work at all.
+HTTP_FLOOR_APP = """
+import json, sys, uvicorn
+from aifactory.netutil import bind_tcp
+BODY = json.dumps({"request_id": "0" * 21, "model": "digits", "version": 1, "predictions": [3],
+                   "probabilities": [[0.123456] * 10]}).encode()
+seen = [0]
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = (await receive()).get("body", b"")
+    seen[0] += scope["method"] == "POST"
+    out = BODY if scope["method"] == "POST" else json.dumps({"requests": seen[0]}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+sock = bind_tcp("127.0.0.1", 0, backlog=2048, inheritable=True)
+print(sock.getsockname()[1], flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False, lifespan="off")).run(
+    sockets=[sock]
+)
+"""
+
+
+def http_floor_us_per_req(clients: int, seconds: float) -> float:
+    """Server CPU per request of uvicorn alone (HTTP_FLOOR_APP) under the same load."""
+    import httpx
+
+    proc = subprocess.Popen([PY, "-c", HTTP_FLOOR_APP], stdout=subprocess.PIPE, env=_env(None))
+    try:
+        assert proc.stdout is not None
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+        def count() -> int:
+            return int(httpx.get(f"{url}/count", timeout=30).json()["requests"])
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                req0 = count()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        cpu0 = cpu_seconds(proc.pid)
+        run_load(url, clients, seconds)
+        cpu1, req1 = cpu_seconds(proc.pid), count()
+    finally:
+        stop_server(proc)
+    return (cpu1 - cpu0) / max(1, req1 - req0) * 1e6
 
 
 def main() -> None:
@@ -449,6 +509,7 @@ def main() -> None:
         batched = results["batched"][top]
         eight = measure(home, [top], a.seconds, "digits", ("batched",), None, "8 rows", rows=8)["batched"][top]
         parts = per_request_parts(home, mean_batch=32.0)
+        floor_us = http_floor_us_per_req(top, a.seconds)
     figures: dict[str, float | str] = {
         "time_to_first_prediction_s": round(demo_s if demo_s is not None else ttfp, 3),
         "time_to_first_prediction_source": demo_source if demo_s is not None else "direct (no floor)",
@@ -486,12 +547,13 @@ def main() -> None:
     known = sum(parts.values())
     figures.update({k: round(v, 1) for k, v in parts.items()})
     figures["http_asgi_loop_us"] = round(max(0.0, per_req - known), 1)
+    figures["uvicorn_alone_us_per_req"] = round(floor_us, 1)
     print(
         f"bare CNN {bare:,.0f} rows/s; served {served_per_cpu_s:,.0f} rows per server CPU-second "
         f"({served_per_cpu_s / bare:.1%} of bare). Per request {per_req:.0f} us of server CPU: "
         + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
-        + f", HTTP/ASGI/event loop (the rest) {max(0.0, per_req - known):.0f}; "
-        f"with 8 rows a request: {eight_per_cpu_s / bare:.1%} of bare"
+        + f", HTTP/ASGI/event loop (the rest) {max(0.0, per_req - known):.0f}, of which uvicorn alone "
+        f"answering a fixed body costs {floor_us:.0f}; with 8 rows a request: {eight_per_cpu_s / bare:.1%} of bare"
     )
     print(json.dumps(figures))
 

@@ -37,7 +37,7 @@ def rows(value: float, n: int = 1) -> np.ndarray:
     return np.full((n, 64), value, dtype=np.float32)
 
 
-async def submit_all(batcher: DynamicBatcher[str], xs: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+async def submit_all(batcher: DynamicBatcher[np.ndarray, str], xs: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
     return await asyncio.gather(*(batcher.submit(x) for x in xs))
 
 
@@ -78,7 +78,7 @@ def test_full_batch_runs_without_waiting_out_max_wait() -> None:
 def test_lone_request_waits_for_max_wait_then_runs() -> None:
     runner = Recorder()
 
-    async def one(batcher: DynamicBatcher[str]) -> float:
+    async def one(batcher: DynamicBatcher[np.ndarray, str]) -> float:
         t0 = time.monotonic()
         await batcher.submit(rows(2.0))
         return time.monotonic() - t0
@@ -91,7 +91,7 @@ def test_lone_request_waits_for_max_wait_then_runs() -> None:
 def test_requests_arriving_while_a_batch_computes_form_the_next_batch() -> None:
     runner = Recorder(delay_s=0.2)
 
-    async def waves(batcher: DynamicBatcher[str]) -> None:
+    async def waves(batcher: DynamicBatcher[np.ndarray, str]) -> None:
         first = asyncio.ensure_future(batcher.submit(rows(1.0)))
         await asyncio.sleep(0.05)  # the first batch is now computing on the worker
         await asyncio.gather(first, *(batcher.submit(rows(2.0)) for _ in range(6)))
@@ -116,7 +116,7 @@ def test_a_request_larger_than_max_batch_runs_alone_and_whole() -> None:
 def test_model_failure_fails_its_batch_only() -> None:
     runner = Recorder(fail_on=7.0)
 
-    async def mixed(batcher: DynamicBatcher[str]) -> tuple[list[object], tuple[np.ndarray, str]]:
+    async def mixed(batcher: DynamicBatcher[np.ndarray, str]) -> tuple[list[object], tuple[np.ndarray, str]]:
         bad = await asyncio.gather(batcher.submit(rows(7.0)), batcher.submit(rows(1.0)), return_exceptions=True)
         good = await batcher.submit(rows(1.0))
         return bad, good
@@ -124,6 +124,32 @@ def test_model_failure_fails_its_batch_only() -> None:
     bad, good = run(mixed, runner, BatchSettings(max_batch=2, max_wait_s=0.5))
     assert all(isinstance(e, RuntimeError) for e in bad)
     assert good[1] == "v1"
+
+
+def test_a_quick_model_runs_on_the_event_loop_and_a_slow_one_on_the_worker() -> None:
+    quick = True
+
+    async def both(batcher: DynamicBatcher[np.ndarray, str]) -> tuple[str, list[tuple[np.ndarray, str]]]:
+        nonlocal quick
+        first = await submit_all(batcher, [rows(1.0), rows(2.0)])
+        quick = False
+        second = await submit_all(batcher, [rows(3.0), rows(4.0)])
+        return threading.current_thread().name, first + second
+
+    runner = Recorder()
+
+    async def main() -> tuple[str, list[tuple[np.ndarray, str]]]:
+        batcher = DynamicBatcher(runner, BatchSettings(max_batch=2, max_wait_s=0.5), inline=lambda: quick)
+        batcher.start()
+        try:
+            return await both(batcher)
+        finally:
+            await batcher.close()
+
+    loop_thread, answers = asyncio.run(main())
+    assert runner.sizes == [2, 2]
+    assert runner.threads == {loop_thread, "batch-model_0"}  # one batch each way
+    assert [int(p.argmax()) for p, _ in answers] == [(v * 64) % 10 for v in (1, 2, 3, 4)]
 
 
 def test_settings_are_checked() -> None:

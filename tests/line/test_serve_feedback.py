@@ -119,6 +119,23 @@ def test_writer_flushes_everything_put(flog: FeedbackLog) -> None:
     assert writer.dropped == 0 and writer.errors == 0
 
 
+def test_writer_gathers_answers_into_few_transactions_and_drops_beyond_its_queue(
+    flog: FeedbackLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    write = flog.log
+    monkeypatch.setattr(flog, "log", lambda answers: (calls.append(len(answers)), write(answers))[1])
+    writer = LogWriter(flog, max_queue=50, interval_s=60.0)  # wakes only when asked
+    for i in range(60):
+        writer.put(answer(f"q{i}", 2, seed=i))
+    assert calls == [] and flog.count() == 0  # nothing written per answer
+    writer.flush()
+    assert calls == [50] and flog.count() == 100 and writer.dropped == 20  # 10 answers of 2 rows dropped
+    writer.put(answer("last", 1))
+    writer.close()  # what is pending is written before the thread stops
+    assert calls == [50, 1] and flog.count() == 101 and writer.errors == 0
+
+
 def test_two_opens_at_once_migrate_once(home: Path, db_url: str | None) -> None:
     logs: list[FeedbackLog] = []
     errors: list[BaseException] = []

@@ -79,7 +79,10 @@ def test_predict_answers_with_the_champion(server: BackgroundServer, models: dic
     assert info["version"] == 1 and info["ref"] == "digits@champion" and info["requests"] == 2
 
 
-def test_concurrent_requests_are_batched_over_http(home: Path, registry: Registry, models: dict) -> None:
+@pytest.mark.parametrize("inline_below_ms", [1000.0, 0.0], ids=["on-the-loop", "on-the-worker-thread"])
+def test_concurrent_requests_are_batched_over_http(
+    home: Path, registry: Registry, models: dict, inline_below_ms: float
+) -> None:
     async def burst(url: str) -> list[dict]:
         async with httpx.AsyncClient(base_url=url) as client:
             rs = await asyncio.gather(
@@ -87,10 +90,11 @@ def test_concurrent_requests_are_batched_over_http(home: Path, registry: Registr
             )
         return [r.json() for r in rs]
 
-    with serve(home, batch=BatchSettings(max_batch=8, max_wait_s=0.2)) as srv:
+    with serve(home, batch=BatchSettings(max_batch=8, max_wait_s=0.2), inline_below_ms=inline_below_ms) as srv:
         answers = asyncio.run(burst(srv.url))
         info = httpx.get(f"{srv.url}/v1/models/digits").json()
         metrics = httpx.get(f"{srv.url}/metrics").text
+    assert info["inline"] is (inline_below_ms > 0)  # the CNN's batch of 8 takes ~1 ms: never 1 s, never < 0
     assert info["requests"] == 24 and 4 <= info["largest_batch_rows"] <= 8
     assert info["batches"] <= 6  # 24 one-row requests in batches of up to 8, not 24 model calls
     assert "aifactory_serve_requests_total 24.0" in metrics

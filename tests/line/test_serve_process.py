@@ -84,6 +84,8 @@ def test_bad_options_exit_2_naming_the_option(home: Path, capsys: pytest.Capture
     cases = [
         (["--max-batch", "0"], "max_batch"),
         (["--max-wait-ms", "-5"], "max_wait_ms"),
+        (["--inline-below-ms", "-1"], "inline_below_ms"),
+        (["--inline-below-ms", "nan"], "inline_below_ms"),
         (["--token-file", str(home / "missing")], "token_file"),
         (["--port", "70000"], "port"),
         (["--model", "cats@champion"], "cats"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -286,45 +285,69 @@ class FeedbackLog:
 
 
 class LogWriter:
-    """Writes prediction records on a background thread, many per transaction, off the request path."""
+    """Writes prediction records on a background thread, many per transaction, off the request path.
 
-    def __init__(self, log: FeedbackLog, max_queue: int = 100_000) -> None:
+    `put` only appends to a list under a lock: waking the writer thread for every answer (a
+    `queue.Queue` notify, a thread switch, a small transaction) cost ~40 us of CPU a request
+    under load, more than the model. The thread wakes every `interval_s` (or at once for
+    `flush` and `close`) and writes what gathered, in transactions of up to `chunk` answers.
+    """
+
+    def __init__(self, log: FeedbackLog, max_queue: int = 100_000, interval_s: float = 0.05, chunk: int = 2000) -> None:
         self.log = log
-        self.dropped = 0  # records lost because the queue was full (the log fell behind)
+        self.max_queue = max_queue  # answers waiting; beyond it they are dropped, not queued without bound
+        self.interval_s = interval_s
+        self.chunk = chunk
+        self.dropped = 0  # rows lost because the log fell behind by max_queue answers
         self.errors = 0
-        self._queue: queue.Queue[Answer | None] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._pending: list[Answer] = []
+        self._put = 0  # answers accepted so far
+        self._closing = False
+        self._wake = threading.Event()
+        self._written = threading.Condition()
+        self._done = 0  # answers written (or failed) so far
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
     def put(self, answer: Answer) -> None:
-        try:
-            self._queue.put_nowait(answer)
-        except queue.Full:
-            self.dropped += len(answer.x)
+        with self._lock:
+            if len(self._pending) >= self.max_queue:
+                self.dropped += len(answer.x)
+                return
+            self._pending.append(answer)
+            self._put += 1
 
     def flush(self) -> None:
         """Block until every record put so far is in the database."""
-        self._queue.join()
+        with self._lock:
+            target = self._put
+        self._wake.set()
+        with self._written:
+            self._written.wait_for(lambda: self._done >= target or not self._thread.is_alive())
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Write what is pending and stop the thread."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
         self._thread.join()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            items = [first]
-            while len(items) < 1000:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            with self._lock:
+                items, self._pending = self._pending, []
+                closing = self._closing
+            for start in range(0, len(items), self.chunk):
                 try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self.log.log([a for a in items if a is not None])
-            except Exception:  # a failed write must not stop logging; counted and visible in /v1/models
-                self.errors += 1
-            finally:
-                for _ in items:
-                    self._queue.task_done()
-            if any(a is None for a in items):
+                    self.log.log(items[start : start + self.chunk])
+                except Exception:  # a failed write must not stop logging; counted and visible in /v1/models
+                    self.errors += 1
+            if items:
+                with self._written:
+                    self._done += len(items)
+                    self._written.notify_all()
+            if closing:
                 return

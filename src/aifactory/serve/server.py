@@ -37,6 +37,7 @@ from aifactory.serve.app import create_app
 from aifactory.serve.batching import BatchSettings, DynamicBatcher
 from aifactory.serve.feedback import LIVE, Answer, FeedbackLog, LogWriter
 from aifactory.serve.guard import Guard, TokenCheck, any_of, static_token
+from aifactory.serve.outputs import Outputs, outputs
 from aifactory.serve.shadow import Shadow
 from aifactory.serve.swap import AliasWatcher, ModelSlot, ModelSource, RegistrySource, Served, load_version
 from aifactory.serve.wire import (
@@ -65,6 +66,7 @@ class ServeConfig:
     poll_s: float = 0.5  # how often the registry alias is checked for a new version
     max_body_bytes: int = 1 << 20  # 1 MiB: ~3,000 rows of 64 pixels in JSON
     threads: int = 1  # torch intra-op threads; the event loop and the log writer need the other core
+    inline_below_ms: float = 2.0  # a full batch expected to take less runs on the event loop (0: never)
     log_url: str | None = None  # prediction log database; default SQLite under home
     tls_cert: Path | None = None  # serve HTTPS with this certificate and key
     tls_key: Path | None = None
@@ -79,7 +81,9 @@ class Serving:
         warm = config.batch.max_batch
         self.slot = ModelSlot(load_version(source, source.resolve(config.ref), warm))
         self.watcher = AliasWatcher(source, config.ref, self.slot, config.poll_s, warm)
-        self.batcher: DynamicBatcher[Served] = DynamicBatcher(self.slot.run, config.batch, name="live")
+        self.batcher: DynamicBatcher[Outputs, Served] = DynamicBatcher(
+            self._answer, config.batch, name="live", inline=self._quick
+        )
         self.feedback = FeedbackLog(config.home, config.log_url)
         self.writer = LogWriter(self.feedback)
         self.shadow: Shadow | None = None
@@ -122,7 +126,7 @@ class Serving:
     def rows(self, inputs: list[Any]) -> np.ndarray:
         """Request rows -> float32 (B, F) in the served signature's columns; SpecError naming row and column."""
         signature = self.served.signature
-        if all(type(row) is list for row in inputs):
+        if type(inputs[0]) is list and (len(inputs) == 1 or all(type(row) is list for row in inputs)):
             try:
                 x = np.asarray(inputs, dtype=np.float32)  # the wire type checked every value is a number
             except ValueError:  # ragged: rows of different lengths
@@ -131,6 +135,15 @@ class Serving:
                 return x
         return signature.rows(inputs)  # objects by column name, or a row of the wrong length: said exactly
 
+    def _quick(self) -> bool:
+        """Whether a full batch of the live model takes under `inline_below_ms` (measured at its warm-up)."""
+        return self.served.row_s * self.config.batch.max_batch * 1000 < self.config.inline_below_ms
+
+    def _answer(self, x: np.ndarray) -> tuple[Outputs, Served]:
+        """The batch's model call and its answers, on the batcher's thread."""
+        raw, served = self.slot.run(x)
+        return outputs(raw, served.classes), served
+
     async def predict(self, body: PredictRequest) -> PredictResponse:
         x = self.rows(body.inputs)
         out, served = await self.batcher.submit(x)
@@ -138,27 +151,16 @@ class Serving:
         self.requests += 1
         classes = served.classes
         self.writer.put(
-            Answer(request_id, LIVE, served.model, served.version, x, out, time.time(), classes, classes is None)
+            Answer(request_id, LIVE, served.model, served.version, x, out.raw, time.time(), classes, classes is None)
         )
         if self.shadow is not None:
             self.shadow.offer(request_id, x)
-        if classes is None:  # regression: one value per target
-            values = out[:, 0].tolist() if out.shape[1] == 1 else out.tolist()
-            return PredictResponse.model_construct(
-                request_id=request_id,
-                model=served.model,
-                version=served.version,
-                predictions=values,
-                probabilities=None,
-            )
-        best = out.argmax(axis=1)
-        labels = best.tolist() if classes[-1] == len(classes) - 1 and classes[0] == 0 else [classes[i] for i in best]
         return PredictResponse.model_construct(  # built from our own arrays: nothing to validate
             request_id=request_id,
             model=served.model,
             version=served.version,
-            predictions=labels,
-            probabilities=np.round(out, 6).tolist(),
+            predictions=out.predictions,
+            probabilities=out.probabilities,
         )
 
     def add_feedback(self, body: FeedbackRequest) -> FeedbackResponse:
@@ -185,6 +187,7 @@ class Serving:
             max_batch=self.config.batch.max_batch,
             max_wait_ms=self.config.batch.max_wait_s * 1000,
             batching=self.config.batch.max_batch > 1,
+            inline=self._quick(),
             shadow_ref=self.config.shadow_ref,
             shadow_version=self.shadow.version if self.shadow else None,
             swaps=self.slot.swaps,
@@ -292,6 +295,12 @@ def serve_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--poll-s", type=float, default=0.5, help="registry poll period for hot swap, s (0: never)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument(
+        "--inline-below-ms",
+        type=float,
+        default=2.0,
+        help="run a full batch on the event loop, not a worker thread, when it takes less (0: never)",
+    )
     p.add_argument("--log-url", default=None, help="prediction log database URL (default: SQLite under home)")
     p.add_argument(
         "--ready-file", type=Path, default=None, help="write {url, pid, model, version, settings} once bound"
@@ -321,6 +330,7 @@ def parse_args(
         factory_tokens=a.factory_tokens,
         poll_s=a.poll_s,
         threads=a.threads,
+        inline_below_ms=a.inline_below_ms,
         log_url=a.log_url,
         tls_cert=a.tls_cert,
         tls_key=a.tls_key,
@@ -342,6 +352,7 @@ def make_config(
     token_file: Path | None,
     poll_s: float,
     threads: int,
+    inline_below_ms: float = 2.0,
     factory_tokens: bool = False,
     log_url: str | None = None,
     tls_cert: Path | None = None,
@@ -355,6 +366,8 @@ def make_config(
         raise SpecError("poll_s", f"must be >= 0, got {poll_s}")
     if threads < 1:
         raise SpecError("threads", f"must be >= 1, got {threads}")
+    if not 0 <= inline_below_ms <= 1000:  # also refuses NaN
+        raise SpecError("inline_below_ms", f"must be within 0..1000 ms, got {inline_below_ms}")
     batch = BatchSettings(max_batch, max_wait_ms / 1000) if batching else BatchSettings.off()
     tls_files(tls_cert, tls_key)  # both or neither, readable
     if not (token_file or factory_tokens or insecure or is_loopback(host)):
@@ -374,6 +387,7 @@ def make_config(
         factory_tokens=factory_tokens,
         poll_s=poll_s,
         threads=threads,
+        inline_below_ms=inline_below_ms,
         log_url=log_url,
         tls_cert=tls_cert,
         tls_key=tls_key,

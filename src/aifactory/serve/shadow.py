@@ -30,7 +30,7 @@ class Shadow:
         self.ref = ref
         self.slot = ModelSlot()
         self.watcher = AliasWatcher(source, ref, self.slot, poll_s, settings.max_batch)
-        self.batcher: DynamicBatcher[Served] = DynamicBatcher(self.slot.run, settings, name="shadow")
+        self.batcher: DynamicBatcher[np.ndarray, Served] = DynamicBatcher(self.slot.run, settings, name="shadow")
         self.writer = writer
         self.max_pending = 1024
         self.answered = 0

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +92,7 @@ class Served:
     measured_on: dict[str, str] = field(default_factory=dict)
     # a classifier's labels in output order (None: regression), kept as a list for the response path
     classes: list[int] | None = None
+    row_s: float = 0.0  # seconds per row of one call at the warm-up's largest batch, once warm
 
 
 def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served:
@@ -101,12 +103,17 @@ def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served
     """
     predictor = source.load(mv)
     sig = mv.input_signature
-    for rows in range(1, min(max(1, warm_rows), MAX_WARM_ROWS) + 1):
+    largest = min(max(1, warm_rows), MAX_WARM_ROWS)
+    for rows in range(1, largest + 1):
         out = np.asarray(predictor.predict(np.zeros((rows, sig.width), dtype=np.float32)))
         if out.shape != (rows, sig.outputs):
             raise SpecError(
                 "checkpoint", f"{mv.checkpoint_path}: model answers shape {out.shape}, expected (B, {sig.outputs})"
             )
+    full = np.zeros((largest, sig.width), dtype=np.float32)
+    started = time.perf_counter()
+    predictor.predict(full)
+    row_s = (time.perf_counter() - started) / largest
     metrics = dict(mv.metrics) if isinstance(mv.metrics, dict) else {}
     classes = list(sig.classes or range(sig.outputs)) if sig.task == "classification" else None
     return Served(
@@ -119,6 +126,7 @@ def load_version(source: ModelSource, mv: Version, warm_rows: int = 1) -> Served
         mv.flavour,
         dict(mv.measured_on),
         classes,
+        row_s,
     )
 
 

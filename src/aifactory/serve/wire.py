@@ -87,6 +87,7 @@ class ModelInfo(BaseModel):
     max_batch: int
     max_wait_ms: float
     batching: bool
+    inline: bool  # a full batch is quick enough to run on the event loop rather than a worker thread
     shadow_ref: str | None
     shadow_version: int | None
     swaps: int
