@@ -249,10 +249,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def served_requests(url: str, model: str = "digits") -> int:
+def served(url: str, model: str = "digits") -> tuple[int, float]:
+    """(requests answered, CPU seconds of the model's calls) so far; a revision without the second: 0."""
     import httpx
 
-    return int(httpx.get(f"{url}/v1/models/{model}", timeout=30).json()["requests"])
+    info = httpx.get(f"{url}/v1/models/{model}", timeout=30).json()
+    return int(info["requests"]), float(info.get("model_cpu_s", 0.0))
 
 
 MODES = {"batched": ["--max-batch", "32", "--max-wait-ms", "5"], "unbatched": ["--no-batching"]}
@@ -275,12 +277,13 @@ def measure(
         try:
             results[mode] = {}
             for n in clients:
-                cpu0, req0 = cpu_seconds(proc.pid), served_requests(url, model)
+                cpu0, (req0, model0) = cpu_seconds(proc.pid), served(url, model)
                 r = run_load(url, n, seconds, model, rows)
-                cpu1, req1 = cpu_seconds(proc.pid), served_requests(url, model)
+                cpu1, (req1, model1) = cpu_seconds(proc.pid), served(url, model)
                 r["server_cpu_s"] = cpu1 - cpu0
                 r["served"] = req1 - req0 - 1
                 r["server_cpu_us_per_req"] = (cpu1 - cpu0) / max(1, req1 - req0 - 1) * 1e6
+                r["model_cpu_us_per_row"] = (model1 - model0) / max(1, (req1 - req0 - 1) * rows) * 1e6
                 results[mode][n] = r
                 print(
                     f"{label or model:>8} {mode:>9} {n:>3} clients: {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
@@ -548,12 +551,18 @@ def main() -> None:
     figures.update({k: round(v, 1) for k, v in parts.items()})
     figures["http_asgi_loop_us"] = round(max(0.0, per_req - known), 1)
     figures["uvicorn_alone_us_per_req"] = round(floor_us, 1)
+    in_server = batched.get("model_cpu_us_per_row", 0.0)
+    figures["model_cpu_us_per_row_in_server"] = round(in_server, 1)
     print(
         f"bare CNN {bare:,.0f} rows/s; served {served_per_cpu_s:,.0f} rows per server CPU-second "
         f"({served_per_cpu_s / bare:.1%} of bare). Per request {per_req:.0f} us of server CPU: "
         + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
         + f", HTTP/ASGI/event loop (the rest) {max(0.0, per_req - known):.0f}, of which uvicorn alone "
         f"answering a fixed body costs {floor_us:.0f}; with 8 rows a request: {eight_per_cpu_s / bare:.1%} of bare"
+    )
+    print(
+        f"the model's own calls inside the server: {in_server:.0f} us of CPU a row, against "
+        f"{1e6 / bare:.0f} us alone in a tight loop (its caches shared with the HTTP work between batches)"
     )
     print(json.dumps(figures))
 

@@ -98,6 +98,7 @@ def test_concurrent_requests_are_batched_over_http(
     assert info["requests"] == 24 and 4 <= info["largest_batch_rows"] <= 8
     assert info["batches"] <= 6  # 24 one-row requests in batches of up to 8, not 24 model calls
     assert "aifactory_serve_requests_total 24.0" in metrics
+    assert info["model_cpu_s"] > 0 and "aifactory_serve_model_cpu_seconds_total" in metrics
     assert 'aifactory_serve_model_version{model="digits"} 1.0' in metrics
     for i, body in enumerate(answers):  # and every request got its own row's answer back
         np.testing.assert_allclose(body["probabilities"], models[1].predict_proba(DIGITS[i : i + 1]), atol=1e-5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,11 +70,13 @@ class BatchStats:
     batches: int = 0
     rows: int = 0
     largest: int = 0
+    model_cpu_s: float = 0.0  # CPU time of the model calls, on whichever thread ran them
 
-    def record(self, rows: int) -> None:
+    def record(self, rows: int, cpu_s: float) -> None:
         self.batches += 1
         self.rows += rows
         self.largest = max(self.largest, rows)
+        self.model_cpu_s += cpu_s
 
 
 class DynamicBatcher(Generic[Out, Tag]):
@@ -174,21 +177,27 @@ class DynamicBatcher(Generic[Out, Tag]):
         self._rows -= rows
         return batch
 
+    def _timed(self, x: np.ndarray) -> tuple[tuple[Out, Tag], float]:
+        """The runner's answer and the CPU seconds it took on this thread."""
+        started = time.thread_time()
+        answer = self._runner(x)
+        return answer, time.thread_time() - started
+
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[Out, Tag]]) -> None:
         """One model call for the whole batch; each request gets its slice of the answer."""
         x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
         try:
             if self._inline is not None and self._inline():
-                outputs, tag = self._runner(x)
+                (outputs, tag), cpu_s = self._timed(x)
             else:
-                outputs, tag = await loop.run_in_executor(self._pool, self._runner, x)
+                (outputs, tag), cpu_s = await loop.run_in_executor(self._pool, self._timed, x)
         except asyncio.CancelledError:
             _fail(batch, AifactoryError("server is shutting down"))
             raise
         except Exception as exc:  # the model's failure belongs to every request of the batch
             _fail(batch, exc)
             return
-        self.stats.record(len(x))
+        self.stats.record(len(x), cpu_s)
         start = 0
         for pending in batch:
             stop = start + len(pending.x)

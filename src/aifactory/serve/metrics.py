@@ -34,6 +34,7 @@ class ServingCollector:
             "shadow_dropped": ("request copies not sent to the shadow", info.shadow_dropped),
             "log_dropped": ("prediction rows lost because the log fell behind", info.log_dropped),
             "log_errors": ("failed prediction log writes", info.log_errors),
+            "model_cpu_seconds": ("CPU seconds of the live model's calls", info.model_cpu_s),
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(f"aifactory_serve_{name}", doc, value=value)

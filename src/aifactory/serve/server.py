@@ -197,6 +197,7 @@ class Serving:
             shadow_answered=self.shadow.answered if self.shadow else 0,
             shadow_dropped=self.shadow.dropped if self.shadow else 0,
             largest_batch_rows=stats.largest,
+            model_cpu_s=round(stats.model_cpu_s, 6),
             log_dropped=self.writer.dropped,
             log_errors=self.writer.errors,
         )

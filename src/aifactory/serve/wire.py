@@ -97,6 +97,7 @@ class ModelInfo(BaseModel):
     shadow_answered: int
     shadow_dropped: int
     largest_batch_rows: int
+    model_cpu_s: float  # CPU seconds of the live model's calls (with its answers' lists) since start
     log_dropped: int
     log_errors: int
 
