@@ -11,7 +11,10 @@
    server as its own process, then for each client count run a separate load process of
    closed-loop clients (each sends one 1-row request, waits for the answer, sends the next)
    over keep-alive HTTP/1.1 on raw asyncio streams (so the load generator costs little CPU
-   on this 2-core box). Reports requests/s and p50/p99 latency (ms) after a warm-up.
+   on this 2-core box). Reports requests/s and p50/p99 latency (ms) after a warm-up. A quick
+   model runs on the event loop in both modes; at the top client count the unbatched server is
+   also measured with every request handed to the model's worker thread (`--inline-below-ms 0`),
+   the unbatched path before that change (`speedup_vs_unbatched_on_worker_thread_64`).
 
 3. The same for a scikit-learn model (a scaler and a logistic regression on the wine table,
    flavour `sklearn`) at the top client count: `sklearn_batched_rps_64`, ...
@@ -257,7 +260,13 @@ def served(url: str, model: str = "digits") -> tuple[int, float]:
     return int(info["requests"]), float(info.get("model_cpu_s", 0.0))
 
 
-MODES = {"batched": ["--max-batch", "32", "--max-wait-ms", "5"], "unbatched": ["--no-batching"]}
+MODES = {
+    "batched": ["--max-batch", "32", "--max-wait-ms", "5"],
+    "unbatched": ["--no-batching"],
+    # every request alone on the model's worker thread: the unbatched path before quick models ran on
+    # the event loop (a thread hand-off per request), for the ratio against that baseline
+    "unbatched-thread": ["--no-batching", "--inline-below-ms", "0"],
+}
 
 
 def measure(
@@ -504,6 +513,7 @@ def main() -> None:
             f"direct time to first prediction: {ttfp:.2f} s  ({', '.join(f'{k} {v:.2f}' for k, v in stages.items())})"
         )
         results = measure(home, clients, a.seconds)
+        on_thread = measure(home, [max(clients)], a.seconds, modes=("unbatched-thread",))["unbatched-thread"]
         top = max(clients)
         register_wine(home)
         sk = measure(home, [top], a.seconds, "wine", label="sklearn")
@@ -528,6 +538,9 @@ def main() -> None:
     batched, unbatched = results["batched"][top], results["unbatched"][top]
     if unbatched["rps"] > 0:
         figures[f"speedup_{top}"] = round(batched["rps"] / unbatched["rps"], 2)
+    figures[f"unbatched_on_worker_thread_rps_{top}"] = round(on_thread[top]["rps"], 1)
+    if on_thread[top]["rps"] > 0:
+        figures[f"speedup_vs_unbatched_on_worker_thread_{top}"] = round(batched["rps"] / on_thread[top]["rps"], 2)
     if batched["server_cpu_us_per_req"] > 0:
         cpu_ratio = unbatched["server_cpu_us_per_req"] / batched["server_cpu_us_per_req"]
         figures[f"server_cpu_speedup_{top}"] = round(cpu_ratio, 2)
