@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from aifactory.core.errors import NotFound, SpecError
 from aifactory.serve.feedback import LIVE, SHADOW, Answer, Conflict, FeedbackLog, LogWriter
+from aifactory.serve.outputs import outputs
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -119,13 +120,24 @@ def test_writer_flushes_everything_put(flog: FeedbackLog) -> None:
     assert writer.dropped == 0 and writer.errors == 0
 
 
+def test_the_log_and_the_answer_name_the_same_class_for_labels_that_are_not_0_to_n(flog: FeedbackLog) -> None:
+    probs = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]], dtype=np.float32)
+    x = np.zeros((3, 4), dtype=np.float32)
+    served = outputs(probs, [3, 5, 7])
+    assert served.predictions == [5, 3, 7]
+    assert outputs(probs, [0, 1, 2]).predictions == [1, 0, 2]
+    flog.log([Answer("c", LIVE, "m", 1, x, probs, 1.0, classes=[3, 5, 7])])
+    assert [a.predicted for a in flog.answers("c")] == served.predictions
+
+
 def test_writer_gathers_answers_into_few_transactions_and_drops_beyond_its_queue(
     flog: FeedbackLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
     write = flog.log
     monkeypatch.setattr(flog, "log", lambda answers: (calls.append(len(answers)), write(answers))[1])
-    writer = LogWriter(flog, max_queue=50, interval_s=60.0)  # wakes only when asked
+    size = answer("size", 2).x.nbytes + answer("size", 2).probs.nbytes
+    writer = LogWriter(flog, max_bytes=50 * size, interval_s=60.0)  # room for 50 answers; wakes only when asked
     for i in range(60):
         writer.put(answer(f"q{i}", 2, seed=i))
     assert calls == [] and flog.count() == 0  # nothing written per answer

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from aifactory.core.errors import AifactoryError, NotFound, SpecError
 from aifactory.dbutil import create_engine
+from aifactory.serve.outputs import predicted_classes
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LIVE, SHADOW = "live", "shadow"
@@ -79,12 +80,9 @@ class Answer:
         """One tuple per row, in `_INSERT` column order."""
         x = np.ascontiguousarray(self.x, dtype="<f4")
         probs = np.ascontiguousarray(self.probs, dtype="<f4")
-        if self.regression:
-            predicted: list[int | None] = [None] * len(x)
-        elif self.classes is None:
-            predicted = probs.argmax(axis=1).tolist()
-        else:
-            predicted = np.asarray(self.classes)[probs.argmax(axis=1)].tolist()
+        predicted: list[int] | list[None] = (
+            [None] * len(x) if self.regression else predicted_classes(probs, self.classes)
+        )
         return [
             (
                 self.request_id,
@@ -293,15 +291,20 @@ class LogWriter:
     `flush` and `close`) and writes what gathered, in transactions of up to `chunk` answers.
     """
 
-    def __init__(self, log: FeedbackLog, max_queue: int = 100_000, interval_s: float = 0.05, chunk: int = 2000) -> None:
+    def __init__(
+        self, log: FeedbackLog, max_bytes: int = 256 << 20, interval_s: float = 0.05, chunk: int = 2000
+    ) -> None:
         self.log = log
-        self.max_queue = max_queue  # answers waiting; beyond it they are dropped, not queued without bound
+        # Inputs and outputs waiting, in bytes: beyond it answers are dropped, not kept without bound.
+        # Bytes, not answers: one answer may hold 1,024 rows of 100,000 values.
+        self.max_bytes = max_bytes
         self.interval_s = interval_s
         self.chunk = chunk
-        self.dropped = 0  # rows lost because the log fell behind by max_queue answers
+        self.dropped = 0  # rows lost because the log fell behind by max_bytes
         self.errors = 0
         self._lock = threading.Lock()
         self._pending: list[Answer] = []
+        self._pending_bytes = 0
         self._put = 0  # answers accepted so far
         self._closing = False
         self._wake = threading.Event()
@@ -311,11 +314,13 @@ class LogWriter:
         self._thread.start()
 
     def put(self, answer: Answer) -> None:
+        size = answer.x.nbytes + answer.probs.nbytes
         with self._lock:
-            if len(self._pending) >= self.max_queue:
+            if self._pending_bytes + size > self.max_bytes:
                 self.dropped += len(answer.x)
                 return
             self._pending.append(answer)
+            self._pending_bytes += size
             self._put += 1
 
     def flush(self) -> None:
@@ -338,7 +343,7 @@ class LogWriter:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             with self._lock:
-                items, self._pending = self._pending, []
+                items, self._pending, self._pending_bytes = self._pending, [], 0
                 closing = self._closing
             for start in range(0, len(items), self.chunk):
                 try:

@@ -33,6 +33,14 @@ def outputs(raw: np.ndarray, classes: list[int] | None) -> Outputs:
     if classes is None:  # regression: one value per target
         values = raw[:, 0].tolist() if raw.shape[1] == 1 else raw.tolist()
         return Outputs(raw, values, None)
+    return Outputs(raw, predicted_classes(raw, classes), np.round(raw, 6).tolist())
+
+
+def predicted_classes(raw: np.ndarray, classes: list[int] | None) -> list[int]:
+    """The class each row of a classifier's outputs predicts (its highest output; `classes` in output
+    order, None: 0, 1, 2, ...). The server's answers and the prediction log both name it so."""
     best = raw.argmax(axis=1)
-    labels = best.tolist() if classes[0] == 0 and classes[-1] == len(classes) - 1 else [classes[i] for i in best]
-    return Outputs(raw, labels, np.round(raw, 6).tolist())
+    if classes is None or classes == list(range(len(classes))):
+        labels: list[int] = best.tolist()
+        return labels
+    return [classes[i] for i in best]
