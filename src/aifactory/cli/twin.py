@@ -8,15 +8,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from aifactory.cli.apps import new_app
 
+if TYPE_CHECKING:  # the twin loads on first use: `aifactory --help` stays quick
+    from aifactory.twin.whatif import Variant
+
 app = new_app(no_args_is_help=True)
 
 SHARED = "@shared"  # policy suffix: this variant ignores the node pools (one shared pool with quotas)
+
+
+def _also(variants: list[Variant], **what_if: Any) -> list[Variant]:
+    """Each variant, followed by itself under the what-if (`Variant` fields): both are replayed."""
+    return [w for v in variants for w in (v, replace(v, **what_if))]
 
 
 def _variants(
@@ -217,7 +225,7 @@ def run(
         after = parse_duration(power_off, "power-off")
         if after <= 0:
             raise SpecError("power-off", f"{power_off!r}: a node must be idle for some time before it goes off")
-        variants = [w for v in variants for w in (v, replace(v, poweroff_after_s=after))]
+        variants = _also(variants, poweroff_after_s=after)
     if checkpoint_every is not None:
         every = parse_duration(checkpoint_every, "checkpoint-every")
         if every <= 0:
@@ -228,12 +236,12 @@ def run(
             raise SpecError("carbon-aware", "needs the grid's intensity over time: give --grid-csv")
         delay = parse_duration(carbon_aware, "carbon-aware")
         marked = tuple(flexible) or ("all",)
-        variants = [w for v in variants for w in (v, replace(v, carbon_delay_s=delay, flexible=marked))]
+        variants = _also(variants, carbon_delay_s=delay, flexible=marked)
     if power_cap is not None:
         from aifactory.twin.caps import check_cap
 
         check_cap(power_cap)
-        variants = [w for v in variants for w in (v, replace(v, power_cap=power_cap))]
+        variants = _also(variants, power_cap=power_cap)
     if power_budget_kw is not None or pool_power_budget:
         from aifactory.core.power_budget import parse_pool_budgets
 
@@ -241,12 +249,12 @@ def run(
             raise SpecError("power-budget-kw", f"must be more than 0 kW, got {power_budget_kw}")
         pools = parse_pool_budgets(pool_power_budget)
         budget = power_budget_kw * 1000 if power_budget_kw is not None else None
-        variants = [w for v in variants for w in (v, replace(v, power_budget_w=budget, pool_power_budgets_w=pools))]
+        variants = _also(variants, power_budget_w=budget, pool_power_budgets_w=pools)
     if failures is not None:
         from aifactory.twin.failures import parse_rate
 
         rate, repair_s = parse_rate(failures), parse_duration(repair, "repair")
-        variants = [w for v in variants for w in (v, replace(v, failures_per_gpu_day=rate, repair_s=repair_s))]
+        variants = _also(variants, failures_per_gpu_day=rate, repair_s=repair_s)
     power = _power(scenario, power_gpu, pue, grid, usd_per_kwh, gpu_util)
     if grid_csv is not None:
         from aifactory.twin.grid import read_grid
