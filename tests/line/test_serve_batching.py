@@ -139,7 +139,7 @@ def test_a_quick_model_runs_on_the_event_loop_and_a_slow_one_on_the_worker() -> 
     runner = Recorder()
 
     async def main() -> tuple[str, list[tuple[np.ndarray, str]]]:
-        batcher = DynamicBatcher(runner, BatchSettings(max_batch=2, max_wait_s=0.5), inline=lambda: quick)
+        batcher = DynamicBatcher(runner, BatchSettings(max_batch=2, max_wait_s=0.5), inline=lambda _rows: quick)
         batcher.start()
         try:
             return await both(batcher)
@@ -150,6 +150,24 @@ def test_a_quick_model_runs_on_the_event_loop_and_a_slow_one_on_the_worker() -> 
     assert runner.sizes == [2, 2]
     assert runner.threads == {loop_thread, "batch-model_0"}  # one batch each way
     assert [int(p.argmax()) for p, _ in answers] == [(v * 64) % 10 for v in (1, 2, 3, 4)]
+
+
+def test_a_request_too_large_to_run_quickly_goes_to_the_worker_thread() -> None:
+    runner = Recorder()
+
+    async def main() -> str:
+        batcher = DynamicBatcher(runner, BatchSettings(max_batch=2, max_wait_s=0.0), inline=lambda rows: rows <= 2)
+        batcher.start()
+        try:
+            await submit_all(batcher, [rows(1.0, 2)])
+            await submit_all(batcher, [rows(2.0, 50)])  # larger than max_batch: runs alone, whole
+            return threading.current_thread().name
+        finally:
+            await batcher.close()
+
+    loop_thread = asyncio.run(main())
+    assert runner.sizes == [2, 50]
+    assert runner.threads == {loop_thread, "batch-model_0"}
 
 
 def test_settings_are_checked() -> None:

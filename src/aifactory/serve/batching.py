@@ -86,7 +86,7 @@ class DynamicBatcher(Generic[Out, Tag]):
     timer when the oldest request's wait is over, not by every request (a queue per request
     cost a future, a wake-up and a timeout task each, several times the model's own share).
 
-    A model quick enough for `inline()` runs on the event loop instead: handing a batch to the
+    A batch quick enough for `inline(rows)` runs on the event loop instead: handing a batch to the
     thread and the GIL back and forth between it and a busy loop cost ~20 us of CPU a request,
     about the CNN's own share, while a batch under a couple of milliseconds holds the loop up
     no longer than a burst of requests does.
@@ -97,10 +97,10 @@ class DynamicBatcher(Generic[Out, Tag]):
         runner: Runner[Out, Tag],
         settings: BatchSettings,
         name: str = "model",
-        inline: Callable[[], bool] | None = None,
+        inline: Callable[[int], bool] | None = None,
     ) -> None:
         self._runner = runner
-        self._inline = inline  # True: run the next batch on the event loop itself, not the worker thread
+        self._inline = inline  # (rows) -> True: run a batch of that many rows on the event loop itself
         self.settings = settings
         self.stats = BatchStats()
         self._pending: deque[_Pending[Out, Tag]] = deque()
@@ -187,7 +187,7 @@ class DynamicBatcher(Generic[Out, Tag]):
         """One model call for the whole batch; each request gets its slice of the answer."""
         x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
         try:
-            if self._inline is not None and self._inline():
+            if self._inline is not None and self._inline(len(x)):
                 (outputs, tag), cpu_s = self._timed(x)
             else:
                 (outputs, tag), cpu_s = await loop.run_in_executor(self._pool, self._timed, x)

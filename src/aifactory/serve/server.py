@@ -136,9 +136,11 @@ class Serving:
                 return x
         return signature.rows(inputs)  # objects by column name, or a row of the wrong length: said exactly
 
-    def _quick(self) -> bool:
-        """Whether a full batch of the live model takes under `inline_below_ms` (measured at its warm-up)."""
-        return self.served.row_s * self.config.batch.max_batch * 1000 < self.config.inline_below_ms
+    def _quick(self, rows: int) -> bool:
+        """Whether the live model answers `rows` rows in under `inline_below_ms` (its time per row measured
+        at its warm-up). Per batch, not per model: a request larger than `max_batch` runs alone and whole,
+        and must not hold the event loop up that much longer."""
+        return self.served.row_s * rows * 1000 < self.config.inline_below_ms
 
     def _answer(self, x: np.ndarray) -> tuple[Outputs, Served]:
         """The batch's model call and its answers, on the batcher's thread."""
@@ -188,7 +190,7 @@ class Serving:
             max_batch=self.config.batch.max_batch,
             max_wait_ms=self.config.batch.max_wait_s * 1000,
             batching=self.config.batch.max_batch > 1,
-            inline=self._quick(),
+            inline=self._quick(self.config.batch.max_batch),
             shadow_ref=self.config.shadow_ref,
             shadow_version=self.shadow.version if self.shadow else None,
             swaps=self.slot.swaps,
