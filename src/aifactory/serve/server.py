@@ -66,7 +66,7 @@ class ServeConfig:
     poll_s: float = 0.5  # how often the registry alias is checked for a new version
     max_body_bytes: int = 1 << 20  # 1 MiB: ~3,000 rows of 64 pixels in JSON
     threads: int = 1  # torch intra-op threads; the event loop and the log writer need the other core
-    inline_below_ms: float = 2.0  # a full batch expected to take less runs on the event loop (0: never)
+    inline_below_ms: float = 2.0  # a batch expected to take less runs on the event loop (0: never)
     log_url: str | None = None  # prediction log database; default SQLite under home
     tls_cert: Path | None = None  # serve HTTPS with this certificate and key
     tls_key: Path | None = None
@@ -303,7 +303,7 @@ def serve_parser(prog: str) -> argparse.ArgumentParser:
         "--inline-below-ms",
         type=float,
         default=2.0,
-        help="run a full batch on the event loop, not a worker thread, when it takes less (0: never)",
+        help="run a batch on the event loop, not a worker thread, when the model answers it in less (0: never)",
     )
     p.add_argument("--log-url", default=None, help="prediction log database URL (default: SQLite under home)")
     p.add_argument(
