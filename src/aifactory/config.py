@@ -39,6 +39,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aifactory.atomic import write_atomic
 from aifactory.bounded import load_toml
 from aifactory.core.errors import SpecError
 
@@ -142,12 +143,7 @@ def write_login(home: Path, url: str, token: str, project: str | None, ca: str |
         lines += ["", "[prices]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in old.prices.items())]
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / CONFIG
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)  # a left-over file would keep its own (wider) mode
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o600)
     return path
 
 

@@ -8,13 +8,12 @@ writers of the same content simply both land the same file.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from aifactory.atomic import atomic_file
 from aifactory.core.errors import NotFound, SpecError
 
 CHUNK = 1 << 20  # bytes read at a time while hashing
@@ -71,13 +70,5 @@ class ArtifactStore:
     def _land(self, sha: str, write: Callable[[BinaryIO], object]) -> None:
         final = self.path(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(final, mode=0o600, durable=True) as fh:
+            write(fh)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aifactory.atomic import atomic_file
 from aifactory.core.errors import SpecError
 
 PIXELS = 64  # 8x8 image, flattened row-major
@@ -98,14 +97,8 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: DigitsConfig, extra: dict
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(blob, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode=0o600) as fh:
+        torch.save(blob, fh)
     return path
 
 

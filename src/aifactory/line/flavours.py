@@ -21,10 +21,8 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import os
 import pickle
 import sys
-import tempfile
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import SpecError, UnknownName
 from aifactory.line.signature import Signature
 
@@ -95,7 +94,7 @@ def save(model: Any, folder: Path, flavour: str | None = None, init: dict[str, A
         data = json.dumps({"format": PYFUNC_FORMAT, **_source_of(model)}, sort_keys=True).encode()
     else:
         raise SpecError("flavour", "digits checkpoints are written by aifactory.line.train")
-    _write_atomic(path, data)
+    write_atomic(path, data, mode=0o600)
     return path, flavour
 
 
@@ -123,17 +122,6 @@ def _torch_bytes(model: Any, init: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     torch.save(blob, buf)
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _module_from(source: str, name: str) -> types.ModuleType:

@@ -16,13 +16,13 @@ after both versions exist, so a crash in between re-reads the same rows rather t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import SpecError
 from aifactory.line import home as default_home
 from aifactory.line.datasets import Datasets, DatasetVersion
@@ -129,6 +129,4 @@ class Flywheel:
 
     def _save(self, state: dict[str, Any]) -> None:
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self._state_path)
+        write_atomic(self._state_path, json.dumps(state))

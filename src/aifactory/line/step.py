@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aifactory.atomic import write_atomic
+
 STEP_FILE_ENV = "AIFACTORY_STEP_FILE"
 STEP_DIR_ENV = "AIFACTORY_STEP_DIR"
 OUTPUTS_FILE = "outputs.json"
@@ -94,9 +96,7 @@ def output(**values: Any) -> None:
     path = folder() / OUTPUTS_FILE
     current = json.loads(path.read_text()) if path.is_file() else {}
     current.update(values)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(current, sort_keys=True, default=str))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(current, sort_keys=True, default=str))
 
 
 def metric(epoch: int | None = None, **values: float | int | str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.line.artifacts import ArtifactStore
 from aifactory.line.digits_model import PIXELS, SIDE, DigitsConfig, build_model, pick_device, save_checkpoint
@@ -174,9 +175,7 @@ def _outputs(store: ArtifactStore, checkpoint: Path, summary: dict[str, Any]) ->
 
 
 def _write_outputs(path: Path, store: ArtifactStore, checkpoint: Path, summary: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_outputs(store, checkpoint, summary), sort_keys=True))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(_outputs(store, checkpoint, summary), sort_keys=True))
 
 
 def step(params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import SpecError
 
 VAL_FRACTION = 0.1  # the last 10 % of the text is held out
@@ -219,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: out: {problem}", file=sys.stderr)
         return 2
     result = train(cfg)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)  # the runner sees a whole file or none
+    write_atomic(args.out, json.dumps(result, indent=2))  # the runner sees a whole file or none
     return 0
 
 

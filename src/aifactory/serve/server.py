@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import numpy as np
 import uvicorn
 
+from aifactory.atomic import write_atomic
 from aifactory.config import resolve_home
 from aifactory.core.errors import AifactoryError, SpecError, UnknownName
 from aifactory.netutil import bind_tcp, http_url, is_loopback, tls_files
@@ -266,9 +267,7 @@ def run(config: ServeConfig, source: ModelSource | None = None, ready_file: Path
     if ready_file is not None:
         info = {"url": url, "pid": os.getpid(), "model": served.model, "version": served.version}
         info["settings"] = public_settings(config)
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(ready_file)
+        write_atomic(ready_file, json.dumps(info))
     server.run(sockets=[sock])
 
 

@@ -7,12 +7,12 @@ admin creates per-user tokens bound to projects through `POST /api/tokens`.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import AifactoryError
 from aifactory.live.store import Store, TokenInfo
 
@@ -71,12 +71,7 @@ def bearer(header: str | None) -> str:
 def write_secret(path: Path, text: str) -> None:
     """Write `text` to `path`, readable by the owner only, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, text + "\n", mode=0o600)
 
 
 def ensure_admin_token(store: Store, token_path: Path, user: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import uvicorn
 
+from aifactory.atomic import write_atomic
 from aifactory.core.errors import AifactoryError, SpecError
 from aifactory.live.api.app import create_app
 from aifactory.live.api.auth import ensure_admin_token
@@ -54,9 +55,7 @@ async def _announce(server: uvicorn.Server, server_file: Path, url: str) -> None
         if server.should_exit:
             return
         await asyncio.sleep(0.02)
-    tmp = server_file.with_name(f".{server_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    os.replace(tmp, server_file)
+    write_atomic(server_file, json.dumps({"url": url, "pid": os.getpid()}))
     print(f"aifactory: serving on {url} (token in {server_file.parent / 'token'}); Ctrl-C stops", file=sys.stderr)
 
 
