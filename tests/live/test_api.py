@@ -230,6 +230,7 @@ def test_project_tokens_confine_a_user_to_their_projects(http: httpx.Client, ser
     assert r.status_code == 201
     alice = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {r.json()['token']}"})
     theirs = submit(http, "print('vision work')", project="vision")
+    their_array = submit(http, "print('vision sweep')", project="vision", array="0-1")["array_id"]
     with alice:
         mine = alice.post("/api/jobs", json={"command": ["true"]})
         assert mine.status_code == 201 and mine.json()["user"] == "alice"
@@ -242,6 +243,12 @@ def test_project_tokens_confine_a_user_to_their_projects(http: httpx.Client, ser
                 str(10**9), "N"
             )
         assert alice.post(f"/api/jobs/{theirs['id']}/cancel").status_code == 404
+        hidden, missing = alice.get(f"/api/arrays/{their_array}"), alice.get(f"/api/arrays/{10**9}")
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"].replace(str(their_array), "N") == missing.json()["detail"].replace(
+            str(10**9), "N"
+        )
+        assert [e["array_index"] for e in http.get(f"/api/arrays/{their_array}").json()] == [0, 1]
         refusals = [
             alice.post("/api/jobs", json={"command": ["true"], "project": "vision"}),
             alice.get("/api/jobs", params={"project": "vision"}),

@@ -569,9 +569,9 @@ class FactoryService:
             self._commit([a for a in actions if not any(a is f for f in first)])
             return [JobRow.from_job(self.factory.jobs[i]) for i in ids if i in self.factory.jobs]
 
-    def array(self, array_id: int) -> list[int]:
-        """The job ids of an array's elements ([]: no such array)."""
-        return self.store.array_ids(array_id)
+    def array(self, array_id: int) -> list[JobRow]:
+        """An array's elements, as stored at one moment ([]: no such array)."""
+        return self.store.array_jobs(array_id)
 
     async def act(self, event: Hold | Update | Requeue) -> JobRow:
         """Hold or release, update or requeue a job (InvalidTransition / SpecError say why not;

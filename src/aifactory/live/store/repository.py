@@ -207,11 +207,10 @@ class Store:
             )
         return ids
 
-    def array_ids(self, array_id: int) -> list[int]:
-        """The job ids of an array's elements, by index order ([] : not an array)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.jobs.c.id).where(m.jobs.c.array_id == array_id).order_by(m.jobs.c.id))
-            return [int(r.id) for r in rows]
+    def array_jobs(self, array_id: int) -> list[JobRow]:
+        """An array's elements by index order ([]: not an array), read in one query: one moment's
+        states, so a reader never sees more elements running than the cap allows."""
+        return self._select_jobs(m.jobs.c.array_id == array_id)
 
     def apply(self, changes: Sequence[StateChanged], jobs: Mapping[int, Job]) -> None:
         """Append the transitions to the event log and save the jobs' current fields, atomically."""
