@@ -16,8 +16,8 @@ TRACE = [job(0, 2, 10), job(1, 4, 5), job(2, 1, 3)]
 
 @pytest.fixture
 def collector_enabled() -> Iterator[None]:
-    """Each test starts with the collector on and nothing frozen (another test of this process,
-    such as one running the model server in it, may have frozen its heap), and leaves it on."""
+    """Each test starts with the collector on and nothing frozen (whatever an earlier test of this
+    process left), so a replay that froze would be seen; it leaves the collector on."""
     gc.unfreeze()
     gc.enable()
     yield
