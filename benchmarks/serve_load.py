@@ -14,7 +14,10 @@
    on this 2-core box). Reports requests/s and p50/p99 latency (ms) after a warm-up. A quick
    model runs on the event loop in both modes; at the top client count the unbatched server is
    also measured with every request handed to the model's worker thread (`--inline-below-ms 0`),
-   the unbatched path before that change (`speedup_vs_unbatched_on_worker_thread_64`).
+   the unbatched path before that change (`speedup_vs_unbatched_on_worker_thread_64`). Then the
+   batched/unbatched ratio again with both servers up at once and their loads alternating,
+   `max(3, --rounds)` rounds (`speedup_64_paired`: the median of the rounds' own ratios), since
+   the two sweeps above run minutes apart on a box whose speed drifts.
 
 3. The same for a scikit-learn model (a scaler and a logistic regression on the wine table,
    flavour `sklearn`) at the top client count: `sklearn_batched_rps_64`, ...
@@ -515,6 +518,7 @@ def main() -> None:
         results = measure(home, clients, a.seconds)
         on_thread = measure(home, [max(clients)], a.seconds, modes=("unbatched-thread",))["unbatched-thread"]
         top = max(clients)
+        paired = paired_speedup(home, max(3, a.rounds), top, a.seconds)
         register_wine(home)
         sk = measure(home, [top], a.seconds, "wine", label="sklearn")
         side = side_by_side(home, a.base, a.rounds, top, a.seconds) if a.base else {}
@@ -538,6 +542,7 @@ def main() -> None:
     batched, unbatched = results["batched"][top], results["unbatched"][top]
     if unbatched["rps"] > 0:
         figures[f"speedup_{top}"] = round(batched["rps"] / unbatched["rps"], 2)
+    figures.update(paired)
     figures[f"unbatched_on_worker_thread_rps_{top}"] = round(on_thread[top]["rps"], 1)
     if on_thread[top]["rps"] > 0:
         figures[f"speedup_vs_unbatched_on_worker_thread_{top}"] = round(batched["rps"] / on_thread[top]["rps"], 2)
@@ -578,6 +583,36 @@ def main() -> None:
         f"{1e6 / bare:.0f} us alone in a tight loop (its caches shared with the HTTP work between batches)"
     )
     print(json.dumps(figures))
+
+
+def paired_speedup(home: Path, rounds: int, clients: int, seconds: float) -> dict[str, float]:
+    """Batched over unbatched requests/s with both servers up at once and their loads alternating
+    (which goes first alternating too): the median of each round's own ratio. The box's speed drifts
+    by tens of percent over minutes; measured minutes apart, the two sides would each get a
+    different box."""
+    procs = [start_server(home, MODES[mode]) for mode in ("batched", "unbatched")]
+    try:
+        (_, batched_url), (_, unbatched_url) = procs
+        for url in (batched_url, unbatched_url):
+            run_load(url, clients, 1.0)  # warm-up
+        ratios = []
+        for i in range(rounds):
+            order = (batched_url, unbatched_url) if i % 2 == 0 else (unbatched_url, batched_url)
+            rps = {url: run_load(url, clients, seconds)["rps"] for url in order}
+            ratios.append(rps[batched_url] / max(rps[unbatched_url], 1e-9))
+            print(
+                f"  paired round {i + 1}: batched {rps[batched_url]:.0f} req/s, unbatched {rps[unbatched_url]:.0f}: "
+                f"{ratios[-1]:.2f}x",
+                flush=True,
+            )
+    finally:
+        for proc, _ in procs:
+            stop_server(proc)
+    return {
+        f"speedup_{clients}_paired": round(float(np.median(ratios)), 2),
+        f"speedup_{clients}_paired_min": round(min(ratios), 2),
+        f"speedup_{clients}_paired_max": round(max(ratios), 2),
+    }
 
 
 def side_by_side(home: Path, rev: str, rounds: int, clients: int, seconds: float) -> dict[str, float]:
