@@ -31,6 +31,7 @@ def test_a_bad_budget_is_refused_before_anything_starts(tmp_path: Path) -> None:
     home = tmp_path / "home"
     bad_options = [["--power-budget-kw", bad] for bad in ("-5", "nan", "lots")]
     bad_options += [["--pool-power-budget", bad] for bad in ("a", "a=-1", "=3")]
+    bad_options += [["--gpus", "1", "--pool-power-budget", "gpu-a=5"]]  # no such pool: it would limit nothing
     for options in bad_options:
         done = subprocess.run(
             [PY, "-c", "from aifactory.cli import main; main()", "up", "--home", str(home), *options],

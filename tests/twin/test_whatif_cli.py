@@ -208,6 +208,7 @@ def test_the_energy_and_sizing_options_refuse_bad_input(tmp_path: Path) -> None:
         (["--grid-csv", str(tmp_path / "none.csv")], "grid-csv"),
         (["--power-budget-kw", "-1"], "power-budget-kw"),
         (["--pool-power-budget", "a"], "pool_power_budget"),
+        (["--pool-power-budget", "nosuch=5"], "no node pool 'nosuch'"),
         (["--power-gpu", "Z80"], "Z80"),
     ]
     for options, word in cases:

@@ -22,3 +22,10 @@ def parse_pool_budgets(items: tuple[str, ...] | list[str]) -> tuple[tuple[str, f
             raise SpecError("pool_power_budget", f"{item!r}: expected POOL=KW with KW more than 0")
         out.append((pool.strip(), value * 1000))
     return tuple(out)
+
+
+def check_pools(budgets: tuple[tuple[str, float], ...], pools: set[str]) -> None:
+    """SpecError naming a budget's pool that no node has: a misspelt pool would limit nothing."""
+    for pool, _ in budgets:
+        if pool not in pools:
+            raise SpecError("pool_power_budget", f"no node pool {pool!r} (have: {', '.join(sorted(pools))})")

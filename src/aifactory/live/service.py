@@ -49,6 +49,7 @@ from aifactory.core.events import (
 )
 from aifactory.core.factory import Factory
 from aifactory.core.job import JobSpec
+from aifactory.core.power_budget import check_pools
 from aifactory.core.project import Account, Department, Project
 from aifactory.core.states import JobState
 from aifactory.live import gpus
@@ -215,6 +216,7 @@ class FactoryService:
         cluster = build_cluster(settings)
         # Read whole before the store is touched: a bad file changes nothing.
         config = read_projects_file(settings.projects_file, cluster) if settings.projects_file else None
+        check_pools(settings.pool_budgets_w(), {n.pool for n in cluster})
         settings.logs_dir.mkdir(mode=0o700, exist_ok=True)
         store = Store(settings.database_url).open()
         try:

@@ -17,10 +17,12 @@ from typing import Any
 from aifactory.bounded import load_toml, read_bounded
 from aifactory.core.cluster import NodeSpec
 from aifactory.core.errors import SpecError, UnknownName
+from aifactory.core.events import NodeJoined
 from aifactory.core.factory import FactorySettings
 from aifactory.core.placement import get_placement
 from aifactory.core.policies import get_policy
 from aifactory.core.policies.options import apply_options
+from aifactory.core.power_budget import check_pools
 from aifactory.core.project import Project
 from aifactory.twin.executor import ExecutorSettings
 from aifactory.twin.grid import GridSeries
@@ -284,8 +286,12 @@ def run_variants(
 ) -> list[RunResult]:
     """Replay every variant (checked first, so a typo fails before any long replay), each on
     `base` settings (e.g. the floor's own) with its policy, placement and options."""
+    pools = {n.pool for n in scenario.nodes} | {
+        e.spec.pool for _, e in scenario.node_events if isinstance(e, NodeJoined)
+    }
     for v in variants:
         check_variant(v)
+        check_pools(v.pool_power_budgets_w, pools)
     results = []
     for v in variants:
         applied = apply_variant(scenario, v, power.grid_series if power is not None else None)
