@@ -52,3 +52,15 @@ def test_a_pools_budget_holds_its_jobs_only() -> None:
         started += [a.job_id for a in f.handle(Submit(job_id, job), 0.0) if isinstance(a, Launch)]
     assert started == [1, 2, 3, 5, 6, 7, 8]  # pool b has no budget: all four run
     assert "pool a's 1.0 kW" in f.job(4).pending_reason
+
+
+def test_a_pools_share_of_the_base_follows_its_nodes() -> None:
+    from aifactory.core.cluster import NodeSpec
+
+    cluster = Cluster([NodeSpec("a0", 4, pool="a"), NodeSpec("b0", 4, pool="b")])
+    assert cluster.slots == {"a": 4, "b": 4}
+    cluster.add(NodeSpec("a0", 8, pool="a"))  # an empty node's capacity changed
+    cluster.add(NodeSpec("c0", 2, pool="c"))
+    assert cluster.slots == {"a": 8, "b": 4, "c": 2}
+    cluster.add(NodeSpec("c0", 2, pool="b"))  # it moved pool: c has no node left
+    assert cluster.slots == {"a": 8, "b": 6}

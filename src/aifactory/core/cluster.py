@@ -123,6 +123,7 @@ class Cluster:
             self.nodes[node.name] = node
         self.allocations: dict[int, Placement] = {}
         self._pools: dict[str, list[Node]] = {}
+        self.slots: dict[str, int] = {}  # pool -> GPUs of its nodes, up or not (a pool's share of the base power)
         # (pool, model) -> nodes by number of fully free GPUs: level k holds the nodes with
         # k free whole GPUs (insertion-ordered, so ties break the same way every run).
         self._levels: dict[tuple[str, str], list[dict[str, Node]]] = {}
@@ -136,6 +137,7 @@ class Cluster:
 
     def _index(self, node: Node) -> None:
         self._pools.setdefault(node.pool, []).append(node)
+        self.slots[node.pool] = self.slots.get(node.pool, 0) + node.gpu_count
         levels = self._levels.setdefault((node.pool, node.gpu_model), [])
         while len(levels) <= node.gpu_count:
             levels.append({})
@@ -165,8 +167,9 @@ class Cluster:
 
     def _unindex(self, node: Node) -> None:
         self._pools[node.pool].remove(node)
+        self.slots[node.pool] -= node.gpu_count
         if not self._pools[node.pool]:
-            del self._pools[node.pool]
+            del self._pools[node.pool], self.slots[node.pool]
         self._levels[(node.pool, node.gpu_model)][node.free_whole].pop(node.name, None)
         self._partial[(node.pool, node.gpu_model)].pop(node.name, None)
         del self.nodes[node.name]

@@ -25,7 +25,7 @@ class FactorySettings:
     power_budget_w: float | None = None
     power_base_w: float = 0.0
     power_per_gpu_w: float = 700.0
-    # Budgets of node pools (pool, W): a pool's base is its share of power_base_w by GPUs.
+    # Budgets of node pools (pool, W): a pool's base is its share of power_base_w by GPU slots.
     pool_power_budgets_w: tuple[tuple[str, float], ...] = ()
 
 

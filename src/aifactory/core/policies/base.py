@@ -204,13 +204,12 @@ class SchedulerView:
                     f"of {s.power_budget_w / 1000:,.1f} kW ({held:g} GPUs held)"
                 )
         pool = self.pool_of(job)
-        budget = dict(s.pool_power_budgets_w).get(pool) if pool is not None else None
-        if budget is not None:
-            f = self._f
-            mine = [p for p in self.projects if f.pool_of(p) == pool]
-            held = sum(self.usage.get(p, 0.0) + self.granted.get(p, 0.0) for p in mine)
-            total = self.cluster.total_gpus()
-            base = s.power_base_w * self.cluster.total_gpus(pool) / total if total else 0.0
+        budget = next((w for p, w in s.pool_power_budgets_w if p == pool), None) if pool is not None else None
+        if pool is not None and budget is not None:
+            f, slots = self._f, self.cluster.slots  # by slots kept up to date: no walk over the nodes per try
+            held = sum(self.usage.get(p, 0.0) + self.granted.get(p, 0.0) for p in self.projects if f.pool_of(p) == pool)
+            total = sum(slots.values())
+            base = s.power_base_w * slots.get(pool, 0) / total if total else 0.0  # CPU-only nodes: no share
             after = base + (held + job.spec.gpus) * s.power_per_gpu_w
             if after > budget:
                 return (
