@@ -64,3 +64,19 @@ def test_a_pools_share_of_the_base_follows_its_nodes() -> None:
     assert cluster.slots == {"a": 8, "b": 4, "c": 2}
     cluster.add(NodeSpec("c0", 2, pool="b"))  # it moved pool: c has no node left
     assert cluster.slots == {"a": 8, "b": 6}
+
+
+def test_a_pools_budget_holds_jobs_of_projects_bound_to_no_pool() -> None:
+    from aifactory.core.cluster import NodeSpec
+
+    # The project may use any pool; its jobs land in pool a, whose 0.6 kW takes two GPUs at 250 W.
+    settings = FactorySettings(policy="fifo", power_per_gpu_w=250, pool_power_budgets_w=(("a", 600.0),))
+    f = Factory(Cluster([NodeSpec("a0", 4, pool="a")]), [Project("anywhere", quota=4)], settings)
+    started = []
+    for job_id in (1, 2, 3):
+        job = JobSpec(command=("true",), gpus=1, project="anywhere")
+        started += [a.job_id for a in f.handle(Submit(job_id, job), 0.0) if isinstance(a, Launch)]
+    assert started == [1, 2]
+    assert "0.8 kW of pool a's 0.6 kW (2 GPUs held there)" in f.job(3).pending_reason
+    later = f.handle(Finished(1, 0), 5.0)
+    assert [a.job_id for a in later if isinstance(a, Launch)] == [3]

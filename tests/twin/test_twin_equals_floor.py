@@ -8,6 +8,7 @@ import random
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,15 +183,18 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
 
 
 @pytest.mark.skipif(SLEEP is None, reason="no sleep binary")
-def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The floor holds jobs for its power budget; its history replays under the settings it saved
-    (budget included, also through the floor file) and starts the same jobs at the same times."""
+@pytest.mark.parametrize("budget", ["factory", "pool"])
+def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: str) -> None:
+    """The floor holds jobs for its power budget (the factory's, or its one pool's); its history
+    replays under the settings it saved (budget included, also through the floor file) and starts
+    the same jobs at the same times."""
     monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path / "home"))
     home = tmp_path / "home"
     # 4 GPUs, 300 W each held, a 0.9 kW budget: three jobs at a time, whatever the GPUs say.
-    settings = LiveSettings(
-        home=home, gpus=4, nodes=1, policy="fifo", kill_grace_s=0.5, power_budget_kw=0.9, power_per_gpu_w=300
+    given: dict[str, Any] = (
+        {"power_budget_kw": 0.9} if budget == "factory" else {"pool_power_budgets": ("default=0.9",)}
     )
+    settings = LiveSettings(home=home, gpus=4, nodes=1, policy="fifo", kill_grace_s=0.5, power_per_gpu_w=300, **given)
     home.mkdir(parents=True)
     with Store(settings.database_url) as store:
         store.save_projects([Project("a", quota=4.0)])
@@ -208,7 +212,9 @@ def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pyt
         rows = sorted(store.list_jobs(), key=lambda r: r.id)
         starts = live_starts(store)
         recorded = history.load(store)
-    assert recorded.settings is not None and recorded.settings.power_budget_w == 900
+    assert recorded.settings is not None
+    saved = recorded.settings.power_budget_w, tuple(map(tuple, recorded.settings.pool_power_budgets_w))
+    assert saved == ((900, ()) if budget == "factory" else (None, (("default", 900),)))
     out, _ = history.export(recorded, tmp_path / "history.csv")
     assert from_file(out).settings == recorded.settings  # the budget travels in the floor file
     index = {row.id: i for i, row in enumerate(rows)}
@@ -216,5 +222,5 @@ def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pyt
     exact = replay(recorded, TwinSettings(recorded.settings))
     same_starts(exact, starts, index, t0)
     # Without the budget the twin would have started the fourth job at once: the rule is what makes them agree.
-    free = replay(recorded, TwinSettings(replace(recorded.settings, power_budget_w=None)))
+    free = replay(recorded, TwinSettings(replace(recorded.settings, power_budget_w=None, pool_power_budgets_w=())))
     assert free.recorder.started[3] < exact.recorder.started[3]

@@ -124,6 +124,7 @@ class Cluster:
         self.allocations: dict[int, Placement] = {}
         self._pools: dict[str, list[Node]] = {}
         self.slots: dict[str, int] = {}  # pool -> GPUs of its nodes, up or not (a pool's share of the base power)
+        self.held_milli: dict[str, int] = {}  # pool -> milli-GPUs held on its nodes, by any job (its power draw)
         # (pool, model) -> nodes by number of fully free GPUs: level k holds the nodes with
         # k free whole GPUs (insertion-ordered, so ties break the same way every run).
         self._levels: dict[tuple[str, str], list[dict[str, Node]]] = {}
@@ -138,6 +139,7 @@ class Cluster:
     def _index(self, node: Node) -> None:
         self._pools.setdefault(node.pool, []).append(node)
         self.slots[node.pool] = self.slots.get(node.pool, 0) + node.gpu_count
+        self.held_milli.setdefault(node.pool, 0)
         levels = self._levels.setdefault((node.pool, node.gpu_model), [])
         while len(levels) <= node.gpu_count:
             levels.append({})
@@ -169,7 +171,7 @@ class Cluster:
         self._pools[node.pool].remove(node)
         self.slots[node.pool] -= node.gpu_count
         if not self._pools[node.pool]:
-            del self._pools[node.pool], self.slots[node.pool]
+            del self._pools[node.pool], self.slots[node.pool], self.held_milli[node.pool]  # it held nothing
         self._levels[(node.pool, node.gpu_model)][node.free_whole].pop(node.name, None)
         self._partial[(node.pool, node.gpu_model)].pop(node.name, None)
         del self.nodes[node.name]
@@ -352,6 +354,7 @@ class Cluster:
                     node.free_whole -= 1
                 node.free[g] -= milli
                 node.holders[g][job_id] = milli
+            self.held_milli[node.pool] += milli * len(idx)
             self._relevel(node, old, milli)
         self.allocations[job_id] = placement
 
@@ -370,5 +373,6 @@ class Cluster:
                 del node.holders[g][job_id]
                 if node.free[g] == MILLI:
                     node.free_whole += 1
+            self.held_milli[node.pool] -= placement.milli * len(idx)
             self._relevel(node, old, placement.milli)
         return placement

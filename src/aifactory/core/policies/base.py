@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 
 from aifactory.core.cluster import Node
 from aifactory.core.explain import limit_reason
-from aifactory.core.job import Job, Placement
+from aifactory.core.job import MILLI, Job, Placement
 from aifactory.core.placement import place_host_only
 from aifactory.core.view import FloorState
 
@@ -113,8 +113,8 @@ class SchedulerView:
 
     def try_place(self, job: Job) -> Placement | None:
         """Find room for `job` now and reserve it for this pass (None: no room, or over the power budget)."""
-        if self.settings.power_budget_w is not None or self.settings.pool_power_budgets_w:
-            reason = self._power_reason(job)
+        if self.settings.power_budget_w is not None:
+            reason = self._power_reason(job, self.settings.power_budget_w)
             if reason is not None:
                 self.over_budget[job.id] = reason
                 return None
@@ -123,6 +123,12 @@ class SchedulerView:
             return None
         spec = job.spec
         placement = place_host_only(spec, nodes) if spec.cpu_only else self._f.placement.place(spec, nodes)
+        if placement is not None and self.settings.pool_power_budgets_w:
+            # Known only once placed: a job of a project bound to no pool may land on any pool's nodes.
+            reason = self._pool_power_reason(placement)
+            if reason is not None:
+                self.over_budget[job.id] = reason
+                return None
         if placement is not None:
             if spec.host:
                 placement = replace(placement, cpu_milli=spec.cpu_milli, memory_mib=spec.memory_mib)
@@ -192,25 +198,34 @@ class SchedulerView:
         """A one-line reason the job does not fit right now."""
         return self.over_budget.get(job.id) or self._f.fit_reason(job)
 
-    def _power_reason(self, job: Job) -> str | None:
-        """Why starting `job` now would pass the factory's or its pool's power budget (None: it would not)."""
+    def _power_reason(self, job: Job, budget: float) -> str | None:
+        """Why starting `job` now would pass the factory's power budget (None: it would not)."""
         s = self.settings
-        if s.power_budget_w is not None:
-            held = sum(self.usage.values()) + sum(self.granted.values())
-            after = s.power_base_w + (held + job.spec.gpus) * s.power_per_gpu_w
-            if after > s.power_budget_w:
-                return (
-                    f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
-                    f"of {s.power_budget_w / 1000:,.1f} kW ({held:g} GPUs held)"
-                )
-        pool = self.pool_of(job)
-        budget = next((w for p, w in s.pool_power_budgets_w if p == pool), None) if pool is not None else None
-        if pool is not None and budget is not None:
-            f, slots = self._f, self.cluster.slots  # by slots kept up to date: no walk over the nodes per try
-            held = sum(self.usage.get(p, 0.0) + self.granted.get(p, 0.0) for p in self.projects if f.pool_of(p) == pool)
-            total = sum(slots.values())
-            base = s.power_base_w * slots.get(pool, 0) / total if total else 0.0  # CPU-only nodes: no share
-            after = base + (held + job.spec.gpus) * s.power_per_gpu_w
+        held = sum(self.usage.values()) + sum(self.granted.values())
+        after = s.power_base_w + (held + job.spec.gpus) * s.power_per_gpu_w
+        if after <= budget:
+            return None
+        return (
+            f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
+            f"of {budget / 1000:,.1f} kW ({held:g} GPUs held)"
+        )
+
+    def _pool_power_reason(self, placement: Placement) -> str | None:
+        """Why `placement` would pass the power budget of a pool it lands in (None: it would not).
+        A pool draws its share of the base (by GPU slots) and the extra of every GPU held on its
+        nodes, whichever project's job holds it (this pass's reservations included)."""
+        s, cluster = self.settings, self.cluster
+        adding: dict[str, int] = {}
+        for name, idx in placement.parts:
+            pool = cluster.nodes[name].pool
+            adding[pool] = adding.get(pool, 0) + placement.milli * len(idx)
+        total = sum(cluster.slots.values())
+        for pool, budget in s.pool_power_budgets_w:
+            if pool not in adding:
+                continue
+            held = cluster.held_milli.get(pool, 0) / MILLI
+            base = s.power_base_w * cluster.slots.get(pool, 0) / total if total else 0.0  # CPU-only: no share
+            after = base + (held + adding[pool] / MILLI) * s.power_per_gpu_w
             if after > budget:
                 return (
                     f"power budget: starting it would draw an estimated {after / 1000:,.1f} kW "
