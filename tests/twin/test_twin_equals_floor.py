@@ -20,7 +20,7 @@ from aifactory.core.states import JobState
 from aifactory.live import history
 from aifactory.live.service import FactoryService
 from aifactory.live.settings import LiveSettings
-from aifactory.live.store import Store
+from aifactory.live.store import JobRow, Store
 from aifactory.twin.replay import RunResult, TwinSettings, replay
 from aifactory.twin.scenarios import from_file
 from aifactory.twin.traces.format import Scenario
@@ -72,6 +72,12 @@ def same_starts(result: RunResult, starts: list[tuple[int, float]], index: dict[
     assert result.recorder.start_order == [index[j] for j, _ in starts]
     for job_id, at in starts:
         assert result.recorder.started[index[job_id]] == pytest.approx(at - t0, abs=1e-3)
+
+
+def floor_history(settings: LiveSettings) -> tuple[list[JobRow], list[tuple[int, float]], Scenario]:
+    """The floor's jobs by id, its first starts in order, and its history as the twin reads it."""
+    with Store(settings.database_url) as store:
+        return sorted(store.list_jobs(), key=lambda r: r.id), live_starts(store), history.load(store)
 
 
 def live_starts(store: Store) -> list[tuple[int, float]]:
@@ -167,10 +173,7 @@ def test_twin_equals_floor_with_dependencies_and_an_array(tmp_path: Path, monkey
             await asyncio.sleep(0.5)
 
     asyncio.run(asyncio.wait_for(main(), 60))
-    with Store(settings.database_url) as store:
-        rows = sorted(store.list_jobs(), key=lambda r: r.id)
-        starts = live_starts(store)
-        recorded = history.load(store)
+    rows, starts, recorded = floor_history(settings)
     kept = [r for r in rows if r.started_at is not None]
     index = {row.id: i for i, row in enumerate(kept)}
     t0 = kept[0].submitted_at
@@ -208,10 +211,7 @@ def test_twin_equals_floor_under_a_power_budget(tmp_path: Path, monkeypatch: pyt
             await asyncio.sleep(0.3)
 
     asyncio.run(asyncio.wait_for(main(), 60))
-    with Store(settings.database_url) as store:
-        rows = sorted(store.list_jobs(), key=lambda r: r.id)
-        starts = live_starts(store)
-        recorded = history.load(store)
+    rows, starts, recorded = floor_history(settings)
     assert recorded.settings is not None
     saved = recorded.settings.power_budget_w, tuple(map(tuple, recorded.settings.pool_power_budgets_w))
     assert saved == ((900, ()) if budget == "factory" else (None, (("default", 900),)))
